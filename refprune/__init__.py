@@ -1,0 +1,3 @@
+"""refprune: a NumPy reference implementation of neural-network pruning."""
+
+__version__ = "0.1.0"

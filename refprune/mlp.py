@@ -1,0 +1,262 @@
+"""A multilayer perceptron with named parameters and a boolean mask per parameter.
+
+Layer l (l = 0 .. L-1) maps a_{l} to z_{l+1} = a_l W_l^T + b_l, with W_l of shape
+(out_l, in_l) (PyTorch's ``nn.Linear`` layout) and b_l of shape (out_l,).
+Hidden layers apply the activation, the last layer is linear (logits for
+cross-entropy, predictions for mean-squared error).
+
+Parameter names are ``layers.{l}.weight`` and ``layers.{l}.bias``, in that
+order, layer by layer; every dict this project returns uses this order.
+
+Masks: every parameter has a boolean mask of its shape (True = alive). The
+forward pass uses W * M, training masks every update, and setting a mask zeroes
+the pruned entries, so a pruned weight is exactly 0.0 from then on. "Alive"
+means the mask is True, never that the value is non-zero.
+
+Initialisation draw order (reproducible by any backend): with
+rng = Generator(PCG64(seed)), for l = 0 .. L-1 in order, W_l =
+std_l * rng.standard_normal((out_l, in_l)) in C order; biases are zero and
+draw nothing. std_l is sqrt(2 / in_l) for "kaiming" (He et al. 2015, normal,
+fan-in, ReLU gain), sqrt(2 / (in_l + out_l)) for "glorot" (Glorot and Bengio
+2010, normal), and ``sigma`` for "normal".
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import autograd as ag
+from ._checks import bool_array, choice, float_array, int_labels, positive_int, real_number
+from .activations import ACTIVATIONS, get_activation
+from .rng import make_rng
+
+INITS = ("kaiming", "glorot", "normal")
+LOSSES = ("cross_entropy", "mse")
+
+
+def init_std(init: str, fan_in: int, fan_out: int, sigma: float | None = None) -> float:
+    """Standard deviation of a layer's normal initialisation (see module docstring)."""
+    if init == "kaiming":
+        return float(np.sqrt(2.0 / fan_in))
+    if init == "glorot":
+        return float(np.sqrt(2.0 / (fan_in + fan_out)))
+    return float(sigma)
+
+
+class MLP:
+    """Fully connected network; see the module docstring for every convention.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths, input first, output last (at least two entries, each >= 1).
+    activation : {"relu", "tanh", "sigmoid", "identity"}
+        Hidden-layer activation.
+    loss : {"cross_entropy", "mse"}
+        Training loss, a mean over the batch.
+    init : {"kaiming", "glorot", "normal"}
+        Weight initialisation; ``sigma`` is required for "normal".
+    seed : int or numpy.random.Generator
+        Source of the initial weights.
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", *,
+                 loss: str = "cross_entropy", init: str = "kaiming",
+                 sigma: float | None = None, seed: int | np.random.Generator = 0):
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+            raise TypeError(f"sizes must be a sequence of positive integers, got {type(sizes).__name__}")
+        sizes = tuple(positive_int(s, "sizes[i]") for s in sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must have at least 2 entries (input and output), got {sizes}")
+        get_activation(activation)
+        choice(loss, "loss", LOSSES)
+        choice(init, "init", INITS)
+        if init == "normal":
+            if sigma is None:
+                raise ValueError("sigma must be given when init='normal'")
+            sigma = real_number(sigma, "sigma", low=0.0, low_open=True)
+        self.sizes = sizes
+        self.activation = activation
+        self.loss = loss
+        self.init = init
+        self.sigma = sigma
+        rng = make_rng(seed)
+        self.params: dict[str, np.ndarray] = {}
+        for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            std = init_std(init, fan_in, fan_out, sigma)
+            self.params[f"layers.{l}.weight"] = std * rng.standard_normal((fan_out, fan_in))
+            self.params[f"layers.{l}.bias"] = np.zeros(fan_out)
+        self.masks: dict[str, np.ndarray] = {}
+        for name, p in self.params.items():
+            self._store_mask(name, np.ones(p.shape, dtype=bool))
+
+    # ------------------------------------------------------------ structure
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def n_outputs(self) -> int:
+        return self.sizes[-1]
+
+    def weight_names(self) -> list[str]:
+        return [f"layers.{l}.weight" for l in range(self.n_layers)]
+
+    def bias_names(self) -> list[str]:
+        return [f"layers.{l}.bias" for l in range(self.n_layers)]
+
+    def weights(self) -> list[np.ndarray]:
+        return [self.params[n] for n in self.weight_names()]
+
+    def biases(self) -> list[np.ndarray]:
+        return [self.params[n] for n in self.bias_names()]
+
+    def effective_params(self) -> dict[str, np.ndarray]:
+        """The parameters as the forward pass uses them: value * mask."""
+        return {n: (p * self.masks[n] if self._pruned[n] else p) for n, p in self.params.items()}
+
+    # ------------------------------------------------------------ masks
+    def _store_mask(self, name: str, mask: np.ndarray) -> None:
+        mask = mask.copy()
+        mask.flags.writeable = False
+        self.masks[name] = mask
+        if not hasattr(self, "_pruned"):
+            self._pruned: dict[str, bool] = {}
+        self._pruned[name] = not bool(mask.all())
+
+    def set_mask(self, name: str, mask: Any) -> None:
+        """Replace the mask of parameter ``name`` and zero its pruned entries.
+
+        The mask is copied and stored read-only; change it only through this method.
+        """
+        if name not in self.params:
+            raise ValueError(f"name must be a parameter of the model, one of {list(self.params)}; got {name!r}")
+        mask = bool_array(mask, f"mask for {name}", shape=self.params[name].shape)
+        self._store_mask(name, mask)
+        self.params[name][~mask] = 0.0
+
+    def set_masks(self, masks: Mapping[str, Any]) -> None:
+        """Set several masks at once; all are checked before any is stored."""
+        checked = {}
+        for name, mask in masks.items():
+            if name not in self.params:
+                raise ValueError(f"masks has unknown parameter {name!r}; expected names from {list(self.params)}")
+            checked[name] = bool_array(mask, f"masks[{name!r}]", shape=self.params[name].shape)
+        for name, mask in checked.items():
+            self.set_mask(name, mask)
+
+    def density(self, names: Iterable[str] | None = None) -> float:
+        """Fraction of alive entries over ``names`` (default: the weight matrices)."""
+        names = self.weight_names() if names is None else list(names)
+        alive = sum(int(self.masks[n].sum()) for n in names)
+        total = sum(self.masks[n].size for n in names)
+        return alive / total
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, dict[str, np.ndarray]]:
+        """Deep copy of the parameters and masks (for saving and rewinding)."""
+        return {"params": {n: p.copy() for n, p in self.params.items()},
+                "masks": {n: m.copy() for n, m in self.masks.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Restore parameters (and masks, when present) from deep copies of ``state``."""
+        if "params" not in state:
+            raise ValueError("state must have a 'params' entry")
+        params = {}
+        for n, p in self.params.items():
+            if n not in state["params"]:
+                raise ValueError(f"state['params'] is missing {n!r}")
+            params[n] = float_array(state["params"][n], f"state['params'][{n!r}]", dtype=p.dtype)
+            if params[n].shape != p.shape:
+                raise ValueError(f"state['params'][{n!r}] must have shape {p.shape}, got {params[n].shape}")
+        masks = state.get("masks")
+        if masks is not None:
+            self.set_masks(masks)  # checks before storing
+        for n, p in params.items():
+            self.params[n] = p
+            self.params[n][~self.masks[n]] = 0.0
+
+    def copy(self) -> "MLP":
+        return copy.deepcopy(self)
+
+    # ------------------------------------------------------------ computation
+    def check_inputs(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate a batch for this model; returns new arrays (inputs are never modified)."""
+        X = float_array(X, "X", ndim=2)
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have {self.sizes[0]} columns (the input width), got shape {X.shape}")
+        if y is None:
+            return X, None
+        if self.loss == "cross_entropy":
+            y = int_labels(y, "y", n_classes=self.n_outputs)
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"y must have one label per row of X ({X.shape[0]}), got {y.shape[0]}")
+        else:
+            y = float_array(y, "y")
+            if y.ndim == 1 and self.n_outputs == 1:
+                y = y[:, None]
+            if y.shape != (X.shape[0], self.n_outputs):
+                raise ValueError(f"y must have shape {(X.shape[0], self.n_outputs)} for mse, got {y.shape}")
+        return X, y
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Network output for a batch X of shape (N, in); no graph is built."""
+        X, _ = self.check_inputs(X)
+        return self._forward(X)
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        act = get_activation(self.activation).value
+        p = self.effective_params()
+        a = X
+        for l in range(self.n_layers):
+            z = a @ p[f"layers.{l}.weight"].T + p[f"layers.{l}.bias"]
+            a = act(z) if l < self.n_layers - 1 else z
+        return a
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class predictions argmax_k f(x)_k (first maximum on ties)."""
+        return np.argmax(self.forward(X), axis=1)
+
+    def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
+        X, y = self.check_inputs(X, y)
+        return float(np.mean(np.argmax(self._forward(X), axis=1) == y))
+
+    def loss_value(self, X: np.ndarray, y: np.ndarray) -> float:
+        X, y = self.check_inputs(X, y)
+        return float(self._graph(X, y)[0].data)
+
+    def _graph(self, X: np.ndarray, y: np.ndarray) -> tuple[ag.Tensor, dict[str, ag.Tensor]]:
+        """Build the loss graph: returns the loss node and the parameter leaves."""
+        act = getattr(ag, self.activation)
+        leaves = {n: ag.Tensor(p, requires_grad=True) for n, p in self.params.items()}
+        a = ag.Tensor(X)
+        for l in range(self.n_layers):
+            w, b = leaves[f"layers.{l}.weight"], leaves[f"layers.{l}.bias"]
+            if self._pruned[w_name := f"layers.{l}.weight"]:
+                w = w * ag.Tensor(self.masks[w_name].astype(np.float64))
+            if self._pruned[b_name := f"layers.{l}.bias"]:
+                b = b * ag.Tensor(self.masks[b_name].astype(np.float64))
+            z = a @ w.T + b
+            a = act(z) if l < self.n_layers - 1 else z
+        loss = ag.cross_entropy(a, y) if self.loss == "cross_entropy" else ag.mse(a, y)
+        return loss, leaves
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean loss over the batch and its gradient for every parameter (by autograd).
+
+        The gradient of a pruned entry is exactly 0 (the forward pass uses W * M).
+        """
+        X, y = self.check_inputs(X, y)
+        return self._loss_and_grads(X, y)
+
+    def _loss_and_grads(self, X, y):
+        loss, leaves = self._graph(X, y)
+        loss.backward()
+        return float(loss.data), {n: leaves[n].grad for n in self.params}
+
+    def __repr__(self) -> str:
+        return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
+                f"density={self.density():.4f})")
