@@ -34,8 +34,8 @@ def fraction_to_count(fraction: float, n: int, rounding: str = "round-half-even"
     ``torch.nn.utils.prune`` do: x.5 goes to the even neighbour, so rounding
     has no upward bias over many rounds. ``"floor"`` never exceeds the
     requested fraction; ``"ceil"`` never falls short of it. Because the product
-    is a float64 product, ``fraction_to_count(0.3, 10, "ceil")`` is 4
-    (0.3 * 10 == 3.0000000000000004), exactly as a float64 library computes it.
+    is a float64 product, ``fraction_to_count(0.07, 100, "ceil")`` is 8
+    (0.07 * 100 == 7.000000000000001), exactly as a float64 library computes it.
 
     Parameters
     ----------
