@@ -1,0 +1,169 @@
+"""Training a masked MLP with stochastic gradient descent.
+
+The update, for every parameter w with gradient g and mask M (True = alive):
+
+    d = g + weight_decay * w
+    v = momentum * v + d          (v starts at 0, so the first step has v = d)
+    w = w - lr_t * (v * M)
+
+Gradients of pruned entries are already 0 (the forward pass uses w * M), and
+the update is masked as well, so a pruned weight stays exactly 0.0 and its
+velocity stays 0. This is PyTorch's ``torch.optim.SGD`` with dampening 0 and
+``nesterov=False``.
+
+Mini-batches: with ``batch_size`` < N, each epoch draws one permutation
+``rng.permutation(N)`` (rng = ``make_rng(seed)``, one draw per epoch, in epoch
+order) and walks it in consecutive slices; the last batch may be smaller.
+Full-batch training draws nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ._checks import positive_int, real_number
+from .mlp import MLP
+from .rng import make_rng
+
+
+class SGD:
+    """SGD with optional momentum and L2 weight decay; state is the velocity per parameter."""
+
+    def __init__(self, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0):
+        self.lr = real_number(lr, "lr", low=0.0, low_open=True)
+        self.momentum = real_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        self.weight_decay = real_number(weight_decay, "weight_decay", low=0.0)
+        self.velocity: dict[str, np.ndarray] = {}
+
+    def reset(self) -> None:
+        """Forget the momentum (done on every rewind)."""
+        self.velocity = {}
+
+    def step(self, model: MLP, grads: dict[str, np.ndarray], lr: float | None = None) -> None:
+        """Apply one update to ``model.params`` in place."""
+        lr = self.lr if lr is None else lr
+        for name, w in model.params.items():
+            d = grads[name]
+            if self.weight_decay:
+                d = d + self.weight_decay * w
+            if self.momentum:
+                v = self.velocity.get(name)
+                d = d.copy() if v is None else self.momentum * v + d
+                self.velocity[name] = d
+            if model._pruned[name]:
+                d = d * model.masks[name]
+            w -= lr * d
+
+
+@dataclass
+class History:
+    """Per-epoch record of a training run (evaluated on the full sets after each epoch)."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    steps: int = 0
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "accuracy": self.accuracy, "test_loss": self.test_loss,
+                "test_accuracy": self.test_accuracy, "steps": self.steps}
+
+
+def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: float = 0.1,
+          batch_size: int | None = None, momentum: float = 0.0, weight_decay: float = 0.0,
+          lr_schedule: Callable[[int], float] | None = None, seed: int | np.random.Generator = 0,
+          optimizer: SGD | None = None, start_step: int = 0,
+          X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+          callback: Callable[[int, MLP], None] | None = None) -> History:
+    """Train ``model`` in place with masked SGD (see the module docstring).
+
+    Parameters
+    ----------
+    model : MLP
+        Trained in place; its masks are respected and never changed.
+    X, y : training inputs (N, in) and labels (int, for cross-entropy) or targets (float, for mse).
+    epochs : int >= 1
+    lr : float > 0
+        Learning rate, used when ``lr_schedule`` is None.
+    batch_size : int >= 1 or None
+        None (or >= N) means full batch.
+    momentum : float in [0, 1); weight_decay : float >= 0
+        Used to build a new ``SGD`` when ``optimizer`` is None.
+    lr_schedule : callable, optional
+        ``lr_schedule(t)`` is the learning rate of update t (t counts from ``start_step``).
+    seed : int or Generator
+        Source of the mini-batch permutations.
+    optimizer : SGD, optional
+        Continue with this optimizer's state (momentum); its lr is the default rate.
+    start_step : int >= 0
+        Global index of the first update (for schedules that continue a run).
+    X_test, y_test : optional held-out set evaluated after every epoch.
+    callback : callable, optional
+        ``callback(t, model)`` is called with t = start_step before the first
+        update and with the number of updates done after each update.
+
+    Returns
+    -------
+    History
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    X, y = model.check_inputs(X, y)
+    epochs = positive_int(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
+    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
+        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    if lr_schedule is not None and not callable(lr_schedule):
+        raise TypeError(f"lr_schedule must be callable (step -> learning rate), got {type(lr_schedule).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    if X_test is not None:
+        X_test, y_test = model.check_inputs(X_test, y_test)
+    if optimizer is None:
+        optimizer = SGD(lr, momentum, weight_decay)
+    elif not isinstance(optimizer, SGD):
+        raise TypeError(f"optimizer must be a refprune SGD, got {type(optimizer).__name__}")
+    rng = make_rng(seed)
+
+    n = X.shape[0]
+    full_batch = batch_size is None or batch_size >= n
+    history = History()
+    step = int(start_step)
+    if callback is not None:
+        callback(step, model)
+    for _ in range(epochs):
+        order = None if full_batch else rng.permutation(n)
+        for start in range(0, n, n if full_batch else batch_size):
+            idx = None if full_batch else order[start:start + batch_size]
+            xb, yb = (X, y) if idx is None else (X[idx], y[idx])
+            _, grads = model._loss_and_grads(xb, yb)
+            rate = optimizer.lr if lr_schedule is None else _checked_rate(lr_schedule(step), step)
+            optimizer.step(model, grads, rate)
+            step += 1
+            if callback is not None:
+                callback(step, model)
+        _record(history, model, X, y, X_test, y_test)
+    history.steps = step - start_step
+    return history
+
+
+def _checked_rate(rate, step: int) -> float:
+    return real_number(rate, f"lr_schedule({step})", low=0.0, low_open=True)
+
+
+def _record(history: History, model: MLP, X, y, X_test, y_test) -> None:
+    for (xs, ys, losses, accs) in ((X, y, history.loss, history.accuracy),
+                                   (X_test, y_test, history.test_loss, history.test_accuracy)):
+        if xs is None:
+            continue
+        out = model._forward(xs)
+        losses.append(float(model._graph(xs, ys)[0].data))
+        if model.loss == "cross_entropy":
+            accs.append(float(np.mean(np.argmax(out, axis=1) == ys)))
