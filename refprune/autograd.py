@@ -45,8 +45,10 @@ class Tensor:
         return self.data.shape
 
     def _accumulate(self, g: np.ndarray) -> None:
+        # Backward rules hand over fresh arrays and ``+`` makes a new one, so no
+        # gradient array is ever written in place and none needs copying.
         if self.requires_grad:
-            self.grad = g.copy() if self.grad is None else self.grad + g
+            self.grad = g if self.grad is None else self.grad + g
 
     def backward(self, grad: np.ndarray | None = None) -> None:
         """Fill ``.grad`` of every tensor this one depends on.
@@ -156,7 +158,9 @@ def relu(a: Tensor) -> Tensor:  # written out rather than via _activation_op: th
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     out = Tensor(a.data @ b.data, _parents=(a, b), op="matmul")
     out._backward = lambda g: (a.requires_grad and a._accumulate(g @ b.data.T),   # dA = G B^T
-                               b.requires_grad and b._accumulate(a.data.T @ g))   # dB = A^T G
+                               b.requires_grad and b._accumulate((g.T @ a.data).T))  # dB = A^T G
+    # (dB is formed as (G^T A)^T: when B is a transposed weight, W^T, the gradient
+    # that reaches W is then C-ordered like W, which keeps the update fast.)
     return out
 
 
