@@ -1,0 +1,394 @@
+"""The backend protocol: what an implementation may provide to be checked against refprune.
+
+A *backend* is any Python object. Each operation below is an optional method
+of that object, with NumPy arrays in and out. The runner calls a method only
+with keyword arguments, named exactly as in the signatures below, and compares
+what it returns with the reference. A method that is missing, or that raises
+``NotProvided`` for a particular argument (say, a Hessian-diagonal method the
+backend does not implement), is reported as "not provided": it is never a pass
+and never a failure. Subclassing ``Backend`` is optional; it documents every
+operation and makes each one "not provided" until overridden.
+
+Conventions shared by every operation
+-------------------------------------
+* Arrays are ``numpy.ndarray``: floats are float64, masks are bool
+  (True = alive = kept), labels are int64. A backend may compute in another
+  precision but returns float64 arrays; the tolerances of the golden cases
+  say how close it must be.
+* Higher score = more important = kept, for every scoring rule.
+* ``params`` is a dict ``name -> array`` describing a multilayer perceptron
+  with L layers: ``layers.{l}.weight`` of shape (out_l, in_l) and
+  ``layers.{l}.bias`` of shape (out_l,) for l = 0 .. L-1. Layer l computes
+  z_{l+1} = a_l @ W_l.T + b_l; hidden layers apply ``activation`` (one of
+  "relu", "tanh", "sigmoid", "identity"; ReLU'(0) = 0), the last layer is
+  linear. ``loss`` is "cross_entropy" (mean over the batch of
+  -log softmax(z)[y], ``y`` int64 labels of shape (N,)) or "mse" (mean over
+  all N*K entries of (f - t)**2, ``y`` float64 targets of shape (N, K)).
+* The *flat parameter order* (used by ``full_hessian`` and by probe vectors)
+  is the concatenation of the C-order ravel of each parameter in the order
+  layers.0.weight, layers.0.bias, layers.1.weight, layers.1.bias, ...
+* A dict returned for ``params`` has the same names and shapes as ``params``.
+* Operations never modify their arguments.
+
+See ``docs/conformance.md`` for how results are compared and how to run the
+suite, and ``docs/golden_format.md`` for the golden files' format.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+Params = Mapping[str, np.ndarray]
+
+
+class NotProvided(Exception):
+    """Raised by a backend method for an argument value it does not support.
+
+    The runner reports the check as "not provided" instead of failed.
+    """
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of the protocol: its family, the name of its result, and a summary."""
+
+    name: str
+    family: str
+    output: str
+    summary: str
+
+
+OPERATIONS: dict[str, Operation] = {op.name: op for op in [
+    Operation("fraction_to_count", "masks", "count",
+              "count = rounding(fraction * n) with the float64 product"),
+    Operation("keep_top_k", "masks", "mask",
+              "keep the k highest scores; ties: lower flat C-order index kept"),
+    Operation("select_masks", "masks", "masks",
+              "prune a fraction of the alive entries, layer-wise or globally"),
+    Operation("prune_units", "masks", "masks",
+              "structured: remove whole hidden units by the norm of their incoming weights"),
+    Operation("n_m_mask", "masks", "mask",
+              "N:M: keep n of every m consecutive entries along the last axis"),
+    Operation("profile_mask", "profiles", "mask",
+              "prune an amount of one tensor the way a named library does"),
+    Operation("scores", "scores", "scores",
+              "saliency of every parameter under a named rule"),
+    Operation("loss_value", "curvature", "loss", "mean loss over the batch"),
+    Operation("gradient", "curvature", "gradient", "gradient of the mean loss"),
+    Operation("hvp", "curvature", "hvp", "Hessian-vector product H v"),
+    Operation("full_hessian", "curvature", "hessian", "the full Hessian in flat parameter order"),
+    Operation("hessian_diag", "curvature", "diag", "Hessian diagonal: exact, ggn or obd"),
+    Operation("hutchinson_diag", "curvature", "diag",
+              "Hutchinson estimate mean_s(v_s * H v_s) for given probe vectors"),
+    Operation("schedule", "schedules", "schedule", "per-step targets of a pruning schedule"),
+    Operation("hard_threshold", "sparse_approx", "u", "best k-term approximation in the 2-norm"),
+    Operation("soft_threshold", "sparse_approx", "u", "proximal operator of lam * ||u||_1"),
+    Operation("hard_threshold_prox", "sparse_approx", "u", "proximal operator of lam * ||u||_0"),
+    Operation("sparse_approx_exact", "sparse_approx", "u",
+              "exact k-sparse approximation under a constraint or another norm"),
+    Operation("ista", "sparse_approx", "x", "ISTA iterates for 1/2 ||A x - b||^2 + lam ||x||_1"),
+    Operation("iht", "sparse_approx", "x", "IHT iterates for ||A x - b||^2 with ||x||_0 <= k"),
+    Operation("imp_round", "lottery", "result", "one IMP round: prune trained weights, then rewind"),
+    Operation("imp", "lottery", "trace", "a full-batch IMP run: per-round masks and rewound weights"),
+]}
+
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(op.family for op in OPERATIONS.values()))
+
+
+class Backend:
+    """Base class documenting every operation; each raises ``NotProvided`` until overridden.
+
+    Subclassing is optional: the runner only looks for methods with these names.
+    """
+
+    name = "unnamed backend"
+
+    # ------------------------------------------------------------------ masks
+    def fraction_to_count(self, *, fraction: float, n: int, rounding: str) -> int:
+        """Number of items a fraction of ``n`` stands for.
+
+        count = rounding(fraction * n), the product taken in float64;
+        ``rounding`` is "round-half-even", "floor" or "ceil". Returns an int in [0, n].
+        """
+        raise NotProvided
+
+    def keep_top_k(self, *, scores: np.ndarray, k: int) -> np.ndarray:
+        """Bool mask of ``scores.shape`` with exactly ``k`` True: the k highest scores.
+
+        Ties: among equal scores the lower flat C-order index is kept; -0.0 == 0.0.
+        """
+        raise NotProvided
+
+    def select_masks(self, *, scores: dict[str, np.ndarray], fraction: float, scope: str,
+                     masks: dict[str, np.ndarray] | None, rounding: str,
+                     multipliers: dict[str, float] | None) -> dict[str, np.ndarray]:
+        """New masks pruning ``fraction`` of the entries still alive.
+
+        ``scores`` holds the tensors eligible for pruning (name -> scores, any shapes),
+        ``masks`` their current masks (None: everything alive). Pruned entries stay
+        pruned; a dead entry is never counted or revived, whatever its score.
+
+        * scope "layer": tensor t loses fraction_to_count(fraction * m_t, alive_t,
+          rounding) of its alive entries (m_t = ``multipliers[t]``, default 1), the
+          lowest scores, ties by ``keep_top_k``'s rule within the tensor.
+        * scope "global": the alive entries of all tensors are pooled in the order of
+          ``scores``' keys, each tensor in C order, and fraction_to_count(fraction,
+          total alive, rounding) of them are pruned, the lowest scores; ties go by
+          position in the pool (earlier kept). ``multipliers`` must be None.
+
+        Returns a dict with the keys of ``scores``.
+        """
+        raise NotProvided
+
+    def prune_units(self, *, params: dict[str, np.ndarray], fraction: float, norm: str,
+                    rounding: str) -> dict[str, np.ndarray]:
+        """Masks that remove whole hidden units (structured pruning).
+
+        In every hidden layer l (the output of layers.{l}, l < L-1), the unit i with
+        incoming-weight norm ||W_l[i, :]|| (``norm`` "l1" or "l2") is scored by that
+        norm; fraction_to_count(fraction, width_l, rounding) units with the lowest
+        norms are removed (ties: the higher index goes). Removing unit i masks row i
+        of layers.{l}.weight, entry i of layers.{l}.bias and column i of
+        layers.{l+1}.weight. Returns masks for every parameter.
+        """
+        raise NotProvided
+
+    def n_m_mask(self, *, scores: np.ndarray, n: int, m: int) -> np.ndarray:
+        """N:M semi-structured mask: in each run of ``m`` consecutive entries along the
+        last axis, keep the ``n`` highest scores (ties: the lower index kept).
+        ``m`` divides ``scores.shape[-1]``."""
+        raise NotProvided
+
+    # --------------------------------------------------------------- profiles
+    def profile_mask(self, *, scores: np.ndarray, amount: float,
+                     mask: np.ndarray | None) -> np.ndarray:
+        """Prune ``amount`` of one tensor the way the library the backend follows does.
+
+        ``amount`` and the resulting count mean what the claimed convention profile
+        says (``--profile``; see ``conformance.profiles``); ``mask`` is the current
+        mask (None: all alive). Returns the new mask.
+        """
+        raise NotProvided
+
+    # ----------------------------------------------------------------- scores
+    def scores(self, *, rule: str, params: dict[str, np.ndarray], X: np.ndarray | None,
+               y: np.ndarray | None, activation: str, loss: str,
+               masks: dict[str, np.ndarray] | None, options: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Saliency of every parameter under ``rule`` (higher = kept).
+
+        ``options`` carries the rule's own settings (e.g. the Hessian-diagonal method of
+        "obd", the iteration count of "synflow", the seed of "random"). Returns a dict
+        with the names and shapes of ``params``. Raise ``NotProvided`` for rules the
+        backend does not implement.
+        """
+        raise NotProvided
+
+    # -------------------------------------------------------------- curvature
+    def loss_value(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                   activation: str, loss: str) -> float:
+        """Mean loss of the network over the batch."""
+        raise NotProvided
+
+    def gradient(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                 activation: str, loss: str) -> dict[str, np.ndarray]:
+        """Gradient of the mean loss with respect to every parameter."""
+        raise NotProvided
+
+    def hvp(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+            vector: dict[str, np.ndarray], activation: str, loss: str) -> dict[str, np.ndarray]:
+        """Exact Hessian-vector product H v of the mean loss (``vector`` shaped like ``params``)."""
+        raise NotProvided
+
+    def full_hessian(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                     activation: str, loss: str) -> np.ndarray:
+        """The P x P Hessian of the mean loss in the flat parameter order."""
+        raise NotProvided
+
+    def hessian_diag(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                     activation: str, loss: str, method: str) -> dict[str, np.ndarray]:
+        """Diagonal of the Hessian of the mean loss, biases included.
+
+        ``method``: "exact" (the true diagonal), "ggn" (diagonal of the generalised
+        Gauss-Newton matrix, sigma'' terms dropped) or "obd" (the LeCun-Denker-Solla /
+        Becker-LeCun recursion that keeps only diagonal terms while propagating).
+        """
+        raise NotProvided
+
+    def hutchinson_diag(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                        activation: str, loss: str, probes: np.ndarray) -> dict[str, np.ndarray]:
+        """Hutchinson's estimate mean_s (v_s * H v_s) of the Hessian diagonal.
+
+        ``probes`` has shape (S, P): S probe vectors in the flat parameter order (the
+        reference draws Rademacher entries; here they are given, so no random stream
+        has to be reproduced).
+        """
+        raise NotProvided
+
+    # -------------------------------------------------------------- schedules
+    def schedule(self, *, name: str, options: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per-step targets of the pruning schedule ``name`` with settings ``options``.
+
+        Returns arrays keyed as the reference's ``schedule`` family documents them
+        (see ``docs/conformance.md``).
+        """
+        raise NotProvided
+
+    # ---------------------------------------------------------- sparse approx
+    def hard_threshold(self, *, w: np.ndarray, k: int) -> np.ndarray:
+        """Best k-term approximation of ``w`` in the Euclidean norm (ties as keep_top_k on |w|)."""
+        raise NotProvided
+
+    def soft_threshold(self, *, w: np.ndarray, lam: float) -> np.ndarray:
+        """sign(w) * max(|w| - lam, 0): the proximal operator of lam * ||.||_1."""
+        raise NotProvided
+
+    def hard_threshold_prox(self, *, w: np.ndarray, lam: float) -> np.ndarray:
+        """w * (|w| > sqrt(2 lam)): a proximal operator of lam * ||.||_0."""
+        raise NotProvided
+
+    def sparse_approx_exact(self, *, problem: str, w: np.ndarray, k: int,
+                            weights: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
+        """Exact minimiser u of a k-sparse approximation problem.
+
+        ``problem`` is "nonneg" (min ||u - w||_2 with u >= 0), "weighted" (min
+        sum_i weights_i (u_i - w_i)^2) or "quadratic" (min (u - w)^T H (u - w), kept
+        values re-optimised); all with at most k non-zeros.
+        """
+        raise NotProvided
+
+    def ista(self, *, A: np.ndarray, b: np.ndarray, lam: float, step: float,
+             n_iter: int) -> np.ndarray:
+        """ISTA from x = 0: x <- soft_threshold(x - step * A^T (A x - b), step * lam), n_iter times."""
+        raise NotProvided
+
+    def iht(self, *, A: np.ndarray, b: np.ndarray, k: int, step: float, n_iter: int) -> np.ndarray:
+        """IHT from x = 0: x <- hard_threshold(x - step * A^T (A x - b), k), n_iter times."""
+        raise NotProvided
+
+    # ---------------------------------------------------------------- lottery
+    def imp_round(self, *, trained: dict[str, np.ndarray], rewind_to: dict[str, np.ndarray],
+                  masks: dict[str, np.ndarray], fraction: float, scope: str,
+                  multipliers: dict[str, float] | None) -> dict[str, dict[str, np.ndarray]]:
+        """One round of iterative magnitude pruning, given the trained weights.
+
+        New masks = ``select_masks`` of the weight matrices by |trained| with the
+        round's ``fraction`` (of the alive weights), ``scope`` and ``multipliers``;
+        biases are never pruned. The rewound parameters are ``rewind_to`` (the
+        initial weights, the step-k weights, or the trained weights themselves,
+        depending on the rewinding mode) times the new masks. Returns
+        {"masks": masks of every parameter, "params": rewound parameters}.
+        """
+        raise NotProvided
+
+    def imp(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+            activation: str, loss: str, options: dict[str, Any]) -> dict[str, Any]:
+        """A small deterministic IMP run with full-batch SGD (no random draws).
+
+        ``options`` and the keys of the returned trace are documented with the
+        ``lottery`` family in ``docs/conformance.md``.
+        """
+        raise NotProvided
+
+
+def provides(backend: Any, op: str) -> bool:
+    """True when ``backend`` has a callable ``op`` that is not ``Backend``'s placeholder."""
+    if op not in OPERATIONS:
+        raise ValueError(f"op must be one of {sorted(OPERATIONS)}, got {op!r}")
+    method = getattr(backend, op, None)
+    if method is None or not callable(method):
+        return False
+    return getattr(type(backend), op, None) is not getattr(Backend, op)
+
+
+def load_backend(spec: str | Any) -> Any:
+    """The backend named by ``"package.module:attribute"`` (a class is instantiated).
+
+    ``attribute`` may be dotted (``module:Class.factory``). An object that is not a
+    string is returned as is (a class is instantiated).
+    """
+    if not isinstance(spec, str):
+        return spec() if inspect.isclass(spec) else spec
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"backend must look like 'package.module:object', got {spec!r}")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"backend {spec!r}: {module_name} has no attribute {attr!r}") from None
+    return obj() if inspect.isclass(obj) else obj
+
+
+def backend_name(backend: Any) -> str:
+    return str(getattr(backend, "name", None) or type(backend).__name__)
+
+
+# --------------------------------------------------------------------------- reference
+def _model(params: Params, activation: str, loss: str):
+    """A refprune MLP holding ``params`` (names and shapes checked)."""
+    from refprune.mlp import MLP
+
+    n_layers = sum(1 for n in params if n.endswith(".weight"))
+    expected = [f"layers.{l}.{kind}" for l in range(n_layers) for kind in ("weight", "bias")]
+    if n_layers == 0 or sorted(params) != sorted(expected):
+        raise ValueError(f"params must have exactly the names {expected}, got {sorted(params)}")
+    weights = [np.asarray(params[f"layers.{l}.weight"]) for l in range(n_layers)]
+    if any(w.ndim != 2 for w in weights):
+        raise ValueError("params: every layers.{l}.weight must be 2-dimensional")
+    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    model = MLP(sizes, activation, loss=loss, seed=0)
+    model.load_state_dict({"params": dict(params)})
+    return model
+
+
+def flat_names(params: Params) -> list[str]:
+    """Parameter names in the flat parameter order (layer by layer, weight then bias)."""
+    n_layers = sum(1 for n in params if n.endswith(".weight"))
+    return [f"layers.{l}.{kind}" for l in range(n_layers) for kind in ("weight", "bias")]
+
+
+def flatten(tree: Params) -> np.ndarray:
+    """Concatenate a params-shaped dict into one vector in the flat parameter order."""
+    return np.concatenate([np.ravel(tree[n]) for n in flat_names(tree)])
+
+
+def unflatten(vector: np.ndarray, like: Params) -> dict[str, np.ndarray]:
+    """Split a flat vector into a dict shaped like ``like`` (inverse of ``flatten``)."""
+    out, start = {}, 0
+    for n in flat_names(like):
+        size = np.size(like[n])
+        out[n] = np.asarray(vector[start:start + size], dtype=np.float64).reshape(np.shape(like[n]))
+        start += size
+    return out
+
+
+class ReferenceBackend(Backend):
+    """refprune itself, through its public functions; it passes every check by construction.
+
+    Operations whose reference module is not available raise ``NotProvided``.
+    """
+
+    name = "refprune reference"
+
+    # ------------------------------------------------------------------ masks
+    def fraction_to_count(self, *, fraction, n, rounding):
+        from refprune.masks import fraction_to_count
+        return fraction_to_count(fraction, n, rounding)
+
+    def keep_top_k(self, *, scores, k):
+        from refprune.masks import keep_top_k
+        return keep_top_k(scores, k)
+
+    # -------------------------------------------------------------- curvature
+    def loss_value(self, *, params, X, y, activation, loss):
+        return _model(params, activation, loss).loss_value(X, y)
+
+    def gradient(self, *, params, X, y, activation, loss):
+        return _model(params, activation, loss).loss_and_grads(X, y)[1]
