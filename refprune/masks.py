@@ -10,17 +10,31 @@ nowhere else:
   the one with the lower flat C-order index is kept. -0.0 and 0.0 are equal.
 
 Higher score = more important = kept, throughout the project.
+
+On top of those two, everything that turns scores into masks:
+
+* ``select_masks`` / ``select_masks_count``: prune a fraction (or a count) of
+  the entries *still alive*, layer-wise or globally, with per-layer rate
+  multipliers; new masks are always nested in the old ones.
+* ``prune``: the same, applied to an ``MLP`` after every check has passed,
+  with layer collapse reported (an error unless explicitly allowed).
+* ``unit_scores`` / ``prune_units``: structured pruning of whole hidden units.
+* ``n_m_mask`` / ``prune_n_m``: N:M semi-structured sparsity.
+
+"Alive" is the mask, never the weight's value. The spec is ``docs/masks.md``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._checks import choice, float_array, real_number
+from ._checks import bool_array, choice, float_array, positive_int, real_number
+from .mlp import MLP
 
 ROUNDINGS = ("round-half-even", "floor", "ceil")
 
@@ -93,3 +107,501 @@ def keep_top_k(scores: Any, k: int) -> np.ndarray:
         n_equal_kept = k - int(keep.sum())                     # room left for ties at the threshold
         keep[np.flatnonzero(flat == threshold)[:n_equal_kept]] = True
     return keep.reshape(s.shape)
+
+
+# ---------------------------------------------------------------- selection
+SCOPES = ("layer", "global")
+
+
+def select_masks(scores: Mapping[str, Any], masks: Mapping[str, Any], fraction: float, *,
+                 scope: str = "layer", rate_multipliers: Mapping[str, float] | None = None,
+                 rounding: str = "round-half-even") -> dict[str, np.ndarray]:
+    """New masks that prune ``fraction`` of the entries still alive.
+
+    For a group of alive entries (one parameter, or the global pool), with
+    n_alive alive entries:
+
+        n_prune = fraction_to_count(f, n_alive, rounding)
+        kept    = keep_top_k(alive scores, n_alive - n_prune)
+
+    Higher score = more important = kept. Only alive entries (mask True) take
+    part; their scores are taken in C order, so ties are broken by the lower
+    flat C-order index (``keep_top_k``). A pruned entry's score is never read
+    and it is never revived: every returned mask is nested in the old one
+    (``new <= old``). "Alive" is the mask, never the weight's value.
+
+    Scope
+    -----
+    ``"layer"``: every named parameter is its own group, pruned at
+    f_l = fraction * rate_multipliers.get(name, 1.0) (float64 product).
+    ``"global"``: the parameters with multiplier 1 (all of them when
+    ``rate_multipliers`` is None) form one pool, the concatenation of their
+    alive entries in the order of ``scores``' keys and C order within each, so
+    ties go to the earlier position in that concatenation; the pool loses
+    fraction_to_count(fraction, pool size) entries. A parameter whose multiplier
+    is not 1 leaves the pool and is pruned on its own at fraction * multiplier
+    (0 leaves it untouched). This is how the lottery-ticket experiments prune
+    the output layer at half the rate (Frankle and Carbin, ICLR 2019) and how
+    open_lth's global pruning ignores a layer.
+
+    Parameters
+    ----------
+    scores : mapping name -> finite float array
+        The parameters to prune, in this order. Higher score = kept.
+    masks : mapping name -> bool array
+        Current masks (True = alive); must hold every name of ``scores`` with
+        the same shape (other names are ignored).
+    fraction : float in [0, 1]
+        Fraction of the *alive* entries to prune (not of all entries).
+    scope : {"layer", "global"}
+    rate_multipliers : mapping name -> float >= 0, optional
+        Per-parameter factor on ``fraction``; names must be in ``scores`` and
+        fraction * multiplier must be <= 1.
+    rounding : {"round-half-even", "floor", "ceil"}
+        How the count of pruned entries is rounded (``fraction_to_count``).
+
+    Returns
+    -------
+    dict name -> new bool array, for the names of ``scores``, in that order.
+
+    Examples
+    --------
+    >>> s = {"w": np.array([[0.3, 0.1], [0.1, 0.9]])}
+    >>> m = {"w": np.ones((2, 2), dtype=bool)}
+    >>> select_masks(s, m, 0.25)["w"]    # the two 0.1 tie: the later one is pruned
+    array([[ True,  True],
+           [False,  True]])
+    """
+    s, m = _check_scores_masks(scores, masks)
+    fraction = real_number(fraction, "fraction", low=0.0, high=1.0)
+    choice(scope, "scope", SCOPES)
+    choice(rounding, "rounding", ROUNDINGS)
+    mult = _check_multipliers(rate_multipliers, s, fraction)
+    groups: list[tuple[list[str], float]] = []
+    if scope == "layer":
+        groups = [([n], fraction * mult.get(n, 1.0)) for n in s]
+    else:
+        pool = [n for n in s if mult.get(n, 1.0) == 1.0]
+        if pool:
+            groups.append((pool, fraction))
+        groups += [([n], fraction * mult[n]) for n in s if n not in pool]
+    counts = []
+    for names, f in groups:
+        n_alive = sum(int(m[n].sum()) for n in names)
+        counts.append((names, fraction_to_count(f, n_alive, rounding)))
+    return _prune_groups(s, m, counts)
+
+
+def select_masks_count(scores: Mapping[str, Any], masks: Mapping[str, Any],
+                       n_prune: int | Mapping[str, int], *, scope: str = "layer") -> dict[str, np.ndarray]:
+    """New masks that prune exactly ``n_prune`` alive entries (the count form of ``select_masks``).
+
+    ``scope="layer"``: ``n_prune`` maps each name of ``scores`` to the number of
+    its alive entries to prune. ``scope="global"``: ``n_prune`` is one integer,
+    pruned from the pool of all alive entries of ``scores`` (concatenated in
+    key order, C order within each). The pruned entries are the lowest scores
+    among the alive ones (higher score = kept), ties by ``keep_top_k``; returned
+    masks are nested in ``masks``. Used by schedules whose targets are counts.
+
+    Parameters
+    ----------
+    scores, masks : as in ``select_masks``
+    n_prune : int (global) or mapping name -> int (layer), each in [0, alive entries]
+    scope : {"layer", "global"}
+
+    Returns
+    -------
+    dict name -> new bool array
+    """
+    s, m = _check_scores_masks(scores, masks)
+    choice(scope, "scope", SCOPES)
+    if scope == "global":
+        counts = [(list(s), _count(n_prune, "n_prune", sum(int(m[n].sum()) for n in s)))]
+    else:
+        if not isinstance(n_prune, Mapping):
+            raise TypeError("n_prune must be a mapping name -> int when scope='layer', "
+                            f"got {type(n_prune).__name__}")
+        extra = [n for n in n_prune if n not in s]
+        if extra or len(n_prune) != len(s):
+            raise ValueError(f"n_prune must have exactly the names of scores {list(s)}, got {list(n_prune)}")
+        counts = [([n], _count(n_prune[n], f"n_prune[{n!r}]", int(m[n].sum()))) for n in s]
+    return _prune_groups(s, m, counts)
+
+
+def alive_counts(masks: Mapping[str, Any]) -> dict[str, int]:
+    """Number of alive (True) entries of each mask."""
+    return {n: int(np.count_nonzero(v)) for n, v in masks.items()}
+
+
+def _count(k: Any, name: str, n: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(k).__name__}")
+    if not 0 <= k <= n:
+        raise ValueError(f"{name} must be in [0, {n}] (the number of alive entries), got {k}")
+    return int(k)
+
+
+def _check_scores_masks(scores: Any, masks: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    if not isinstance(scores, Mapping):
+        raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
+    if not isinstance(masks, Mapping):
+        raise TypeError(f"masks must be a mapping name -> bool array, got {type(masks).__name__}")
+    if len(scores) == 0:
+        raise ValueError("scores must name at least one parameter, got an empty mapping")
+    s, m = {}, {}
+    for name, v in scores.items():
+        s[name] = float_array(v, f"scores[{name!r}]", allow_empty=True)
+        if name not in masks:
+            raise ValueError(f"masks must have an entry for every name of scores; missing {name!r}")
+        m[name] = bool_array(masks[name], f"masks[{name!r}]")
+        if m[name].shape != s[name].shape:
+            raise ValueError(f"scores[{name!r}] and masks[{name!r}] must have the same shape, "
+                             f"got {s[name].shape} and {m[name].shape}")
+    return s, m
+
+
+def _check_multipliers(rate_multipliers: Any, s: Mapping[str, np.ndarray], fraction: float) -> dict[str, float]:
+    if rate_multipliers is None:
+        return {}
+    if not isinstance(rate_multipliers, Mapping):
+        raise TypeError(f"rate_multipliers must be a mapping name -> float, got {type(rate_multipliers).__name__}")
+    mult = {}
+    for name, v in rate_multipliers.items():
+        if name not in s:
+            raise ValueError(f"rate_multipliers has {name!r}, which is not a name of scores {list(s)}")
+        mult[name] = real_number(v, f"rate_multipliers[{name!r}]", low=0.0)
+        if fraction * mult[name] > 1.0:
+            raise ValueError(f"fraction * rate_multipliers[{name!r}] must be <= 1, "
+                             f"got {fraction} * {mult[name]} = {fraction * mult[name]}")
+    return mult
+
+
+def _prune_groups(s: Mapping[str, np.ndarray], m: Mapping[str, np.ndarray],
+                  counts: list[tuple[list[str], int]]) -> dict[str, np.ndarray]:
+    """Prune n_prune alive entries from each group of names; alive scores concatenated in order."""
+    out: dict[str, np.ndarray] = {}
+    for names, n_prune in counts:
+        alive_scores = np.concatenate([s[n][m[n]] for n in names])  # boolean indexing: C order
+        keep = keep_top_k(alive_scores, alive_scores.size - n_prune)
+        start = 0
+        for n in names:
+            new = m[n].copy()
+            n_alive = int(new.sum())
+            new[m[n]] = keep[start:start + n_alive]
+            start += n_alive
+            out[n] = new
+    return {n: out[n] for n in s}
+
+
+# ---------------------------------------------------------------- applying to a model
+@dataclass(frozen=True)
+class PruneResult:
+    """What one pruning step did.
+
+    Attributes
+    ----------
+    masks : dict name -> bool array
+        The new masks of the parameters the step touched (nested in the old ones).
+    alive : dict name -> int
+        Alive entries of each of those parameters after the step.
+    pruned : dict name -> int
+        Entries the step removed from each of them.
+    collapsed : list of str
+        Weight matrices left with no alive entry (layer collapse): the network's
+        output no longer depends on its input through them.
+    alive_units : dict int -> int
+        For unit pruning: alive hidden units of each pruned hidden layer after the step.
+    """
+
+    masks: dict[str, np.ndarray]
+    alive: dict[str, int]
+    pruned: dict[str, int]
+    collapsed: list[str]
+    alive_units: dict[int, int] = field(default_factory=dict)
+
+
+def prune(model: MLP, scores: Mapping[str, Any], fraction: float, *, names: Sequence[str] | None = None,
+          scope: str = "layer", rate_multipliers: Mapping[str, float] | None = None,
+          rounding: str = "round-half-even", allow_collapse: bool = False) -> PruneResult:
+    """Prune ``fraction`` of the alive entries of ``names`` by ``scores``, in place on ``model``.
+
+    The new masks are ``select_masks({n: scores[n] for n in names}, model.masks,
+    fraction, scope=..., rate_multipliers=..., rounding=...)`` (higher score =
+    kept; the pruned count is fraction_to_count(fraction, alive); ties by the
+    lower flat C-order index, over the concatenation of ``names`` in global
+    scope). They are applied with ``model.set_masks`` (pruned entries set to
+    0.0) only after every check has passed; on any error the model is untouched.
+
+    Layer collapse, a weight matrix left with no alive entry, raises a
+    ``ValueError`` naming the matrices, unless ``allow_collapse`` is True, in
+    which case the masks are applied and the matrices are listed in
+    ``PruneResult.collapsed``. Never silent.
+
+    Parameters
+    ----------
+    model : MLP
+        Mutated: its masks (and the values of newly pruned entries).
+    scores : mapping name -> float array
+        Scores for at least the parameters in ``names``; other entries are ignored.
+    fraction : float in [0, 1]
+        Fraction of the alive entries to prune.
+    names : sequence of str, optional
+        Parameters to prune, in the order of the global ranking; default
+        ``model.weight_names()`` (biases are pruned only when named).
+    scope, rate_multipliers, rounding : see ``select_masks``.
+    allow_collapse : bool
+
+    Returns
+    -------
+    PruneResult
+    """
+    names = _check_model_names(model, names)
+    if not isinstance(scores, Mapping):
+        raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
+    missing = [n for n in names if n not in scores]
+    if missing:
+        raise ValueError(f"scores must have an entry for every pruned parameter; missing {missing}")
+    new = select_masks({n: scores[n] for n in names}, model.masks, fraction, scope=scope,
+                       rate_multipliers=rate_multipliers, rounding=rounding)
+    return _apply(model, new, allow_collapse)
+
+
+def _check_model_names(model: Any, names: Sequence[str] | None) -> list[str]:
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    if names is None:
+        return model.weight_names()
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"names must be a sequence of parameter names, got a string {names!r}")
+    names = list(names)
+    if not names:
+        raise ValueError("names must name at least one parameter, got an empty sequence")
+    for n in names:
+        if n not in model.params:
+            raise ValueError(f"names must be parameters of the model, one of {list(model.params)}; got {n!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must not repeat a parameter, got {names}")
+    return names
+
+
+def _apply(model: MLP, new: dict[str, np.ndarray], allow_collapse: bool,
+           alive_units: dict[int, int] | None = None) -> PruneResult:
+    """Check for layer collapse, then set the masks; the one exit of every in-place pruning step."""
+    if not isinstance(allow_collapse, bool):
+        raise TypeError(f"allow_collapse must be a bool, got {type(allow_collapse).__name__}")
+    alive = alive_counts(new)
+    collapsed = [n for n in model.weight_names() if n in new and alive[n] == 0]
+    if collapsed and not allow_collapse:
+        raise ValueError(f"layer collapse: {collapsed} would have no alive weight left; "
+                         "prune less, or pass allow_collapse=True to accept a dead network")
+    pruned = {n: int(model.masks[n].sum()) - alive[n] for n in new}
+    model.set_masks(new)
+    return PruneResult(masks={n: m.copy() for n, m in new.items()}, alive=alive, pruned=pruned,
+                       collapsed=collapsed, alive_units=dict(alive_units or {}))
+
+
+# ---------------------------------------------------------------- structured: whole hidden units
+NORMS = ("l1", "l2")
+
+
+def unit_scores(model: MLP, layer: int, norm: str = "l1") -> np.ndarray:
+    """Importance of each unit of hidden layer ``layer``: the norm of its incoming weights.
+
+    s_i = sum_j |W_l[i, j] M_l[i, j]|             (``norm="l1"``)
+    s_i = sqrt(sum_j (W_l[i, j] M_l[i, j])**2)     (``norm="l2"``)
+
+    where W_l = ``layers.{layer}.weight`` (shape (units, inputs)) and M_l its
+    mask; the bias is not part of the norm. Higher score = kept. Structured
+    magnitude pruning as in Li et al., "Pruning Filters for Efficient ConvNets",
+    ICLR 2017 (l1 norm of a unit's incoming weights).
+
+    Parameters
+    ----------
+    model : MLP
+    layer : int in [0, model.n_layers - 2]
+        A hidden layer: the units are the outputs of ``layers.{layer}.weight``
+        (the output layer's units cannot be removed).
+    norm : {"l1", "l2"}
+
+    Returns
+    -------
+    float array of shape (units,)
+    """
+    layer = _check_hidden_layer(model, layer)
+    choice(norm, "norm", NORMS)
+    w = model.effective_params()[f"layers.{layer}.weight"]
+    return np.abs(w).sum(axis=1) if norm == "l1" else np.sqrt((w * w).sum(axis=1))
+
+
+def alive_units(model: MLP, layer: int) -> np.ndarray:
+    """Bool array over the units of hidden layer ``layer``: True unless the unit is removed.
+
+    A unit is removed when its incoming row, its bias and its outgoing column
+    are all pruned (what ``prune_units`` does); otherwise it is alive.
+    """
+    layer = _check_hidden_layer(model, layer)
+    m = model.masks
+    return (m[f"layers.{layer}.weight"].any(axis=1) | m[f"layers.{layer}.bias"]
+            | m[f"layers.{layer + 1}.weight"].any(axis=0))
+
+
+def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequence[int] | None = None,
+                rounding: str = "round-half-even", allow_collapse: bool = False) -> PruneResult:
+    """Remove ``fraction`` of the alive units of each hidden layer, in place on ``model``.
+
+    For each hidden layer l in ``layers``, the unit scores are
+    ``unit_scores(model, l, norm)`` (all computed before anything is removed),
+    and the units kept are ``select_masks`` on those scores over the alive
+    units (``alive_units``), layer-wise: fraction_to_count(fraction, alive
+    units, rounding) units go, the lowest norms first, ties by the lower unit
+    index kept. Removing unit i of layer l masks row i of ``layers.{l}.weight``,
+    entry i of ``layers.{l}.bias`` and column i of ``layers.{l+1}.weight``.
+    Higher score = kept. Li et al., ICLR 2017.
+
+    A hidden layer left with no alive unit collapses the network: ``ValueError``
+    unless ``allow_collapse`` (then listed in ``PruneResult.collapsed``). The
+    model is changed only after all checks pass.
+
+    Parameters
+    ----------
+    model : MLP (mutated)
+    fraction : float in [0, 1]
+        Fraction of the alive units of each layer to remove.
+    norm : {"l1", "l2"}
+    layers : sequence of int, optional
+        Hidden layers to prune; default all, 0 .. n_layers - 2.
+    rounding : see ``fraction_to_count``
+    allow_collapse : bool
+
+    Returns
+    -------
+    PruneResult (``alive_units`` holds the alive units per pruned layer)
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    if layers is None:
+        layers = list(range(model.n_layers - 1))
+        if not layers:
+            raise ValueError("model has no hidden layer, so there are no units to prune")
+    else:
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+            raise TypeError(f"layers must be a sequence of hidden-layer indices, got {type(layers).__name__}")
+        layers = [_check_hidden_layer(model, l) for l in layers]
+        if not layers:
+            raise ValueError("layers must name at least one hidden layer, got an empty sequence")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"layers must not repeat a layer, got {layers}")
+    fraction = real_number(fraction, "fraction", low=0.0, high=1.0)
+    choice(norm, "norm", NORMS)
+    choice(rounding, "rounding", ROUNDINGS)
+    unit_s = {l: unit_scores(model, l, norm) for l in layers}
+    unit_alive = {l: alive_units(model, l) for l in layers}
+    new = {}
+    for l in layers:
+        kept = select_masks({"units": unit_s[l]}, {"units": unit_alive[l]}, fraction, rounding=rounding)["units"]
+        removed = unit_alive[l] & ~kept
+        for name in (f"layers.{l}.weight", f"layers.{l}.bias", f"layers.{l + 1}.weight"):
+            new.setdefault(name, model.masks[name].copy())
+        new[f"layers.{l}.weight"][removed, :] = False
+        new[f"layers.{l}.bias"][removed] = False
+        new[f"layers.{l + 1}.weight"][:, removed] = False
+        unit_alive[l] = kept
+    n_units = {l: int(unit_alive[l].sum()) for l in layers}
+    dead = [l for l in layers if n_units[l] == 0]
+    if dead and not allow_collapse:
+        raise ValueError(f"layer collapse: hidden layers {dead} would have no alive unit left; "
+                         "prune less, or pass allow_collapse=True to accept a dead network")
+    return _apply(model, new, True, n_units)
+
+
+def _check_hidden_layer(model: Any, layer: Any) -> int:
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise TypeError(f"layer must be an integer, got {type(layer).__name__}")
+    if not 0 <= layer <= model.n_layers - 2:
+        raise ValueError(f"layer must be a hidden layer in [0, {model.n_layers - 2}], got {layer}"
+                         if model.n_layers > 1 else "model has no hidden layer, so there are no units to prune")
+    return int(layer)
+
+
+# ---------------------------------------------------------------- semi-structured: N of every M
+def n_m_mask(scores: Any, n: int, m: int, *, alive: Any = None) -> np.ndarray:
+    """Keep the ``n`` highest of every ``m`` consecutive scores along the last axis.
+
+    The last axis (the input dimension of a weight matrix of shape (out, in))
+    is cut into groups of m consecutive entries; in each group the n highest
+    alive scores are kept, equal scores ordered by the lower index (the tie rule
+    of ``keep_top_k``, applied group by group). With ``alive`` given, pruned
+    entries are never kept and a group with fewer than n alive entries keeps
+    all of them; the result is nested in ``alive``. Higher score = kept.
+    2:4 sparsity (n=2, m=4) is the pattern of NVIDIA's sparse tensor cores
+    (Mishra et al., "Accelerating Sparse Deep Neural Networks", 2021).
+
+    Parameters
+    ----------
+    scores : finite float array, ndim >= 1
+    n : int in [0, m]
+    m : int >= 1, dividing ``scores.shape[-1]``
+    alive : bool array of ``scores.shape``, optional (default all alive)
+
+    Returns
+    -------
+    bool array of ``scores.shape``
+    """
+    s = float_array(scores, "scores")
+    if s.ndim == 0:
+        raise ValueError("scores must have at least one dimension, got a scalar")
+    m = positive_int(m, "m")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be an integer, got {type(n).__name__}")
+    if not 0 <= n <= m:
+        raise ValueError(f"n must be in [0, m] = [0, {m}], got {n}")
+    if s.shape[-1] % m:
+        raise ValueError(f"m must divide the length of the last axis of scores ({s.shape[-1]}), got m={m}")
+    a = np.ones(s.shape, dtype=bool) if alive is None else bool_array(alive, "alive", shape=s.shape)
+    groups, alive_groups = s.reshape(-1, m), a.reshape(-1, m)
+    # Within a group: alive first, then higher score, then lower index (lexsort is stable).
+    order = np.lexsort((-groups, ~alive_groups), axis=-1)
+    keep = np.zeros(groups.shape, dtype=bool)
+    np.put_along_axis(keep, order[:, :n], True, axis=-1)
+    return (keep & alive_groups).reshape(s.shape)
+
+
+def prune_n_m(model: MLP, scores: Mapping[str, Any], n: int, m: int, *, names: Sequence[str] | None = None,
+              allow_collapse: bool = False) -> PruneResult:
+    """N:M semi-structured pruning of the weight matrices ``names``, in place on ``model``.
+
+    New mask of each parameter = ``n_m_mask(scores[name], n, m,
+    alive=model.masks[name])``: n of every m consecutive entries along the
+    input dimension are kept, the highest scores first (higher score = kept,
+    ties by the lower index). Collapse (n = 0, or groups with nothing alive)
+    raises unless ``allow_collapse``. The model changes only after all checks.
+
+    Parameters
+    ----------
+    model : MLP (mutated)
+    scores : mapping name -> float array
+    n, m : ints, 0 <= n <= m, m dividing each matrix's input dimension
+    names : sequence of str, optional (default ``model.weight_names()``)
+    allow_collapse : bool
+
+    Returns
+    -------
+    PruneResult
+    """
+    names = _check_model_names(model, names)
+    if not isinstance(scores, Mapping):
+        raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
+    new = {}
+    for name in names:
+        if name not in scores:
+            raise ValueError(f"scores must have an entry for every pruned parameter; missing {name!r}")
+        s = float_array(scores[name], f"scores[{name!r}]")
+        if s.shape != model.params[name].shape:
+            raise ValueError(f"scores[{name!r}] must have the parameter's shape {model.params[name].shape}, "
+                             f"got {s.shape}")
+        if s.shape[-1] % positive_int(m, "m"):
+            raise ValueError(f"m must divide the input dimension of {name!r} ({s.shape[-1]}), got m={m}")
+        new[name] = n_m_mask(s, n, m, alive=model.masks[name])
+    return _apply(model, new, allow_collapse)
