@@ -62,7 +62,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from refprune.masks import fraction_to_count, keep_top_k
+from refprune.masks import fraction_to_count, keep_top_k, select_masks
 
 __all__ = [
     "Citation", "Profile", "PROFILES", "get_profile", "reference_profile",
@@ -244,15 +244,15 @@ def _groups(t: _Tensors, scope: str) -> list[list[int]]:
 
 def _reference_select(rounding: str):
     def select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
-        fraction = _check_real(amount, "fraction", 0.0, 1.0)
+        """``refprune.masks.select_masks`` on the prunable tensors; the others stay as they are."""
+        names = [f"t{i}" for i, p in enumerate(t.prunable) if p]
+        idx = [i for i, p in enumerate(t.prunable) if p]
+        new = select_masks({n: t.scores[i] for n, i in zip(names, idx)},
+                           {n: t.alive[i] for n, i in zip(names, idx)},
+                           amount, scope=scope, rounding=rounding)
         out = [a.copy() for a in t.alive]
-        for group in _groups(t, scope):
-            n_alive = sum(int(t.alive[i].sum()) for i in group)
-            k = n_alive - fraction_to_count(fraction, n_alive, rounding)
-            masks = _keep_top_among_alive([t.scores[i] for i in group],
-                                          [t.alive[i] for i in group], k)
-            for i, m in zip(group, masks):
-                out[i] = m
+        for n, i in zip(names, idx):
+            out[i] = new[n]
         return out
     return select
 
@@ -619,7 +619,7 @@ def tie_mismatch(expected: Any, actual: Any, scores: Any, alive: Any = None) -> 
     total = np.bincount(inverse, minlength=values.size)
     bad = np.flatnonzero(kept_e != kept_a)
     if bad.size:
-        parts = [f"score {values[j]!r}: expected {int(kept_e[j])} of {int(total[j])} kept, "
+        parts = [f"score {float(values[j])!r}: expected {int(kept_e[j])} of {int(total[j])} kept, "
                  f"got {int(kept_a[j])}" for j in bad[:3]]
         more = f" (and {bad.size - 3} more score values)" if bad.size > 3 else ""
         return "; ".join(parts) + more
@@ -709,6 +709,12 @@ class Profile:
         t = _tensors(scores, alive, ignore)
         return t.pack(self._select(t, amount, scope))
 
+    def keep_mask(self, scores: Any, amount: Any, *, alive: Any = None) -> np.ndarray:
+        """Keep-mask of one tensor (layer and global scope coincide for a single tensor)."""
+        if isinstance(scores, Mapping):
+            raise TypeError("keep_mask takes one score array; use keep_masks for a mapping")
+        return self.keep_masks(scores, amount, alive=alive, scope=self.scopes[0])
+
     def count(self, amount: Any, n: int) -> int | None:
         """The integer the library derives from ``amount`` and ``n`` (see ``count_meaning``).
 
@@ -768,8 +774,8 @@ def reference_profile(rounding: str = "round-half-even") -> Profile:
         deterministic_ties=True,
         ranks_magnitude=False,
         ignored_count_as_alive=False,
-        citations=(Citation("rounding and tie rule", "refprune", "refprune/masks.py", "-",
-                            "fraction_to_count, keep_top_k"),),
+        citations=(Citation("rounding, tie rule, alive-only selection, scopes", "refprune",
+                            "refprune/masks.py", "-", "fraction_to_count, keep_top_k, select_masks"),),
         _select=_reference_select(rounding),
         _count=lambda amount, n: fraction_to_count(amount, n, rounding),
     )
