@@ -514,3 +514,59 @@ def test_any_tie_order_is_equal_up_to_ties(sa, f, rnd):
     actual = np.empty_like(expected)
     actual[perm] = REF.keep_mask(s[perm], f, alive=alive[perm])
     assert equal_up_to_ties(expected, actual, s, alive)
+
+
+# ----------------------------------------------------------------------------- across profiles
+# The table "The cases that tell the profiles apart" in docs/profiles.md, row by row.
+# Amounts are the pruned fraction, except shrinkbench's (kept): 1 - f.
+TABLE = [
+    # (scores, alive, f, pruned by reference, torch, tfmot, open-lth, shrinkbench)
+    (DISTINCT10, None, 0.25, (2, 2, 2, 4, 3)),
+    (DISTINCT10, None, 0.85, (8, 8, 9, 10, 8)),
+    (DISTINCT10, None, 0.0, (0, 0, 0, 1, 0)),
+    (np.array([1.0, 1.0, 1.0, 1.0, 2.0]), None, 0.6, (3, 3, 0, 4, 0)),
+    (np.array([0.5, 0.3, 0.2, 0.1]), np.array([True, True, False, False]), 0.5, (1, 1, 0, 2, 0)),
+]
+
+
+@pytest.mark.parametrize("s, alive, f, counts", TABLE)
+def test_the_distinguishing_cases_table(s, alive, f, counts):
+    a = np.ones(s.shape, dtype=bool) if alive is None else alive
+    names = ["reference", "torch", "tfmot", "open-lth", "shrinkbench"]
+    for name, want in zip(names, counts):
+        amount = 1 - f if name == "shrinkbench" else f
+        keep = PROFILES[name].keep_mask(s, amount, alive=alive)
+        assert n_pruned(keep, a) == want, name
+
+
+@pytest.mark.parametrize("name", ["reference", "torch", "tfmot", "shrinkbench"])
+def test_ignored_tensors_are_untouched_and_not_counted(name):
+    p = PROFILES[name]
+    s = {"a": DISTINCT10, "c": np.array([0.01, 0.02])}
+    alive = {"a": np.ones(10, dtype=bool), "c": np.array([True, False])}
+    amount = 0.3
+    for scope in p.scopes:
+        with_c = p.keep_masks(s, amount, alive=alive, scope=scope, ignore=["c"])
+        without = p.keep_masks({"a": s["a"]}, amount, alive={"a": alive["a"]}, scope=scope)
+        assert np.array_equal(with_c["c"], alive["c"]) and np.array_equal(with_c["a"], without["a"])
+    assert not p.ignored_count_as_alive and OLTH.ignored_count_as_alive
+
+
+def test_extras_expose_the_library_arithmetic():
+    assert TFMOT.extras["keep_count"] is tfmot_keep_count
+    assert TFMOT.extras["polynomial_decay"] is tfmot_polynomial_decay
+    assert SB.extras["fraction_to_keep"] is shrinkbench_fraction_to_keep
+    assert REF.count(0.25, 10) == 2 and TORCH.count(3, 10) == 3 and OLTH.count(0.25, 10) == 3
+
+
+@given(scores_and_alive(), st.sampled_from(["reference", "torch", "tfmot", "open-lth", "shrinkbench"]))
+def test_profiles_never_modify_their_inputs(sa, name):
+    s, alive = sa
+    s0, a0 = s.copy(), alive.copy()
+    amount = {"tfmot": 0.5, "shrinkbench": 0.5, "open-lth": 0.0}.get(name, 0.5)
+    try:
+        PROFILES[name].keep_mask(s, amount, alive=alive)
+    except ValueError:
+        pass                                                   # open-lth with nothing alive
+    assert np.array_equal(s, s0) and np.array_equal(np.signbit(s), np.signbit(s0))
+    assert np.array_equal(alive, a0)
