@@ -1,0 +1,814 @@
+"""Iterative magnitude pruning, lottery-ticket rewinding, the controls, and gradual pruning.
+
+Iterative pruning (IMP) repeats: train, prune, rewind. Round 0 trains the
+network as given (usually dense). Round r >= 1 scores the weights of the
+network trained in round r - 1, prunes the r-th step of a schedule (for the
+geometric schedule: a fraction alpha of the weights still alive), *rewinds*,
+resets the optimizer's momentum, and trains again.
+
+Rewinding modes (``Rewind``):
+
+* ``"init"`` -- surviving weights go back to their initial values w0 and
+  training restarts at step 0. Frankle and Carbin, "The Lottery Ticket
+  Hypothesis: Finding Sparse, Trainable Neural Networks", ICLR 2019.
+* ``"step:K"`` -- late rewinding: surviving weights go back to the values w_K
+  they had after K updates of round 0 (the dense run), and training resumes at
+  step K for the remaining T - K updates, with the learning-rate schedule and
+  the data order of steps K .. T - 1 replayed. Frankle, Dziugaite, Roy and
+  Carbin, "Linear Mode Connectivity and the Lottery Ticket Hypothesis",
+  ICML 2020. K must be a multiple of the updates per epoch (so the data order
+  can be replayed from an epoch boundary); ``step:0`` is ``init``.
+* ``"lr"`` -- learning-rate rewinding: keep the trained weights (pruned entries
+  0), replay the whole learning-rate schedule from step 0. Renda, Frankle and
+  Carbin, "Comparing Rewinding and Fine-tuning in Neural Network Pruning",
+  ICLR 2020.
+* ``"finetune"`` -- keep the trained weights and train for T more updates at
+  the final learning rate of the schedule, lr(T - 1) (the fine-tuning baseline
+  of Renda et al. 2020; Han et al. 2015).
+
+In every mode the optimizer state (the momentum buffer) is reset when a
+round starts, as after a rewind nothing of the previous run's velocity
+belongs to the new starting point.
+
+Conventions
+-----------
+* Scores come from ``refprune.scores.compute_scores`` on the trained network
+  (higher score = kept); masks from ``refprune.masks.prune``, so a round prunes
+  only alive weights, masks are nested across rounds, and pruned weights stay
+  exactly 0.0. Counts follow ``refprune.schedules`` (rounding by
+  ``refprune.masks.fraction_to_count``).
+* Data order: every round trains with ``train(..., seed=config.seed)``, the same
+  mini-batch permutations each round (late rewinding replays them from step K).
+* A round's record (``trace["rounds"][r]``) holds: per-parameter alive counts
+  and densities, the total density over the pruned parameters, the SHA-256 of
+  each mask, the weights right after rewinding, train/test loss and accuracy,
+  and per-class test accuracy (Hooker et al., "What Do Compressed Deep Neural
+  Networks Forget?", 2019: the average hides the classes that lose most).
+* Mask checksum: SHA-256 of the mask's entries in flat C order, one byte each,
+  0x01 for alive and 0x00 for pruned, nothing else (no shape, no header).
+* Weights in the trace: ``"hex"`` (``float.hex``, e.g. ``"0x1.8000000000000p-1"``,
+  C's ``%a``: exact in every language), ``"float"`` (JSON numbers, the shortest
+  repr that round-trips in float64) or ``"none"``; each entry is
+  ``{"shape": [...], "data": [...]}`` with data in flat C order.
+
+Specification and citations: ``docs/lottery.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ._checks import choice, positive_int, real_number
+from .masks import ROUNDINGS, SCOPES, fraction_to_count, prune
+from .mlp import MLP
+from .rng import make_rng
+from .schedules import Schedule, geometric
+from .scores import DIAG_RULES, RULES, compute_scores
+from .train import SGD, train
+
+REWIND_MODES = ("init", "step", "lr", "finetune")
+CONTROLS = ("reinit", "random_masks", "one_shot")
+WEIGHT_FORMATS = ("hex", "float", "none")
+TRACE_FORMAT = "refprune.lottery-trace"
+TRACE_VERSION = 1
+
+
+# ---------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class Rewind:
+    """A rewinding mode: ``"init"``, ``"step:K"``, ``"lr"`` or ``"finetune"`` (module docstring)."""
+
+    mode: str = "init"
+    step: int = 0
+
+    def __post_init__(self):
+        choice(self.mode, "rewind mode", REWIND_MODES)
+        positive_int(self.step, "rewind step", minimum=0)
+        if self.mode != "step" and self.step != 0:
+            raise ValueError(f"rewind step is only meaningful for mode 'step', got mode {self.mode!r}")
+
+    @classmethod
+    def parse(cls, spec: "str | Rewind") -> "Rewind":
+        """Parse ``"init"``, ``"step:K"`` (K >= 0), ``"lr"`` or ``"finetune"``."""
+        if isinstance(spec, Rewind):
+            return spec
+        if not isinstance(spec, str):
+            raise TypeError(f"rewind must be a string such as 'init' or 'step:100', got {type(spec).__name__}")
+        if spec.startswith("step:"):
+            k = spec[5:]
+            if not k.isdigit():
+                raise ValueError(f"rewind must be 'step:K' with K a non-negative integer, got {spec!r}")
+            return cls("step", int(k))
+        if spec not in ("init", "lr", "finetune"):
+            raise ValueError(f"unknown rewind {spec!r}; expected one of 'init', 'step:K', 'lr', 'finetune'")
+        return cls(spec)
+
+    def __str__(self) -> str:
+        return f"step:{self.step}" if self.mode == "step" else self.mode
+
+
+@dataclass(frozen=True)
+class StepDecayLR:
+    """Learning rate lr * gamma^j after the j-th milestone: lr_t = lr * gamma^(#{m in milestones: m <= t}).
+
+    gamma^j is the left-to-right float64 product, so every backend gets the same bits.
+    """
+
+    lr: float
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        real_number(self.lr, "lr", low=0.0, low_open=True)
+        real_number(self.gamma, "gamma", low=0.0, low_open=True)
+        for m in self.milestones:
+            positive_int(m, "milestones[i]", minimum=0)
+        if list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones must be non-decreasing, got {self.milestones}")
+
+    def __call__(self, t: int) -> float:
+        rate = self.lr
+        for m in self.milestones:
+            if m <= t:
+                rate = rate * self.gamma
+        return rate
+
+    def to_dict(self) -> dict:
+        return {"name": "step_decay", "lr": self.lr, "milestones": list(self.milestones), "gamma": self.gamma}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How each round trains (passed to ``refprune.train.train``).
+
+    ``lr_schedule(t)`` gives the rate of update t (counted from the start of the
+    round's schedule); None means the constant ``lr``. ``seed`` fixes the
+    mini-batch order, the same in every round.
+    """
+
+    epochs: int = 10
+    lr: float = 0.1
+    batch_size: int | None = None
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    lr_schedule: Callable[[int], float] | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        positive_int(self.epochs, "epochs")
+        real_number(self.lr, "lr", low=0.0, low_open=True)
+        if self.batch_size is not None:
+            positive_int(self.batch_size, "batch_size")
+        real_number(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        real_number(self.weight_decay, "weight_decay", low=0.0)
+        if self.lr_schedule is not None and not callable(self.lr_schedule):
+            raise TypeError(f"lr_schedule must be callable (step -> rate), got {type(self.lr_schedule).__name__}")
+        positive_int(self.seed, "seed", minimum=0)
+
+    def steps_per_epoch(self, n: int) -> int:
+        """Updates per epoch on n training rows: 1 for full batch, else ceil(n / batch_size)."""
+        return 1 if self.batch_size is None or self.batch_size >= n else -(-n // self.batch_size)
+
+    def rate(self, t: int) -> float:
+        return self.lr if self.lr_schedule is None else float(self.lr_schedule(t))
+
+    def to_dict(self) -> dict:
+        sched = self.lr_schedule
+        if sched is not None:
+            sched = sched.to_dict() if hasattr(sched, "to_dict") else getattr(sched, "__qualname__", "callable")
+        return {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "momentum": self.momentum,
+                "weight_decay": self.weight_decay, "lr_schedule": sched, "seed": self.seed}
+
+
+# ---------------------------------------------------------------- small pure helpers
+def mask_sha256(mask: Any) -> str:
+    """SHA-256 (hex digest) of a mask: one byte per entry in flat C order, 0x01 alive, 0x00 pruned."""
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask must be a boolean array, got dtype {m.dtype}")
+    return hashlib.sha256(np.ascontiguousarray(m, dtype=np.uint8).tobytes()).hexdigest()
+
+
+def encode_array(a: np.ndarray, fmt: str = "hex") -> dict:
+    """``{"shape": [...], "data": [...]}`` with data in flat C order, as hex floats or JSON numbers."""
+    choice(fmt, "weights format", ("hex", "float"))
+    flat = np.asarray(a, dtype=np.float64).ravel().tolist()
+    return {"shape": list(np.shape(a)), "data": [float.hex(v) for v in flat] if fmt == "hex" else flat}
+
+
+def decode_array(entry: Mapping[str, Any]) -> np.ndarray:
+    """Inverse of ``encode_array`` (hex strings or numbers); exact."""
+    data = [float.fromhex(v) if isinstance(v, str) else float(v) for v in entry["data"]]
+    return np.array(data, dtype=np.float64).reshape(entry["shape"])
+
+
+def random_masks_like(masks: Mapping[str, Any], names: Sequence[str],
+                      seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
+    """Random masks with exactly the same alive count per parameter as ``masks``.
+
+    For each name in ``names``, in order: k = alive entries of ``masks[name]``,
+    n = its size, ``perm = rng.permutation(n)`` (rng = ``make_rng(seed)``), and the
+    entries at flat C-order indices perm[:k] are alive. Exact counts, not
+    Bernoulli draws (the random-pruning control of Frankle and Carbin 2019).
+    Names not in ``names`` keep their masks.
+    """
+    rng = make_rng(seed)
+    out = {n: np.asarray(m, dtype=bool).copy() for n, m in masks.items()}
+    for name in names:
+        m = out[name]
+        new = np.zeros(m.size, dtype=bool)
+        new[rng.permutation(m.size)[:int(m.sum())]] = True
+        out[name] = new.reshape(m.shape)
+    return out
+
+
+def reinit_like(model: MLP, seed: int | np.random.Generator) -> dict[str, np.ndarray]:
+    """Fresh initial parameters for ``model``'s architecture: ``MLP(same sizes, activation,
+    loss, init, sigma, seed=seed).params`` (the random-reinitialisation control)."""
+    fresh = MLP(model.sizes, model.activation, loss=model.loss, init=model.init, sigma=model.sigma, seed=seed)
+    return fresh.params
+
+
+def rewind_weights(model: MLP, params: Mapping[str, np.ndarray]) -> None:
+    """Set every parameter to a copy of ``params`` and keep the masks: survivors take the
+    stored values, pruned entries are 0.0. Mutates ``model`` (its purpose)."""
+    model.load_state_dict({"params": params})
+
+
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> dict:
+    """Loss, accuracy and per-class accuracy of ``model`` on (X, y).
+
+    accuracy = mean(argmax f(x) == y); per_class_accuracy[c] = that mean over the
+    rows with y == c (None when the set has no row of class c). For an mse
+    model both accuracies are None.
+    """
+    X, y = model.check_inputs(X, y)
+    out = {"loss": model.loss_value(X, y), "accuracy": None, "per_class_accuracy": None}
+    if model.loss == "cross_entropy":
+        pred = np.argmax(model._forward(X), axis=1)
+        hit = pred == y
+        out["accuracy"] = float(np.mean(hit))
+        out["per_class_accuracy"] = [float(np.mean(hit[y == c])) if np.any(y == c) else None
+                                     for c in range(model.n_outputs)]
+    return out
+
+
+# ---------------------------------------------------------------- one pruning step
+@dataclass(frozen=True)
+class PruneSpec:
+    """What a pruning step prunes and how (shared by IMP, its controls and gradual pruning).
+
+    rule : a rule of ``refprune.scores.RULES`` (higher score = kept).
+    names : parameters pruned (default at the call sites: the weight matrices).
+    scope, rate_multipliers, rounding : as in ``refprune.masks.select_masks``.
+    hessian_method, score_options : passed to ``refprune.scores.compute_scores``.
+    allow_collapse : passed to ``refprune.masks.prune``.
+    """
+
+    rule: str = "magnitude"
+    names: tuple[str, ...] = ()
+    scope: str = "layer"
+    rate_multipliers: Mapping[str, float] | None = None
+    rounding: str = "round-half-even"
+    hessian_method: str = "exact"
+    score_options: Mapping[str, Any] | None = None
+    allow_collapse: bool = False
+
+    def __post_init__(self):
+        choice(self.rule, "rule", RULES)
+        choice(self.scope, "scope", SCOPES)
+        choice(self.rounding, "rounding", ROUNDINGS)
+        if not isinstance(self.allow_collapse, bool):
+            raise TypeError(f"allow_collapse must be a bool, got {type(self.allow_collapse).__name__}")
+
+    def scores(self, model: MLP, X, y, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """compute_scores(rule, model, X, y, names); ``rng`` is passed only to the rules that draw."""
+        draws = self.rule == "random" or (self.rule in DIAG_RULES and self.hessian_method == "hutchinson")
+        return compute_scores(self.rule, model, X, y, names=list(self.names), seed=rng if draws else None,
+                              hessian_method=self.hessian_method, **dict(self.score_options or {}))
+
+    def pool(self) -> list[str]:
+        """Names ranked together: those with multiplier 1 in global scope; none in layer scope."""
+        if self.scope == "layer":
+            return []
+        mult = self.rate_multipliers or {}
+        return [n for n in self.names if mult.get(n, 1.0) == 1.0]
+
+    def groups(self) -> list[list[str]]:
+        """The groups counts are kept for: the global pool (if any), then each other name."""
+        pool = self.pool()
+        return ([pool] if pool else []) + [[n] for n in self.names if n not in pool]
+
+    def target_alive(self, model: MLP, sparsity: float) -> list[int]:
+        """Alive count of each group (``groups()`` order) for an absolute sparsity target.
+
+        Group of n entries (sizes of the original matrices) with multiplier m
+        (1 for the pool): k = n - fraction_to_count(s * m, n, rounding).
+        """
+        mult = self.rate_multipliers or {}
+        pool = self.pool()
+        out = []
+        for group in self.groups():
+            f = sparsity if group is pool else sparsity * mult.get(group[0], 1.0)
+            if f > 1.0:
+                raise ValueError(f"sparsity * rate_multipliers[{group[0]!r}] must be <= 1, got {f}")
+            n = sum(model.masks[g].size for g in group)
+            out.append(n - fraction_to_count(f, n, self.rounding))
+        return out
+
+    def prune_to_counts(self, model: MLP, scores: Mapping[str, np.ndarray], alive_targets: Sequence[int]) -> None:
+        """Prune each group from its alive count down to its target (never up), in place.
+
+        Goes through ``refprune.masks.prune`` with the fraction n_prune / alive,
+        which ``fraction_to_count`` maps back to exactly n_prune (round-half-even).
+        """
+        pool = self.pool()
+        for group, k in zip(self.groups(), alive_targets):
+            alive = sum(int(model.masks[g].sum()) for g in group)
+            if alive > k:
+                prune(model, scores, _fraction_for_count(alive - k, alive), names=group,
+                      scope="global" if group is pool else "layer", allow_collapse=self.allow_collapse)
+
+    def apply(self, model: MLP, scores: Mapping[str, np.ndarray], schedule: Schedule, j: int) -> None:
+        """Apply step j of ``schedule`` to ``model`` in place.
+
+        Relative step: ``prune(model, scores, f_j, names, scope, rate_multipliers,
+        rounding)``, a fraction f_j of the alive entries. Absolute step: each group
+        down to ``target_alive(model, s_j)``.
+        """
+        if schedule.kind == "relative":
+            prune(model, scores, schedule.values[j], names=list(self.names), scope=self.scope,
+                  rate_multipliers=self.rate_multipliers, rounding=self.rounding,
+                  allow_collapse=self.allow_collapse)
+        else:
+            self.prune_to_counts(model, scores, self.target_alive(model, schedule.values[j]))
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "names": list(self.names), "scope": self.scope,
+                "rate_multipliers": None if self.rate_multipliers is None
+                else {k: float(v) for k, v in self.rate_multipliers.items()},
+                "rounding": self.rounding, "hessian_method": self.hessian_method,
+                "score_options": dict(self.score_options or {}), "allow_collapse": self.allow_collapse}
+
+
+def _fraction_for_count(n_prune: int, alive: int) -> float:
+    """The fraction f with fraction_to_count(f, alive, "round-half-even") == n_prune."""
+    f = n_prune / alive
+    if fraction_to_count(f, alive) != n_prune:      # cannot happen for alive < 2**52; never silent
+        raise ArithmeticError(f"{n_prune}/{alive} does not map back to {n_prune} entries")
+    return f
+
+
+def _spec(model: MLP, rule, names, scope, rate_multipliers, rounding, hessian_method, score_options,
+          allow_collapse) -> PruneSpec:
+    return PruneSpec(rule, tuple(_check_names(model, names)), scope,
+                     None if rate_multipliers is None else dict(rate_multipliers), rounding, hessian_method,
+                     None if score_options is None else dict(score_options), allow_collapse)
+
+
+def _check_names(model: MLP, names) -> list[str]:
+    if names is None:
+        return model.weight_names()
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"names must be a sequence of parameter names, got a string {names!r}")
+    names = list(names)
+    if not names:
+        raise ValueError("names must name at least one parameter, got an empty sequence")
+    for n in names:
+        if n not in model.params:
+            raise ValueError(f"names must be parameters of the model, one of {list(model.params)}; got {n!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must not repeat a parameter, got {names}")
+    return names
+
+
+def _check_data(model: MLP, X, y, X_test, y_test):
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    X, y = model.check_inputs(X, y)
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    if X_test is not None:
+        X_test, y_test = model.check_inputs(X_test, y_test)
+    return X, y, X_test, y_test
+
+
+def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: float, *,
+              rule: str = "magnitude", names: Sequence[str] | None = None, scope: str = "layer",
+              rate_multipliers: Mapping[str, float] | None = None, rounding: str = "round-half-even",
+              X: np.ndarray | None = None, y: np.ndarray | None = None,
+              seed: int | np.random.Generator = 0, hessian_method: str = "exact",
+              allow_collapse: bool = False) -> MLP:
+    """One IMP round after training: prune, then rewind. Returns a new model; ``model`` is untouched.
+
+    scores = compute_scores(rule, model, X, y, names) (higher = kept); new masks
+    = the old ones minus the fraction_to_count(fraction, alive, rounding)
+    lowest-scoring alive entries of each group (``refprune.masks.prune``); then
+    every parameter is set to ``rewind_params`` under the new masks (survivors
+    take the rewind values, pruned entries are 0.0).
+
+    Parameters
+    ----------
+    model : MLP
+        The trained network (its masks are the current ones).
+    rewind_params : mapping name -> array
+        Values to rewind to: w0 (Frankle and Carbin 2019), w_K (Frankle et al.
+        2020), or the trained weights themselves (learning-rate rewinding and
+        fine-tuning, Renda et al. 2020).
+    fraction : float in [0, 1]
+        Fraction of the alive weights to prune.
+    rule, names, scope, rate_multipliers, rounding, hessian_method, allow_collapse : as in ``run_imp``.
+    X, y : training data, for the rules that need it.
+    seed : int or Generator
+        For the rules that draw ("random"); ignored by the others.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    spec = _spec(model, rule, names, scope, rate_multipliers, rounding, hessian_method, None, allow_collapse)
+    fraction = real_number(fraction, "fraction", low=0.0, high=1.0)
+    net = model.copy()
+    spec.apply(net, spec.scores(net, X, y, make_rng(seed)), Schedule("step", "relative", (1,), (fraction,)), 0)
+    rewind_weights(net, rewind_params)
+    return net
+
+
+# ---------------------------------------------------------------- records
+def _record(model: MLP, names: Sequence[str], *, index: int, target_density: float | None,
+            start_weights: Mapping[str, np.ndarray] | None, weights_format: str, steps: int,
+            train_eval: dict, test_eval: dict | None) -> dict:
+    alive = {n: int(m.sum()) for n, m in model.masks.items()}
+    rec = {
+        "round": index,
+        "density": model.density(names),
+        "target_density": target_density,
+        "alive": alive,
+        "layer_density": {n: alive[n] / m.size for n, m in model.masks.items()},
+        "mask_sha256": {n: mask_sha256(m) for n, m in model.masks.items()},
+        "steps": steps,
+        "train_loss": train_eval["loss"],
+        "train_accuracy": train_eval["accuracy"],
+        "test_loss": None if test_eval is None else test_eval["loss"],
+        "test_accuracy": None if test_eval is None else test_eval["accuracy"],
+        "per_class_test_accuracy": None if test_eval is None else test_eval["per_class_accuracy"],
+    }
+    if weights_format != "none" and start_weights is not None:
+        rec["rewound_weights"] = {n: encode_array(w, weights_format) for n, w in start_weights.items()}
+    return rec
+
+
+def _dump(trace: dict, path: str | None, indent: int | None) -> str:
+    text = json.dumps(trace, indent=indent, allow_nan=False)
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return text
+
+
+@dataclass
+class LotteryResult:
+    """What ``run_imp`` returns.
+
+    Attributes
+    ----------
+    trace : dict
+        JSON-ready record of the run: ``format``, ``version``, ``config``,
+        ``rounds`` (one record per round, round 0 first) and ``controls``
+        (control name -> one record per round r >= 1).
+    model : MLP
+        The network after the last round's training.
+    masks : list of dict name -> bool array
+        The masks of every round (round 0: the masks the model came with).
+    init_params : dict
+        w0, the parameters of the model as given.
+    rewind_params : dict or None
+        What rounds rewind to: w0 ("init"), w_K ("step:K"), None ("lr", "finetune").
+    dense_params : dict
+        The parameters after round 0's training.
+    """
+
+    trace: dict
+    model: MLP
+    masks: list[dict[str, np.ndarray]]
+    init_params: dict[str, np.ndarray]
+    rewind_params: dict[str, np.ndarray] | None
+    dense_params: dict[str, np.ndarray]
+
+    def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:
+        """The trace as JSON text (same run, same bytes); also written to ``path`` when given."""
+        return _dump(self.trace, path, indent)
+
+
+# ---------------------------------------------------------------- IMP
+class _Trainer:
+    """Trains one round the way the rewinding mode says (shared by IMP and its controls)."""
+
+    def __init__(self, X, y, X_test, y_test, cfg: TrainConfig, rw: Rewind):
+        self.X, self.y, self.X_test, self.y_test, self.cfg, self.rw = X, y, X_test, y_test, cfg, rw
+        self.spe = cfg.steps_per_epoch(X.shape[0])
+        self.total = cfg.epochs * self.spe
+        self.optimizer = SGD(cfg.lr, cfg.momentum, cfg.weight_decay)
+
+    def run(self, net: MLP, segment: str, callback=None) -> int:
+        """Train ``net`` in place and return the number of updates.
+
+        segment "full": updates 0 .. T-1 of the schedule; "resume": updates
+        K .. T-1 (late rewinding; the data order of the first K / (updates per
+        epoch) epochs is drawn and discarded, so the rest is replayed exactly);
+        "finetune": T updates at the constant rate lr(T - 1). The momentum is
+        reset first, always.
+        """
+        cfg = self.cfg
+        self.optimizer.reset()                     # momentum never survives a rewind
+        self.optimizer.lr = cfg.lr
+        lr_schedule, skip, start = cfg.lr_schedule, 0, 0
+        if segment == "resume":
+            skip, start = self.rw.step // self.spe, self.rw.step
+        elif segment == "finetune":
+            self.optimizer.lr = cfg.rate(self.total - 1)
+            lr_schedule = None
+        rng = make_rng(cfg.seed)
+        if self.spe > 1:
+            for _ in range(skip):                 # train draws one permutation per epoch
+                rng.permutation(self.X.shape[0])
+        if cfg.epochs - skip == 0:
+            if callback is not None:
+                callback(start, net)
+            return 0
+        hist = train(net, self.X, self.y, epochs=cfg.epochs - skip, batch_size=cfg.batch_size,
+                     lr_schedule=lr_schedule, seed=rng, optimizer=self.optimizer, start_step=start,
+                     callback=callback)
+        return hist.steps
+
+    def record(self, records: list, net: MLP, names, index: int, target, start, weights_format: str,
+               steps: int, progress, kind: str, t0: float) -> None:
+        tr = evaluate(net, self.X, self.y)
+        te = None if self.X_test is None else evaluate(net, self.X_test, self.y_test)
+        rec = _record(net, names, index=index, target_density=target, start_weights=start,
+                      weights_format=weights_format, steps=steps, train_eval=tr, test_eval=te)
+        records.append(rec)
+        if progress is not None:
+            progress(kind, dict(rec, elapsed=time.perf_counter() - t0))
+
+
+def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | None = None,
+            y_test: np.ndarray | None = None, rounds: int = 10, alpha: float = 0.2,
+            schedule: Schedule | None = None, rule: str = "magnitude", names: Sequence[str] | None = None,
+            scope: str = "layer", rate_multipliers: Mapping[str, float] | None = None,
+            rounding: str = "round-half-even", rewind: str | Rewind = "init",
+            train_config: TrainConfig | None = None, score_seed: int = 0, hessian_method: str = "exact",
+            score_options: Mapping[str, Any] | None = None, controls: Sequence[str] = (),
+            reinit_seed: int = 1, mask_seed: int = 2, weights_format: str = "hex",
+            allow_collapse: bool = False, progress: Callable[[str, dict], None] | None = None) -> LotteryResult:
+    """Iterative pruning with rewinding (the Lottery Ticket procedure), with optional controls.
+
+    Round 0 trains a copy of ``model`` (``model`` itself is never modified).
+    Round r = 1 .. R: scores = compute_scores(rule, net, X, y) on the network
+    trained in round r - 1 (higher = kept); prune step r of the schedule
+    (default ``geometric(alpha, rounds)``: a fraction alpha of the alive
+    weights, density (1 - alpha)^r up to the integer counts of
+    ``Schedule.alive_counts``); rewind (``Rewind``); reset the momentum; train.
+    Frankle and Carbin, ICLR 2019; Frankle et al., ICML 2020; Renda et al., ICLR 2020.
+
+    Controls, one run per round r >= 1, each trained exactly as round r is
+    (the same segment of the schedule; for "lr" and "finetune" rewinding the
+    full schedule from step 0, as those modes keep no earlier weights), and
+    recorded under ``trace["controls"][name]``:
+
+    * ``"reinit"``: round r's masks on fresh weights ``reinit_like(model,
+      reinit_seed)`` (the same fresh draw in every round);
+    * ``"random_masks"``: round r's exact alive count per pruned parameter,
+      placed at random (``random_masks_like`` with one generator
+      ``make_rng(mask_seed)`` continued round after round), on the rewind
+      weights (w0 for "init", "lr" and "finetune"; w_K for "step:K");
+    * ``"one_shot"``: a single pruning step from the dense trained network
+      (round 0's result, scored once) to round r's alive counts (per parameter
+      in layer scope; the pool count in global scope), on the same rewind weights.
+
+    Parameters
+    ----------
+    model : MLP
+        Architecture, initial weights w0 and initial masks.
+    X, y : training data; X_test, y_test : optional held-out data.
+    rounds : int >= 0; alpha : float in [0, 1]
+        The default schedule ``geometric(alpha, rounds)`` (unused when ``schedule`` is given).
+    schedule : Schedule, optional
+        Round r applies its r-th step (relative: a fraction of the alive;
+        absolute: a sparsity of the original sizes).
+    rule : one of ``refprune.scores.RULES``
+    names : sequence of str, optional
+        Parameters to prune (default: the weight matrices).
+    scope : {"layer", "global"}; rate_multipliers : mapping name -> float, optional;
+    rounding : {"round-half-even", "floor", "ceil"}
+        As in ``refprune.masks.select_masks`` (Frankle and Carbin prune the output
+        layer at half the rate: ``{"layers.<L-1>.weight": 0.5}``).
+    rewind : "init", "step:K", "lr", "finetune", or a ``Rewind``
+    train_config : TrainConfig, optional
+    score_seed : int >= 0
+        ``make_rng(score_seed)`` feeds the rules that draw ("random"), continued
+        round after round.
+    hessian_method, score_options : passed to ``compute_scores``.
+    controls : subset of ("reinit", "random_masks", "one_shot")
+    reinit_seed, mask_seed : int >= 0
+    weights_format : {"hex", "float", "none"}
+        How the weights right after rewinding are stored in the trace.
+    allow_collapse : bool
+        Passed to ``refprune.masks.prune`` (layer collapse is an error by default).
+    progress : callable, optional
+        ``progress(kind, record)`` after every round (kind "imp") and every
+        control run (kind = the control's name); the record has an ``elapsed`` entry.
+
+    Returns
+    -------
+    LotteryResult
+    """
+    X, y, X_test, y_test = _check_data(model, X, y, X_test, y_test)
+    if schedule is None:
+        schedule = geometric(alpha, rounds)
+    elif not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a refprune Schedule, got {type(schedule).__name__}")
+    spec = _spec(model, rule, names, scope, rate_multipliers, rounding, hessian_method, score_options,
+                 allow_collapse)
+    rw = Rewind.parse(rewind)
+    cfg = TrainConfig() if train_config is None else train_config
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
+    score_seed = positive_int(score_seed, "score_seed", minimum=0)
+    reinit_seed = positive_int(reinit_seed, "reinit_seed", minimum=0)
+    mask_seed = positive_int(mask_seed, "mask_seed", minimum=0)
+    controls = (controls,) if isinstance(controls, str) else tuple(controls)
+    for c in controls:
+        choice(c, "controls[i]", CONTROLS)
+    choice(weights_format, "weights_format", WEIGHT_FORMATS)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    trainer = _Trainer(X, y, X_test, y_test, cfg, rw)
+    if rw.mode == "step" and (rw.step > trainer.total or rw.step % trainer.spe):
+        raise ValueError(f"rewind step K must be a multiple of the updates per epoch ({trainer.spe}) "
+                         f"in [0, {trainer.total}], got {rw.step}")
+
+    t0 = time.perf_counter()
+    names = list(spec.names)
+    trace = {"format": TRACE_FORMAT, "version": TRACE_VERSION,
+             "config": {"model": {"sizes": list(model.sizes), "activation": model.activation,
+                                  "loss": model.loss, "init": model.init, "sigma": model.sigma},
+                        "n_train": int(X.shape[0]), "n_test": None if X_test is None else int(X_test.shape[0]),
+                        "schedule": schedule.to_dict(), "pruning": spec.to_dict(), "rewind": str(rw),
+                        "train": cfg.to_dict(), "score_seed": score_seed, "controls": list(controls),
+                        "reinit_seed": reinit_seed, "mask_seed": mask_seed, "weights_format": weights_format,
+                        "mask_checksum": MASK_CHECKSUM},
+             "rounds": [], "controls": {c: [] for c in controls}}
+
+    net = model.copy()
+    init_params = {n: p.copy() for n, p in net.params.items()}
+    snap: dict[str, np.ndarray] = {}
+
+    def grab(t: int, m: MLP) -> None:               # w_K, a deep copy, during round 0
+        if rw.mode == "step" and t == rw.step:
+            snap.update({n: p.copy() for n, p in m.params.items()})
+
+    steps = trainer.run(net, "full", callback=grab)
+    rewind_params = {"init": init_params, "step": snap}.get(rw.mode)
+    dense_params = {n: p.copy() for n, p in net.params.items()}
+    masks = [{n: m.copy() for n, m in net.masks.items()}]
+    trainer.record(trace["rounds"], net, names, 0, model.density(names), init_params, weights_format, steps,
+                   progress, "imp", t0)
+
+    segment = {"init": "full", "step": "resume", "lr": "full", "finetune": "finetune"}[rw.mode]
+    densities = schedule.densities()
+    score_rng = make_rng(score_seed)
+    for r in range(1, len(schedule) + 1):
+        spec.apply(net, spec.scores(net, X, y, score_rng), schedule, r - 1)
+        if rewind_params is not None:
+            rewind_weights(net, rewind_params)
+        start = {n: p.copy() for n, p in net.params.items()}
+        masks.append({n: m.copy() for n, m in net.masks.items()})
+        steps = trainer.run(net, segment)
+        trainer.record(trace["rounds"], net, names, r, densities[r - 1], start, weights_format, steps,
+                       progress, "imp", t0)
+
+    result = LotteryResult(trace, net, masks, init_params, rewind_params, dense_params)
+    if controls:
+        base = init_params if rewind_params is None else rewind_params
+        ctl_segment = "resume" if rw.mode == "step" else "full"
+        fresh = reinit_like(model, reinit_seed)
+        if "reinit" in controls and all(np.array_equal(fresh[n], init_params[n]) for n in names):
+            raise ValueError(f"reinit_seed={reinit_seed} draws the model's own initial weights; "
+                             "choose a seed other than the model's")
+        mask_rng = make_rng(mask_seed)
+        dense = model.copy()
+        dense.load_state_dict({"params": dense_params})
+        for c in controls:
+            if c == "one_shot":
+                dense_scores = spec.scores(dense, X, y, make_rng(score_seed))
+            for r in range(1, len(masks)):
+                net_c = model.copy()
+                if c == "reinit":
+                    net_c.load_state_dict({"params": fresh, "masks": masks[r]})
+                elif c == "random_masks":
+                    net_c.load_state_dict({"params": base, "masks": random_masks_like(masks[r], names, mask_rng)})
+                else:
+                    net_c.load_state_dict({"params": dense_params})
+                    targets = [sum(int(masks[r][g].sum()) for g in group) for group in spec.groups()]
+                    spec.prune_to_counts(net_c, dense_scores, targets)
+                    rewind_weights(net_c, base)
+                start = {n: p.copy() for n, p in net_c.params.items()}
+                steps = trainer.run(net_c, ctl_segment)
+                trainer.record(trace["controls"][c], net_c, names, r, densities[r - 1], start, weights_format,
+                               steps, progress, c, t0)
+    return result
+
+
+MASK_CHECKSUM = "sha256 of one byte per entry in flat C order: 0x01 alive, 0x00 pruned"
+
+
+# ---------------------------------------------------------------- gradual pruning
+@dataclass
+class GradualResult:
+    """What ``train_gradual`` returns: the trained model and a JSON-ready trace."""
+
+    model: MLP
+    trace: dict
+
+    def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:
+        """The trace as JSON text; also written to ``path`` when given."""
+        return _dump(self.trace, path, indent)
+
+
+def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, *,
+                  X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+                  rule: str = "magnitude", names: Sequence[str] | None = None, scope: str = "layer",
+                  rate_multipliers: Mapping[str, float] | None = None, rounding: str = "round-half-even",
+                  train_config: TrainConfig | None = None, score_seed: int = 0, hessian_method: str = "exact",
+                  score_options: Mapping[str, Any] | None = None, allow_collapse: bool = False) -> GradualResult:
+    """Prune during one training run, following ``schedule`` (Zhu and Gupta 2017).
+
+    ``schedule.steps`` count updates: step j is applied when the training
+    callback reports t = steps[j] updates done (t = 0: before the first
+    update), with scores of the current weights (``compute_scores``, higher =
+    kept) and ``PruneSpec.apply`` (relative: a fraction of the alive;
+    absolute, e.g. ``cubic``: the target sparsity of the original sizes).
+    Pruned weights become 0.0 and every later update is masked; the momentum
+    buffer is kept (pruned entries never use it again). A copy of ``model`` is
+    trained; ``model`` is untouched.
+
+    Zhu and Gupta, "To prune, or not to prune: exploring the efficacy of
+    pruning for model compression", arXiv:1710.01878, 2017.
+
+    Returns
+    -------
+    GradualResult
+        ``trace["steps"]``: per pruning step, its index, update count, target
+        sparsity, alive counts, density and mask checksums; ``trace["final"]``:
+        density, train and test loss, accuracy, per-class test accuracy.
+    """
+    X, y, X_test, y_test = _check_data(model, X, y, X_test, y_test)
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a refprune Schedule, got {type(schedule).__name__}")
+    spec = _spec(model, rule, names, scope, rate_multipliers, rounding, hessian_method, score_options,
+                 allow_collapse)
+    cfg = TrainConfig() if train_config is None else train_config
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
+    total = cfg.epochs * cfg.steps_per_epoch(X.shape[0])
+    if len(schedule) and schedule.steps[-1] > total:
+        raise ValueError(f"schedule steps must be <= the number of updates ({total}), got {schedule.steps[-1]}")
+    score_seed = positive_int(score_seed, "score_seed", minimum=0)
+    score_rng = make_rng(score_seed)
+    names = list(spec.names)
+    targets = schedule.sparsities()
+    net = model.copy()
+    records: list[dict] = []
+    pending = list(range(len(schedule)))
+
+    def on_step(t: int, m: MLP) -> None:
+        while pending and schedule.steps[pending[0]] == t:
+            j = pending.pop(0)
+            spec.apply(m, spec.scores(m, X, y, score_rng), schedule, j)
+            records.append({"index": j, "step": t, "target_sparsity": targets[j], "density": m.density(names),
+                            "alive": {n: int(m.masks[n].sum()) for n in names},
+                            "mask_sha256": {n: mask_sha256(m.masks[n]) for n in names}})
+
+    train(net, X, y, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, momentum=cfg.momentum,
+          weight_decay=cfg.weight_decay, lr_schedule=cfg.lr_schedule, seed=cfg.seed, callback=on_step)
+    tr = evaluate(net, X, y)
+    te = None if X_test is None else evaluate(net, X_test, y_test)
+    trace = {"format": "refprune.gradual-trace", "version": TRACE_VERSION,
+             "config": {"schedule": schedule.to_dict(), "pruning": spec.to_dict(), "train": cfg.to_dict(),
+                        "score_seed": score_seed, "mask_checksum": MASK_CHECKSUM},
+             "steps": records,
+             "final": {"density": net.density(names), "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+                       "test_loss": None if te is None else te["loss"],
+                       "test_accuracy": None if te is None else te["accuracy"],
+                       "per_class_test_accuracy": None if te is None else te["per_class_accuracy"]}}
+    return GradualResult(net, trace)
+
+
+__all__ = ["Rewind", "StepDecayLR", "TrainConfig", "PruneSpec", "LotteryResult", "GradualResult",
+           "REWIND_MODES", "CONTROLS", "mask_sha256", "encode_array", "decode_array", "random_masks_like",
+           "reinit_like", "rewind_weights", "evaluate", "imp_round", "run_imp", "train_gradual"]
