@@ -16,7 +16,7 @@ On top of those two, everything that turns scores into masks:
 * ``select_masks`` / ``select_masks_count``: prune a fraction (or a count) of
   the entries *still alive*, layer-wise or globally, with per-layer rate
   multipliers; new masks are always nested in the old ones.
-* ``prune``: the same, applied to an ``MLP`` after every check has passed,
+* ``prune`` / ``prune_count``: the same, applied to an ``MLP`` after every check has passed,
   with layer collapse reported (an error unless explicitly allowed).
 * ``unit_scores`` / ``prune_units``: structured pruning of whole hidden units.
 * ``n_m_mask`` / ``prune_n_m``: N:M semi-structured sparsity.
@@ -369,6 +369,32 @@ def prune(model: MLP, scores: Mapping[str, Any], fraction: float, *, names: Sequ
         raise ValueError(f"scores must have an entry for every pruned parameter; missing {missing}")
     new = select_masks({n: scores[n] for n in names}, model.masks, fraction, scope=scope,
                        rate_multipliers=rate_multipliers, rounding=rounding)
+    return _apply(model, new, allow_collapse)
+
+
+def prune_count(model: MLP, scores: Mapping[str, Any], n_prune: int | Mapping[str, int], *,
+                names: Sequence[str] | None = None, scope: str = "layer",
+                allow_collapse: bool = False) -> PruneResult:
+    """Prune exactly ``n_prune`` alive entries, in place on ``model`` (the count form of ``prune``).
+
+    New masks = ``select_masks_count({n: scores[n] for n in names},
+    model.masks, n_prune, scope=scope)``: the lowest-scoring alive entries go
+    (higher score = kept, ties by the lower flat C-order index, over the
+    concatenation of ``names`` in global scope). ``n_prune`` is one int for
+    scope "global", a mapping name -> int for scope "layer". Checks, collapse
+    handling and the in-place update are those of ``prune``.
+
+    Returns
+    -------
+    PruneResult
+    """
+    names = _check_model_names(model, names)
+    if not isinstance(scores, Mapping):
+        raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
+    missing = [n for n in names if n not in scores]
+    if missing:
+        raise ValueError(f"scores must have an entry for every pruned parameter; missing {missing}")
+    new = select_masks_count({n: scores[n] for n in names}, model.masks, n_prune, scope=scope)
     return _apply(model, new, allow_collapse)
 
 

@@ -507,7 +507,8 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
     names : sequence of parameter names, default ``model.weight_names()``
         (biases scored only when named). The result has these keys, in order.
     seed : int or Generator; required by "random" and by
-        ``hessian_method="hutchinson"``, refused otherwise.
+        ``hessian_method="hutchinson"``; ignored by the rules that draw nothing
+        (so one call shape serves every rule).
         Draws of "random": ``rng = make_rng(seed)``, then for each name in
         ``names`` order one call ``rng.random(shape)`` (pruned entries draw too).
     hessian_method : {"exact", "ggn", "obd", "hutchinson"}
@@ -531,9 +532,6 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
         raise TypeError(f"unknown option(s) {unknown} for rule {rule!r}"
                         f"{f' with hessian_method={hessian_method!r}' if rule in DIAG_RULES else ''}; "
                         f"accepted: {sorted(allowed) or 'none'}")
-    if seed is not None and rule != "random" and not hutch:
-        raise ValueError(f"seed is used only by rule='random' and hessian_method='hutchinson', "
-                         f"got a seed with rule={rule!r}")
     if rule in DATA_RULES and (X is None or y is None):
         raise ValueError(f"rule {rule!r} needs data: X and y must be given")
 
