@@ -45,7 +45,11 @@ takes either one score array or a mapping ``name -> array`` (ordered: global
 scope concatenates the tensors in this order, each in flat C order), an
 optional mapping of boolean "alive" masks (the current mask; all True when
 omitted), and the names of tensors that are carried along but not pruned.
-It returns boolean keep-masks of the same structure. Score arrays keep their
+It returns boolean keep-masks of the same structure; ``keep_mask`` does the
+same for one array. ``count(amount, n)`` is the integer the library derives
+from its amount, and ``masks_match``/``mask_mismatch`` compare a backend's
+mask with the profile's (up to ties where the library's ties are
+unspecified). Score arrays keep their
 floating dtype: pass float32 scores to reproduce a float32 library bit for
 bit (comparisons and quantiles happen in the scores' dtype, as in the
 library).
@@ -331,14 +335,18 @@ def _torch_count(amount: Any, n: int) -> int:
 # ----------------------------------------------------------------------------
 
 def _tfmot_sparsity(sparsity: Any) -> np.float32:
-    """The schedules hand ``_update_mask`` a float32 tensor; [0, 1) is what they accept."""
+    """The sparsity as ``_update_mask`` sees it: a float32 tensor.
+
+    A Python float is checked as the schedules check it (0 <= s < 1,
+    ``_validate_sparsity``) and then rounded to float32, which may give 1.0f
+    for s just below 1 (k is then 1). A NumPy float32 (the output of
+    ``tfmot_polynomial_decay``) is used as it is.
+    """
     if isinstance(sparsity, np.float32):
-        v = sparsity
-    else:
-        v = np.float32(_check_real(sparsity, "sparsity", 0.0, 1.0, high_open=True))
-    if not (np.float32(0.0) <= v < np.float32(1.0)):
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    return v
+        if not (np.float32(0.0) <= sparsity <= np.float32(1.0)):
+            raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
+        return sparsity
+    return np.float32(_check_real(sparsity, "sparsity", 0.0, 1.0, high_open=True))
 
 
 def tfmot_keep_count(sparsity: float, n: int) -> int:

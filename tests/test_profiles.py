@@ -570,3 +570,9 @@ def test_profiles_never_modify_their_inputs(sa, name):
         pass                                                   # open-lth with nothing alive
     assert np.array_equal(s, s0) and np.array_equal(np.signbit(s), np.signbit(s0))
     assert np.array_equal(alive, a0)
+
+
+def test_tfmot_sparsity_just_below_one_rounds_to_one_in_float32():
+    # _validate_sparsity accepts 0.99999999 (< 1); tf.constant(..., tf.float32) makes it 1.0f.
+    assert np.float32(0.99999999) == np.float32(1.0)
+    assert tfmot_keep_count(0.99999999, 1000) == 1
