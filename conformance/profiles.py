@@ -49,10 +49,9 @@ It returns boolean keep-masks of the same structure; ``keep_mask`` does the
 same for one array. ``count(amount, n)`` is the integer the library derives
 from its amount, and ``masks_match``/``mask_mismatch`` compare a backend's
 mask with the profile's (up to ties where the library's ties are
-unspecified). Score arrays keep their
-floating dtype: pass float32 scores to reproduce a float32 library bit for
-bit (comparisons and quantiles happen in the scores' dtype, as in the
-library).
+unspecified). Score arrays keep their floating dtype: pass float32 scores to
+reproduce a float32 library bit for bit (comparisons and quantiles happen in
+the scores' dtype, as in the library).
 """
 
 from __future__ import annotations
