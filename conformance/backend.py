@@ -124,54 +124,66 @@ class Backend:
         """
         raise NotProvided
 
-    def select_masks(self, *, scores: dict[str, np.ndarray], fraction: float, scope: str,
-                     masks: dict[str, np.ndarray] | None, rounding: str,
-                     multipliers: dict[str, float] | None) -> dict[str, np.ndarray]:
+    def select_masks(self, *, scores: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+                     fraction: float, scope: str, multipliers: dict[str, float] | None,
+                     rounding: str) -> dict[str, np.ndarray]:
         """New masks pruning ``fraction`` of the entries still alive.
 
-        ``scores`` holds the tensors eligible for pruning (name -> scores, any shapes),
-        ``masks`` their current masks (None: everything alive). Pruned entries stay
-        pruned; a dead entry is never counted or revived, whatever its score.
+        ``scores`` holds the tensors eligible for pruning (name -> scores, any shapes,
+        in this order), ``masks`` their current masks. Only alive entries take part:
+        a pruned entry's score is never read and it is never revived (new <= old). A
+        group with n_alive alive entries loses n_prune = fraction_to_count(f, n_alive,
+        rounding) of them, the lowest scores, and keeps keep_top_k of the alive scores
+        taken in C order (ties: the earlier alive entry kept).
 
-        * scope "layer": tensor t loses fraction_to_count(fraction * m_t, alive_t,
-          rounding) of its alive entries (m_t = ``multipliers[t]``, default 1), the
-          lowest scores, ties by ``keep_top_k``'s rule within the tensor.
-        * scope "global": the alive entries of all tensors are pooled in the order of
-          ``scores``' keys, each tensor in C order, and fraction_to_count(fraction,
-          total alive, rounding) of them are pruned, the lowest scores; ties go by
-          position in the pool (earlier kept). ``multipliers`` must be None.
+        * scope "layer": each tensor t is a group, f = fraction * multipliers.get(t, 1).
+        * scope "global": the tensors with multiplier 1 (all, when ``multipliers`` is
+          None) form one pool, their alive entries concatenated in the order of
+          ``scores``' keys, f = fraction; a tensor with another multiplier m is pruned
+          on its own at fraction * m (0 leaves it untouched).
 
         Returns a dict with the keys of ``scores``.
         """
         raise NotProvided
 
-    def prune_units(self, *, params: dict[str, np.ndarray], fraction: float, norm: str,
-                    rounding: str) -> dict[str, np.ndarray]:
-        """Masks that remove whole hidden units (structured pruning).
+    def prune_units(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+                    fraction: float, norm: str, rounding: str) -> dict[str, np.ndarray]:
+        """Masks after removing whole hidden units (structured pruning).
 
-        In every hidden layer l (the output of layers.{l}, l < L-1), the unit i with
-        incoming-weight norm ||W_l[i, :]|| (``norm`` "l1" or "l2") is scored by that
-        norm; fraction_to_count(fraction, width_l, rounding) units with the lowest
-        norms are removed (ties: the higher index goes). Removing unit i masks row i
-        of layers.{l}.weight, entry i of layers.{l}.bias and column i of
-        layers.{l+1}.weight. Returns masks for every parameter.
+        ``masks`` are the current masks of every parameter. In every hidden layer l
+        (the outputs of layers.{l}, l < L-1), unit i is scored by the norm of its
+        masked incoming weights, ||W_l[i, :] * M_l[i, :]|| (``norm`` "l1" or "l2"; the
+        bias is not part of it), all layers scored before anything is removed. A unit
+        is alive unless its row, bias and outgoing column are all pruned.
+        fraction_to_count(fraction, alive units, rounding) alive units with the lowest
+        norms go (ties: the lower unit index kept). Removing unit i masks row i of
+        layers.{l}.weight, entry i of layers.{l}.bias and column i of
+        layers.{l+1}.weight. A layer left with no unit is returned as such. Returns
+        masks for every parameter.
         """
         raise NotProvided
 
-    def n_m_mask(self, *, scores: np.ndarray, n: int, m: int) -> np.ndarray:
+    def n_m_mask(self, *, scores: np.ndarray, n: int, m: int,
+                 alive: np.ndarray | None) -> np.ndarray:
         """N:M semi-structured mask: in each run of ``m`` consecutive entries along the
-        last axis, keep the ``n`` highest scores (ties: the lower index kept).
-        ``m`` divides ``scores.shape[-1]``."""
+        last axis, keep the ``n`` highest alive scores (ties: the lower index kept);
+        ``m`` divides ``scores.shape[-1]``. ``alive`` (None: all alive) is the current
+        mask: dead entries stay dead, and a run with fewer than n alive keeps them all."""
         raise NotProvided
 
     # --------------------------------------------------------------- profiles
-    def profile_mask(self, *, scores: np.ndarray, amount: float,
-                     mask: np.ndarray | None) -> np.ndarray:
-        """Prune ``amount`` of one tensor the way the library the backend follows does.
+    def profile_mask(self, *, scores: dict[str, np.ndarray], amount: float | int,
+                     alive: dict[str, np.ndarray] | None, scope: str,
+                     ignore: list[str]) -> dict[str, np.ndarray]:
+        """Keep-masks computed the way the library the backend follows computes them.
 
-        ``amount`` and the resulting count mean what the claimed convention profile
-        says (``--profile``; see ``conformance.profiles``); ``mask`` is the current
-        mask (None: all alive). Returns the new mask.
+        What ``amount`` means, how the count is rounded and in which precision, and
+        how ties go are the conventions of the profile the backend claims
+        (``--profile``; ``conformance.profiles.PROFILES``, documented in
+        docs/profiles.md): ``Profile.keep_masks(scores, amount, alive=alive,
+        scope=scope, ignore=ignore)``. ``alive`` is the current mask (None: all
+        alive); tensors in ``ignore`` are carried along unpruned. An ``amount``
+        given as an int is an int (torch reads it as a count).
         """
         raise NotProvided
 
@@ -386,9 +398,58 @@ class ReferenceBackend(Backend):
         from refprune.masks import keep_top_k
         return keep_top_k(scores, k)
 
+    def select_masks(self, *, scores, masks, fraction, scope, multipliers, rounding):
+        from refprune.masks import select_masks
+        return select_masks(scores, masks, fraction, scope=scope, rate_multipliers=multipliers,
+                            rounding=rounding)
+
+    def prune_units(self, *, params, masks, fraction, norm, rounding):
+        from refprune.masks import prune_units
+        model = _model(params, "relu", "mse")
+        model.set_masks(masks)
+        prune_units(model, fraction, norm=norm, rounding=rounding, allow_collapse=True)
+        return {n: m.copy() for n, m in model.masks.items()}
+
+    def n_m_mask(self, *, scores, n, m, alive):
+        from refprune.masks import n_m_mask
+        return n_m_mask(scores, n, m, alive=alive)
+
+    # --------------------------------------------------------------- profiles
+    def profile_mask(self, *, scores, amount, alive, scope, ignore):
+        from .profiles import get_profile
+        return get_profile("reference").keep_masks(scores, amount, alive=alive, scope=scope,
+                                                    ignore=ignore)
+
     # -------------------------------------------------------------- curvature
     def loss_value(self, *, params, X, y, activation, loss):
         return _model(params, activation, loss).loss_value(X, y)
 
     def gradient(self, *, params, X, y, activation, loss):
-        return _model(params, activation, loss).loss_and_grads(X, y)[1]
+        from refprune.curvature import gradient
+        return gradient(_model(params, activation, loss), X, y)
+
+    def hvp(self, *, params, X, y, vector, activation, loss):
+        from refprune.curvature import hvp
+        return hvp(_model(params, activation, loss), X, y, vector)
+
+    def full_hessian(self, *, params, X, y, activation, loss):
+        from refprune.curvature import full_hessian
+        return full_hessian(_model(params, activation, loss), X, y)
+
+    def hessian_diag(self, *, params, X, y, activation, loss, method):
+        from refprune.curvature import hessian_diag
+        if method == "hutchinson":
+            raise ValueError("method must be 'exact', 'ggn' or 'obd'; Hutchinson's estimate is "
+                             "hutchinson_diag (the probes are given)")
+        return hessian_diag(_model(params, activation, loss), X, y, method)
+
+    def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
+        from refprune.curvature import hvp
+        model = _model(params, activation, loss)
+        probes = np.asarray(probes, dtype=np.float64)
+        if probes.ndim != 2 or probes.shape[1] != flatten(params).size or probes.shape[0] < 1:
+            raise ValueError(f"probes must have shape (S >= 1, {flatten(params).size}), got {probes.shape}")
+        acc = np.zeros(probes.shape[1])
+        for v in probes:                                   # summed in probe order, then / S
+            acc += v * flatten(hvp(model, X, y, unflatten(v, params)))
+        return unflatten(acc / probes.shape[0], params)

@@ -1,0 +1,91 @@
+"""Command line: ``python -m conformance run|generate|lint``.
+
+run       check a backend: golden cases, then Hypothesis properties; exit 1 on any
+          unexpected failure
+generate  rebuild the golden files from the reference (deterministic)
+lint      check the golden files: schema, ids, flags, counts, manifest
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import format_report, read_xfails, run, write_report
+
+    def progress(res):
+        if args.verbose:
+            print(f"{res.status:>13}  {res.family:<13} {res.kind:<8} {res.id}", flush=True)
+
+    report = run(args.backend, profile=args.profile, families=args.family,
+                 max_examples=args.max_examples, seed=args.seed, xfails=read_xfails(args.xfails_file),
+                 golden_cases=not args.properties_only, properties=not args.golden_only,
+                 case_ids=args.case, property_names=args.property, progress=progress)
+    print(format_report(report))
+    if args.report:
+        write_report(report, args.report)
+        print(f"report written to {args.report}")
+    return 0 if report.ok else 1
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .generate import generate
+
+    for path in generate(args.out) if args.out else generate():
+        print(path)
+    return 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from . import golden
+    from .backend import OPERATIONS
+
+    problems = golden.verify_manifest(args.dir)
+    files = golden.family_files(args.dir)
+    for path in files:
+        problems += golden.lint(path, OPERATIONS)
+    for p in problems:
+        print(p)
+    print(f"{len(files)} golden files, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .golden import GOLDEN_DIR
+    from .runner import DEFAULT_MAX_EXAMPLES
+
+    parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="check a backend against the reference")
+    r.add_argument("--backend", default="conformance.backend:ReferenceBackend",
+                   help="package.module:object (a class is instantiated); default: the reference")
+    r.add_argument("--profile", default="reference",
+                   help="convention profile the backend claims (reference, torch, tfmot, open-lth, shrinkbench)")
+    r.add_argument("--family", action="append",
+                   help="run only this family (repeatable); default: every family")
+    r.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES,
+                   help=f"Hypothesis examples per property (default {DEFAULT_MAX_EXAMPLES})")
+    r.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    r.add_argument("--report", help="write a JSON report to this path")
+    r.add_argument("--xfails-file", help="file of expected-failure ids (case ids or property names)")
+    r.add_argument("--golden-only", action="store_true", help="skip the properties")
+    r.add_argument("--properties-only", action="store_true", help="skip the golden cases")
+    r.add_argument("--case", type=int, action="append", help="run only this golden case id (repeatable)")
+    r.add_argument("--property", action="append", help="run only this property (repeatable)")
+    r.add_argument("-v", "--verbose", action="store_true", help="print every check as it finishes")
+    r.set_defaults(func=_run)
+    g = sub.add_parser("generate", help="rebuild the golden files from the reference")
+    g.add_argument("--out", help=f"output directory (default {GOLDEN_DIR})")
+    g.set_defaults(func=_generate)
+    lnt = sub.add_parser("lint", help="check the golden files and their manifest")
+    lnt.add_argument("--dir", default=str(GOLDEN_DIR))
+    lnt.set_defaults(func=_lint)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

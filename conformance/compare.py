@@ -1,0 +1,211 @@
+"""Comparing a backend's answer with the expected one, and saying readably how they differ.
+
+Tolerances (one per output; see docs/golden_format.md):
+
+* ``{"kind": "exact"}``: integers, strings and booleans equal; floats equal as
+  IEEE-754 numbers (so -0.0 == 0.0); arrays of the same shape and equal entry
+  by entry; bool arrays must be bool.
+* ``{"kind": "close", "atol": a, "ulp": u}``: every float entry x of the answer
+  and e of the expected value satisfies |x - e| <= a or ulps(x, e) <= u,
+  where ulps counts the float64 values between them (0 for x == e). NaN never
+  passes.
+* ``"up_to_ties": {"scores": input}`` on a mask output: when the claimed
+  convention profile breaks ties in an unspecified order, the mask is compared
+  up to ties of the named input's scores (``conformance.profiles.equal_up_to_ties``):
+  every entry strictly above or below the threshold score must match, and the
+  count at the threshold must match. Under a deterministic tie rule the mask is
+  compared exactly.
+* ``"alternatives": [v, ...]``: other acceptable answers; any one matching passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+TieCheck = Callable[[Any, Any, Any, Any], bool]
+MAX_SHOWN = 8
+
+
+def ulp_distance(a: Any, b: Any) -> np.ndarray:
+    """Number of float64 values between ``a`` and ``b``, elementwise (0 when equal; -0.0 == 0.0).
+
+    Each float is mapped to an integer that is monotone in its value (the bit
+    pattern, negatives reflected), and the distance is the unsigned difference.
+    """
+    def ordered(x):
+        i = np.asarray(x, dtype=np.float64).view(np.int64)
+        return np.where(i < 0, np.iinfo(np.int64).min - i, i)
+    ia, ib = np.broadcast_arrays(ordered(a), ordered(b))
+    hi, lo = np.maximum(ia, ib).astype(np.uint64), np.minimum(ia, ib).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        return np.subtract(hi, lo)  # modular arithmetic gives the exact distance, < 2**64
+
+
+def _fmt(x: float) -> str:
+    return f"{x!r} ({float(x).hex()})"
+
+
+def _as_array(actual: Any, expected: np.ndarray, where: str) -> tuple[np.ndarray | None, str | None]:
+    try:
+        arr = np.asarray(actual)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the backend's
+        return None, f"{where}: cannot be read as an array ({exc})"
+    if arr.shape != expected.shape:
+        return None, f"{where}: shape {arr.shape}, expected {expected.shape}"
+    if expected.dtype == np.bool_ and arr.dtype != np.bool_:
+        return None, f"{where}: dtype {arr.dtype}, expected a bool mask"
+    if expected.dtype.kind == "f" and arr.dtype.kind not in "fiu":
+        return None, f"{where}: dtype {arr.dtype}, expected floating point"
+    if expected.dtype.kind in "iu" and arr.dtype.kind not in "iu":
+        return None, f"{where}: dtype {arr.dtype}, expected integers"
+    return arr, None
+
+
+def _mask_diff(exp: np.ndarray, act: np.ndarray, where: str) -> str:
+    lost = np.argwhere(exp & ~act)
+    extra = np.argwhere(act & ~exp)
+    lines = [f"{where}: masks differ: expected {int(exp.sum())} kept, got {int(act.sum())}"]
+    if lost.size:
+        lines.append(f"  kept by the reference, pruned by the backend at {_indices(lost)}")
+    if extra.size:
+        lines.append(f"  pruned by the reference, kept by the backend at {_indices(extra)}")
+    if exp.size <= 64:
+        lines.append(f"  expected {exp.astype(int).tolist()}")
+        lines.append(f"  actual   {act.astype(int).tolist()}")
+    return "\n".join(lines)
+
+
+def _indices(idx: np.ndarray) -> str:
+    items = [tuple(int(v) for v in row) if len(row) != 1 else int(row[0]) for row in idx[:MAX_SHOWN]]
+    more = f" and {len(idx) - MAX_SHOWN} more" if len(idx) > MAX_SHOWN else ""
+    return ", ".join(str(i) for i in items) + more
+
+
+def _float_diff(exp: np.ndarray, act: np.ndarray, bad: np.ndarray, where: str, tol: dict) -> str:
+    idx = np.argwhere(bad)
+    err = np.abs(act.astype(np.float64) - exp)
+    lines = [f"{where}: {len(idx)} of {exp.size} entries outside the tolerance "
+             f"({_tol_text(tol)}); max |diff| {np.nanmax(np.where(np.isnan(err), np.inf, err)):.3g}"]
+    for row in idx[:MAX_SHOWN]:
+        key = tuple(int(v) for v in row)
+        e, a = float(exp[key]), float(act[key])
+        lines.append(f"  at {key if len(key) != 1 else key[0]}: expected {_fmt(e)}, got {_fmt(a)}, "
+                     f"|diff| {abs(a - e):.3g}")
+    if len(idx) > MAX_SHOWN:
+        lines.append(f"  ... and {len(idx) - MAX_SHOWN} more")
+    return "\n".join(lines)
+
+
+def _tol_text(tol: dict) -> str:
+    if tol.get("kind") == "close":
+        return f"atol {tol['atol']:.3g} or {tol['ulp']} ulp"
+    return "exact"
+
+
+def compare(expected: Any, actual: Any, tol: dict[str, Any], *, where: str = "result",
+            inputs: dict[str, Any] | None = None, tie_check: TieCheck | None = None) -> str | None:
+    """None when ``actual`` matches ``expected`` under ``tol``; otherwise a readable diff."""
+    alternatives = tol.get("alternatives") or []
+    first = _compare(expected, actual, tol, where, inputs, tie_check)
+    if first is None:
+        return None
+    for alt in alternatives:
+        if _compare(alt, actual, tol, where, inputs, tie_check) is None:
+            return None
+    if alternatives:
+        first += f"\n  (nor does it match any of the {len(alternatives)} other acceptable answers)"
+    return first
+
+
+def _tie_inputs(inputs: dict[str, Any] | None, tol: dict, key: str | None):
+    """(scores, alive) named by the tolerance's ``up_to_ties`` for one mask, or None."""
+    spec = tol.get("up_to_ties")
+    if not spec or inputs is None:
+        return None
+    scores, alive = inputs.get(spec["scores"]), inputs.get(spec.get("alive", ""))
+    if isinstance(scores, dict):
+        if key is None or key not in scores:
+            return None
+        scores, alive = scores[key], (alive or {}).get(key)
+    return (scores, alive) if isinstance(scores, np.ndarray) else None
+
+
+def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_check,
+             key: str | None = None) -> str | None:
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return f"{where}: expected a dict with keys {sorted(expected)}, got {type(actual).__name__}"
+        if set(actual) != set(expected):
+            return (f"{where}: keys differ: missing {sorted(set(expected) - set(actual))}, "
+                    f"unexpected {sorted(set(actual) - set(expected))}")
+        spec = tol.get("up_to_ties") or {}
+        if tie_check is not None and spec.get("pooled") and inputs is not None:
+            names = list(inputs[spec["scores"]])               # the pool's order
+            pooled = [np.asarray(actual[n]) for n in names]
+            if all(a.dtype == np.bool_ and a.shape == np.shape(expected[n]) for n, a in zip(names, pooled)):
+                alive = inputs.get(spec.get("alive", ""))
+                if tie_check({n: expected[n] for n in names}, dict(zip(names, pooled)),
+                             {n: inputs[spec["scores"]][n] for n in names},
+                             None if alive is None else {n: alive[n] for n in names}):
+                    return None
+        diffs = [_compare(expected[k], actual[k], tol, f"{where}[{k!r}]", inputs, tie_check, k)
+                 for k in expected]
+        diffs = [d for d in diffs if d]
+        return "\n".join(diffs) if diffs else None
+    if isinstance(expected, list):
+        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
+            n = len(actual) if isinstance(actual, (list, tuple)) else type(actual).__name__
+            return f"{where}: expected a list of {len(expected)}, got {n}"
+        diffs = [_compare(e, a, tol, f"{where}[{i}]", inputs, tie_check, key)
+                 for i, (e, a) in enumerate(zip(expected, actual))]
+        diffs = [d for d in diffs if d]
+        return "\n".join(diffs) if diffs else None
+    if isinstance(expected, np.ndarray):
+        act, problem = _as_array(actual, expected, where)
+        if problem:
+            return problem
+        if expected.dtype == np.bool_:
+            if np.array_equal(act, expected):
+                return None
+            ties = _tie_inputs(inputs, tol, key)
+            if tie_check is not None and ties is not None and tie_check(expected, act, *ties):
+                return None
+            return _mask_diff(expected, act, where)
+        if expected.dtype.kind in "iu":
+            if np.array_equal(act, expected):
+                return None
+            bad = act != expected
+            return (f"{where}: {int(bad.sum())} of {expected.size} integers differ; first at "
+                    f"{_indices(np.argwhere(bad))}: expected {expected[bad][:MAX_SHOWN].tolist()}, "
+                    f"got {act[bad][:MAX_SHOWN].tolist()}")
+        act = act.astype(np.float64)
+        bad = _float_bad(expected, act, tol)
+        return _float_diff(expected, act, bad, where, tol) if bad.any() else None
+    if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
+        return None if (actual == expected and type(actual) is type(expected)) else \
+            f"{where}: expected {expected!r}, got {actual!r}"
+    if isinstance(expected, int):
+        if isinstance(actual, (bool, np.bool_)) or not isinstance(actual, (int, np.integer)):
+            return f"{where}: expected the integer {expected}, got {actual!r} ({type(actual).__name__})"
+        return None if int(actual) == expected else f"{where}: expected {expected}, got {int(actual)}"
+    if isinstance(expected, float):
+        if not isinstance(actual, (float, int, np.floating, np.integer)) or isinstance(actual, bool):
+            return f"{where}: expected a float, got {actual!r} ({type(actual).__name__})"
+        e, a = np.asarray(expected), np.asarray(float(actual))
+        if _float_bad(e, a, tol).any():
+            return (f"{where}: expected {_fmt(expected)}, got {_fmt(float(actual))} "
+                    f"(|diff| {abs(float(actual) - expected):.3g}; tolerance {_tol_text(tol)})")
+        return None
+    raise TypeError(f"cannot compare an expected value of type {type(expected).__name__}")
+
+
+def _float_bad(expected: np.ndarray, actual: np.ndarray, tol: dict) -> np.ndarray:
+    """Entries of ``actual`` outside the tolerance (NaN always outside)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if tol.get("kind") == "close":
+            ok = (np.abs(actual - expected) <= tol["atol"]) | (ulp_distance(actual, expected) <= tol["ulp"])
+        else:
+            ok = actual == expected
+    return ~ok | np.isnan(actual)

@@ -1,0 +1,348 @@
+"""Golden files: the language-neutral JSON encoding, deterministic writing, ids, manifest and lint.
+
+The format is specified in ``docs/golden_format.md``; this module is its
+reference reader and writer. In short: one JSON file per family under
+``conformance/golden/``, floats as C99 hexadecimal strings (``float.hex``), so
+every value round-trips bit for bit in any language; every case has a stable
+integer id kept in ``ids.txt``; ``MANIFEST.txt`` lists the SHA-256 of each file
+in the format of ``sha256sum``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+MANIFEST = "MANIFEST.txt"
+IDS = "ids.txt"
+VALUE_TYPES = ("float64", "ndarray")
+DTYPES = ("float64", "int64", "bool")
+TOLERANCE_KINDS = ("exact", "close")
+FLAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*(:[a-z0-9-]+)?$")
+
+
+# --------------------------------------------------------------------------- values
+def hexfloat(x: float) -> str:
+    """``float.hex`` with the mantissa's trailing zeros removed: 0.5 -> '0x1p-1', -0.0 -> '-0x0p+0'."""
+    text = float(x).hex()
+    if "p" not in text:                                    # inf, -inf, nan
+        return text
+    mantissa, exponent = text.split("p")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}p{exponent}"
+
+
+def encode(value: Any) -> Any:
+    """A JSON-ready form of ``value`` (see docs/golden_format.md, "Values").
+
+    float -> {"type": "float64", "value": hex}; ndarray -> {"type": "ndarray",
+    "dtype", "shape", "data"} (data flat in C order: hex strings for float64,
+    integers for int64, a string of '0'/'1' for bool); dict -> object; list or
+    tuple -> array; int, str, bool, None as themselves.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return {"type": "float64", "value": hexfloat(value)}
+    if isinstance(value, np.ndarray):
+        shape = [int(s) for s in value.shape]
+        flat = value.ravel(order="C")
+        if value.dtype == np.bool_:
+            data: Any = "".join("1" if b else "0" for b in flat)
+            dtype = "bool"
+        elif value.dtype.kind in "iu":
+            data, dtype = [int(v) for v in flat], "int64"
+        elif value.dtype.kind == "f":
+            data, dtype = [hexfloat(v) for v in flat.astype(np.float64)], "float64"
+        else:
+            raise TypeError(f"cannot encode an array of dtype {value.dtype}")
+        return {"type": "ndarray", "dtype": dtype, "shape": shape, "data": data}
+    if isinstance(value, dict):
+        if "type" in value:
+            raise ValueError("a dict stored in a golden file must not have a key named 'type'")
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    raise TypeError(f"cannot encode a value of type {type(value).__name__}")
+
+
+def decode(obj: Any) -> Any:
+    """The inverse of ``encode``: arrays come back as new NumPy arrays, floats as float."""
+    if isinstance(obj, list):
+        return [decode(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    kind = obj.get("type")
+    if kind is None:
+        return {k: decode(v) for k, v in obj.items()}
+    if kind == "float64":
+        return float.fromhex(obj["value"])
+    if kind == "ndarray":
+        shape = tuple(obj["shape"])
+        if obj["dtype"] == "bool":
+            return np.array([c == "1" for c in obj["data"]], dtype=bool).reshape(shape)
+        if obj["dtype"] == "int64":
+            return np.array(obj["data"], dtype=np.int64).reshape(shape)
+        if obj["dtype"] == "float64":
+            return np.array([float.fromhex(v) for v in obj["data"]], dtype=np.float64).reshape(shape)
+        raise ValueError(f"unknown ndarray dtype {obj['dtype']!r}")
+    raise ValueError(f"unknown value type {kind!r}")
+
+
+def _is_leaf(obj: Any) -> bool:
+    """Values written on one line: scalars, typed values, and anything short (<= 100 characters)."""
+    if not isinstance(obj, (dict, list)) or (isinstance(obj, dict) and "type" in obj):
+        return True
+    return len(json.dumps(obj, ensure_ascii=True, separators=(", ", ": "))) <= 100
+
+
+def dumps(obj: Any, indent: int = 0) -> str:
+    """Deterministic JSON text: sorted keys, two-space indent, leaves on one line, ASCII only."""
+    if _is_leaf(obj):
+        return json.dumps(obj, sort_keys=True, separators=(", ", ": "), ensure_ascii=True)
+    pad, inner = "  " * indent, "  " * (indent + 1)
+    if isinstance(obj, dict):
+        items = [f"{inner}{json.dumps(k, ensure_ascii=True)}: {dumps(obj[k], indent + 1)}"
+                 for k in sorted(obj)]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    items = [f"{inner}{dumps(v, indent + 1)}" for v in obj]
+    return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+
+
+# --------------------------------------------------------------------------- files
+@dataclass
+class Case:
+    """One decoded golden case."""
+
+    family: str
+    id: int
+    op: str
+    comment: str
+    flags: list[str]
+    inputs: dict[str, Any]
+    expected: dict[str, Any]
+    tolerance: dict[str, dict[str, Any]]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass
+class GoldenFile:
+    family: str
+    header: dict[str, Any]
+    cases: list[Case]
+
+
+def family_files(directory: Path | str = GOLDEN_DIR) -> list[Path]:
+    """The family files of a golden directory (every ``*.json``), sorted by name."""
+    return sorted(Path(directory).glob("*.json"))
+
+
+def decode_tolerance(tol: dict[str, Any]) -> dict[str, Any]:
+    return {k: decode(v) for k, v in tol.items()}
+
+
+def load(path: Path | str) -> GoldenFile:
+    """Read and decode one family file."""
+    data = json.loads(Path(path).read_text(encoding="ascii"))
+    family = data["family"]
+    cases = [Case(family=family, id=c["id"], op=c["op"], comment=c["comment"], flags=list(c["flags"]),
+                  inputs=decode(c["inputs"]), expected=decode(c["expected"]),
+                  tolerance={k: decode_tolerance(v) for k, v in c["tolerance"].items()}, raw=c)
+             for c in data["cases"]]
+    header = {k: v for k, v in data.items() if k != "cases"}
+    return GoldenFile(family, header, cases)
+
+
+def load_family(family: str, directory: Path | str = GOLDEN_DIR) -> GoldenFile:
+    path = Path(directory) / f"{family}.json"
+    if not path.exists():
+        raise ValueError(f"no golden file for family {family!r} in {directory}")
+    return load(path)
+
+
+def sha256(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def manifest_text(directory: Path | str) -> str:
+    """``sha256sum`` lines for every file of the directory except the manifest itself."""
+    directory = Path(directory)
+    names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
+    return "".join(f"{sha256(directory / n)}  {n}\n" for n in names)
+
+
+def verify_manifest(directory: Path | str = GOLDEN_DIR) -> list[str]:
+    """Problems found when checking the manifest against the files (empty when all agree)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.exists():
+        return [f"{MANIFEST} is missing"]
+    problems = []
+    listed = {}
+    for line in path.read_text(encoding="ascii").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    present = {p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST}
+    for name in sorted(present - set(listed)):
+        problems.append(f"{name} is not in {MANIFEST}")
+    for name, digest in sorted(listed.items()):
+        if name not in present:
+            problems.append(f"{MANIFEST} lists {name}, which does not exist")
+        elif sha256(directory / name) != digest:
+            problems.append(f"{name}: SHA-256 differs from {MANIFEST}")
+    return problems
+
+
+# --------------------------------------------------------------------------- ids
+def read_ids(directory: Path | str = GOLDEN_DIR) -> dict[str, int]:
+    """The id registry: case key -> id (``ids.txt`` lines "id key"; retired ids stay)."""
+    path = Path(directory) / IDS
+    if not path.exists():
+        return {}
+    ids = {}
+    for line in path.read_text(encoding="ascii").splitlines():
+        if line.strip() and not line.startswith("#"):
+            number, _, key = line.partition(" ")
+            ids[key] = int(number)
+    return ids
+
+
+def ids_text(ids: dict[str, int]) -> str:
+    lines = ["# Golden case ids: 'id key'. An id is never reused; keys no longer generated stay here.\n"]
+    lines += [f"{i} {k}\n" for k, i in sorted(ids.items(), key=lambda kv: kv[1])]
+    return "".join(lines)
+
+
+# --------------------------------------------------------------------------- lint
+REQUIRED_HEADER = ("schema_version", "generator_version", "family", "algorithm", "notes",
+                   "operations", "number_of_cases", "cases")
+REQUIRED_CASE = ("id", "op", "comment", "flags", "inputs", "expected", "tolerance")
+
+
+def _check_value(obj: Any, where: str, problems: list[str]) -> None:
+    if isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_value(v, f"{where}[{i}]", problems)
+        return
+    if not isinstance(obj, dict):
+        if isinstance(obj, float):
+            problems.append(f"{where}: bare JSON number {obj!r} (floats must be hex strings)")
+        return
+    kind = obj.get("type")
+    if kind is None:
+        for k, v in obj.items():
+            _check_value(v, f"{where}.{k}", problems)
+        return
+    if kind == "float64":
+        try:
+            float.fromhex(obj["value"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{where}: float64 value is not a hex float")
+        return
+    if kind != "ndarray":
+        problems.append(f"{where}: unknown value type {kind!r}")
+        return
+    if obj.get("dtype") not in DTYPES:
+        problems.append(f"{where}: unknown dtype {obj.get('dtype')!r}")
+        return
+    shape = obj.get("shape")
+    if not isinstance(shape, list) or any(not isinstance(s, int) or s < 0 for s in shape):
+        problems.append(f"{where}: shape must be a list of non-negative integers")
+        return
+    size = math.prod(shape)
+    data = obj.get("data")
+    if len(data) != size:
+        problems.append(f"{where}: data has {len(data)} entries, shape {shape} needs {size}")
+    if obj["dtype"] == "bool" and (not isinstance(data, str) or set(data) - {"0", "1"}):
+        problems.append(f"{where}: bool data must be a string of 0 and 1")
+    if obj["dtype"] == "float64":
+        try:
+            [float.fromhex(v) for v in data]
+        except (TypeError, ValueError):
+            problems.append(f"{where}: float64 data must be hex strings")
+
+
+def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str]:
+    """Problems in one golden file: schema, unique ids, every flag defined, counts, encodings."""
+    path = Path(path)
+    problems: list[str] = []
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw.decode("ascii"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{path.name}: not ASCII JSON ({exc})"]
+    for key in REQUIRED_HEADER:
+        if key not in data:
+            problems.append(f"{path.name}: missing header field {key!r}")
+    if problems:
+        return problems
+    if data["schema_version"] != SCHEMA_VERSION:
+        problems.append(f"{path.name}: schema_version {data['schema_version']} != {SCHEMA_VERSION}")
+    if data["family"] != path.stem:
+        problems.append(f"{path.name}: family {data['family']!r} does not match the file name")
+    notes = data["notes"]
+    cases = data["cases"]
+    if data["number_of_cases"] != len(cases):
+        problems.append(f"{path.name}: number_of_cases {data['number_of_cases']} != {len(cases)} cases")
+    if not cases:
+        problems.append(f"{path.name}: no cases")
+    for flag in notes:
+        if not FLAG_PATTERN.match(flag):
+            problems.append(f"{path.name}: flag name {flag!r} is not lower-case-with-dashes")
+    seen: set[int] = set()
+    used: set[str] = set()
+    for c in cases:
+        where = f"{path.name} case {c.get('id')}"
+        for key in REQUIRED_CASE:
+            if key not in c:
+                problems.append(f"{where}: missing field {key!r}")
+        if any(key not in c for key in REQUIRED_CASE):
+            continue
+        if not isinstance(c["id"], int) or c["id"] <= 0:
+            problems.append(f"{where}: id must be a positive integer")
+        elif c["id"] in seen:
+            problems.append(f"{where}: duplicate id")
+        seen.add(c["id"])
+        if operations is not None and c["op"] not in operations:
+            problems.append(f"{where}: unknown op {c['op']!r}")
+        if c["op"] not in data["operations"]:
+            problems.append(f"{where}: op {c['op']!r} is not listed in the header's operations")
+        if not isinstance(c["comment"], str) or not c["comment"].strip():
+            problems.append(f"{where}: empty comment")
+        if not c["flags"]:
+            problems.append(f"{where}: no flags")
+        if c["flags"] != sorted(set(c["flags"])):
+            problems.append(f"{where}: flags must be sorted and distinct")
+        for flag in c["flags"]:
+            used.add(flag)
+            if flag not in notes:
+                problems.append(f"{where}: flag {flag!r} is not defined in the notes")
+        if set(c["expected"]) != set(c["tolerance"]):
+            problems.append(f"{where}: expected and tolerance must name the same outputs")
+        for name, tol in c["tolerance"].items():
+            if tol.get("kind") not in TOLERANCE_KINDS:
+                problems.append(f"{where}: tolerance of {name!r} has unknown kind {tol.get('kind')!r}")
+            if tol.get("kind") == "close" and not ("atol" in tol and "ulp" in tol):
+                problems.append(f"{where}: a 'close' tolerance needs atol and ulp")
+            ties = tol.get("up_to_ties")
+            if ties is not None and ties.get("scores") not in c["inputs"]:
+                problems.append(f"{where}: up_to_ties names no input {ties.get('scores')!r}")
+        for part in ("inputs", "expected"):
+            _check_value(c[part], f"{where} {part}", problems)
+    for flag in sorted(set(notes) - used):
+        problems.append(f"{path.name}: flag {flag!r} is defined but no case uses it")
+    return problems
