@@ -1,0 +1,237 @@
+"""A pruned MLP in sparse form: SciPy CSR weights, dense or sparse execution per layer.
+
+Each masked weight matrix W_l * M_l (shape (out_l, in_l)) is stored as a
+``scipy.sparse.csr_array`` of its non-zero entries: explicit zeros are never
+stored (an alive weight whose value is exactly 0.0 contributes nothing to a
+product and is dropped). Biases stay dense, as b_l * Mb_l. The forward pass is
+the one of ``refprune.mlp``: z_{l+1} = a_l (W_l * M_l)^T + b_l * Mb_l, hidden
+activation from ``refprune.activations``, last layer linear.
+
+Orientation. Activations are kept feature-major, a^T of shape (width, N), so a
+layer is z^T = W a^T: CSR times a C-contiguous dense matrix, the inner loop
+along the batch, each output row summed over its stored weights in column
+order. The batch is transposed once on entry and once on exit. CSR was measured
+faster than CSC for this product (docs/sparse_execution.md), and at batch 1
+the CSR matvec y = W x faster than x^T W^T (a CSC scatter).
+
+Execution per layer: "sparse" (CSR product, rows split over threads), "dense"
+(NumPy product with the dense masked matrix, built on first use), or "auto":
+the cheaper of the two under the measured cost model of
+``refprune.sparse_kernels`` (crossover table in docs/sparse_execution.md).
+Either choice computes the same function; only rounding differs (float64: the
+two agree to ~1e-15 relative, tested to 1e-12).
+
+float32 on request (``dtype=np.float32``): weights, biases and activations in
+float32, inputs must then be float32 as well (no silent mixing of precisions).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._checks import choice, positive_int
+from .activations import get_activation
+from .mlp import MLP
+from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, row_blocks,
+                             sparse_blocks, sparse_is_faster)
+
+EXECUTIONS = ("auto", "dense", "sparse")
+DTYPES = ("float64", "float32")
+
+
+def check_model(model: Any) -> np.dtype:
+    """Check that ``model`` is a refprune MLP whose parameters share one float dtype; return it."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune.mlp.MLP, got {type(model).__name__}")
+    dtypes = {np.asarray(p).dtype for p in model.params.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+        raise TypeError(f"model parameters must share one floating dtype, got {sorted(map(str, dtypes))}")
+    return next(iter(dtypes))
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """float64 or float32 (anything ``np.dtype`` accepts for them), else ValueError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be float64 or float32, got {dtype!r}") from exc
+    if dt.name not in DTYPES:
+        raise ValueError(f"dtype must be float64 or float32, got {dt.name}")
+    return dt
+
+
+def check_execution(execution: Any, n_layers: int) -> tuple[str, ...]:
+    """One of EXECUTIONS for every layer, or a sequence of them, one per layer."""
+    if isinstance(execution, str):
+        return (choice(execution, "execution", EXECUTIONS),) * n_layers
+    if not isinstance(execution, Sequence) or len(execution) != n_layers:
+        raise ValueError(f"execution must be one of {list(EXECUTIONS)} or a sequence of "
+                         f"{n_layers} of them (one per layer), got {execution!r}")
+    return tuple(choice(e, f"execution[{l}]", EXECUTIONS) for l, e in enumerate(execution))
+
+
+def feature_major(X: Any, width: int, dtype: np.dtype) -> np.ndarray:
+    """Check a batch X of shape (N, width) and return it feature-major: (width, N), or (width,) if N = 1.
+
+    The checks of ``refprune._checks.float_array`` (floating, 2-D, non-empty,
+    finite), plus: the dtype must equal ``dtype`` (no silent change of
+    precision). The copy that float_array would make is fused with the transpose;
+    the caller's array is never written.
+    """
+    if isinstance(X, (str, bytes)) or X is None:
+        raise TypeError(f"X must be a float array, got {type(X).__name__}")
+    X = np.asarray(X)
+    if X.dtype.kind != "f":
+        raise TypeError(f"X must be a floating-point array, got dtype {X.dtype}")
+    if X.dtype != dtype:
+        raise TypeError(f"X has dtype {X.dtype} but this sparse model computes in {dtype}; "
+                        f"convert with X.astype(np.{dtype.name})")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional (N, {width}), got shape {X.shape}")
+    if X.shape[1] != width:
+        raise ValueError(f"X must have {width} columns (the input width), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"X must not be empty, got shape {X.shape}")
+    if not np.isfinite(X.sum()) and not np.isfinite(X).all():  # a finite sum implies finite entries
+        raise ValueError("X must be finite (no NaN or inf)")
+    return np.ascontiguousarray(X[0]) if X.shape[0] == 1 else np.ascontiguousarray(X.T)
+
+
+class SparseLayer:
+    """One layer in sparse form: CSR weight (no explicit zeros), dense masked bias.
+
+    ``weight`` has shape (out, in); ``blocks[b]`` are its rows split into b blocks
+    of about equal non-zero count (views on ``weight``), made on first use.
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, dtype: np.dtype):
+        flat = np.flatnonzero(weight)
+        values = weight.ravel()[flat].astype(dtype)
+        keep = values != 0            # float64 -> float32 may round tiny values to 0.0
+        flat, values = flat[keep], np.ascontiguousarray(values[keep])
+        self.shape: tuple[int, int] = weight.shape
+        self.weight: sp.csr_array = csr_from_positions(self.shape, flat, values)
+        self.bias: np.ndarray = bias.astype(dtype)
+        self._blocks: dict[int, list[sp.csr_array]] = {}
+        self._dense: np.ndarray | None = None
+
+    @property
+    def nnz(self) -> int:
+        return int(self.weight.nnz)
+
+    @property
+    def density(self) -> float:
+        """Stored (non-zero) fraction of the weight matrix."""
+        return self.nnz / (self.shape[0] * self.shape[1])
+
+    def blocks(self, parts: int) -> list[sp.csr_array]:
+        if parts not in self._blocks:
+            self._blocks[parts] = row_blocks(self.weight, parts)
+        return self._blocks[parts]
+
+    def dense_weight(self) -> np.ndarray:
+        """The dense masked weight (out, in), built on first use and kept."""
+        if self._dense is None:
+            self._dense = self.weight.toarray()
+        return self._dense
+
+
+class SparseMLP:
+    """A pruned ``refprune.mlp.MLP`` in sparse form (see the module docstring).
+
+    The model is read, never modified; later changes to it are not seen.
+
+    Parameters
+    ----------
+    model : MLP
+        Any refprune MLP. A model whose masks are all True is valid: its layers
+        are dense, and the automatic rule runs them dense.
+    dtype : float64 (default) or float32
+        Precision of weights, biases and activations.
+    execution : "auto" (default), "dense", "sparse", or one of these per layer
+        "auto" picks per layer and batch size by the cost model of
+        ``refprune.sparse_kernels``; the others force it.
+    threads : int, optional
+        Threads for the sparse products (default: the cores available, at most 2,
+        the machine the cost model was measured on).
+    """
+
+    def __init__(self, model: MLP, *, dtype: Any = np.float64, execution: Any = "auto",
+                 threads: int | None = None):
+        check_model(model)
+        self.dtype = check_dtype(dtype)
+        self.execution = check_execution(execution, model.n_layers)
+        self.threads = min(2, available_cores()) if threads is None else positive_int(threads, "threads")
+        self.sizes = model.sizes
+        self.activation = model.activation
+        self._act = get_activation(model.activation).value
+        p = model.effective_params()
+        self.layers = [SparseLayer(p[f"layers.{l}.weight"], p[f"layers.{l}.bias"], self.dtype)
+                       for l in range(model.n_layers)]
+        self._plans: dict[int, tuple[tuple[str, int], ...]] = {}
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def plan(self, batch: int) -> list[tuple[str, int]]:
+        """(execution, threads) per layer at this batch size: ("dense", 1) or ("sparse", blocks)."""
+        batch = positive_int(batch, "batch")
+        if batch not in self._plans:
+            steps = []
+            for layer, forced in zip(self.layers, self.execution):
+                blocks = sparse_blocks(layer.nnz, batch, self.dtype, self.threads)
+                if forced == "auto":
+                    sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads)
+                else:
+                    sparse = forced == "sparse"
+                steps.append(("sparse", blocks) if sparse else ("dense", 1))
+            self._plans[batch] = tuple(steps)
+        return list(self._plans[batch])
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Network output f(X), shape (N, out), in ``self.dtype``; X must have that dtype."""
+        aT = feature_major(X, self.sizes[0], self.dtype)
+        batch = 1 if aT.ndim == 1 else aT.shape[1]
+        for l, (layer, (how, blocks)) in enumerate(zip(self.layers, self.plan(batch))):
+            if how == "sparse":
+                zT = csr_matmul(layer.blocks(blocks), aT)
+            else:
+                zT = layer.dense_weight() @ aT
+            zT += layer.bias if zT.ndim == 1 else layer.bias[:, None]
+            aT = self._act(zT) if l < self.n_layers - 1 else zT
+        return aT[None, :] if aT.ndim == 1 else np.ascontiguousarray(aT.T)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class predictions argmax_k f(x)_k (first maximum on ties)."""
+        return np.argmax(self.forward(X), axis=1)
+
+    def to_dense(self) -> dict[str, np.ndarray]:
+        """The effective parameters (value * mask) as dense arrays in ``self.dtype``, by name."""
+        out: dict[str, np.ndarray] = {}
+        for l, layer in enumerate(self.layers):
+            out[f"layers.{l}.weight"] = layer.weight.toarray()
+            out[f"layers.{l}.bias"] = layer.bias.copy()
+        return out
+
+    def density(self) -> float:
+        """Stored fraction of all weight entries."""
+        return sum(L.nnz for L in self.layers) / sum(L.shape[0] * L.shape[1] for L in self.layers)
+
+    def nbytes(self) -> int:
+        """Bytes of the sparse weights (values, indices, row pointers) and biases."""
+        return sum(L.weight.data.nbytes + L.weight.indices.nbytes + L.weight.indptr.nbytes
+                   + L.bias.nbytes for L in self.layers)
+
+    def __repr__(self) -> str:
+        return (f"SparseMLP(sizes={self.sizes}, activation={self.activation!r}, dtype={self.dtype.name}, "
+                f"density={self.density():.4f})")
+
+
+def to_sparse(model: MLP, *, dtype: Any = np.float64, execution: Any = "auto",
+              threads: int | None = None) -> SparseMLP:
+    """The sparse form of ``model``: ``SparseMLP(model, dtype=..., execution=..., threads=...)``."""
+    return SparseMLP(model, dtype=dtype, execution=execution, threads=threads)

@@ -1,0 +1,212 @@
+"""Kernels of the sparse path: CSR storage, threaded products, the sampled product, the cost model.
+
+Every product here works on feature-major activations: a batch of N vectors of
+width k is a C-contiguous array of shape (k, N) (or shape (k,) when N = 1), so a
+layer's pre-activation is z^T = W a^T, one CSR-times-dense product whose inner
+loop runs along the batch.
+
+Threads. SciPy releases the GIL inside its sparse products, so ``csr_matmul``
+splits the rows of W into blocks of about equal non-zero count and multiplies
+the blocks on a small thread pool. A row split writes disjoint rows of the
+output and every row is summed in the same order whatever the split, so every
+thread count gives bit-identical results.
+
+Cost model (``predicted_seconds``; derivation and crossover table in
+docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
+weights, at batch N:
+
+    t_dense(N)  = D0 + D1(N) * out * in * N
+    t_sparse(N) = S0 + S1(N) * nnz * N / b + T0 * (b > 1)      (b = row blocks)
+
+with per-element costs D1, S1 measured at N in {1, 32, 256, 2048} and
+interpolated linearly in log N (clamped outside that range). The sampled product
+(weight gradient) costs G1(N) per stored weight and sample.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+# ------------------------------------------------------------------ threads
+_POOL: ThreadPoolExecutor | None = None
+_POOL_WORKERS = 0
+_POOL_LOCK = threading.Lock()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (``os.sched_getaffinity`` where it exists)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The shared worker pool, grown to at least ``workers`` threads."""
+    global _POOL, _POOL_WORKERS
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_WORKERS < workers:
+            if _POOL is not None:
+                _POOL.shutdown(wait=True)
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refprune-sparse")
+            _POOL_WORKERS = workers
+        return _POOL
+
+
+def run_parallel(tasks: Sequence) -> list:
+    """Run zero-argument callables, the first on the calling thread, the rest on the pool."""
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    futures = [_pool(len(tasks) - 1).submit(t) for t in tasks[1:]]
+    first = tasks[0]()
+    return [first] + [f.result() for f in futures]
+
+
+# ------------------------------------------------------------------ storage
+def index_dtype(*sizes: int) -> type:
+    """int32 when every index and count fits (SciPy's own choice), else int64."""
+    return np.int32 if max(sizes, default=0) < np.iinfo(np.int32).max else np.int64
+
+
+def csr_from_positions(shape: tuple[int, int], flat: np.ndarray, values: np.ndarray) -> sp.csr_array:
+    """CSR array with ``values`` at the C-order flat positions ``flat`` (sorted ascending).
+
+    C order of the flat positions is CSR order: rows ascending, columns ascending
+    within a row. The arrays are used as given (no copy), so a caller that updates
+    ``values`` in place updates the matrix.
+    """
+    n_rows, n_cols = shape
+    itype = index_dtype(n_rows, n_cols, flat.size)
+    rows = flat // n_cols
+    indptr = np.zeros(n_rows + 1, dtype=itype)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    indices = (flat % n_cols).astype(itype)
+    return _csr_view(values, indices, indptr, shape)
+
+
+def _csr_view(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+              shape: tuple[int, int]) -> sp.csr_array:
+    """A csr_array whose arrays are exactly these (views kept, never copied)."""
+    A = sp.csr_array((data, indices, indptr), shape=shape, copy=False)
+    # the constructor may copy a view of a larger array (its "prune" step); undo that
+    A.data, A.indices, A.indptr = data, indices, indptr
+    return A
+
+
+def row_blocks(A: sp.csr_array, parts: int) -> list[sp.csr_array]:
+    """Split A's rows into at most ``parts`` contiguous blocks of about equal non-zero count.
+
+    The blocks are views: they share ``A.data`` and ``A.indices``, so an in-place
+    update of A's values is seen by every block.
+    """
+    n_rows, n_cols = A.shape
+    parts = max(1, min(parts, n_rows))
+    if parts == 1:
+        return [A]
+    targets = np.linspace(0, A.indptr[-1], parts + 1)[1:-1]
+    cuts = [0, *np.searchsorted(A.indptr, targets, side="left").tolist(), n_rows]
+    cuts = sorted(set(cuts))
+    blocks = []
+    for r0, r1 in zip(cuts[:-1], cuts[1:]):
+        s0, s1 = int(A.indptr[r0]), int(A.indptr[r1])
+        blocks.append(_csr_view(A.data[s0:s1], A.indices[s0:s1],
+                                A.indptr[r0:r1 + 1] - A.indptr[r0], (r1 - r0, n_cols)))
+    return blocks
+
+
+def csr_matmul(blocks: Sequence[sp.csr_array], B: np.ndarray) -> np.ndarray:
+    """sum_j W[i, j] B[j, ...] for the row blocks of W, one block per thread, rows concatenated.
+
+    ``B`` is C-contiguous, shape (in,) or (in, N). Each row is summed over its
+    stored entries in column order (SciPy's ``csr_matvec(s)``), so the result does
+    not depend on the number of blocks.
+    """
+    parts = run_parallel([lambda blk=blk: operator.matmul(blk, B) for blk in blocks])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+# ------------------------------------------------------------------ sampled product
+SAMPLED_CHUNK_BYTES = 1 << 19   # gathered rows per chunk stay in a 512 KiB slice of L2
+
+
+def sampled_product(dZT: np.ndarray, AT: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                    out: np.ndarray, threads: int = 1) -> np.ndarray:
+    """out[k] = sum_n dZT[rows[k], n] * AT[cols[k], n]: the entries of dZT @ AT.T at (rows, cols).
+
+    The sampled dense-dense product (SDDMM): the weight gradient dL/dW = dZ^T A
+    evaluated only at the stored positions. Work and memory grow with the number
+    of positions, not with out * in. Computed in chunks of positions (gathered rows
+    stay in cache), the chunks split over ``threads`` threads; each entry is one
+    ``einsum`` dot product, so the result does not depend on the chunking.
+    """
+    k, n = rows.size, dZT.shape[1]
+    step = max(64, SAMPLED_CHUNK_BYTES // (16 * max(n, 1)))
+
+    def span(a: int, b: int) -> None:
+        for s in range(a, b, step):
+            e = min(s + step, b)
+            np.einsum("kn,kn->k", dZT[rows[s:e]], AT[cols[s:e]], out=out[s:e])
+
+    parts = max(1, min(threads, k // step))
+    edges = np.linspace(0, k, parts + 1).astype(int)
+    run_parallel([lambda a=a, b=b: span(a, b) for a, b in zip(edges[:-1], edges[1:])])
+    return out
+
+
+# ------------------------------------------------------------------ cost model
+#: Batch sizes at which the per-element costs below were measured.
+COST_BATCHES = (1, 32, 256, 2048)
+
+#: Seconds per (stored weight x sample), one thread, SciPy csr_matvec(s), by dtype.
+S1 = {"float64": (1.2e-9, 6.0e-10, 6.0e-10, 6.5e-10),
+      "float32": (8.0e-10, 3.5e-10, 3.5e-10, 3.8e-10)}
+#: Seconds per (weight x sample) of the dense product (NumPy/BLAS, all cores), by dtype.
+D1 = {"float64": (3.2e-10, 4.0e-11, 1.5e-11, 1.2e-11),
+      "float32": (1.6e-10, 2.0e-11, 8.0e-12, 6.0e-12)}
+#: Seconds per (stored weight x sample) of ``sampled_product``, one thread.
+G1 = {"float64": (3.0e-9, 2.0e-9, 1.5e-9, 1.5e-9),
+      "float32": (2.5e-9, 1.5e-9, 1.2e-9, 1.2e-9)}
+S0 = 4e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
+D0 = 1.5e-6  # fixed cost of one NumPy dense product call
+T0 = 3e-5    # cost of handing a block to the thread pool and collecting it
+
+
+def _per_element(table: dict, dtype: np.dtype, batch: int) -> float:
+    """Interpolate a per-element cost linearly in log(batch) between the measured batches."""
+    costs = table[np.dtype(dtype).name]
+    x = np.log(np.clip(batch, COST_BATCHES[0], COST_BATCHES[-1]))
+    return float(np.interp(x, np.log(COST_BATCHES), costs))
+
+
+def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int,
+                      dtype: np.dtype, blocks: int = 1) -> float:
+    """Predicted time of one layer product, ``kind`` in {"dense", "sparse", "sampled"} (module docstring)."""
+    n_out, n_in = shape
+    if kind == "dense":
+        return D0 + _per_element(D1, dtype, batch) * n_out * n_in * batch
+    table = S1 if kind == "sparse" else G1
+    return S0 + _per_element(table, dtype, batch) * nnz * batch / blocks + T0 * (blocks > 1)
+
+
+def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int) -> int:
+    """Number of row blocks (threads) that minimises the predicted sparse time."""
+    if threads <= 1:
+        return 1
+    single = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, 1)
+    split = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, threads)
+    return threads if split < single else 1
+
+
+def sparse_is_faster(shape: tuple[int, int], nnz: int, batch: int, dtype: np.dtype,
+                     threads: int) -> bool:
+    """The automatic rule: run this layer sparse when its predicted time is lower than dense."""
+    blocks = sparse_blocks(nnz, batch, dtype, threads)
+    return (predicted_seconds("sparse", shape, nnz, batch, dtype, blocks)
+            < predicted_seconds("dense", shape, nnz, batch, dtype))
