@@ -334,14 +334,15 @@ def synflow(weights: Sequence[Any]) -> list[np.ndarray]:
         if A[l].shape[1] != A[l - 1].shape[0]:
             raise ValueError(f"weights[{l}] must have {A[l - 1].shape[0]} columns (the rows of "
                              f"weights[{l - 1}]), got shape {A[l].shape}")
-    a = [np.ones(A[0].shape[1])]
-    for W in A:
-        a.append(W @ a[-1])
-    r = [np.ones(A[-1].shape[0])]
-    for W in reversed(A):
-        r.append(W.T @ r[-1])
-    r.reverse()                                             # r[l] = backward sum at layer l
-    out = [np.outer(r[l + 1], a[l]) * A[l] for l in range(len(A))]
+    with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below, not warned
+        a = [np.ones(A[0].shape[1])]
+        for W in A:
+            a.append(W @ a[-1])
+        r = [np.ones(A[-1].shape[0])]
+        for W in reversed(A):
+            r.append(W.T @ r[-1])
+        r.reverse()                                         # r[l] = backward sum at layer l
+        out = [np.outer(r[l + 1], a[l]) * A[l] for l in range(len(A))]
     if not all(np.all(np.isfinite(s)) for s in out):
         raise ValueError("synflow scores overflowed float64; the path sums of these weights are too large")
     return out
