@@ -182,7 +182,9 @@ def cubic(initial_sparsity: float, final_sparsity: float, *, t0: int = 0, dt: in
     j = (t - t0) / dt it is evaluated in float64 as
     ``u = 1.0 - j / n; s_j = s_f + (s_i - s_f) * (u * u * u)``
     (j / n is the same float as (t - t0) / (n dt), both being the correctly
-    rounded quotient of the same rational).
+    rounded quotient of the same rational). The formula is evaluated as
+    written at every step, so s_0 = s_f + (s_i - s_f), which equals s_i up to
+    one rounding (it is 0.0 for s_i = 1e-300, s_f = 1), and s_n = s_f exactly.
 
     Zhu and Gupta, "To prune, or not to prune: exploring the efficacy of
     pruning for model compression", arXiv:1710.01878, 2017, eq. (1).
