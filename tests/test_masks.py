@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refprune.masks import (PruneResult, alive_counts, alive_units, fraction_to_count, keep_top_k,
@@ -124,6 +124,16 @@ def test_masks_unchanged_by_scaling_scores_by_a_positive_constant(sm, f, e, scop
     scaled = {n: s * 2.0 ** e for n, s in scores.items()}
     a, b = select_masks(scores, masks, f, scope=scope), select_masks(scaled, masks, f, scope=scope)
     assert all(np.array_equal(a[n], b[n]) for n in scores)
+
+
+@given(st.integers(1, 30).flatmap(lambda n: st.tuples(st.permutations(range(n)), hnp.arrays(np.bool_, n))),
+       st.floats(1e-3, 1e3), FRACTIONS, st.sampled_from(["layer", "global"]))
+def test_masks_unchanged_by_any_positive_scale_when_scores_are_well_separated(data, c, f, scope):
+    # distinct integers scaled by c stay strictly ordered (gaps of c, far above one ulp)
+    order, alive = data
+    s = {"w": np.array(order, dtype=float)}
+    a = select_masks(s, {"w": alive}, f, scope=scope)["w"]
+    assert np.array_equal(a, select_masks({"w": s["w"] * c}, {"w": alive}, f, scope=scope)["w"])
 
 
 @given(st.integers(1, 30).flatmap(lambda n: st.tuples(distinct_scores(n), st.permutations(range(n)),
