@@ -33,7 +33,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -305,6 +305,78 @@ def expected_accuracy_random_labels(predictions: Any, n_classes: int,
     return total / P.shape[0]
 
 
+def random_label_experiment(X: Any, n_classes: int, *, hidden: Sequence[int] = (64, 32), rounds: int = 3,
+                            alpha: float = 0.5, test_fraction: float = 0.5, epochs: int = 20, lr: float = 0.05,
+                            batch_size: int | None = 32, momentum: float = 0.9, confidence: float = 0.99,
+                            seed: int = 0) -> dict:
+    """Train a dense and an IMP-pruned network on random labels; report test accuracy with a binomial CI.
+
+    Labels are ``refprune.data.random_labels`` (uniform over K, independent of
+    X). Given the trained predictor, each test label is an independent
+    uniform draw, so the number of correct test predictions is exactly
+    Binomial(m, 1/K): the Clopper-Pearson interval of the observed accuracy
+    contains 1/K with probability >= ``confidence``, for the dense network and
+    for the pruned one alike, and the exact expected accuracy
+    (``expected_accuracy_random_labels`` of the predictions) is 1/K.
+
+    Seeds (each a ``make_rng`` stream): labels ``seed``, split ``seed + 1``,
+    initial weights ``seed + 2``, mini-batch order ``seed + 3``. The network is
+    MLP([d, *hidden, K], "relu"), trained with SGD (``TrainConfig(epochs, lr,
+    batch_size, momentum)``); IMP prunes a fraction ``alpha`` of the alive
+    weights per round for ``rounds`` rounds, rewinding to w0
+    (``refprune.lottery.run_imp``).
+
+    Parameters
+    ----------
+    X : float array (N, d)
+    n_classes : int K >= 2
+    hidden : widths of the hidden layers
+    rounds : int >= 1; alpha : float in (0, 1]
+    test_fraction : float in (0, 1)
+    epochs, lr, batch_size, momentum : training
+    confidence : float in (0, 1)
+    seed : int >= 0
+
+    Returns
+    -------
+    dict with ``n_classes``, ``chance`` (1/K), ``n_test``, ``confidence`` and, for
+    "dense" and "pruned": ``density``, ``train_accuracy``, ``test_accuracy``,
+    ``correct``, ``ci`` (Clopper-Pearson), ``contains_chance`` and
+    ``expected_accuracy`` (exact, as a "p/q" string).
+    """
+    from .data import random_labels, train_test_split
+    from .lottery import TrainConfig, run_imp
+    from .mlp import MLP
+
+    X = float_array(X, "X", ndim=2)
+    k = positive_int(n_classes, "n_classes", minimum=2)
+    rounds = positive_int(rounds, "rounds")
+    seed = positive_int(seed, "seed", minimum=0)
+    real_number(test_fraction, "test_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+    y = random_labels(np.zeros(X.shape[0]), k, seed=seed)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_fraction=test_fraction, seed=seed + 1)
+    if X_tr.shape[0] == 0 or X_te.shape[0] == 0:
+        raise ValueError(f"test_fraction {test_fraction} leaves an empty train or test set for {X.shape[0]} rows")
+    model = MLP([X.shape[1], *hidden, k], "relu", seed=seed + 2)
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed + 3)
+    res = run_imp(model, X_tr, y_tr, X_test=X_te, y_test=y_te, rounds=rounds, alpha=alpha, train_config=cfg,
+                  weights_format="none")
+    m = X_te.shape[0]
+    out = {"n_classes": k, "chance": 1.0 / k, "n_test": m, "confidence": confidence}
+    dense = model.copy()
+    dense.load_state_dict({"params": res.dense_params})
+    for key, net, rec in (("dense", dense, res.trace["rounds"][0]), ("pruned", res.model, res.trace["rounds"][-1])):
+        pred = net.predict(X_te)
+        correct = int(np.count_nonzero(pred == y_te))
+        lo, hi = clopper_pearson(correct, m, confidence)
+        out[key] = {"density": rec["density"], "train_accuracy": rec["train_accuracy"],
+                    "test_accuracy": correct / m, "correct": correct, "ci": [lo, hi],
+                    "contains_chance": lo <= 1.0 / k <= hi,
+                    "expected_accuracy": str(expected_accuracy_random_labels(pred, k))}
+    return out
+
+
 __all__ = ["survival_probability", "threshold_ticket_probability", "top_s_ticket_probability",
            "ticket_probability", "MonteCarloResult", "ticket_monte_carlo", "clopper_pearson",
-           "binomial_acceptance_interval", "expected_accuracy_random_labels"]
+           "binomial_acceptance_interval", "expected_accuracy_random_labels",
+           "random_label_experiment"]
