@@ -1,0 +1,367 @@
+"""Dense NumPy against the SciPy sparse path of a pruned MLP, in one run.
+
+Forward pass: a 784-300-100-10 ReLU MLP and a single 4096x4096 layer, every
+weight matrix pruned to density d by a random mask (keep_top_k of uniform
+scores, seed 0), d in {1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01}, batch sizes
+{1, 32, 256, 2048}, float64 and float32. Contenders, timed round robin in one
+run, medians of the repeats (the count is printed per point):
+
+    dense   NumPy a @ (W * M).T + b per layer (the dense masked forward)
+    sparse  SparseMLP forced sparse on every layer
+    auto    SparseMLP with the automatic per-layer choice
+    torch   torch.sparse CSR per layer (only when torch imports; its default threads)
+
+Each sparse point also gets its memory-bandwidth lower bound: bytes moved =
+nnz * (value + index bytes) + activations (N * (in + out) * value bytes per
+layer), over the bandwidth of a large array copy measured at the start
+(bytes read + bytes written, one thread, as in STREAM "copy"; the two-thread
+copy bandwidth is recorded too).
+
+Training step: 784-300-100-10, batch 256, float64, densities {0.2, 0.05, 0.01}:
+the dense masked SGD step written in NumPy against ``SparseSGD.step``.
+
+Timings on a shared machine are noisy: the load average is printed before and
+after; ratios within one run are the meaningful numbers.
+
+    python benchmarks/bench_sparse.py [--quick] [--json PATH] [--budget SECONDS]
+    python benchmarks/bench_sparse.py --calibrate   # fit the cost model constants
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved_medians  # noqa: E402
+
+from refprune.masks import fraction_to_count, keep_top_k  # noqa: E402
+from refprune.mlp import MLP  # noqa: E402
+from refprune.rng import make_rng  # noqa: E402
+from refprune.sparse import SparseMLP  # noqa: E402
+from refprune.sparse_kernels import (COST_BATCHES, csr_matmul, row_blocks,  # noqa: E402
+                                     sampled_product)
+from refprune.sparse_train import SparseSGD  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # torch stays optional: its column is skipped
+    torch = None
+
+DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+BATCHES = (1, 32, 256, 2048)
+DTYPES = ("float64", "float32")
+MODELS = {"784-300-100-10": (784, 300, 100, 10), "4096x4096": (4096, 4096)}
+TRAIN_DENSITIES = (0.2, 0.05, 0.01)
+TRAIN_BATCH = 256
+MAX_SECONDS_PER_CALL = 1.0   # a sparse contender predicted slower than this is skipped ("-")
+
+
+# ------------------------------------------------------------------ setup
+def pruned_model(sizes, density: float, seed: int = 0, activation: str = "relu") -> MLP:
+    """MLP(sizes, seed) with each weight matrix pruned to density by random scores (biases alive)."""
+    model = MLP(sizes, activation, seed=seed)
+    rng = make_rng(seed + 1)
+    masks = {}
+    for name in model.weight_names():
+        shape = model.params[name].shape
+        k = max(1, fraction_to_count(density, int(np.prod(shape))))
+        masks[name] = keep_top_k(rng.random(shape), k)
+    model.set_masks(masks)
+    return model
+
+
+def copy_bandwidth(n_bytes: int = 1 << 28, repeats: int = 7) -> dict[str, float]:
+    """Bytes (read + written) per second of np.copyto on a large array, one and two threads."""
+    a = np.ones(n_bytes // 8)
+    b = np.empty_like(a)
+    half = a.size // 2
+
+    def one():
+        np.copyto(b, a)
+
+    def two():
+        t = threading.Thread(target=np.copyto, args=(b[:half], a[:half]))
+        t.start()
+        np.copyto(b[half:], a[half:])
+        t.join()
+
+    med = interleaved_medians({"one": one, "two": two}, repeats=repeats, warmup=1)
+    return {k: 2 * a.nbytes / v for k, v in med.items()}
+
+
+def relu(z):
+    return np.maximum(z, 0.0)
+
+
+def dense_forward(params, act, dtype):
+    Ws = [params[f"layers.{l}.weight"].astype(dtype) for l in range(len(params) // 2)]
+    bs = [params[f"layers.{l}.bias"].astype(dtype) for l in range(len(params) // 2)]
+
+    def run(X):
+        a = X
+        for l, (W, b) in enumerate(zip(Ws, bs)):
+            z = a @ W.T + b
+            a = act(z) if l < len(Ws) - 1 else z
+        return a
+    return run
+
+
+def torch_forward(model: MLP, dtype):
+    """torch.sparse CSR product per layer, feature-major like the SciPy path."""
+    tdt = getattr(torch, dtype)
+    layers = []
+    for l in range(model.n_layers):
+        W = model.effective_params()[f"layers.{l}.weight"]
+        flat = np.flatnonzero(W)
+        rows, cols = np.divmod(flat, W.shape[1])
+        crow = np.zeros(W.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=W.shape[0]), out=crow[1:])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Wt = torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(cols.astype(np.int64)),
+                                         torch.from_numpy(W.ravel()[flat].astype(dtype)), size=W.shape,
+                                         dtype=tdt)
+        layers.append((Wt, torch.from_numpy(model.params[f"layers.{l}.bias"].astype(dtype))))
+
+    def run(X):
+        with torch.no_grad():
+            x = torch.from_numpy(X)
+            aT = x[0] if x.shape[0] == 1 else x.T.contiguous()
+            for l, (W, b) in enumerate(layers):
+                zT = torch.mv(W, aT) + b if aT.dim() == 1 else torch.sparse.mm(W, aT) + b[:, None]
+                aT = torch.relu(zT) if l < len(layers) - 1 else zT
+            return aT
+    return run
+
+
+def bound_bytes(model: MLP, batch: int, value_bytes: int, index_bytes: int = 4) -> int:
+    nnz = sum(int(np.count_nonzero(model.effective_params()[n])) for n in model.weight_names())
+    acts = sum(batch * (i + o) * value_bytes for i, o in zip(model.sizes[:-1], model.sizes[1:]))
+    return nnz * (value_bytes + index_bytes) + acts
+
+
+def repeats_for(fn, budget: float, lo: int, hi: int) -> int:
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    return int(np.clip(budget / max(once, 1e-7), lo, hi))
+
+
+# ------------------------------------------------------------------ forward table
+def forward_table(models, densities, batches, dtypes, budget: float, min_repeats: int,
+                  bandwidth: float) -> list[dict]:
+    rows = []
+    for mname, sizes in models.items():
+        for density in densities:
+            model = pruned_model(sizes, density)
+            params = model.effective_params()
+            for dtype in dtypes:
+                value_bytes = np.dtype(dtype).itemsize
+                sparse = SparseMLP(model, dtype=dtype, execution="sparse")
+                auto = SparseMLP(model, dtype=dtype, execution="auto")
+                dense = dense_forward(params, relu, dtype)
+                tfwd = torch_forward(model, dtype) if torch is not None else None
+                for batch in batches:
+                    X = make_rng(7).standard_normal((batch, sizes[0])).astype(dtype)
+                    fns = {"dense": lambda: dense(X), "auto": lambda: auto.forward(X)}
+                    skipped = _predicted_too_slow(sparse, batch)
+                    if not skipped:
+                        fns["sparse"] = lambda: sparse.forward(X)
+                        if tfwd is not None:
+                            fns["torch"] = lambda: tfwd(X)
+                    slowest = max(fns.values(), key=lambda f: _once(f))
+                    reps = repeats_for(slowest, budget / len(fns), min_repeats, 200)
+                    med = interleaved_medians(fns, repeats=reps, warmup=1)
+                    row = {"model": mname, "dtype": dtype, "density": density, "batch": batch,
+                           "repeats": reps, "plan": "".join(h[0].upper() for h, _ in auto.plan(batch)),
+                           **{f"{k}_us": v * 1e6 for k, v in med.items()}}
+                    if not skipped:
+                        row["bound_us"] = bound_bytes(model, batch, value_bytes) / bandwidth * 1e6
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+    return rows
+
+
+def _once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _predicted_too_slow(sm: SparseMLP, batch: int) -> bool:
+    from refprune.sparse_kernels import predicted_seconds
+    t = sum(predicted_seconds("sparse", L.shape, L.nnz, batch, sm.dtype, blocks)
+            for L, (_, blocks) in zip(sm.layers, sm.plan(batch)))
+    return t > MAX_SECONDS_PER_CALL
+
+
+HEADER = (f"{'model':>15} {'dtype':>7} {'dens':>5} {'N':>5} {'reps':>4} {'dense':>10} {'sparse':>10} "
+          f"{'auto':>10} {'torch':>10} {'spd/dense':>9} {'auto/best':>9} {'bound':>9} {'sp/bound':>8} plan")
+
+
+def format_row(r: dict) -> str:
+    def us(k):
+        return f"{r[k]:10.1f}" if k in r else f"{'-':>10}"
+    best = min(r["dense_us"], r.get("sparse_us", np.inf))
+    speed = f"{r['dense_us'] / r['sparse_us']:9.2f}" if "sparse_us" in r else f"{'-':>9}"
+    bound = f"{r['bound_us']:9.1f}" if "bound_us" in r else f"{'-':>9}"
+    over = f"{r['sparse_us'] / r['bound_us']:8.2f}" if "bound_us" in r else f"{'-':>8}"
+    return (f"{r['model']:>15} {r['dtype']:>7} {r['density']:5.2f} {r['batch']:5d} {r['repeats']:4d} "
+            f"{us('dense_us')} {us('sparse_us')} {us('auto_us')} {us('torch_us')} {speed} "
+            f"{r['auto_us'] / best:9.2f} {bound} {over} {r['plan']}")
+
+
+# ------------------------------------------------------------------ training step
+def dense_masked_step(model: MLP, lr: float):
+    """refprune.train.SGD's masked step (momentum 0, no decay), written out in NumPy, sample-major."""
+    Ws = [model.params[n] for n in model.weight_names()]
+    bs = [model.params[n] for n in model.bias_names()]
+    Ms = [model.masks[n].astype(np.float64) for n in model.weight_names()]
+
+    def step(X, y):
+        acts, pre = [X], []
+        for l, (W, b) in enumerate(zip(Ws, bs)):
+            z = acts[-1] @ W.T + b
+            pre.append(z)
+            if l < len(Ws) - 1:
+                acts.append(np.maximum(z, 0.0))
+        z = pre[-1]
+        shifted = z - z.max(axis=1, keepdims=True)
+        p = np.exp(shifted)
+        p /= p.sum(axis=1, keepdims=True)
+        n = X.shape[0]
+        d = p
+        d[np.arange(n), y] -= 1.0
+        d /= n
+        for l in range(len(Ws) - 1, -1, -1):
+            gW, gb = d.T @ acts[l], d.sum(0)
+            if l > 0:
+                d = (d @ Ws[l]) * (pre[l - 1] > 0)
+            Ws[l] -= lr * (gW * Ms[l])
+            bs[l] -= lr * gb
+    return step
+
+
+def training_table(densities, batch: int, budget: float, min_repeats: int) -> list[dict]:
+    rows = []
+    sizes = MODELS["784-300-100-10"]
+    rng = make_rng(11)
+    X = rng.standard_normal((batch, sizes[0]))
+    y = rng.integers(0, sizes[-1], batch)
+    for density in densities:
+        model = pruned_model(sizes, density)
+        dense_model = model.copy()
+        dstep = dense_masked_step(dense_model, 1e-6)
+        sparse = SparseSGD(model, lr=1e-6, execution="sparse")
+        auto = SparseSGD(model, lr=1e-6, execution="auto")
+        fns = {"dense": lambda: dstep(X, y), "sparse": lambda: sparse.step(X, y),
+               "auto": lambda: auto.step(X, y)}
+        reps = repeats_for(lambda: dstep(X, y), budget / 3, min_repeats, 200)
+        med = interleaved_medians(fns, repeats=reps, warmup=1)
+        row = {"model": "784-300-100-10", "dtype": "float64", "density": density, "batch": batch,
+               "repeats": reps, "plan": "".join(h[0].upper() for h, _, _ in auto.plan(batch)),
+               **{f"{k}_us": v * 1e6 for k, v in med.items()}}
+        rows.append(row)
+        print(f"{'train step':>15} {density:5.2f} {batch:5d} {reps:4d} dense {row['dense_us']:10.1f} "
+              f"sparse {row['sparse_us']:10.1f} auto {row['auto_us']:10.1f} "
+              f"dense/sparse {row['dense_us'] / row['sparse_us']:6.2f} plan {row['plan']}", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ calibration
+def calibrate(budget: float) -> dict:
+    """Per-element costs of the three kernels at the batches of the cost model, one layer at a time."""
+    rng = make_rng(3)
+    shapes = [(4096, 4096), (1024, 1024), (300, 784)]
+    out: dict = {"dense": {}, "sparse": {}, "sparse2": {}, "sampled": {}}
+    for dtype in DTYPES:
+        for key in out:
+            out[key][dtype] = {b: [] for b in COST_BATCHES}
+        for shape in shapes:
+            for density in (0.1, 0.02):
+                model = pruned_model((shape[1], shape[0]), density)
+                layer = SparseMLP(model, dtype=dtype, execution="sparse").layers[0]
+                one, two = row_blocks(layer.weight, 1), row_blocks(layer.weight, 2)
+                Wd = layer.dense_weight()
+                flat = np.flatnonzero(Wd)
+                r, c = np.divmod(flat, shape[1])
+                for batch in COST_BATCHES:
+                    if layer.nnz * batch > 4e8:
+                        continue
+                    aT = np.ascontiguousarray(rng.standard_normal((shape[1], batch)).astype(dtype))
+                    if batch == 1:
+                        aT = aT[:, 0].copy()
+                    dz = np.ascontiguousarray(rng.standard_normal((shape[0], batch)).astype(dtype))
+                    a2 = aT if aT.ndim == 2 else aT[:, None]
+                    buf = np.empty(layer.nnz, dtype=dtype)
+                    fns = {"dense": lambda: Wd @ aT, "sparse": lambda: csr_matmul(one, aT),
+                           "sparse2": lambda: csr_matmul(two, aT),
+                           "sampled": lambda: sampled_product(dz, a2, r, c, buf, 1)}
+                    reps = repeats_for(lambda: Wd @ aT, budget, 5, 100)
+                    med = interleaved_medians(fns, repeats=reps, warmup=1)
+                    for key, t in med.items():
+                        work = (shape[0] * shape[1] if key == "dense" else layer.nnz) * batch
+                        out[key][dtype][batch].append(t / work)
+                    print(dtype, shape, density, batch,
+                          {k: f"{v * 1e6:.1f}us" for k, v in med.items()}, flush=True)
+    fitted = {k: {dt: [float(np.median(v[dt][b])) if v[dt][b] else None for b in COST_BATCHES]
+                  for dt in DTYPES} for k, v in out.items()}
+    print(json.dumps(fitted, indent=1))
+    return fitted
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: small grid, few repeats")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--budget", type=float, default=0.4, help="seconds of timing per point (default 0.4)")
+    ap.add_argument("--min-repeats", type=int, default=5)
+    ap.add_argument("--calibrate", action="store_true", help="measure the cost model constants instead")
+    args = ap.parse_args(argv)
+
+    info = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "torch": None if torch is None else torch.__version__,
+            "torch_threads": None if torch is None else torch.get_num_threads(),
+            "cores": os.cpu_count(), "load_before": os.getloadavg()}
+    print(json.dumps(info))
+    if args.calibrate:
+        return calibrate(args.budget)
+    if args.quick:
+        models = {"784-300-100-10": MODELS["784-300-100-10"]}
+        densities, batches, dtypes, train_d = (1.0, 0.05), (1, 32), ("float64", "float32"), (0.05,)
+        budget, min_repeats, bw_bytes = 0.01, 2, 1 << 24
+    else:
+        models, densities, batches, dtypes, train_d = MODELS, DENSITIES, BATCHES, DTYPES, TRAIN_DENSITIES
+        budget, min_repeats, bw_bytes = args.budget, args.min_repeats, 1 << 28
+    bw = copy_bandwidth(bw_bytes)
+    info["copy_bandwidth_one_thread"] = bw["one"]
+    info["copy_bandwidth_two_threads"] = bw["two"]
+    print(f"copy bandwidth (read + write): one thread {bw['one'] / 1e9:.1f} GB/s, "
+          f"two threads {bw['two'] / 1e9:.1f} GB/s; times in microseconds, medians of 'reps' "
+          f"interleaved repeats; bound uses the one-thread bandwidth")
+    print(HEADER)
+    forward = forward_table(models, densities, batches, dtypes, budget, min_repeats, bw["one"])
+    training = training_table(train_d, 32 if args.quick else TRAIN_BATCH, budget, min_repeats)
+    info["load_after"] = os.getloadavg()
+    print(f"load average before {info['load_before']}, after {info['load_after']}")
+    result = {"machine": info, "forward": forward, "training": training}
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
