@@ -543,7 +543,7 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
     if dead and not allow_collapse:
         raise ValueError(f"layer collapse: hidden layers {dead} would have no alive unit left; "
                          "prune less, or pass allow_collapse=True to accept a dead network")
-    return _apply(model, new, True, n_units)
+    return _apply(model, new, allow_collapse, n_units)
 
 
 def _check_hidden_layer(model: Any, layer: Any) -> int:
