@@ -147,8 +147,9 @@ def select_masks(scores: Mapping[str, Any], masks: Mapping[str, Any], fraction: 
     fraction_to_count(fraction, pool size) entries. A parameter whose multiplier
     is not 1 leaves the pool and is pruned on its own at fraction * multiplier
     (0 leaves it untouched). This is how the lottery-ticket experiments prune
-    the output layer at half the rate (Frankle and Carbin, ICLR 2019) and how
-    open_lth's global pruning ignores a layer.
+    the output layer at half the rate (Frankle and Carbin, ICLR 2019). (A
+    multiplier of 0 leaves a layer out of pruning; open_lth's ignored layers
+    differ: they still count as alive in its count, see docs/profiles.md.)
 
     Parameters
     ----------
