@@ -74,7 +74,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
               "structured: remove whole hidden units by the norm of their incoming weights"),
     Operation("n_m_mask", "masks", "mask",
               "N:M: keep n of every m consecutive entries along the last axis"),
-    Operation("profile_mask", "profiles", "mask",
+    Operation("profile_mask", "profiles", "masks",
               "prune an amount of one tensor the way a named library does"),
     Operation("scores", "scores", "scores",
               "saliency of every parameter under a named rule"),

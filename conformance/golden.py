@@ -319,6 +319,9 @@ def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str
         seen.add(c["id"])
         if operations is not None and c["op"] not in operations:
             problems.append(f"{where}: unknown op {c['op']!r}")
+        elif operations is not None and hasattr(operations[c["op"]], "output") \
+                and set(c["expected"]) != {operations[c["op"]].output}:
+            problems.append(f"{where}: expected must hold exactly {operations[c['op']].output!r}")
         if c["op"] not in data["operations"]:
             problems.append(f"{where}: op {c['op']!r} is not listed in the header's operations")
         if not isinstance(c["comment"], str) or not c["comment"].strip():

@@ -253,7 +253,7 @@ def run_property(prop: Property, family: Family, backend: Any, reference: Any, s
     if not all(provides(backend, op) for op in prop.ops):
         res.status = NOT_PROVIDED
         return res
-    checker = Checker(family, backend, reference, tie_check_for(profile))
+    checker = Checker(family, backend, reference, tie_check_for(profile), profile)
     counts = {"run": 0, "not_provided": 0}
 
     def body(example):

@@ -62,8 +62,10 @@ class Checker:
     pasting the recorded calls.
     """
 
-    def __init__(self, family: "Family", backend: Any, reference: Any, tie_check=None):
+    def __init__(self, family: "Family", backend: Any, reference: Any, tie_check=None,
+                 profile: Any = None):
         self.family = family
+        self.profile = profile
         self.backend = backend
         self.reference = reference
         self.tie_check = tie_check

@@ -1,0 +1,321 @@
+"""Family "curvature": the MLP's loss, gradient, Hessian-vector products, full Hessian and
+Hessian diagonals (exact, GGN, OBD, Hutchinson) on small networks of every activation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .. import strategies as cst
+from ..backend import flatten
+from . import CaseSpec, Family, Property, close
+
+ALGORITHM = """\
+refprune.curvature on an MLP given by its parameters: layer l maps a_l to z_{l+1} = a_l W_l^T + b_l,
+hidden layers apply the activation (ReLU'(0) = 0), the last layer is linear. Loss: cross_entropy
+= mean over the batch of -log softmax(z_L)[y]; mse = mean over all N*K entries of (z_L - t)^2.
+gradient: dL/dtheta by backpropagation. hvp: H v by Pearlmutter's R-operator (exact).
+full_hessian: P x P, columns H e_j, rows and columns in the flat parameter order (layers.0.weight,
+layers.0.bias, layers.1.weight, ... each in C order).
+hessian_diag(method): exact = diag(H); ggn = diagonal of the generalised Gauss-Newton matrix
+J^T H_out J (the sigma'' terms dropped; equals exact for relu and identity); obd = the
+Becker-LeCun recursion h_l = sigma'(z_l)^2 (h_{l+1} W_l^2) + sigma''(z_l) (delta_{l+1} W_l) that
+keeps only diagonal terms (an approximation, exact for a single layer).
+hutchinson_diag(probes) = (1/S) sum_s v_s * (H v_s), summed in probe order. The probes stored
+here are the reference's Rademacher draws for the seed in the comment: with rng =
+numpy.random.Generator(PCG64(seed)), v_s = rng.integers(0, 2, size=P) * 2 - 1 for s = 0 .. S-1,
+so refprune.curvature.hessian_diag(method="hutchinson", n_samples=S, seed=seed) gives the same
+numbers. Biases are included everywhere."""
+
+NOTES = {
+    "relu": "hidden activation relu (piecewise linear: sigma'' = 0)",
+    "tanh": "hidden activation tanh (smooth: the sigma'' terms matter)",
+    "sigmoid": "hidden activation sigmoid (smooth: the sigma'' terms matter)",
+    "identity": "hidden activation identity (a linear network)",
+    "cross-entropy": "loss cross_entropy with int labels",
+    "mse": "loss mse with float targets (mean over all N*K entries)",
+    "single-layer": "no hidden layer: OBD and GGN are exact",
+    "deep": "two hidden layers: the OBD recursion differs from the exact diagonal",
+    "relu-kink": "some pre-activations are exactly 0, where ReLU'(0) = 0 by convention",
+    "large-logits": "logits of order 100: log-softmax must be computed stably",
+    "saturated": "sigmoid units far in their flat tails",
+    "zero-weights": "some weights and biases are exactly 0.0 (or -0.0)",
+    "ggn-differs": "smooth activation: GGN and OBD differ from the exact diagonal",
+    "numpy-rng": "the probes are NumPy PCG64 draws (given as inputs, so any backend can use them)",
+}
+
+_ACTS = ("relu", "tanh", "sigmoid", "identity")
+
+
+def _q(x: np.ndarray) -> np.ndarray:
+    """Round to a multiple of 1/64: exact in binary, so the stored hex floats stay short."""
+    return np.round(np.asarray(x) * 64.0) / 64.0
+
+
+def _network(seed: int, sizes: list[int], activation: str, loss: str, n: int = 4,
+             scale: float = 1.0) -> dict[str, Any]:
+    rng = np.random.Generator(np.random.PCG64(seed))
+    params = {}
+    for l, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+        params[f"layers.{l}.weight"] = _q(scale * rng.standard_normal((fo, fi)))
+        params[f"layers.{l}.bias"] = _q(0.5 * rng.standard_normal(fo))
+    X = _q(rng.standard_normal((n, sizes[0])))
+    if loss == "cross_entropy":
+        y = rng.integers(0, sizes[-1], size=n).astype(np.int64)
+    else:
+        y = _q(rng.standard_normal((n, sizes[-1])))
+    return {"params": params, "X": X, "y": y, "activation": activation, "loss": loss}
+
+
+def _networks() -> list[tuple[str, dict[str, Any], list[str]]]:
+    nets = []
+    seed = 100
+    for act in _ACTS:
+        for loss in ("cross_entropy", "mse"):
+            seed += 1
+            flags = [act, "cross-entropy" if loss == "cross_entropy" else "mse"]
+            if act in ("tanh", "sigmoid"):
+                flags.append("ggn-differs")
+            nets.append((f"{act}-{loss}-2-3-2", _network(seed, [2, 3, 2], act, loss, n=3), flags))
+        seed += 1
+        flags = [act, "cross-entropy", "deep"] + (["ggn-differs"] if act in ("tanh", "sigmoid") else [])
+        nets.append((f"{act}-cross_entropy-2-2-2-2", _network(seed, [2, 2, 2, 2], act, "cross_entropy", n=3),
+                     flags))
+    nets.append(("single-layer-cross_entropy", _network(200, [3, 2], "relu", "cross_entropy", n=3),
+                 ["single-layer", "cross-entropy"]))
+    nets.append(("single-layer-mse", _network(201, [2, 3], "tanh", "mse", n=3), ["single-layer", "mse"]))
+    kink = _network(202, [2, 3, 2], "relu", "cross_entropy")
+    kink["X"][0] = [1.0, -1.0]
+    kink["params"]["layers.0.weight"][0] = [1.0, 1.0]
+    kink["params"]["layers.0.bias"][0] = 0.0                    # z = 0 for sample 0, unit 0
+    kink["params"]["layers.0.weight"][1] = [0.0, -0.0]
+    kink["params"]["layers.0.bias"][1] = 0.0                    # z = 0 for every sample, unit 1
+    nets.append(("relu-kink", kink, ["relu", "cross-entropy", "relu-kink", "zero-weights"]))
+    big = _network(203, [2, 2, 3], "tanh", "cross_entropy", n=3)
+    big["params"]["layers.1.weight"] = big["params"]["layers.1.weight"] * 60.0
+    nets.append(("large-logits", big, ["tanh", "cross-entropy", "large-logits", "ggn-differs"]))
+    sat = _network(204, [2, 2, 2], "sigmoid", "mse", n=3, scale=12.0)
+    nets.append(("sigmoid-saturated", sat, ["sigmoid", "mse", "saturated", "ggn-differs"]))
+    return nets
+
+
+def _probes(seed: int, P: int, S: int) -> np.ndarray:
+    """The reference's Rademacher draws (refprune.curvature.hessian_diag, method 'hutchinson')."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return np.stack([rng.integers(0, 2, size=P) * 2 - 1 for _ in range(S)]).astype(np.float64)
+
+
+def _cases() -> list[CaseSpec]:
+    out = []
+    for i, (key, net, flags) in enumerate(_networks()):
+        sizes = [net["params"]["layers.0.weight"].shape[1]] + \
+                [net["params"][f"layers.{l}.weight"].shape[0] for l in range(len(net["params"]) // 2)]
+        what = f"{net['activation']} {'-'.join(map(str, sizes))} MLP, {net['loss']}, N = {len(net['X'])}"
+        base = dict(net)
+        if "deep" not in flags:
+            out.append(CaseSpec(f"{key}/loss_value", "loss_value", f"mean loss of a {what}", flags, base))
+        out.append(CaseSpec(f"{key}/gradient", "gradient", f"gradient of a {what}", flags, base))
+        rng = np.random.Generator(np.random.PCG64(1000 + i))
+        v = {n: _q(rng.standard_normal(p.shape)) for n, p in net["params"].items()}
+        out.append(CaseSpec(f"{key}/hvp", "hvp", f"H v for a {what}, v a rounded normal draw", flags,
+                            dict(base, vector=v)))
+        for method in ("exact", "ggn", "obd"):
+            out.append(CaseSpec(f"{key}/hessian_diag/{method}", "hessian_diag",
+                                f"{method} Hessian diagonal of a {what}", flags, dict(base, method=method)))
+        P = flatten(net["params"]).size
+        seed = 7 + i
+        if "deep" in flags or "single-layer" in flags:
+            out.append(CaseSpec(f"{key}/hutchinson", "hutchinson_diag",
+                            f"Hutchinson with S = 3 probes drawn from seed {seed} ({P} parameters), {what}",
+                            sorted(set(flags + ["numpy-rng"])), dict(base, probes=_probes(seed, P, 3))))
+        if "deep" in flags and net["activation"] in ("relu", "tanh"):
+            out.append(CaseSpec(f"{key}/full_hessian", "full_hessian",
+                                f"full {P} x {P} Hessian of a {what}", flags, base))
+    return out
+
+
+def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Relative 1e-10 of the output's largest magnitude (at least 1), or 64 ulp."""
+    return close(expected, rel=1e-10, ulp=64)
+
+
+# ----------------------------------------------------------------------------- properties
+def _nets(**kw):
+    return cst.networks(**kw)
+
+
+def _differential(op: str, **extra):
+    def check(c, net):
+        c.agree(op, **net, **extra)
+    return check
+
+
+def _diag_differential(c, ex):
+    net, method = ex
+    c.agree("hessian_diag", **net, method=method)
+
+
+@st.composite
+def _with_vector(draw):
+    net = draw(cst.networks())
+    return net, draw(cst.like(net["params"])), draw(cst.like(net["params"]))
+
+
+def _hvp_differential(c, ex):
+    net, v, _ = ex
+    c.agree("hvp", **net, vector=v)
+
+
+def _hvp_linear_symmetric(c, ex):
+    """H(2v) = 2 Hv, H(u + v) = Hu + Hv and u.Hv = v.Hu, within the tolerance."""
+    net, v, u = ex
+    hv = flatten(c.call("hvp", **net, vector=v))
+    hu = flatten(c.call("hvp", **net, vector=u))
+    h2v = flatten(c.call("hvp", **net, vector={n: 2.0 * a for n, a in v.items()}))
+    huv = flatten(c.call("hvp", **net, vector={n: u[n] + v[n] for n in v}))
+    scale = max(1.0, float(np.max(np.abs(np.concatenate([hv, hu])))))
+    tol = 1e-9 * scale
+    c.require(np.max(np.abs(h2v - 2 * hv)) <= tol, lambda: f"H(2v) != 2 Hv: max diff {np.max(np.abs(h2v - 2 * hv)):.3g}")
+    c.require(np.max(np.abs(huv - hu - hv)) <= tol, lambda: f"H(u+v) != Hu + Hv: max diff {np.max(np.abs(huv - hu - hv)):.3g}")
+    fu, fv = flatten(u), flatten(v)
+    a, b = float(fu @ hv), float(fv @ hu)
+    bound = 1e-9 * max(1.0, float(np.abs(fu) @ np.abs(hv)), float(np.abs(fv) @ np.abs(hu)))
+    c.require(abs(a - b) <= bound, lambda: f"u.Hv = {a!r} but v.Hu = {b!r}: the Hessian is not symmetric")
+
+
+def _exact_is_diag_of_full(c, net):
+    d = flatten(c.call("hessian_diag", **net, method="exact"))
+    H = np.asarray(c.call("full_hessian", **net))
+    P = d.size
+    c.require(H.shape == (P, P), lambda: f"full_hessian has shape {H.shape}, expected {(P, P)}")
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(H))))
+    c.require(np.max(np.abs(np.diag(H) - d)) <= tol,
+              lambda: f"hessian_diag(exact) differs from diag(full_hessian) by {np.max(np.abs(np.diag(H) - d)):.3g}")
+    c.require(np.max(np.abs(H - H.T)) <= tol, lambda: f"full_hessian is not symmetric: {np.max(np.abs(H - H.T)):.3g}")
+
+
+def _ggn_is_exact_piecewise_linear(c, net):
+    g = flatten(c.call("hessian_diag", **net, method="ggn"))
+    e = flatten(c.call("hessian_diag", **net, method="exact"))
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(e))))
+    c.require(np.max(np.abs(g - e)) <= tol,
+              lambda: f"{net['activation']}: ggn and exact diagonals differ by {np.max(np.abs(g - e)):.3g}")
+
+
+def _single_layer_obd_exact(c, net):
+    o = flatten(c.call("hessian_diag", **net, method="obd"))
+    e = flatten(c.call("hessian_diag", **net, method="exact"))
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(e))))
+    c.require(np.max(np.abs(o - e)) <= tol, lambda: f"one layer: obd and exact differ by {np.max(np.abs(o - e)):.3g}")
+
+
+@st.composite
+def _with_probes(draw):
+    net = draw(cst.networks(max_layers=2))
+    P = flatten(net["params"]).size
+    S = draw(st.integers(1, 3))
+    signs = draw(st.lists(st.lists(st.sampled_from([-1.0, 1.0]), min_size=P, max_size=P),
+                          min_size=S, max_size=S))
+    return net, np.array(signs)
+
+
+def _hutchinson_differential(c, ex):
+    net, probes = ex
+    c.agree("hutchinson_diag", **net, probes=probes)
+
+
+def _hutchinson_sign_invariant(c, ex):
+    """Flipping the sign of every probe changes nothing: (-v) * H(-v) = v * Hv."""
+    net, probes = ex
+    a = flatten(c.call("hutchinson_diag", **net, probes=probes))
+    b = flatten(c.call("hutchinson_diag", **net, probes=-probes))
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(a))))
+    c.require(np.max(np.abs(a - b)) <= tol, lambda: f"negated probes changed the estimate by {np.max(np.abs(a - b)):.3g}")
+
+
+@st.composite
+def _permuted(draw):
+    net = draw(cst.networks(max_layers=2))
+    width = net["params"]["layers.0.weight"].shape[0]
+    perm = np.array(draw(st.permutations(range(width))))
+    batch = np.array(draw(st.permutations(range(net["X"].shape[0]))))
+    return net, perm, batch
+
+
+def _permute_units(params: dict[str, np.ndarray], perm: np.ndarray) -> dict[str, np.ndarray]:
+    """Reorder the units of the first hidden layer (rows of W_0 and b_0, columns of W_1)."""
+    out = {n: a.copy() for n, a in params.items()}
+    if "layers.1.weight" not in params:
+        return out
+    out["layers.0.weight"] = params["layers.0.weight"][perm]
+    out["layers.0.bias"] = params["layers.0.bias"][perm]
+    out["layers.1.weight"] = params["layers.1.weight"][:, perm]
+    return out
+
+
+def _gradient_permutation(c, ex):
+    """Permuting hidden units permutes the gradient; permuting the batch leaves it unchanged."""
+    net, perm, batch = ex
+    g = c.call("gradient", **net)
+    gp = c.call("gradient", **dict(net, params=_permute_units(net["params"], perm)))
+    gb = c.call("gradient", **dict(net, X=net["X"][batch], y=net["y"][batch]))
+    want = _permute_units(g, perm)
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(flatten(g)))))
+    d1 = np.max(np.abs(flatten(gp) - flatten(want)))
+    d2 = np.max(np.abs(flatten(gb) - flatten(g)))
+    c.require(d1 <= tol, lambda: f"permuting hidden units {perm.tolist()} did not permute the gradient (diff {d1:.3g})")
+    c.require(d2 <= tol, lambda: f"permuting the batch by {batch.tolist()} changed the gradient (diff {d2:.3g})")
+
+
+def _diag_permutation(c, ex):
+    net, perm, _ = ex
+    for method in ("exact", "ggn", "obd"):
+        d = c.call("hessian_diag", **net, method=method)
+        dp = c.call("hessian_diag", **dict(net, params=_permute_units(net["params"], perm)), method=method)
+        want = flatten(_permute_units(d, perm))
+        tol = 1e-9 * max(1.0, float(np.max(np.abs(want))))
+        diff = np.max(np.abs(flatten(dp) - want))
+        c.require(diff <= tol, lambda: f"{method}: permuting hidden units {perm.tolist()} did not permute "
+                                       f"the diagonal (diff {diff:.3g})")
+
+
+PROPERTIES = [
+    Property("curvature/loss-differential", ("loss_value",), "the mean loss equals the reference's",
+             _nets(), _differential("loss_value")),
+    Property("curvature/gradient-differential", ("gradient",), "the gradient equals the reference's",
+             _nets(), _differential("gradient")),
+    Property("curvature/gradient-permutation", ("gradient",),
+             "permuting hidden units permutes the gradient; permuting the batch changes nothing",
+             _permuted(), _gradient_permutation),
+    Property("curvature/hvp-differential", ("hvp",), "H v equals the reference's", _with_vector(),
+             _hvp_differential),
+    Property("curvature/hvp-linear-symmetric", ("hvp",), "H v is linear in v and u.Hv = v.Hu",
+             _with_vector(), _hvp_linear_symmetric),
+    Property("curvature/full-hessian-differential", ("full_hessian",), "the full Hessian equals the reference's",
+             cst.networks(max_layers=2, max_width=3), _differential("full_hessian")),
+    Property("curvature/hessian-diag-differential", ("hessian_diag",),
+             "every Hessian-diagonal method equals the reference's",
+             st.tuples(_nets(), st.sampled_from(["exact", "ggn", "obd"])), _diag_differential),
+    Property("curvature/exact-diag-is-diag-of-full", ("hessian_diag", "full_hessian"),
+             "the exact diagonal is the diagonal of the (symmetric) full Hessian",
+             cst.networks(max_layers=2, max_width=3), _exact_is_diag_of_full),
+    Property("curvature/ggn-exact-for-piecewise-linear", ("hessian_diag",),
+             "for relu and identity networks the GGN diagonal is the exact diagonal",
+             cst.networks(activations=("relu", "identity")), _ggn_is_exact_piecewise_linear),
+    Property("curvature/obd-exact-for-one-layer", ("hessian_diag",),
+             "with no hidden layer the OBD recursion is exact",
+             cst.networks(max_layers=1), _single_layer_obd_exact),
+    Property("curvature/hessian-diag-permutation", ("hessian_diag",),
+             "permuting hidden units permutes every diagonal", _permuted(), _diag_permutation),
+    Property("curvature/hutchinson-differential", ("hutchinson_diag",),
+             "the Hutchinson estimate for given probes equals the reference's", _with_probes(),
+             _hutchinson_differential),
+    Property("curvature/hutchinson-sign-invariant", ("hutchinson_diag",),
+             "negating every probe leaves the estimate unchanged", _with_probes(),
+             _hutchinson_sign_invariant),
+]
+
+FAMILY = Family(name="curvature", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
+                properties=PROPERTIES)
