@@ -1,9 +1,19 @@
-"""Command line: ``python -m refprune demo``."""
+"""Command line: ``python -m refprune demo`` and ``python -m refprune lottery``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+# Per-dataset defaults of the lottery command: network, data and training.
+LOTTERY_DEFAULTS = {
+    # sparse teacher 20-32-4 (density 0.2), 1500 points, student 20-48-24-4
+    "teacher": {"hidden": (48, 24), "epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
+    # scikit-learn's 8x8 digits, the LeNet-300-100 shape of Frankle and Carbin (2019)
+    "digits": {"hidden": (300, 100), "epochs": 20, "lr": 0.05, "batch_size": 64, "momentum": 0.9},
+}
+CONTROL_LABELS = {"imp": "winning ticket", "reinit": "random reinit", "random_masks": "random masks",
+                  "one_shot": "one-shot"}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -21,13 +31,152 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lottery_data(dataset: str, seed: int):
+    from .data import load_digits, make_teacher_student, train_test_split
+
+    if dataset == "digits":
+        X, y = load_digits()
+    else:
+        X, y, _ = make_teacher_student(1500, (20, 32, 4), density=0.2, seed=seed)
+    return train_test_split(X, y, test_fraction=0.25, seed=seed)
+
+
+def _fmt(acc) -> str:
+    return "  n/a " if acc is None else f"{acc:.4f}"
+
+
+def _lottery(args: argparse.Namespace) -> int:
+    from .lottery import CONTROLS, Rewind, TrainConfig, run_imp
+    from .mlp import MLP
+
+    defaults = LOTTERY_DEFAULTS[args.dataset]
+    try:
+        rw = Rewind.parse(args.rewind)
+    except (TypeError, ValueError) as exc:
+        print(f"refprune lottery: error: {exc}", file=sys.stderr)
+        return 2
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("refprune lottery: error: --plot needs matplotlib, from the 'experiments' extra: "
+                  "pip install 'refprune[experiments]'", file=sys.stderr)
+            return 2
+    try:
+        X_tr, X_te, y_tr, y_te = _lottery_data(args.dataset, args.seed)
+    except ImportError as exc:
+        print(f"refprune lottery: error: {exc}", file=sys.stderr)
+        return 2
+    hidden = defaults["hidden"]
+    sizes = [X_tr.shape[1], *hidden, int(max(y_tr.max(), y_te.max())) + 1]
+    model = MLP(sizes, "relu", seed=args.seed)
+    cfg = TrainConfig(epochs=args.epochs or defaults["epochs"], lr=args.lr or defaults["lr"],
+                      batch_size=args.batch_size or defaults["batch_size"],
+                      momentum=defaults["momentum"] if args.momentum is None else args.momentum, seed=args.seed)
+    last = f"layers.{len(sizes) - 2}.weight"
+    multipliers = None if args.output_rate == 1.0 else {last: args.output_rate}
+    controls = () if args.no_controls else CONTROLS
+    arch = "-".join(str(s) for s in sizes)
+    print(f"IMP on {args.dataset} ({X_tr.shape[0]} train / {X_te.shape[0]} test), MLP {arch} ReLU, "
+          f"rule {args.rule}, {args.scope} scope, alpha {args.alpha}, output layer x{args.output_rate}, "
+          f"rewind {rw}, {cfg.epochs} epochs per round, SGD lr {cfg.lr} momentum {cfg.momentum} "
+          f"batch {cfg.batch_size}, seed {args.seed}")
+
+    def progress(kind: str, rec: dict) -> None:
+        label = "round" if kind == "imp" else f"  {CONTROL_LABELS[kind]:<13s} round"
+        print(f"{label} {rec['round']:2d}/{args.rounds}  density {rec['density']:.4f}  "
+              f"test acc {_fmt(rec['test_accuracy'])}  train acc {_fmt(rec['train_accuracy'])}  "
+              f"elapsed {rec['elapsed']:6.1f} s", flush=True)
+
+    try:
+        res = run_imp(model, X_tr, y_tr, X_test=X_te, y_test=y_te, rounds=args.rounds, alpha=args.alpha,
+                      rule=args.rule, scope=args.scope, rate_multipliers=multipliers, rewind=rw,
+                      train_config=cfg, score_seed=args.seed, controls=controls, reinit_seed=args.seed + 1,
+                      mask_seed=args.seed + 2, weights_format=args.weights, progress=progress)
+    except (TypeError, ValueError) as exc:
+        print(f"refprune lottery: error: {exc}", file=sys.stderr)
+        return 2
+    _summary(res.trace)
+    if args.out:
+        res.to_json(args.out)
+        print(f"trace written to {args.out}")
+    if args.plot:
+        _plot(res.trace, args.plot, f"{args.dataset}: MLP {arch}, rewind {rw}")
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _summary(trace: dict) -> None:
+    rounds = trace["rounds"]
+    cols = ["imp", *trace["controls"]]
+    print("\ntest accuracy by density")
+    print("round  density  " + "  ".join(f"{CONTROL_LABELS[c]:>14s}" for c in cols))
+    for r, rec in enumerate(rounds):
+        row = [rec["test_accuracy"]] + [None if r == 0 else trace["controls"][c][r - 1]["test_accuracy"]
+                                        for c in cols[1:]]
+        print(f"{r:5d}  {rec['density']:7.4f}  " + "  ".join(f"{'':>8s}{_fmt(a)}" for a in row))
+
+
+def _plot(trace: dict, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    series = {"imp": trace["rounds"], **trace["controls"]}
+    for kind, recs in series.items():
+        if kind != "imp":
+            recs = trace["rounds"][:1] + recs       # every curve starts at the dense network
+        ax.plot([r["density"] for r in recs], [r["test_accuracy"] for r in recs], marker="o", ms=3,
+                label=CONTROL_LABELS[kind])
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("density (fraction of weights left)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .scores import RULES
+
     parser = argparse.ArgumentParser(prog="refprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a small MLP on Gaussian blobs and print its accuracy")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--epochs", type=int, default=20)
     demo.set_defaults(func=_demo)
+
+    lot = sub.add_parser("lottery", help="iterative magnitude pruning with rewinding, and its controls",
+                         description="Train, prune a fraction alpha of the alive weights, rewind, repeat; then "
+                                     "train the controls (random reinit, random masks, one-shot) at each density.")
+    lot.add_argument("--dataset", choices=sorted(LOTTERY_DEFAULTS), default="teacher",
+                     help="teacher: sparse teacher network, no extra dependency (default); digits: scikit-learn's "
+                          "8x8 handwritten digits (extra 'experiments')")
+    lot.add_argument("--rule", choices=RULES, default="magnitude")
+    lot.add_argument("--scope", choices=("layer", "global"), default="layer")
+    lot.add_argument("--rounds", type=int, default=10)
+    lot.add_argument("--alpha", type=float, default=0.2, help="fraction of the alive weights pruned per round")
+    lot.add_argument("--output-rate", type=float, default=0.5,
+                     help="rate multiplier of the output layer (Frankle and Carbin prune it at half the rate)")
+    lot.add_argument("--rewind", default="init", help="init | step:K | lr | finetune")
+    lot.add_argument("--seed", type=int, default=0)
+    lot.add_argument("--epochs", type=int, default=None, help="epochs per round (default per dataset)")
+    lot.add_argument("--lr", type=float, default=None)
+    lot.add_argument("--batch-size", type=int, default=None)
+    lot.add_argument("--momentum", type=float, default=None)
+    lot.add_argument("--no-controls", action="store_true", help="skip random reinit, random masks and one-shot")
+    lot.add_argument("--weights", choices=("hex", "float", "none"), default="hex",
+                     help="how the trace stores the weights right after rewinding")
+    lot.add_argument("--out", default=None, help="write the trace as JSON to this path")
+    lot.add_argument("--plot", default=None,
+                     help="write a PNG of test accuracy against density (needs the 'experiments' extra)")
+    lot.set_defaults(func=_lottery)
     args = parser.parse_args(argv)
     return args.func(args)
 
