@@ -55,8 +55,8 @@ METHODS = ("exact", "ggn", "obd", "hutchinson")
 DEFAULT_MAX_PARAMS = 2000
 
 # Work-array budget (float64 entries) for one chunk of samples or probes: about
-# 8 MB, small enough to stay near the caches, large enough for efficient GEMMs.
-_CHUNK_FLOATS = 1 << 20
+# 4 MB, small enough to stay near the caches, large enough for efficient GEMMs.
+_CHUNK_FLOATS = 1 << 19
 
 __all__ = ["METHODS", "DEFAULT_MAX_PARAMS", "gradient", "hvp", "full_hessian",
            "hessian_diag", "flatten_params", "unflatten_params", "n_params"]
@@ -208,11 +208,12 @@ class _Pass:
     Ws[l], bs[l]: effective weights and bias of layer l. a[l]: input of layer l
     (a[0] = X). z[l]: pre-activation of layer l-1's output, l = 1 .. L (z[L] = f).
     back[l] = delta_{l+1} W_l (N, n_l) for l = 1 .. L-1, so delta_l = back[l] * sigma'(z_l).
-    delta[l] = dL/dz_l for l = 1 .. L.
+    delta[l] = dL/dz_l for l = 1 .. L (only delta[L] when ``backward`` is False).
     """
 
     def __init__(self, model: MLP, X: np.ndarray, y: np.ndarray, n_total: int | None = None,
-                 Ws: list[np.ndarray] | None = None, bs: list[np.ndarray] | None = None):
+                 Ws: list[np.ndarray] | None = None, bs: list[np.ndarray] | None = None,
+                 backward: bool = True):
         self.act: Activation = get_activation(model.activation)
         if Ws is None:
             eff = model.effective_params()
@@ -231,7 +232,7 @@ class _Pass:
         self.delta: list[np.ndarray | None] = [None] * (L + 1)
         self.back: list[np.ndarray | None] = [None] * L
         self.delta[L] = self.out.grad                       # delta_L = dL/df
-        for l in range(L - 1, 0, -1):
+        for l in range(L - 1, 0, -1) if backward else ():
             self.back[l] = self.delta[l + 1] @ Ws[l]        # delta_{l+1} W_l
             self.delta[l] = self.back[l] * self.act.first(self.z[l])   # delta_l = (delta_{l+1} W_l) * sigma'(z_l)
 
@@ -603,13 +604,15 @@ def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
     Ws, bs = _effective(model)
     diag = [np.zeros(w.shape) for w in Ws], [np.zeros(b.shape) for b in bs]
     step = _sample_chunk(model, method)
-    fw_all = _Pass(model, X, y, Ws=Ws, bs=bs) if step >= N else None
+    # delta_{l+1} W_l is needed only for the sigma'' terms
+    back = method != "ggn" and not get_activation(model.activation).piecewise_linear
+    fw_all = _Pass(model, X, y, Ws=Ws, bs=bs, backward=back) if step >= N else None
     for s in range(0, N, step):
         rows = slice(s, min(N, s + step))
         if fw_all is not None:
             fw, sub = fw_all, rows
         else:                                             # per-sample quantities: chunks need the full N only for 1/N
-            fw, sub = _Pass(model, X[rows], y[rows], n_total=N, Ws=Ws, bs=bs), slice(None)
+            fw, sub = _Pass(model, X[rows], y[rows], n_total=N, Ws=Ws, bs=bs, backward=back), slice(None)
         h = _preact_diags(fw, sub, method)
         for l in range(fw.L):
             a = fw.a[l][sub]
