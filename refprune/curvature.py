@@ -202,6 +202,12 @@ class _Output:
 
 
 # ====================================================================== forward / backward
+def _effective(model: MLP) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The weights and biases the forward pass uses (value * mask), layer by layer."""
+    eff = model.effective_params()
+    return [eff[n] for n in model.weight_names()], [eff[n] for n in model.bias_names()]
+
+
 class _Pass:
     """Forward and backward pass of a batch through the effective (masked) network.
 
@@ -216,9 +222,7 @@ class _Pass:
                  backward: bool = True):
         self.act: Activation = get_activation(model.activation)
         if Ws is None:
-            eff = model.effective_params()
-            Ws = [eff[n] for n in model.weight_names()]
-            bs = [eff[n] for n in model.bias_names()]
+            Ws, bs = _effective(model)
         self.Ws, self.bs, self.L = Ws, bs, len(Ws)
         L = self.L
         self.a: list[np.ndarray] = [X]
@@ -237,15 +241,9 @@ class _Pass:
             self.delta[l] = self.back[l] * self.act.first(self.z[l])   # delta_l = (delta_{l+1} W_l) * sigma'(z_l)
 
 
-def _effective(model: MLP) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    eff = model.effective_params()
-    return [eff[n] for n in model.weight_names()], [eff[n] for n in model.bias_names()]
-
-
 def _masked(model: MLP, d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Apply the mask convention: exact +0.0 at pruned entries."""
-    return {n: (np.where(model.masks[n], d[n], 0.0) if model._pruned[n] else d[n])
-            for n in model.params}
+    return {n: np.where(model.masks[n], d[n], 0.0) for n in model.params}
 
 
 # ====================================================================== gradient
