@@ -10,7 +10,7 @@ LOTTERY_DEFAULTS = {
     # sparse teacher 20-32-4 (density 0.2), 1500 points, student 20-48-24-4
     "teacher": {"hidden": (48, 24), "epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
     # scikit-learn's 8x8 digits, the LeNet-300-100 shape of Frankle and Carbin (2019)
-    "digits": {"hidden": (300, 100), "epochs": 20, "lr": 0.05, "batch_size": 64, "momentum": 0.9},
+    "digits": {"hidden": (300, 100), "epochs": 20, "lr": 0.1, "batch_size": 64, "momentum": 0.9},
 }
 CONTROL_LABELS = {"imp": "winning ticket", "reinit": "random reinit", "random_masks": "random masks",
                   "one_shot": "one-shot"}
