@@ -78,6 +78,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
               "prune an amount of one tensor the way a named library does"),
     Operation("scores", "scores", "scores",
               "saliency of every parameter under a named rule"),
+    Operation("obs_prune", "scores", "pruned",
+              "Optimal Brain Surgeon: remove weights one at a time with the compensating update"),
+    Operation("synflow_prune", "scores", "masks",
+              "iterative SynFlow pruning to a density (data-free)"),
     Operation("loss_value", "curvature", "loss", "mean loss over the batch"),
     Operation("gradient", "curvature", "gradient", "gradient of the mean loss"),
     Operation("hvp", "curvature", "hvp", "Hessian-vector product H v"),
@@ -85,7 +89,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
     Operation("hessian_diag", "curvature", "diag", "Hessian diagonal: exact, ggn or obd"),
     Operation("hutchinson_diag", "curvature", "diag",
               "Hutchinson estimate mean_s(v_s * H v_s) for given probe vectors"),
-    Operation("schedule", "schedules", "schedule", "per-step targets of a pruning schedule"),
+    Operation("schedule", "schedules", "schedule",
+              "steps, exact targets and integer alive counts of a pruning schedule"),
+    Operation("rounds_to_density", "schedules", "rounds",
+              "fewest geometric rounds that reach a target density"),
     Operation("hard_threshold", "sparse_approx", "u", "best k-term approximation in the 2-norm"),
     Operation("soft_threshold", "sparse_approx", "u", "proximal operator of lam * ||u||_1"),
     Operation("hard_threshold_prox", "sparse_approx", "u", "proximal operator of lam * ||u||_0"),
@@ -94,7 +101,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
     Operation("ista", "sparse_approx", "x", "ISTA iterates for 1/2 ||A x - b||^2 + lam ||x||_1"),
     Operation("iht", "sparse_approx", "x", "IHT iterates for ||A x - b||^2 with ||x||_0 <= k"),
     Operation("imp_round", "lottery", "result", "one IMP round: prune trained weights, then rewind"),
-    Operation("imp", "lottery", "trace", "a full-batch IMP run: per-round masks and rewound weights"),
+    Operation("imp", "lottery", "trace",
+              "a full-batch IMP run: per-round masks, rewound weights and losses"),
 ]}
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(op.family for op in OPERATIONS.values()))
@@ -191,12 +199,62 @@ class Backend:
     def scores(self, *, rule: str, params: dict[str, np.ndarray], X: np.ndarray | None,
                y: np.ndarray | None, activation: str, loss: str,
                masks: dict[str, np.ndarray] | None, options: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Saliency of every parameter under ``rule`` (higher = kept).
+        """Saliency under ``rule`` (higher = kept) of the network ``params`` with ``masks``.
 
-        ``options`` carries the rule's own settings (e.g. the Hessian-diagonal method of
-        "obd", the iteration count of "synflow", the seed of "random"). Returns a dict
-        with the names and shapes of ``params``. Raise ``NotProvided`` for rules the
-        backend does not implement.
+        w = params * masks (the effective weights); g, h = diag H and H g are
+        derivatives of the mean loss L(params * masks) in params, so they are 0 at
+        pruned entries, and every rule scores a pruned entry exactly 0.0.
+
+        ==============  ==============================================================
+        "magnitude"     |w|
+        "random"        U[0, 1): rng = Generator(PCG64(options["seed"])), one
+                        rng.random(shape) per scored name in order (NumPy's stream)
+        "gradient"      |g|
+        "taylor1"       |g w|
+        "obd"           1/2 h w**2, h = hessian_diag(options["hessian_method"])
+        "taylor2"       -g w + 1/2 h w**2 (signed: removal that lowers the loss goes first)
+        "taylor2_abs"   |-g w + 1/2 h w**2|
+        "obs"           w_q**2 / (2 [(H_FF + options["damping"] I)^-1]_qq), F = alive
+                        parameters (weights and biases), H symmetrised as (H + H^T)/2
+        "grasp"         w (H g), g restricted to the scored names (minus the paper's score)
+        "synflow"       |dR/dw w|, R = 1^T prod_l |W_l * M_l| 1 (one round)
+        ==============  ==============================================================
+
+        ``options``: "names" (scored parameters, in order; default the weight
+        matrices), "hessian_method" ("exact", "ggn" or "obd"; default "exact"),
+        "damping" ("obs", default 1e-4), "seed" ("random"). ``X`` and ``y`` are None
+        for the data-free rules (magnitude, random, synflow); ``masks`` None means all
+        alive. Returns a dict with the scored names. Raise ``NotProvided`` for rules
+        the backend does not implement.
+        """
+        raise NotProvided
+
+    def obs_prune(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                  activation: str, loss: str, masks: dict[str, np.ndarray] | None,
+                  n_remove: int, damping: float) -> dict[str, dict[str, np.ndarray]]:
+        """Optimal Brain Surgeon, one weight at a time (Hassibi and Stork 1993).
+
+        F = alive parameters (weights and biases), Hinv = (H_FF + damping I)^-1 with H
+        the full Hessian at the starting weights (symmetrised), computed once. Repeat
+        ``n_remove`` times: among the alive weight-matrix entries (candidates in the
+        flat parameter order) remove q with the lowest w_q**2 / (2 Hinv_qq) (equal
+        saliencies: the later candidate goes); update every free parameter
+        w <- w - (w_q / Hinv_qq) Hinv e_q, set w_q = 0 and mask it; downdate
+        Hinv <- Hinv - Hinv e_q e_q^T Hinv / Hinv_qq and drop row and column q.
+        Returns {"params": the updated parameters (pruned entries 0.0), "masks": the
+        masks of every parameter}.
+        """
+        raise NotProvided
+
+    def synflow_prune(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None,
+                      density: float, iterations: int, rounding: str) -> dict[str, np.ndarray]:
+        """Iterative SynFlow (Tanaka et al. 2020), data-free, over every weight matrix.
+
+        n0 = alive weights at the start; round k = 1 .. ``iterations`` scores the
+        current masked weights with one round of SynFlow and prunes globally (pool in
+        layer order, C order, ties: the earlier entry kept) until the number pruned
+        since the start is fraction_to_count(1 - density ** (k / iterations), n0,
+        rounding). Returns the final masks of the weight matrices.
         """
         raise NotProvided
 
@@ -242,12 +300,28 @@ class Backend:
         raise NotProvided
 
     # -------------------------------------------------------------- schedules
-    def schedule(self, *, name: str, options: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Per-step targets of the pruning schedule ``name`` with settings ``options``.
+    def schedule(self, *, name: str, options: dict[str, Any], n: int,
+                 rounding: str) -> dict[str, Any]:
+        """A pruning schedule's steps, exact targets and integer counts for ``n`` weights.
 
-        Returns arrays keyed as the reference's ``schedule`` family documents them
-        (see ``docs/conformance.md``).
+        ``name`` and ``options``: "geometric" (alpha, rounds, start), "one_shot"
+        (sparsity, step), "cubic" and "linear" (initial_sparsity, final_sparsity,
+        t0, dt, n_steps), "constant" (sparsity, t0, dt, n_steps); see
+        docs/conformance.md for the formulas, evaluated with float64 operations in
+        the documented order. Returns {"kind": "relative" | "absolute", "steps": int64
+        array, "values": float64 array (relative: fraction of the alive pruned at each
+        step; absolute: target sparsity of the original weights), "densities": exact
+        target densities, "alive_counts": int64 array of the weights alive after each
+        step (relative: k_j = k_{j-1} - fraction_to_count(f_j, k_{j-1}, rounding);
+        absolute: k_j = n - fraction_to_count(s_j, n, rounding))}.
         """
+        raise NotProvided
+
+    def rounds_to_density(self, *, target_density: float, alpha: float, n: int | None,
+                          rounding: str) -> int:
+        """Fewest geometric rounds S with density <= ``target_density``: with ``n`` None the
+        float64 product (1 - alpha)^S (multiplied left to right), otherwise the integer
+        counts k_S / n of ``schedule("geometric")``."""
         raise NotProvided
 
     # ---------------------------------------------------------- sparse approx
@@ -285,24 +359,35 @@ class Backend:
     # ---------------------------------------------------------------- lottery
     def imp_round(self, *, trained: dict[str, np.ndarray], rewind_to: dict[str, np.ndarray],
                   masks: dict[str, np.ndarray], fraction: float, scope: str,
-                  multipliers: dict[str, float] | None) -> dict[str, dict[str, np.ndarray]]:
+                  multipliers: dict[str, float] | None, rounding: str) -> dict[str, dict[str, np.ndarray]]:
         """One round of iterative magnitude pruning, given the trained weights.
 
-        New masks = ``select_masks`` of the weight matrices by |trained| with the
-        round's ``fraction`` (of the alive weights), ``scope`` and ``multipliers``;
-        biases are never pruned. The rewound parameters are ``rewind_to`` (the
-        initial weights, the step-k weights, or the trained weights themselves,
-        depending on the rewinding mode) times the new masks. Returns
-        {"masks": masks of every parameter, "params": rewound parameters}.
+        New masks = ``select_masks`` of the weight matrices with scores |trained * masks|,
+        the round's ``fraction`` of the alive weights, ``scope``, ``multipliers`` and
+        ``rounding``; biases are never pruned. Then rewinding: every parameter takes the
+        value of ``rewind_to`` under the new masks (pruned entries 0.0). ``rewind_to`` is
+        the initial weights (rewinding to init), the weights after K steps (late
+        rewinding) or the trained weights themselves (learning-rate rewinding and
+        fine-tuning keep them). Returns {"masks": masks of every parameter, "params":
+        the rewound parameters}.
         """
         raise NotProvided
 
     def imp(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
             activation: str, loss: str, options: dict[str, Any]) -> dict[str, Any]:
-        """A small deterministic IMP run with full-batch SGD (no random draws).
+        """Iterative magnitude pruning with rewinding and full-batch SGD (no random draws).
 
-        ``options`` and the keys of the returned trace are documented with the
-        ``lottery`` family in ``docs/conformance.md``.
+        ``params`` are the initial weights w0 (all alive). ``options``: "rounds",
+        "alpha" (fraction of the alive weight-matrix entries pruned per round),
+        "scope", "multipliers", "rewind" ("init", "step:K", "lr" or "finetune"),
+        "epochs" (full-batch updates per round), "lr", "momentum", "milestones" and
+        "gamma" (learning rate lr * gamma^(number of milestones <= t) at update t).
+        Round 0 trains w0; round r >= 1 prunes |w| of the trained weights, rewinds,
+        resets the momentum and trains again (docs/conformance.md, family lottery).
+        Returns {"masks": list over rounds 0..R of the masks of every parameter,
+        "rewound": list over rounds 0..R of the parameters each round starts training
+        from, "final": the parameters after the last round, "train_loss": float64 array
+        of the training loss after each round}.
         """
         raise NotProvided
 
@@ -453,3 +538,80 @@ class ReferenceBackend(Backend):
         for v in probes:                                   # summed in probe order, then / S
             acc += v * flatten(hvp(model, X, y, unflatten(v, params)))
         return unflatten(acc / probes.shape[0], params)
+
+    # ----------------------------------------------------------------- scores
+    def scores(self, *, rule, params, X, y, activation, loss, masks, options):
+        from refprune.scores import compute_scores
+        model = _model(params, activation, loss)
+        if masks is not None:
+            model.set_masks(masks)
+        options = dict(options or {})
+        extra = {"damping": options["damping"]} if rule == "obs" and "damping" in options else {}
+        return compute_scores(rule, model, X, y, names=options.get("names"), seed=options.get("seed"),
+                              hessian_method=options.get("hessian_method", "exact"), **extra)
+
+    def obs_prune(self, *, params, X, y, activation, loss, masks, n_remove, damping):
+        from refprune.masks import obs_prune
+        model = _model(params, activation, loss)
+        if masks is not None:
+            model.set_masks(masks)
+        result = obs_prune(model, X, y, n_remove, damping)
+        return {"params": result.params, "masks": result.masks}
+
+    def synflow_prune(self, *, params, masks, density, iterations, rounding):
+        from refprune.masks import synflow_prune
+        model = _model(params, "relu", "mse")
+        if masks is not None:
+            model.set_masks(masks)
+        return synflow_prune(model, density, iterations=iterations, rounding=rounding,
+                             allow_collapse=True).masks
+
+    # -------------------------------------------------------------- schedules
+    def schedule(self, *, name, options, n, rounding):
+        from refprune import schedules
+        makers = {"geometric": schedules.geometric, "one_shot": schedules.one_shot,
+                  "cubic": schedules.cubic, "linear": schedules.linear, "constant": schedules.constant}
+        if name not in makers:
+            raise ValueError(f"name must be one of {sorted(makers)}, got {name!r}")
+        options = dict(options)
+        positional = {"geometric": ("alpha", "rounds"), "one_shot": ("sparsity",),
+                      "cubic": ("initial_sparsity", "final_sparsity"),
+                      "linear": ("initial_sparsity", "final_sparsity"), "constant": ("sparsity",)}[name]
+        args = [options.pop(k) for k in positional]
+        sched = makers[name](*args, **options)
+        return {"kind": sched.kind, "steps": np.array(sched.steps, dtype=np.int64),
+                "values": np.array(sched.values, dtype=np.float64),
+                "densities": np.array(sched.densities(), dtype=np.float64),
+                "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
+
+    def rounds_to_density(self, *, target_density, alpha, n, rounding):
+        from refprune.schedules import rounds_to_density
+        return rounds_to_density(target_density, alpha, n=n, rounding=rounding)
+
+    # ---------------------------------------------------------------- lottery
+    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
+        from refprune.lottery import imp_round
+        model = _model(trained, "relu", "mse")
+        model.set_masks(masks)
+        net = imp_round(model, rewind_to, fraction, rule="magnitude", scope=scope,
+                        rate_multipliers=multipliers, rounding=rounding, allow_collapse=True)
+        return {"masks": {n: m.copy() for n, m in net.masks.items()},
+                "params": {n: p.copy() for n, p in net.params.items()}}
+
+    def imp(self, *, params, X, y, activation, loss, options):
+        from refprune.lottery import StepDecayLR, TrainConfig, decode_array, run_imp
+        o = dict(options)
+        model = _model(params, activation, loss)
+        sched = None
+        if o.get("milestones"):
+            sched = StepDecayLR(o["lr"], tuple(o["milestones"]), o.get("gamma", 0.1))
+        cfg = TrainConfig(epochs=o["epochs"], lr=o["lr"], batch_size=None, momentum=o.get("momentum", 0.0),
+                          lr_schedule=sched)
+        res = run_imp(model, X, y, rounds=o["rounds"], alpha=o["alpha"], scope=o.get("scope", "layer"),
+                      rate_multipliers=o.get("multipliers"), rewind=o.get("rewind", "init"),
+                      train_config=cfg, allow_collapse=True)
+        rounds = res.trace["rounds"]
+        return {"masks": [{n: m.copy() for n, m in ms.items()} for ms in res.masks],
+                "rewound": [{n: decode_array(e) for n, e in r["rewound_weights"].items()} for r in rounds],
+                "final": {n: p.copy() for n, p in res.model.params.items()},
+                "train_loss": np.array([r["train_loss"] for r in rounds], dtype=np.float64)}

@@ -24,7 +24,7 @@ SCHEMA_VERSION = 1
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 MANIFEST = "MANIFEST.txt"
 IDS = "ids.txt"
-VALUE_TYPES = ("float64", "ndarray")
+VALUE_KEYS = ("float64", "ndarray")     # a JSON object with one of these keys is a typed value
 DTYPES = ("float64", "int64", "bool")
 TOLERANCE_KINDS = ("exact", "close")
 FLAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*(:[a-z0-9-]+)?$")
@@ -45,10 +45,11 @@ def hexfloat(x: float) -> str:
 def encode(value: Any) -> Any:
     """A JSON-ready form of ``value`` (see docs/golden_format.md, "Values").
 
-    float -> {"type": "float64", "value": hex}; ndarray -> {"type": "ndarray",
-    "dtype", "shape", "data"} (data flat in C order: hex strings for float64,
-    integers for int64, a string of '0'/'1' for bool); dict -> object; list or
-    tuple -> array; int, str, bool, None as themselves.
+    float -> {"float64": hex}; ndarray -> {"ndarray": dtype, "shape": [...],
+    "data": ...} (data flat in C order: hex strings for float64, integers for
+    int64, one string of '0'/'1' characters for bool); dict -> object (its keys
+    must not be "float64" or "ndarray"); list or tuple -> array; int, str, bool
+    and None as themselves.
     """
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -57,7 +58,7 @@ def encode(value: Any) -> Any:
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return {"type": "float64", "value": hexfloat(value)}
+        return {"float64": hexfloat(value)}
     if isinstance(value, np.ndarray):
         shape = [int(s) for s in value.shape]
         flat = value.ravel(order="C")
@@ -70,10 +71,10 @@ def encode(value: Any) -> Any:
             data, dtype = [hexfloat(v) for v in flat.astype(np.float64)], "float64"
         else:
             raise TypeError(f"cannot encode an array of dtype {value.dtype}")
-        return {"type": "ndarray", "dtype": dtype, "shape": shape, "data": data}
+        return {"ndarray": dtype, "shape": shape, "data": data}
     if isinstance(value, dict):
-        if "type" in value:
-            raise ValueError("a dict stored in a golden file must not have a key named 'type'")
+        if any(k in value for k in VALUE_KEYS):
+            raise ValueError(f"a dict stored in a golden file must not have a key named {VALUE_KEYS}")
         return {str(k): encode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [encode(v) for v in value]
@@ -86,32 +87,45 @@ def decode(obj: Any) -> Any:
         return [decode(v) for v in obj]
     if not isinstance(obj, dict):
         return obj
-    kind = obj.get("type")
-    if kind is None:
+    if "float64" in obj:
+        return float.fromhex(obj["float64"])
+    if "ndarray" not in obj:
         return {k: decode(v) for k, v in obj.items()}
-    if kind == "float64":
-        return float.fromhex(obj["value"])
-    if kind == "ndarray":
-        shape = tuple(obj["shape"])
-        if obj["dtype"] == "bool":
-            return np.array([c == "1" for c in obj["data"]], dtype=bool).reshape(shape)
-        if obj["dtype"] == "int64":
-            return np.array(obj["data"], dtype=np.int64).reshape(shape)
-        if obj["dtype"] == "float64":
-            return np.array([float.fromhex(v) for v in obj["data"]], dtype=np.float64).reshape(shape)
-        raise ValueError(f"unknown ndarray dtype {obj['dtype']!r}")
-    raise ValueError(f"unknown value type {kind!r}")
+    shape, dtype = tuple(obj["shape"]), obj["ndarray"]
+    if dtype == "bool":
+        return np.array([c == "1" for c in obj["data"]], dtype=bool).reshape(shape)
+    if dtype == "int64":
+        return np.array(obj["data"], dtype=np.int64).reshape(shape)
+    if dtype == "float64":
+        return np.array([float.fromhex(v) for v in obj["data"]], dtype=np.float64).reshape(shape)
+    raise ValueError(f"unknown ndarray dtype {dtype!r}")
+
+
+def _typed(obj: Any) -> bool:
+    return isinstance(obj, dict) and any(k in obj for k in VALUE_KEYS)
 
 
 def _is_leaf(obj: Any) -> bool:
     """Values written on one line: scalars, typed values, and anything short (<= 100 characters)."""
-    if not isinstance(obj, (dict, list)) or (isinstance(obj, dict) and "type" in obj):
+    if not isinstance(obj, (dict, list)) or _typed(obj):
         return True
     return len(json.dumps(obj, ensure_ascii=True, separators=(", ", ": "))) <= 100
 
 
+def _dump_typed(obj: dict[str, Any]) -> str:
+    """A typed value on one line, its tag first: {"ndarray":"float64","shape":[2],"data":[...]}."""
+    keys = ["float64"] if "float64" in obj else ["ndarray", "shape", "data"]
+    return "{" + ",".join(f"{json.dumps(k)}:{json.dumps(obj[k], separators=(',', ':'))}" for k in keys) + "}"
+
+
 def dumps(obj: Any, indent: int = 0) -> str:
-    """Deterministic JSON text: sorted keys, two-space indent, leaves on one line, ASCII only."""
+    """Deterministic JSON text: sorted keys, two-space indent, leaves on one line, ASCII only.
+
+    Typed values (arrays, floats) are written without spaces; other short leaves with
+    ", " and ": ".
+    """
+    if _typed(obj):
+        return _dump_typed(obj)
     if _is_leaf(obj):
         return json.dumps(obj, sort_keys=True, separators=(", ", ": "), ensure_ascii=True)
     pad, inner = "  " * indent, "  " * (indent + 1)
@@ -242,34 +256,38 @@ def _check_value(obj: Any, where: str, problems: list[str]) -> None:
         if isinstance(obj, float):
             problems.append(f"{where}: bare JSON number {obj!r} (floats must be hex strings)")
         return
-    kind = obj.get("type")
-    if kind is None:
+    if "float64" in obj:
+        try:
+            float.fromhex(obj["float64"])
+        except (TypeError, ValueError):
+            problems.append(f"{where}: float64 value is not a hex float")
+        if len(obj) != 1:
+            problems.append(f"{where}: a float64 value has extra keys {sorted(set(obj) - {'float64'})}")
+        return
+    if "ndarray" not in obj:
         for k, v in obj.items():
             _check_value(v, f"{where}.{k}", problems)
         return
-    if kind == "float64":
-        try:
-            float.fromhex(obj["value"])
-        except (KeyError, TypeError, ValueError):
-            problems.append(f"{where}: float64 value is not a hex float")
+    if set(obj) != {"ndarray", "shape", "data"}:
+        problems.append(f"{where}: an ndarray has the keys ndarray, shape and data, got {sorted(obj)}")
         return
-    if kind != "ndarray":
-        problems.append(f"{where}: unknown value type {kind!r}")
+    dtype = obj["ndarray"]
+    if dtype not in DTYPES:
+        problems.append(f"{where}: unknown dtype {dtype!r}")
         return
-    if obj.get("dtype") not in DTYPES:
-        problems.append(f"{where}: unknown dtype {obj.get('dtype')!r}")
-        return
-    shape = obj.get("shape")
+    shape = obj["shape"]
     if not isinstance(shape, list) or any(not isinstance(s, int) or s < 0 for s in shape):
         problems.append(f"{where}: shape must be a list of non-negative integers")
         return
     size = math.prod(shape)
-    data = obj.get("data")
+    data = obj["data"]
     if len(data) != size:
         problems.append(f"{where}: data has {len(data)} entries, shape {shape} needs {size}")
-    if obj["dtype"] == "bool" and (not isinstance(data, str) or set(data) - {"0", "1"}):
+    if dtype == "bool" and (not isinstance(data, str) or set(data) - {"0", "1"}):
         problems.append(f"{where}: bool data must be a string of 0 and 1")
-    if obj["dtype"] == "float64":
+    if dtype == "int64" and (not isinstance(data, list) or any(not isinstance(v, int) for v in data)):
+        problems.append(f"{where}: int64 data must be a list of integers")
+    if dtype == "float64":
         try:
             [float.fromhex(v) for v in data]
         except (TypeError, ValueError):

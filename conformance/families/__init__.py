@@ -135,7 +135,7 @@ class Family:
 
 
 def family_modules() -> list[str]:
-    return ["masks", "profiles", "scores", "curvature", "schedules", "sparse_approx", "lottery"]
+    return ["curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery"]
 
 
 def load_families() -> dict[str, Family]:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from .. import strategies as cst
 from ..backend import flatten
 from . import CaseSpec, Family, Property, close
+from .networks import describe, network as _network, quantize as _q
 
 ALGORITHM = """\
 refprune.curvature on an MLP given by its parameters: layer l maps a_l to z_{l+1} = a_l W_l^T + b_l,
@@ -49,26 +50,6 @@ NOTES = {
 _ACTS = ("relu", "tanh", "sigmoid", "identity")
 
 
-def _q(x: np.ndarray) -> np.ndarray:
-    """Round to a multiple of 1/64: exact in binary, so the stored hex floats stay short."""
-    return np.round(np.asarray(x) * 64.0) / 64.0
-
-
-def _network(seed: int, sizes: list[int], activation: str, loss: str, n: int = 4,
-             scale: float = 1.0) -> dict[str, Any]:
-    rng = np.random.Generator(np.random.PCG64(seed))
-    params = {}
-    for l, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
-        params[f"layers.{l}.weight"] = _q(scale * rng.standard_normal((fo, fi)))
-        params[f"layers.{l}.bias"] = _q(0.5 * rng.standard_normal(fo))
-    X = _q(rng.standard_normal((n, sizes[0])))
-    if loss == "cross_entropy":
-        y = rng.integers(0, sizes[-1], size=n).astype(np.int64)
-    else:
-        y = _q(rng.standard_normal((n, sizes[-1])))
-    return {"params": params, "X": X, "y": y, "activation": activation, "loss": loss}
-
-
 def _networks() -> list[tuple[str, dict[str, Any], list[str]]]:
     nets = []
     seed = 100
@@ -78,7 +59,7 @@ def _networks() -> list[tuple[str, dict[str, Any], list[str]]]:
             flags = [act, "cross-entropy" if loss == "cross_entropy" else "mse"]
             if act in ("tanh", "sigmoid"):
                 flags.append("ggn-differs")
-            nets.append((f"{act}-{loss}-2-3-2", _network(seed, [2, 3, 2], act, loss, n=3), flags))
+            nets.append((f"{act}-{loss}-2-2-2", _network(seed, [2, 2, 2], act, loss, n=3), flags))
         seed += 1
         flags = [act, "cross-entropy", "deep"] + (["ggn-differs"] if act in ("tanh", "sigmoid") else [])
         nets.append((f"{act}-cross_entropy-2-2-2-2", _network(seed, [2, 2, 2, 2], act, "cross_entropy", n=3),
@@ -110,9 +91,7 @@ def _probes(seed: int, P: int, S: int) -> np.ndarray:
 def _cases() -> list[CaseSpec]:
     out = []
     for i, (key, net, flags) in enumerate(_networks()):
-        sizes = [net["params"]["layers.0.weight"].shape[1]] + \
-                [net["params"][f"layers.{l}.weight"].shape[0] for l in range(len(net["params"]) // 2)]
-        what = f"{net['activation']} {'-'.join(map(str, sizes))} MLP, {net['loss']}, N = {len(net['X'])}"
+        what = describe(net)
         base = dict(net)
         if "deep" not in flags:
             out.append(CaseSpec(f"{key}/loss_value", "loss_value", f"mean loss of a {what}", flags, base))

@@ -1,0 +1,191 @@
+"""Family "lottery": one IMP round (prune + rewind) and small deterministic IMP traces, one per
+rewinding mode, with full-batch SGD so that no random stream has to be reproduced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .. import strategies as cst
+from . import CaseSpec, Family, Property, close
+from .networks import network, quantize
+
+ALGORITHM = """\
+refprune.lottery with magnitude scores, weights pruned, biases never.
+imp_round(trained, rewind_to, masks, fraction, scope, multipliers, rounding): new masks =
+select_masks(|trained * masks| of the weight matrices, masks, fraction, scope, multipliers,
+rounding); then every parameter = rewind_to * new mask (pruned entries 0.0).
+imp(params, X, y, activation, loss, options): w0 = params. Round 0: train w0 for `epochs`
+full-batch SGD updates. Round r = 1 .. R: prune a fraction alpha of the alive weights by |w| of the
+trained weights (layer-wise or global, as imp_round), rewind, reset the momentum buffer, train.
+SGD update t (t = 0, 1, ... counted from the start of the schedule): d = g; v = momentum * v + d
+(v = d at the first update after a reset); w = w - lr_t * (v * M), lr_t = lr * gamma^#{m in
+milestones : m <= t}; gradients are of the mean loss of the masked network.
+Rewinding modes: "init" -> w0, training restarts at t = 0 (Frankle and Carbin 2019);
+"step:K" -> the weights after K updates of round 0, training resumes at t = K (Frankle et al.
+2020); "lr" -> keep the trained weights, replay the schedule from t = 0 (Renda et al. 2020);
+"finetune" -> keep the trained weights, `epochs` more updates at the final rate lr_{T-1}.
+trace: masks[r] and rewound[r] (the parameters round r starts training from; rewound[0] = w0),
+final (the parameters after round R), train_loss[r] (mean training loss after round r)."""
+
+NOTES = {
+    "rewind-init": "rewinding to the initial weights w0",
+    "rewind-step": "late rewinding to the weights after K updates of the dense run",
+    "rewind-lr": "learning-rate rewinding: the trained weights are kept, the schedule replayed",
+    "finetune": "fine-tuning: the trained weights are kept, training continues at the final rate",
+    "rewind-trained": "imp_round with rewind_to = the trained weights (lr rewinding and fine-tuning)",
+    "layer-scope": "each weight matrix pruned on its own",
+    "global-scope": "one pool across the weight matrices",
+    "multipliers": "the output layer pruned at half the rate (Frankle and Carbin 2019)",
+    "nesting": "masks already hold pruned entries, which must stay pruned and zero",
+    "momentum": "SGD with momentum 0.9, reset at every rewind",
+    "lr-decay": "a step learning-rate decay (milestones), which the rewinding modes replay differently",
+    "trace": "a multi-round IMP trace",
+}
+
+
+def _trained_pair(seed: int):
+    net = network(seed, [3, 4, 2], "relu", "cross_entropy", n=1)
+    init = net["params"]
+    rng = np.random.Generator(np.random.PCG64(seed + 1))
+    trained = {n: quantize(p + 0.5 * rng.standard_normal(p.shape)) for n, p in init.items()}
+    return init, trained
+
+
+def _all_alive(params):
+    return {n: np.ones(p.shape, dtype=bool) for n, p in params.items()}
+
+
+def _cases() -> list[CaseSpec]:
+    out = []
+    init, trained = _trained_pair(401)
+    dead = _all_alive(init)
+    dead["layers.0.weight"] = np.array([[True, False, True], [True, True, True], [False, True, True],
+                                        [True, True, False]])
+    dead["layers.1.weight"] = np.array([[True, True, False, True], [True, True, True, True]])
+    trained_dead = {n: np.where(dead[n], p, 0.0) for n, p in trained.items()}
+    mult = {"layers.1.weight": 0.5}
+    for key, rewind, masks, fraction, scope, m, flags, comment in [
+        ("init-layer-0.2", init, _all_alive(init), 0.2, "layer", None, ["rewind-init", "layer-scope"],
+         "20% of each weight matrix, rewound to w0"),
+        ("init-global-0.5", init, _all_alive(init), 0.5, "global", None, ["rewind-init", "global-scope"],
+         "half of the pooled weights, rewound to w0"),
+        ("init-layer-mult", init, _all_alive(init), 0.5, "layer", mult,
+         ["rewind-init", "layer-scope", "multipliers"], "half of layer 0, a quarter of the output layer"),
+        ("init-global-mult", init, _all_alive(init), 0.4, "global", mult,
+         ["rewind-init", "global-scope", "multipliers"], "pool of layer 0 at 0.4, output layer alone at 0.2"),
+        ("trained-dead-layer", trained_dead, dead, 0.25, "layer", None,
+         ["rewind-trained", "layer-scope", "nesting"], "a second round: a quarter of the alive weights, "
+                                                       "weights kept"),
+        ("init-dead-global", init, dead, 0.5, "global", None, ["rewind-init", "global-scope", "nesting"],
+         "a second round, global, rewound to w0: pruned entries stay 0"),
+    ]:
+        src = trained_dead if masks is dead else trained
+        out.append(CaseSpec(f"imp_round/{key}", "imp_round", comment, flags,
+                            {"trained": src, "rewind_to": rewind, "masks": masks, "fraction": fraction,
+                             "scope": scope, "multipliers": m, "rounding": "round-half-even"}))
+    net = network(411, [2, 4, 3], "relu", "cross_entropy", n=9, scale=1.0)
+    base = {"rounds": 3, "alpha": 0.25, "epochs": 6, "lr": 0.5, "momentum": 0.9, "milestones": [4],
+            "gamma": 0.1, "scope": "layer", "multipliers": None}
+    for rewind, flag in [("init", "rewind-init"), ("step:2", "rewind-step"), ("lr", "rewind-lr"),
+                         ("finetune", "finetune")]:
+        options = dict(base, rewind=rewind)
+        out.append(CaseSpec(f"imp/{rewind}", "imp",
+                            f"3 IMP rounds at alpha 0.25 with rewind {rewind}: 2-4-3 relu network, 9 samples, "
+                            "6 full-batch updates per round, lr 0.5 decayed x0.1 at update 4",
+                            [flag, "trace", "momentum", "lr-decay", "layer-scope"],
+                            dict(net, options=options)))
+    options = dict(base, rewind="init", scope="global", multipliers={"layers.1.weight": 0.5})
+    out.append(CaseSpec("imp/init-global-mult", "imp",
+                        "3 IMP rounds, global pool with the output layer at half the rate, rewind to w0",
+                        ["rewind-init", "trace", "momentum", "lr-decay", "global-scope", "multipliers"],
+                        dict(net, options=options)))
+    return out
+
+
+def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Masks exact; weights and losses relative 1e-9 (a few training updates amplify rounding)."""
+    return close(expected, rel=1e-9 if op == "imp" else 1e-12, ulp=64)
+
+
+# ----------------------------------------------------------------------------- properties
+@st.composite
+def _round_example(draw):
+    sizes = draw(st.lists(st.integers(1, 4), min_size=3, max_size=4))
+    trained = draw(cst.params(sizes))
+    rewind = draw(cst.params(sizes))
+    masks = {n: draw(cst.masks(p.shape)) if n.endswith("weight") else np.ones(p.shape, bool)
+             for n, p in trained.items()}
+    trained = {n: np.where(masks[n], p, 0.0) for n, p in trained.items()}
+    scope = draw(st.sampled_from(["layer", "global"]))
+    mult = {f"layers.{len(sizes) - 2}.weight": 0.5} if draw(st.booleans()) else None
+    return {"trained": trained, "rewind_to": rewind, "masks": masks, "fraction": draw(cst.fractions()),
+            "scope": scope, "multipliers": mult, "rounding": draw(cst.roundings())}
+
+
+def _round_differential(c, ex):
+    c.agree("imp_round", **ex)
+
+
+def _round_rewinds(c, ex):
+    """Survivors take exactly the rewind values, pruned entries are 0.0, masks are nested, biases stay."""
+    out = c.call("imp_round", **ex)
+    for n, old in ex["masks"].items():
+        m = np.asarray(out["masks"][n])
+        p = np.asarray(out["params"][n])
+        c.require(not np.any(m & ~old), lambda: f"{n}: a pruned entry came back")
+        if n.endswith("bias"):
+            c.require(np.array_equal(m, old), lambda: f"{n}: a bias was pruned")
+        c.require(np.array_equal(p[m], ex["rewind_to"][n][m]),
+                  lambda: f"{n}: surviving entries do not hold the rewind values exactly")
+        c.require(np.all(p[~m] == 0.0), lambda: f"{n}: a pruned entry is not 0.0")
+
+
+@st.composite
+def _imp_example(draw):
+    net = draw(cst.networks(max_layers=2, max_width=3, max_samples=4, activations=("relu", "tanh")))
+    rewind = draw(st.sampled_from(["init", "step:1", "lr", "finetune"]))
+    options = {"rounds": draw(st.integers(1, 2)), "alpha": draw(st.sampled_from([0.2, 0.5])), "epochs": 2,
+               "lr": 0.1, "momentum": draw(st.sampled_from([0.0, 0.9])), "milestones": [1], "gamma": 0.5,
+               "scope": draw(st.sampled_from(["layer", "global"])), "multipliers": None, "rewind": rewind}
+    return dict(net, options=options)
+
+
+def _imp_differential(c, ex):
+    c.agree("imp", **ex)
+
+
+def _imp_invariants(c, ex):
+    """Masks nested across rounds; rewind to init restores w0 on the survivors exactly."""
+    out = c.call("imp", **ex)
+    masks = out["masks"]
+    for r in range(1, len(masks)):
+        for n in masks[r]:
+            c.require(not np.any(np.asarray(masks[r][n]) & ~np.asarray(masks[r - 1][n])),
+                      lambda: f"round {r}: {n} revived a weight pruned in round {r - 1}")
+    if ex["options"]["rewind"] == "init":
+        for r in range(len(masks)):
+            for n, w0 in ex["params"].items():
+                m = np.asarray(masks[r][n])
+                got = np.asarray(out["rewound"][r][n])
+                c.require(np.array_equal(got, np.where(m, w0, 0.0)),
+                          lambda: f"round {r}: {n} after rewinding is not w0 * mask")
+
+
+PROPERTIES = [
+    Property("lottery/imp-round-differential", ("imp_round",), "one IMP round equals the reference's",
+             _round_example(), _round_differential),
+    Property("lottery/imp-round-rewinds", ("imp_round",),
+             "survivors hold the rewind values exactly, pruned entries are 0, masks nested, biases kept",
+             _round_example(), _round_rewinds),
+    Property("lottery/imp-differential", ("imp",), "a short IMP trace equals the reference's",
+             _imp_example(), _imp_differential),
+    Property("lottery/imp-nested-and-rewound", ("imp",),
+             "masks are nested across rounds and rewinding to init restores w0 exactly",
+             _imp_example(), _imp_invariants),
+]
+
+FAMILY = Family(name="lottery", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
+                properties=PROPERTIES)
