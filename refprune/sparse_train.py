@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from ._checks import positive_int, real_number
 from .activations import get_activation
 from .mlp import MLP
-from .sparse import check_execution, check_model, feature_major
+from .sparse import check_execution, check_model
 from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, predicted_seconds,
                              row_blocks, sampled_product, sparse_blocks, sparse_is_faster)
 

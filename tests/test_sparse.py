@@ -101,11 +101,13 @@ def test_forward_of_a_784_300_100_10_network_at_2_percent():
     assert np.array_equal(SparseMLP(model).predict(X), np.argmax(ref, axis=1))
 
 
-def test_thread_count_does_not_change_a_bit():
-    model = pruned((200, 150, 10), 0.1)
-    X = batch(model, 9)
+@pytest.mark.parametrize("n", [1, 9, 150])   # 150 samples of width 1500: three chunks
+def test_thread_count_does_not_change_a_bit(n):
+    model = pruned((1500, 40, 5), 0.1)
+    X = batch(model, n)
     outs = [SparseMLP(model, execution="sparse", threads=t).forward(X) for t in (1, 2, 3)]
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
+    assert rel(outs[0], model.forward(X)) <= 1e-12
     A = SparseMLP(model).layers[0].weight
     B = np.ascontiguousarray(X.T)
     assert all(np.array_equal(csr_matmul(row_blocks(A, p), B), A @ B) for p in (1, 2, 5, 1000))
