@@ -245,7 +245,7 @@ def _applies(case: golden.Case, profile: Any) -> bool:
 # --------------------------------------------------------------------------- properties
 def run_property(prop: Property, family: Family, backend: Any, reference: Any, spec: str,
                  profile: Any, max_examples: int, seed: int) -> Result:
-    from hypothesis import HealthCheck, Verbosity, given, settings
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hseed
 
     res = Result(family=family.name, kind="property", id=prop.name, op=",".join(prop.ops),
@@ -268,7 +268,8 @@ def run_property(prop: Property, family: Family, backend: Any, reference: Any, s
     test = given(prop.strategy)(body)
     test = settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
                     suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-                    print_blob=False, report_multiple_bugs=False)(test)
+                    print_blob=False, report_multiple_bugs=False,
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])(test)
     test = hseed(seed)(test)
     start = time.perf_counter()
     try:

@@ -150,7 +150,10 @@ def _profile_differential(c, ex):
         amount = min(amount, 0.999)
     scope = profile.scopes[ex["scope_draw"] % len(profile.scopes)]
     kwargs = {"scores": ex["scores"], "amount": amount, "alive": ex["alive"], "scope": scope, "ignore": []}
-    expected = profile.keep_masks(ex["scores"], amount, alive=ex["alive"], scope=scope)
+    try:
+        expected = profile.keep_masks(ex["scores"], amount, alive=ex["alive"], scope=scope)
+    except ValueError:
+        return                                   # the library itself refuses this input
     actual = c.call("profile_mask", **kwargs)
     c.require(isinstance(actual, dict) and set(actual) == set(expected),
               lambda: f"expected masks for {sorted(expected)}, got {actual!r}")

@@ -1,0 +1,82 @@
+"""Comparison rules: exact, atol-or-ulp, up to ties, alternatives; readable diffs."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.compare import compare, ulp_distance
+from conformance.profiles import equal_up_to_ties
+
+CLOSE = {"kind": "close", "atol": 1e-12, "ulp": 4}
+EXACT = {"kind": "exact"}
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(finite)
+def test_ulp_distance_to_itself_and_neighbours(x):
+    assert ulp_distance(x, x) == 0
+    up = np.nextafter(x, np.inf)
+    if np.isfinite(up):
+        assert ulp_distance(x, up) == 1 or (x == 0 and up == 5e-324)
+
+
+@given(finite, finite)
+def test_ulp_distance_is_symmetric(a, b):
+    assert ulp_distance(a, b) == ulp_distance(b, a)
+
+
+def test_ulp_distance_across_zero():
+    assert ulp_distance(0.0, -0.0) == 0
+    assert ulp_distance(-5e-324, 5e-324) == 2
+
+
+def test_close_accepts_atol_or_ulp():
+    e = np.array([1.0, 1e-20, 1e6])
+    a = np.array([np.nextafter(1.0, 2.0), 5e-13, 1e6 + 2 * np.spacing(1e6)])
+    assert compare(e, a, CLOSE) is None
+    bad = compare(e, e + np.array([0.0, 0.0, 1e-6]), CLOSE)
+    assert "1 of 3 entries outside the tolerance" in bad and "at 2:" in bad
+
+
+def test_nan_never_passes():
+    assert compare(np.array([1.0]), np.array([np.nan]), {"kind": "close", "atol": 1e300, "ulp": 10**9})
+
+
+def test_exact_treats_signed_zeros_as_equal_and_checks_shape_and_dtype():
+    assert compare(np.array([0.0]), np.array([-0.0]), EXACT) is None
+    assert "shape" in compare(np.zeros(3), np.zeros(4), EXACT)
+    assert "bool mask" in compare(np.array([True]), np.array([1]), EXACT)
+    assert "integer" in compare(3, 3.0, EXACT)
+    assert compare(3, np.int64(3), EXACT) is None
+    assert "keys differ" in compare({"a": 1}, {"b": 1}, EXACT)
+
+
+def test_masks_up_to_ties_only_when_asked():
+    scores = np.array([1.0, 0.5, 0.5, 0.2])
+    exp, act = np.array([True, True, False, False]), np.array([True, False, True, False])
+    tol = dict(EXACT, up_to_ties={"scores": "scores"})
+    tie = lambda e, a, s, al=None: equal_up_to_ties(e, a, s, al)
+    assert "masks differ" in compare(exp, act, tol, inputs={"scores": scores})
+    assert compare(exp, act, tol, inputs={"scores": scores}, tie_check=tie) is None
+    wrong = np.array([False, True, True, False])                 # the strict winner dropped
+    assert compare(exp, wrong, tol, inputs={"scores": scores}, tie_check=tie)
+
+
+def test_pooled_masks_up_to_ties_across_tensors():
+    scores = {"a": np.array([0.5, 1.0]), "b": np.array([0.5])}
+    exp = {"a": np.array([True, True]), "b": np.array([False])}
+    act = {"b": np.array([True]), "a": np.array([False, True])}   # another order of keys
+    tol = dict(EXACT, up_to_ties={"scores": "s", "pooled": True})
+    tie = lambda e, a, s, al=None: equal_up_to_ties(e, a, s, al)
+    assert compare(exp, act, tol, inputs={"s": scores}, tie_check=tie) is None
+
+
+def test_alternatives():
+    assert compare(1, 2, dict(EXACT, alternatives=[2])) is None
+    assert "other acceptable" in compare(1, 3, dict(EXACT, alternatives=[2]))
+
+
+@pytest.mark.parametrize("actual", [None, "x", [1.0]])
+def test_wrong_types_are_reported_not_raised(actual):
+    assert compare(np.zeros(2), actual, EXACT)
