@@ -238,7 +238,7 @@ class _Pass:
         self.delta[L] = self.out.grad                       # delta_L = dL/df
         for l in range(L - 1, 0, -1) if backward else ():
             self.back[l] = self.delta[l + 1] @ Ws[l]        # delta_{l+1} W_l
-            self.delta[l] = self.back[l] * self.act.first(self.z[l])   # delta_l = (delta_{l+1} W_l) * sigma'(z_l)
+            self.delta[l] = self.back[l] * self.act.first(self.z[l])   # delta_l = back_l sigma'(z_l)
 
 
 def _masked(model: MLP, d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -308,7 +308,7 @@ def _rop(fw: _Pass, V: list[np.ndarray], u: list[np.ndarray]) -> tuple[list, lis
         if Ra[l] is not None:
             gW += np.matmul(fw.delta[l + 1].T, Ra[l])
         RgW[l], Rgb[l] = gW, Rd.sum(axis=1)               # R{dL/db_l} = sum_n R{delta}
-        if l > 0:                                         # R{delta_l} = (R{delta_{l+1}} W_l + delta_{l+1} V_l) sigma'(z_l)
+        if l > 0:      # R{delta_l} = (R{delta_{l+1}} W_l + delta_{l+1} V_l) sigma'(z_l) + ...
             r = (Rd @ Ws[l] + np.matmul(fw.delta[l + 1], V[l])) * first[l]
             if smooth:                                    #   + (delta_{l+1} W_l) sigma''(z_l) R{z_l}
                 r += fw.back[l] * act.second(fw.z[l]) * Rz[l]
@@ -609,7 +609,7 @@ def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
         rows = slice(s, min(N, s + step))
         if fw_all is not None:
             fw, sub = fw_all, rows
-        else:                                             # per-sample quantities: chunks need the full N only for 1/N
+        else:                                             # per-sample: a chunk needs the full N for 1/N
             fw, sub = _Pass(model, X[rows], y[rows], n_total=N, Ws=Ws, bs=bs, backward=back), slice(None)
         h = _preact_diags(fw, sub, method)
         for l in range(fw.L):
