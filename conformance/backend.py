@@ -97,9 +97,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
     Operation("soft_threshold", "sparse_approx", "u", "proximal operator of lam * ||u||_1"),
     Operation("hard_threshold_prox", "sparse_approx", "u", "proximal operator of lam * ||u||_0"),
     Operation("sparse_approx_exact", "sparse_approx", "u",
-              "exact k-sparse approximation under a constraint or another norm"),
-    Operation("ista", "sparse_approx", "x", "ISTA iterates for 1/2 ||A x - b||^2 + lam ||x||_1"),
-    Operation("iht", "sparse_approx", "x", "IHT iterates for ||A x - b||^2 with ||x||_0 <= k"),
+              "exact k-sparse approximation: non-negative, weighted norm, or quadratic norm"),
+    Operation("ista", "sparse_approx", "x", "ISTA iterate for 1/2 ||A x - b||^2 + lam ||x||_1"),
+    Operation("iht", "sparse_approx", "x", "IHT iterate for ||A x - b||^2 with ||x||_0 <= k"),
     Operation("imp_round", "lottery", "result", "one IMP round: prune trained weights, then rewind"),
     Operation("imp", "lottery", "trace",
               "a full-batch IMP run: per-round masks, rewound weights and losses"),
@@ -326,34 +326,49 @@ class Backend:
 
     # ---------------------------------------------------------- sparse approx
     def hard_threshold(self, *, w: np.ndarray, k: int) -> np.ndarray:
-        """Best k-term approximation of ``w`` in the Euclidean norm (ties as keep_top_k on |w|)."""
+        """Best k-term approximation of ``w`` in the Euclidean norm (magnitude pruning).
+
+        support = keep_top_k(|w|, k) (ties: the lower flat index kept); u = w on the
+        support (bit for bit, a kept -0.0 stays -0.0), +0.0 elsewhere.
+        """
         raise NotProvided
 
     def soft_threshold(self, *, w: np.ndarray, lam: float) -> np.ndarray:
-        """sign(w) * max(|w| - lam, 0): the proximal operator of lam * ||.||_1."""
+        """Proximal operator of lam * ||.||_1: u_i = w_i - copysign(lam, w_i) where |w_i| > lam,
+        +0.0 elsewhere (the tie |w_i| = lam included)."""
         raise NotProvided
 
     def hard_threshold_prox(self, *, w: np.ndarray, lam: float) -> np.ndarray:
-        """w * (|w| > sqrt(2 lam)): a proximal operator of lam * ||.||_0."""
+        """Proximal operator of lam * ||.||_0: u_i = w_i if w_i**2 > 2 lam (decided exactly on the
+        float64 values, not after rounding w_i**2), +0.0 otherwise (the tie goes to 0)."""
         raise NotProvided
 
     def sparse_approx_exact(self, *, problem: str, w: np.ndarray, k: int,
-                            weights: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
-        """Exact minimiser u of a k-sparse approximation problem.
+                            d: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
+        """Exact minimiser u of a k-sparse approximation problem where magnitude selection is
+        not always optimal.
 
-        ``problem`` is "nonneg" (min ||u - w||_2 with u >= 0), "weighted" (min
-        sum_i weights_i (u_i - w_i)^2) or "quadratic" (min (u - w)^T H (u - w), kept
-        values re-optimised); all with at most k non-zeros.
+        * "nonnegative": min ||u - w||_2 with u >= 0: support = keep_top_k(max(w, 0), k),
+          u = max(w, 0) on it.
+        * "weighted": min sum_i d_i (u_i - w_i)^2: support = keep_top_k(d * (w * w), k) (all
+          d_i equal: the support of hard_threshold), u = w on it.
+        * "quadratic": min (u - w)^T H (u - w), kept values re-optimised (u_S = w_S +
+          H_SS^-1 H_SP w_P), over every support of size k in itertools.combinations order,
+          the first with the smallest cost; ``w`` 1-D, ``H`` symmetric positive definite.
+
+        Unused arguments are None. Entries off the support are +0.0.
         """
         raise NotProvided
 
     def ista(self, *, A: np.ndarray, b: np.ndarray, lam: float, step: float,
              n_iter: int) -> np.ndarray:
-        """ISTA from x = 0: x <- soft_threshold(x - step * A^T (A x - b), step * lam), n_iter times."""
+        """ISTA for 1/2 ||A x - b||^2 + lam ||x||_1: from x = 0, ``n_iter`` times
+        x <- soft_threshold(x - step * A^T (A x - b), step * lam), evaluated in that order."""
         raise NotProvided
 
     def iht(self, *, A: np.ndarray, b: np.ndarray, k: int, step: float, n_iter: int) -> np.ndarray:
-        """IHT from x = 0: x <- hard_threshold(x - step * A^T (A x - b), k), n_iter times."""
+        """IHT for ||A x - b||^2 with ||x||_0 <= k: from x = 0, ``n_iter`` times
+        x <- hard_threshold(x - step * A^T (A x - b), k), evaluated in that order."""
         raise NotProvided
 
     # ---------------------------------------------------------------- lottery
@@ -587,6 +602,37 @@ class ReferenceBackend(Backend):
     def rounds_to_density(self, *, target_density, alpha, n, rounding):
         from refprune.schedules import rounds_to_density
         return rounds_to_density(target_density, alpha, n=n, rounding=rounding)
+
+    # ---------------------------------------------------------- sparse approx
+    def hard_threshold(self, *, w, k):
+        from refprune.sparse_approx import hard_threshold
+        return hard_threshold(w, k).u
+
+    def soft_threshold(self, *, w, lam):
+        from refprune.sparse_approx import soft_threshold
+        return soft_threshold(w, lam)
+
+    def hard_threshold_prox(self, *, w, lam):
+        from refprune.sparse_approx import hard_threshold_prox
+        return hard_threshold_prox(w, lam)
+
+    def sparse_approx_exact(self, *, problem, w, k, d, H):
+        from refprune import sparse_approx as sa
+        if problem == "nonnegative":
+            return sa.best_k_sparse_nonnegative(w, k).u
+        if problem == "weighted":
+            return sa.best_k_sparse_weighted(w, d, k).u
+        if problem == "quadratic":
+            return sa.best_k_sparse_quadratic(w, H, k).u
+        raise ValueError(f"problem must be 'nonnegative', 'weighted' or 'quadratic', got {problem!r}")
+
+    def ista(self, *, A, b, lam, step, n_iter):
+        from refprune.sparse_approx import ista
+        return ista(A, b, lam, step=step, n_iter=n_iter).x
+
+    def iht(self, *, A, b, k, step, n_iter):
+        from refprune.sparse_approx import iht
+        return iht(A, b, k, step=step, n_iter=n_iter).x
 
     # ---------------------------------------------------------------- lottery
     def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
