@@ -223,22 +223,44 @@ class SparseMLP:
             return a[None, :]
         step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
-        chunks = [np.ascontiguousarray(X[s:e].T) for s, e in bounds]
-        for l, (layer, (how, parts)) in enumerate(zip(self.layers, plan)):
-            if how == "dense":
+        out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
+        chunks: list = [X[s:e].T for s, e in bounds]    # feature-major views, copied where needed
+        l = 0
+        while l < self.n_layers:
+            layer, (how, parts) = self.layers[l], plan[l]
+            if how == "dense":                 # BLAS reads the transposed view as it is
                 W = layer.dense_weight()
                 chunks = [self._finish(W @ c, layer.bias, l) for c in chunks]
-            elif len(chunks) >= parts:      # split the batch: a contiguous run of chunks per thread
-                runs = np.array_split(np.arange(len(chunks)), parts)
-                done = run_parallel([lambda r=r: [self._finish(layer.weight @ chunks[i], layer.bias, l)
-                                                  for i in r] for r in runs])
-                chunks = [z for run in done for z in run]
-            else:                            # split the rows of W
-                chunks = [self._finish(csr_matmul(layer.blocks(parts), c), layer.bias, l) for c in chunks]
-        out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
-        for (s, e), c in zip(bounds, chunks):
-            out[s:e] = c.T
+                l += 1
+            elif parts > 1 and len(chunks) > 1:
+                # split the batch: each thread takes a run of chunks through this and the
+                # following sparse layers (one hand-off), transposing its own input and output
+                m = l
+                while m < self.n_layers and plan[m][0] == "sparse":
+                    m += 1
+                runs = np.array_split(np.arange(len(chunks)), min(parts, len(chunks)))
+                done = run_parallel([lambda r=r, l=l, m=m: [self._sparse_run(chunks[i], l, m, out, bounds[i])
+                                                             for i in r] for r in runs])
+                chunks = [c for run in done for c in run]
+                l = m
+            else:                              # split the rows of W
+                chunks = [self._finish(csr_matmul(layer.blocks(parts), np.ascontiguousarray(c)), layer.bias, l)
+                          for c in chunks]
+                l += 1
+        if chunks[0] is not None:
+            for (s, e), c in zip(bounds, chunks):
+                out[s:e] = c.T
         return out
+
+    def _sparse_run(self, a: np.ndarray, l: int, m: int, out: np.ndarray, bound: tuple[int, int]):
+        """Layers l .. m-1 (all sparse, one block each) on one chunk; the last layer writes into ``out``."""
+        a = np.ascontiguousarray(a)
+        for k in range(l, m):
+            a = self._finish(self.layers[k].weight @ a, self.layers[k].bias, k)
+        if m < self.n_layers:
+            return a
+        out[bound[0]:bound[1]] = a.T
+        return None
 
     def _finish(self, z: np.ndarray, bias: np.ndarray, l: int) -> np.ndarray:
         """z + b, then the hidden activation (not after the last layer)."""
