@@ -8,6 +8,7 @@ and its Hypothesis properties. ``FAMILIES`` lists the families in run order.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -77,7 +78,7 @@ class Checker:
     def call(self, op: str, **kwargs: Any) -> Any:
         """Call the backend (keyword arguments only); NotProvided propagates."""
         self.calls.append((op, kwargs))
-        return getattr(self.backend, op)(**kwargs)
+        return getattr(self.backend, op)(**copy.deepcopy(kwargs))
 
     def ref(self, op: str, **kwargs: Any) -> Any:
         return getattr(self.reference, op)(**kwargs)
