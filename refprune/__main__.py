@@ -8,9 +8,9 @@ import sys
 # Per-dataset defaults of the lottery command: network, data and training.
 LOTTERY_DEFAULTS = {
     # sparse teacher 20-32-4 (density 0.2), 1500 points, student 20-48-24-4
-    "teacher": {"hidden": (48, 24), "epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
+    "teacher": {"hidden": (48, 24), "classes": 4, "epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
     # scikit-learn's 8x8 digits, the LeNet-300-100 shape of Frankle and Carbin (2019)
-    "digits": {"hidden": (300, 100), "epochs": 20, "lr": 0.1, "batch_size": 64, "momentum": 0.9},
+    "digits": {"hidden": (300, 100), "classes": 10, "epochs": 20, "lr": 0.1, "batch_size": 64, "momentum": 0.9},
 }
 CONTROL_LABELS = {"imp": "winning ticket", "reinit": "random reinit", "random_masks": "random masks",
                   "one_shot": "one-shot"}
@@ -68,7 +68,7 @@ def _lottery(args: argparse.Namespace) -> int:
         print(f"refprune lottery: error: {exc}", file=sys.stderr)
         return 2
     hidden = defaults["hidden"]
-    sizes = [X_tr.shape[1], *hidden, int(max(y_tr.max(), y_te.max())) + 1]
+    sizes = [X_tr.shape[1], *hidden, defaults["classes"]]
     model = MLP(sizes, "relu", seed=args.seed)
     cfg = TrainConfig(epochs=args.epochs or defaults["epochs"], lr=args.lr or defaults["lr"],
                       batch_size=args.batch_size or defaults["batch_size"],

@@ -59,7 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -77,6 +77,7 @@ CONTROLS = ("reinit", "random_masks", "one_shot")
 WEIGHT_FORMATS = ("hex", "float", "none")
 TRACE_FORMAT = "refprune.lottery-trace"
 TRACE_VERSION = 1
+MASK_CHECKSUM = "sha256 of one byte per entry in flat C order: 0x01 alive, 0x00 pruned"
 
 
 # ---------------------------------------------------------------- configuration
@@ -431,9 +432,9 @@ def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: flo
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
     spec = _spec(model, rule, names, scope, rate_multipliers, rounding, hessian_method, None, allow_collapse)
-    fraction = real_number(fraction, "fraction", low=0.0, high=1.0)
     net = model.copy()
-    spec.apply(net, spec.scores(net, X, y, make_rng(seed)), Schedule("step", "relative", (1,), (fraction,)), 0)
+    prune(net, spec.scores(net, X, y, make_rng(seed)), fraction, names=list(spec.names), scope=spec.scope,
+          rate_multipliers=spec.rate_multipliers, rounding=spec.rounding, allow_collapse=spec.allow_collapse)
     rewind_weights(net, rewind_params)
     return net
 
@@ -722,9 +723,6 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
                 trainer.record(trace["controls"][c], net_c, names, r, densities[r - 1], start, weights_format,
                                steps, progress, c, t0)
     return result
-
-
-MASK_CHECKSUM = "sha256 of one byte per entry in flat C order: 0x01 alive, 0x00 pruned"
 
 
 # ---------------------------------------------------------------- gradual pruning

@@ -30,7 +30,6 @@ Derivations: ``docs/theory.md``.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Sequence
