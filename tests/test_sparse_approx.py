@@ -556,6 +556,22 @@ def test_iht_with_identity_is_one_hard_threshold():
     assert np.array_equal(r.x, hard_threshold(y, 2).u) and r.n_iter == 2 and r.converged
 
 
+def test_normalized_iht_hand_case():
+    # A = diag(2, 1), y = [4, 0.5], k = 1. Start support = H_1(A^T y = [8, 0.5]) = {0}.
+    # Iteration 1: g = -A^T y = [-8, -0.5], g_S = [-8, 0], A g_S = [-16, 0], mu = 64 / 256 = 1/4,
+    # x = H_1([2, 0.125]) = [2, 0]. Iteration 2: g = A^T (A x - y) = [0, -0.5], g_S = 0, so the full
+    # gradient gives mu = 0.25 / 0.25 = 1, H_1([2, 0.5]) = [2, 0]: no move, converged.
+    r = iht(np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([4.0, 0.5]), 1, step="normalized")
+    assert np.array_equal(r.x, [2.0, 0.0]) and r.n_iter == 2 and r.converged
+
+
+def test_tol_stops_early_and_reports_convergence():
+    p = sensing_problem(48, 64, 4, seed=0)
+    loose = ista(p.A, p.y, 0.01, tol=1e-3)
+    capped = ista(p.A, p.y, 0.01, n_iter=loose.n_iter - 1, tol=1e-3)
+    assert loose.n_iter > 1 and loose.converged and not capped.converged
+
+
 def test_ista_and_iht_with_zero_iterations_return_zero():
     A, y = np.eye(2), np.array([1.0, 2.0])
     assert not ista(A, y, 0.1, n_iter=0).x.any() and not iht(A, y, 1, n_iter=0).x.any()
