@@ -379,7 +379,7 @@ class MSEMeanOverBatchOnly(WrongBackend):
     name = "mse mean over the batch only"
     family = "curvature"
     caught_by = ("golden:loss_value", "golden:gradient", "golden:hvp", "golden:hessian_diag",
-                 "curvature/gradient-differential", "curvature/loss-differential")
+                 "curvature/loss-differential", "curvature/gradient-differential")
 
     @staticmethod
     def _k(y, loss) -> float:
@@ -426,7 +426,7 @@ class GGNReportedAsExact(WrongBackend):
     name = "GGN reported as exact"
     family = "curvature"
     caught_by = ("golden:hessian_diag", "curvature/hessian-diag-differential",
-                 "curvature/hessian-diag-exact-vs-full")
+                 "curvature/exact-diag-is-diag-of-full")
 
     def hessian_diag(self, *, params, X, y, activation, loss, method):
         if method == "exact":
@@ -516,7 +516,8 @@ class FiniteDifferenceHVP(WrongBackend):
 
     name = "finite-difference HVP"
     family = "curvature"
-    caught_by = ("golden:hvp", "curvature/hvp-differential")
+    caught_by = ("golden:hvp", "golden:hutchinson_diag", "curvature/hvp-differential",
+                 "curvature/hvp-linear-symmetric")
     step = 1e-5
 
     def hvp(self, *, params, X, y, vector, activation, loss):
@@ -540,7 +541,7 @@ class SortedKeyFlatOrder(WrongBackend):
     name = "sorted-key flat order"
     family = "curvature"
     caught_by = ("golden:full_hessian", "golden:hutchinson_diag",
-                 "curvature/full-hessian-differential")
+                 "curvature/full-hessian-differential", "curvature/hutchinson-differential")
 
     @staticmethod
     def _permutation(params) -> np.ndarray:
@@ -583,13 +584,322 @@ class SoftHardSwapped(WrongBackend):
     name = "soft and hard thresholding swapped"
     family = "sparse_approx"
     caught_by = ("golden:soft_threshold", "golden:hard_threshold_prox",
-                 "sparse_approx/soft-threshold-differential")
+                 "sparse_approx/soft-threshold-differential", "sparse_approx/soft-threshold-minimises",
+                 "sparse_approx/hard-threshold-prox-differential")
 
     def soft_threshold(self, *, w, lam):
         return super().hard_threshold_prox(w=w, lam=lam)
 
     def hard_threshold_prox(self, *, w, lam):
         return super().soft_threshold(w=w, lam=lam)
+
+
+# ============================================================================ scores
+class OBDWithAbsoluteWeight(WrongBackend):
+    """OBD saliency with |w| where the formula has w**2: s = 1/2 h |w|.
+
+    The ranking changes wherever the curvatures differ: a weight with a large
+    h and a small |w| moves up. Models the square dropped when porting
+    LeCun et al.'s s_i = h_ii u_i**2 / 2 next to magnitude code that already
+    works with |w|.
+    """
+
+    name = "OBD with |w|"
+    family = "scores"
+    caught_by = ("golden:scores", "scores/differential")
+
+    def scores(self, *, rule, params, X, y, activation, loss, masks, options):
+        result = super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
+                                masks=masks, options=options)    # argument checks, other rules
+        if rule != "obd":
+            return result
+        m = {n: (np.ones(np.shape(v), dtype=bool) if masks is None else np.asarray(masks[n], dtype=bool))
+             for n, v in params.items()}
+        w = {n: np.where(m[n], params[n], 0.0) for n in params}
+        h = self.hessian_diag(params=w, X=X, y=y, activation=activation, loss=loss,
+                              method=(options or {}).get("hessian_method", "exact"))
+        return {n: np.where(m[n], 0.5 * h[n] * np.abs(w[n]), 0.0) for n in result}
+
+
+# ============================================================================ schedules
+class CubicExponentTwo(WrongBackend):
+    """Zhu and Gupta's gradual schedule with exponent 2 instead of 3.
+
+    s_j = s_f + (s_i - s_f) (1 - j/n)**2: the same end points, but sparsity
+    rises more slowly at first, so every intermediate target and count is off.
+    Models a polynomial-decay schedule whose ``power`` was left at a default
+    (TF's ``polynomial_decay`` and TF-MOT's ``PolynomialDecay`` take the
+    exponent as an argument; the paper's is 3).
+    """
+
+    name = "cubic schedule with exponent 2"
+    family = "schedules"
+    caught_by = ("golden:schedule", "schedules/differential")
+
+    def schedule(self, *, name, options, n, rounding):
+        result = super().schedule(name=name, options=options, n=n, rounding=rounding)
+        if name != "cubic":
+            return result
+        from refprune.schedules import Schedule
+        o = dict(options)
+        s_i, s_f = float(o["initial_sparsity"]), float(o["final_sparsity"])
+        steps = tuple(int(t) for t in result["steps"])
+        n_steps = len(steps) - 1
+        values = []
+        for j in range(n_steps + 1):
+            u = 1.0 - j / n_steps
+            values.append(s_f + (s_i - s_f) * (u * u))
+        sched = Schedule("cubic", "absolute", steps, tuple(values))
+        return {"kind": sched.kind, "steps": np.array(sched.steps, dtype=np.int64),
+                "values": np.array(sched.values, dtype=np.float64),
+                "densities": np.array(sched.densities(), dtype=np.float64),
+                "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
+
+
+# ============================================================================ lottery
+def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_to: Mapping[str, np.ndarray],
+                      masks: Mapping[str, np.ndarray], fraction: float, scope: str,
+                      multipliers: Mapping[str, float] | None, rounding: str, *,
+                      signed: bool = False, count_biases: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """One IMP round (the protocol's ``imp_round``) rebuilt from ``refprune.masks`` with two switches.
+
+    Scores |trained * masks| of the weight matrices (``signed``: trained * masks);
+    each group (the global pool, or one matrix) loses fraction_to_count(f, alive)
+    of its alive entries, the lowest scores (``count_biases``: alive counts the
+    group's biases too, though only weights are pruned); survivors take
+    ``rewind_to``, pruned entries 0.0.
+    """
+    from refprune.masks import select_masks_count
+
+    weights = [n for n in flat_names(trained) if n.endswith(".weight")]
+    m = {n: np.asarray(masks[n], dtype=bool) for n in flat_names(trained)}
+    eff = {n: np.where(m[n], trained[n], 0.0) for n in weights}
+    s = {n: (eff[n] if signed else np.abs(eff[n])) for n in weights}
+    mult = dict(multipliers or {})
+    if scope == "layer":
+        groups = [([n], fraction * mult.get(n, 1.0)) for n in weights]
+    else:
+        pool = [n for n in weights if mult.get(n, 1.0) == 1.0]
+        groups = ([(pool, fraction)] if pool else []) + \
+                 [([n], fraction * mult[n]) for n in weights if n not in pool]
+    new = dict(m)
+    for names, f in groups:
+        alive = sum(int(m[n].sum()) for n in names)
+        counted = alive + (sum(int(m[n[:-len("weight")] + "bias"].sum()) for n in names)
+                           if count_biases else 0)
+        n_prune = min(fraction_to_count(f, counted, rounding), alive)
+        if len(names) == 1:
+            out = select_masks_count({names[0]: s[names[0]]}, {names[0]: m[names[0]]},
+                                     {names[0]: n_prune}, scope="layer")
+        else:
+            out = select_masks_count({n: s[n] for n in names}, {n: m[n] for n in names}, n_prune,
+                                     scope="global")
+        new.update(out)
+    params = {n: np.where(new[n], np.asarray(rewind_to[n], dtype=np.float64), 0.0)
+              for n in flat_names(trained)}
+    return {"masks": {n: new[n].copy() for n in flat_names(trained)}, "params": params}
+
+
+class SignedWeightsAsMagnitudes(WrongBackend):
+    """IMP ranks the signed trained weights instead of their magnitudes.
+
+    Large negative weights are pruned first and small positive ones kept.
+    Models a missing ``abs()`` (``torch.topk(w.flatten(), k)`` on the raw
+    weights), one of the commonest magnitude-pruning slips.
+    """
+
+    name = "signed weights as magnitudes"
+    family = "lottery"
+    caught_by = ("golden:imp_round", "lottery/imp-round-differential")
+
+    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
+        super().imp_round(trained=trained, rewind_to=rewind_to, masks=masks, fraction=fraction,
+                          scope=scope, multipliers=multipliers, rounding=rounding)   # argument checks
+        return imp_round_rebuilt(trained, rewind_to, masks, fraction, scope, multipliers, rounding,
+                                 signed=True)
+
+
+class BiasesCountedInDensity(WrongBackend):
+    """The pruned count is a fraction of the alive weights *and biases*, but only weights are pruned.
+
+    Each group loses fraction_to_count(f, alive weights + alive biases of its
+    layers) weights, so every round prunes more than asked, and the density
+    over the weight matrices drifts below the schedule. Models computing the
+    count from ``model.parameters()`` (or a density over every parameter)
+    while pruning only the weight matrices.
+    """
+
+    name = "biases counted in the density"
+    family = "lottery"
+    caught_by = ("golden:imp_round", "lottery/imp-round-differential")
+
+    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
+        super().imp_round(trained=trained, rewind_to=rewind_to, masks=masks, fraction=fraction,
+                          scope=scope, multipliers=multipliers, rounding=rounding)   # argument checks
+        return imp_round_rebuilt(trained, rewind_to, masks, fraction, scope, multipliers, rounding,
+                                 count_biases=True)
+
+
+class RewindRestoresNothing(WrongBackend):
+    """The rewind point was saved by reference, so rewinding restores the trained weights.
+
+    ``w0 = dict(model.named_parameters())`` (or ``state_dict()`` without a
+    copy) keeps references to tensors that training then updates in place; the
+    "rewound" network is the trained one with pruned entries zeroed, i.e.
+    fine-tuning, whatever the rewinding mode says.
+    """
+
+    name = "rewind restores nothing"
+    family = "lottery"
+    caught_by = ("golden:imp_round", "lottery/imp-round-rewinds", "lottery/imp-round-differential")
+
+    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
+        return super().imp_round(trained=trained, rewind_to=trained, masks=masks, fraction=fraction,
+                                 scope=scope, multipliers=multipliers, rounding=rounding)
+
+
+def imp_rebuilt(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
+                loss: str, options: Mapping[str, Any], *, reset: bool = True,
+                mask_update: bool = True, snapshot_offset: int = 0) -> dict[str, Any]:
+    """Full-batch IMP (the protocol's ``imp``) rebuilt on ``refprune.mlp`` with three switches.
+
+    The masks live beside an unmasked network, as in a hand-written training
+    loop: pruning zeroes the pruned weights, the gradient is masked, and the
+    SGD update d, v = momentum v + d, w -= lr_t v is masked too
+    (``mask_update``). ``reset``: the momentum buffer is cleared when a round
+    starts. ``snapshot_offset``: late rewinding ("step:K") saves the weights
+    after K + offset updates (training still resumes at update K).
+    """
+    from .backend import _model
+
+    o = dict(options)
+    net = _model(params, activation, loss)                 # every mask True: the loop holds the masks
+    names = flat_names(params)
+    weights = [n for n in names if n.endswith(".weight")]
+    epochs, lr, momentum = int(o["epochs"]), float(o["lr"]), float(o.get("momentum", 0.0))
+    milestones, gamma = tuple(o.get("milestones") or ()), float(o.get("gamma", 0.1))
+    rewind = str(o.get("rewind", "init"))
+    K = int(rewind[5:]) if rewind.startswith("step:") else 0
+
+    def rate(t: int) -> float:
+        r = lr
+        for mstone in milestones:
+            if mstone <= t:
+                r = r * gamma
+        return r
+
+    masks = {n: np.ones(np.shape(params[n]), dtype=bool) for n in names}
+    velocity: dict[str, np.ndarray] = {}
+    snap: dict[str, np.ndarray] = {}
+    snap_at = min(K + snapshot_offset, epochs)
+
+    def train(start: int, updates: int, fixed_rate: float | None = None) -> None:
+        if reset:
+            velocity.clear()
+        t = start
+        if rewind.startswith("step:") and t == snap_at and not snap:
+            snap.update({n: p.copy() for n, p in net.params.items()})
+        for _ in range(updates):
+            _, grads = net.loss_and_grads(X, y)
+            r = rate(t) if fixed_rate is None else fixed_rate
+            for n, w in net.params.items():
+                d = grads[n] * masks[n]
+                if momentum:
+                    v = velocity.get(n)
+                    d = d.copy() if v is None else momentum * v + d
+                    velocity[n] = d
+                w -= r * (d * masks[n] if mask_update else d)
+            t += 1
+            if rewind.startswith("step:") and t == snap_at and not snap:
+                snap.update({n: p.copy() for n, p in net.params.items()})
+
+    init = {n: p.copy() for n, p in net.params.items()}
+    trace = {"masks": [], "rewound": [], "final": None, "train_loss": []}
+    trace["rewound"].append({n: p.copy() for n, p in init.items()})
+    train(0, epochs)
+    trace["masks"].append({n: m.copy() for n, m in masks.items()})
+    trace["train_loss"].append(net.loss_value(X, y))
+    rewind_to = {"init": init}.get(rewind, snap if rewind.startswith("step:") else None)
+    for _ in range(int(o["rounds"])):
+        scores = {n: np.abs(np.where(masks[n], net.params[n], 0.0)) for n in weights}
+        new = select_masks(scores, {n: masks[n] for n in weights}, float(o["alpha"]),
+                           scope=o.get("scope", "layer"), rate_multipliers=o.get("multipliers"))
+        masks.update(new)
+        source = net.params if rewind_to is None else rewind_to
+        for n in names:
+            net.params[n] = np.where(masks[n], source[n], 0.0)
+        trace["rewound"].append({n: p.copy() for n, p in net.params.items()})
+        trace["masks"].append({n: m.copy() for n, m in masks.items()})
+        if rewind.startswith("step:"):
+            train(K, epochs - K)
+        elif rewind == "finetune":
+            train(0, epochs, fixed_rate=rate(epochs - 1))
+        else:
+            train(0, epochs)
+        trace["train_loss"].append(net.loss_value(X, y))
+    trace["final"] = {n: p.copy() for n, p in net.params.items()}
+    trace["train_loss"] = np.array(trace["train_loss"], dtype=np.float64)
+    return trace
+
+
+class _IMPBackend(WrongBackend):
+    """``imp`` through ``imp_rebuilt`` with the switches set by the class attributes."""
+
+    reset = True
+    mask_update = True
+    snapshot_offset = 0
+
+    def imp(self, *, params, X, y, activation, loss, options):
+        return imp_rebuilt(params, X, y, activation, loss, options, reset=self.reset,
+                           mask_update=self.mask_update, snapshot_offset=self.snapshot_offset)
+
+
+class OptimizerNotReset(_IMPBackend):
+    """The momentum buffer carried over from the previous round instead of being reset.
+
+    After a rewind the surviving weights start with the velocity they had at
+    the end of the last round's training, which belongs to another point of
+    the loss surface. Models building ``torch.optim.SGD`` once for the whole
+    IMP run (its ``momentum_buffer`` survives ``load_state_dict`` of the
+    model), where the lottery-ticket procedure starts each round afresh.
+    """
+
+    name = "optimizer state not reset"
+    family = "lottery"
+    caught_by = ("golden:imp", "lottery/imp-differential")
+    reset = False
+
+
+class MomentumRevivesPruned(OptimizerNotReset):
+    """Only the gradients are masked, so the carried-over momentum moves pruned weights again.
+
+    The training loop of ``OptimizerNotReset`` (one optimizer for the whole
+    run), with the mask applied to the gradient but not to the update: the
+    velocity a weight gathered before it was pruned keeps changing it, so a
+    pruned weight becomes non-zero and takes part in the forward pass again.
+    Models the common ``p.grad *= mask; optimizer.step()`` loop; on its own
+    gradient masking is harmless, together with a momentum buffer that outlives
+    the pruning step it revives weights.
+    """
+
+    name = "momentum revives pruned weights"
+    caught_by = ("golden:imp", "lottery/imp-differential", "lottery/imp-nested-and-rewound")
+    mask_update = False
+
+
+class RewindToWrongStep(_IMPBackend):
+    """Late rewinding to the weights after K + 1 updates instead of K.
+
+    The snapshot is taken one update late (the hook runs after the step
+    counter has moved on), while training still resumes at update K. Models
+    the off-by-one between "after K steps" and "at step K" in a training
+    loop's callback.
+    """
+
+    name = "rewind to the wrong step"
+    family = "lottery"
+    caught_by = ("golden:imp", "lottery/imp-differential")
+    snapshot_offset = 1
 
 
 # ============================================================================ catalogue
@@ -612,6 +922,14 @@ CATALOGUE: dict[str, type[WrongBackend]] = {
     "finite_difference_hvp": FiniteDifferenceHVP,
     "sorted_key_flat_order": SortedKeyFlatOrder,
     "soft_hard_swapped": SoftHardSwapped,
+    "obd_with_absolute_weight": OBDWithAbsoluteWeight,
+    "cubic_exponent_two": CubicExponentTwo,
+    "signed_weights_as_magnitudes": SignedWeightsAsMagnitudes,
+    "biases_counted_in_density": BiasesCountedInDensity,
+    "rewind_restores_nothing": RewindRestoresNothing,
+    "optimizer_not_reset": OptimizerNotReset,
+    "momentum_revives_pruned": MomentumRevivesPruned,
+    "rewind_to_wrong_step": RewindToWrongStep,
 }
 
 

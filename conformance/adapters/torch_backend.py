@@ -1,0 +1,308 @@
+"""PyTorch as a conformance backend: ``torch.nn.utils.prune`` for masks, ``torch.func`` for curvature.
+
+    python -m conformance run --backend conformance.adapters.torch_backend:TorchBackend --profile torch
+
+Everything is computed by PyTorch's own functions, in float64 on the CPU; this
+module only converts arrays and arranges the calls. What each operation calls:
+
+==================  ==========================================================================
+operation           PyTorch
+==================  ==========================================================================
+profile_mask        every tensor is the ``weight`` of its own ``nn.Module``, its current mask
+                    installed with ``prune.custom_from_mask``; then ``prune.l1_unstructured``
+                    per tensor (scope "layer") or ``prune.global_unstructured`` with
+                    ``L1Unstructured`` (scope "global"). The second call goes through the
+                    ``PruningContainer``, so the amount is of the alive entries and pruned
+                    entries stay pruned, exactly as in iterative pruning with torch.
+select_masks        the same calls, with the reference's grouping (multipliers scale the
+                    amount per tensor); only "round-half-even" (torch's rounding) and
+                    non-negative scores (torch ranks |score|) are expressible.
+keep_top_k          ``L1Unstructured(amount=n - k)`` on non-negative scores.
+fraction_to_count   ``prune._compute_nparams_toprune``: round(fraction * n) in Python floats,
+                    the count every torch pruning method uses; "round-half-even" only.
+prune_units         ``prune.ln_structured(dim=0, n=1 or 2)`` on each hidden layer's weight
+                    (masked as above, every layer scored before any removal); the removed
+                    rows' biases and outgoing columns are then masked, which torch leaves to
+                    the user.
+loss_value          ``torch.nn.functional.cross_entropy`` / ``mse_loss`` (mean reductions)
+                    of ``F.linear`` layers with ``torch.relu``, ``tanh``, ``sigmoid``.
+gradient            ``torch.func.grad``.
+hvp                 ``torch.func.vjp`` of ``torch.func.grad`` (reverse-over-reverse, double
+                    backward). ``TorchForwardOverReverse`` uses ``torch.func.jvp`` of
+                    ``torch.func.grad`` instead, which torch 2.13 cannot do through
+                    ``F.mse_loss`` (pytorch/pytorch#123996).
+full_hessian        ``torch.func.hessian`` of the loss of the flat parameter vector.
+hessian_diag        "exact": the diagonal of ``torch.func.hessian`` taken per parameter
+                    tensor (the diagonal blocks of the Hessian); "ggn": diag(J^T H_out J) with
+                    J = ``torch.func.jacrev`` of the network output and H_out =
+                    ``torch.func.hessian`` of the loss in the output. "obd" has no PyTorch
+                    counterpart: not provided.
+hutchinson_diag     mean over the given probes of v * (H v), H v as in ``hvp``.
+==================  ==========================================================================
+
+N:M masks, scores, schedules, the sparse-approximation operators and IMP have
+no PyTorch function to call: not provided. An argument torch cannot express
+(another rounding mode, signed scores where torch ranks |score|) raises
+``NotProvided`` rather than being approximated. What passes and where PyTorch
+deviates, and why: ``docs/torch_adapter.md``.
+
+torch is imported when the backend is instantiated, never at import time, so
+the conformance package does not depend on it (``pip install 'refprune[torch]'``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..backend import Backend, NotProvided, flat_names
+
+HALF_EVEN = "round-half-even"
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        raise ImportError("the PyTorch backend needs torch; install it with "
+                          "pip install 'refprune[torch]'") from exc
+    return torch
+
+
+class TorchBackend(Backend):
+    """PyTorch's pruning utilities and automatic differentiation, float64 on the CPU."""
+
+    def __init__(self) -> None:
+        self.torch = _import_torch()
+        from torch.nn.utils import prune
+
+        self.prune = prune
+        self.name = f"PyTorch {self.torch.__version__} (torch.nn.utils.prune, torch.func)"
+
+    # ============================================================== helpers: masks
+    def _holder(self, values: np.ndarray, alive: np.ndarray | None):
+        """A module whose parameter ``weight`` holds a copy of ``values`` (dtype kept), with
+        ``alive`` installed as its pruning mask (all alive when None)."""
+        torch = self.torch
+        module = torch.nn.Module()
+        module.weight = torch.nn.Parameter(torch.tensor(np.array(values)), requires_grad=False)
+        mask = np.ones(np.shape(values), dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
+        self.prune.custom_from_mask(module, "weight", mask=torch.tensor(mask.copy()))
+        return module
+
+    @staticmethod
+    def _mask(module) -> np.ndarray:
+        return module.weight_mask.detach().cpu().numpy() != 0
+
+    def _prune(self, scores: Mapping[str, np.ndarray], alive: Mapping[str, np.ndarray] | None,
+               groups: list[tuple[list[str], Any]]) -> dict[str, np.ndarray]:
+        """Prune each group: one tensor with ``l1_unstructured``, several with ``global_unstructured``."""
+        holders = {n: self._holder(scores[n], None if alive is None else alive[n]) for n in scores}
+        for names, amount in groups:
+            if len(names) == 1:
+                self.prune.l1_unstructured(holders[names[0]], "weight", amount=amount)
+            elif names:
+                self.prune.global_unstructured([(holders[n], "weight") for n in names],
+                                               pruning_method=self.prune.L1Unstructured,
+                                               amount=amount)
+        return {n: self._mask(holders[n]) for n in scores}
+
+    @staticmethod
+    def _rounding(rounding: str) -> None:
+        if rounding != HALF_EVEN:
+            raise NotProvided(f"torch rounds counts half-to-even only, not {rounding!r}")
+
+    @staticmethod
+    def _nonnegative(scores: Mapping[str, np.ndarray] | np.ndarray) -> None:
+        arrays = scores.values() if isinstance(scores, Mapping) else [scores]
+        if any(np.any(np.asarray(a) < 0) for a in arrays):
+            raise NotProvided("torch.nn.utils.prune ranks |score|; signed scores are not expressible")
+
+    # ============================================================== masks
+    def fraction_to_count(self, *, fraction, n, rounding):
+        self._rounding(rounding)
+        if isinstance(fraction, numbers.Integral) and not isinstance(fraction, bool):
+            fraction = float(fraction)            # the protocol's fraction; torch would read an int as a count
+        self.prune._validate_pruning_amount_init(fraction)
+        return int(self.prune._compute_nparams_toprune(fraction, int(n)))
+
+    def keep_top_k(self, *, scores, k):
+        s = np.asarray(scores)
+        self._nonnegative(s)
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= s.size:
+            raise ValueError(f"k must be an integer in [0, {s.size}], got {k!r}")
+        holder = self._holder(s, None)
+        self.prune.l1_unstructured(holder, "weight", amount=int(s.size - k))
+        return self._mask(holder)
+
+    def select_masks(self, *, scores, masks, fraction, scope, multipliers, rounding):
+        self._rounding(rounding)
+        self._nonnegative(scores)
+        mult = dict(multipliers or {})
+        if scope == "layer":
+            groups = [([n], float(fraction * mult.get(n, 1.0))) for n in scores]
+        elif scope == "global":
+            pool = [n for n in scores if mult.get(n, 1.0) == 1.0]
+            groups = [(pool, float(fraction))] + \
+                     [([n], float(fraction * mult[n])) for n in scores if n not in pool]
+        else:
+            raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+        return self._prune(scores, masks, groups)
+
+    def profile_mask(self, *, scores, amount, alive, scope, ignore):
+        prunable = [n for n in scores if n not in set(ignore)]
+        if scope == "layer":
+            groups = [([n], amount) for n in prunable]
+        elif scope == "global":
+            groups = [(prunable, amount)]
+        else:
+            raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+        return self._prune(scores, alive, groups)
+
+    def prune_units(self, *, params, masks, fraction, norm, rounding):
+        self._rounding(rounding)
+        if norm not in ("l1", "l2"):
+            raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+        n_layers = sum(1 for n in params if n.endswith(".weight"))
+        new = {n: np.asarray(masks[n], dtype=bool).copy() for n in params}
+        removed = {}
+        for l in range(n_layers - 1):                         # all layers scored on the old masks
+            name = f"layers.{l}.weight"
+            holder = self._holder(params[name], masks[name])
+            self.prune.ln_structured(holder, "weight", amount=float(fraction),
+                                     n=1 if norm == "l1" else 2, dim=0)
+            before, after = np.asarray(masks[name], dtype=bool), self._mask(holder)
+            removed[l] = before.any(axis=1) & ~after.any(axis=1)
+        for l, gone in removed.items():
+            new[f"layers.{l}.weight"][gone, :] = False
+            new[f"layers.{l}.bias"][gone] = False
+            new[f"layers.{l + 1}.weight"][:, gone] = False
+        return new
+
+    # ============================================================== helpers: curvature
+    def _problem(self, params, X, y, activation: str, loss: str):
+        """(theta, unflat, loss_of_theta, output_of_theta, loss_of_output) for the flat parameters."""
+        torch = self.torch
+        F = torch.nn.functional
+        acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+                "identity": lambda z: z}
+        if activation not in acts:
+            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+        if loss not in ("cross_entropy", "mse"):
+            raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+        act = acts[activation]
+        names = flat_names(params)
+        shapes = [tuple(np.shape(params[n])) for n in names]
+        sizes = [int(np.prod(s)) for s in shapes]
+        theta = torch.tensor(np.concatenate([np.ravel(params[n]) for n in names]).astype(np.float64))
+        Xt = torch.tensor(np.array(X, dtype=np.float64))
+        yt = (torch.tensor(np.array(y, dtype=np.int64)) if loss == "cross_entropy"
+              else torch.tensor(np.array(y, dtype=np.float64)))
+        n_layers = len(names) // 2
+
+        def unflat(t):
+            parts = torch.split(t, sizes)
+            return [p.reshape(s) for p, s in zip(parts, shapes)]
+
+        def output(t):
+            p = unflat(t)
+            a = Xt
+            for l in range(n_layers):
+                z = F.linear(a, p[2 * l], p[2 * l + 1])        # a W^T + b
+                a = act(z) if l < n_layers - 1 else z
+            return a
+
+        def loss_of_output(f):
+            return F.cross_entropy(f, yt) if loss == "cross_entropy" else F.mse_loss(f, yt)
+
+        def loss_of(t):
+            return loss_of_output(output(t))
+
+        return theta, unflat, loss_of, output, loss_of_output
+
+    def _tree(self, vec, params) -> dict[str, np.ndarray]:
+        """A flat torch vector as a dict shaped like ``params`` (protocol flat order)."""
+        arr = vec.detach().cpu().numpy().astype(np.float64)
+        out, start = {}, 0
+        for n in flat_names(params):
+            size = int(np.size(params[n]))
+            out[n] = arr[start:start + size].reshape(np.shape(params[n])).copy()
+            start += size
+        return out
+
+    def _flat(self, tree: Mapping[str, np.ndarray], params):
+        return self.torch.tensor(np.concatenate([np.ravel(np.asarray(tree[n], dtype=np.float64))
+                                                 for n in flat_names(params)]))
+
+    # ============================================================== curvature
+    def loss_value(self, *, params, X, y, activation, loss):
+        theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
+        with self.torch.no_grad():
+            return float(loss_of(theta))
+
+    def gradient(self, *, params, X, y, activation, loss):
+        theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
+        return self._tree(self.torch.func.grad(loss_of)(theta), params)
+
+    def _hvp(self, loss_of, theta, v):
+        """H v by reverse-over-reverse: the vector-Jacobian product of ``torch.func.grad``."""
+        _, vjp = self.torch.func.vjp(self.torch.func.grad(loss_of), theta)
+        return vjp(v)[0]
+
+    def hvp(self, *, params, X, y, vector, activation, loss):
+        theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
+        return self._tree(self._hvp(loss_of, theta, self._flat(vector, params)), params)
+
+    def full_hessian(self, *, params, X, y, activation, loss):
+        theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
+        return self.torch.func.hessian(loss_of)(theta).detach().cpu().numpy().astype(np.float64)
+
+    def hessian_diag(self, *, params, X, y, activation, loss, method):
+        torch = self.torch
+        if method == "obd":
+            raise NotProvided("PyTorch has no Optimal Brain Damage diagonal recursion")
+        if method not in ("exact", "ggn"):
+            raise ValueError(f"method must be 'exact', 'ggn' or 'obd', got {method!r}")
+        theta, _, loss_of, output, loss_of_output = self._problem(params, X, y, activation, loss)
+        if method == "exact":
+            parts, start = [], 0
+            for n in flat_names(params):                 # diagonal block of each parameter tensor
+                size = int(np.size(params[n]))
+                head, tail = theta[:start], theta[start + size:]
+
+                def block_loss(p, head=head, tail=tail):
+                    return loss_of(torch.cat([head, p, tail]))
+
+                block = torch.func.hessian(block_loss)(theta[start:start + size])
+                parts.append(torch.diagonal(block))
+                start += size
+            return self._tree(torch.cat(parts), params)
+        f = output(theta)
+        J = torch.func.jacrev(output)(theta).reshape(f.numel(), theta.numel())
+        H_out = torch.func.hessian(loss_of_output)(f.detach()).reshape(f.numel(), f.numel())
+        return self._tree(torch.einsum("ai,ab,bi->i", J, H_out, J), params)
+
+    def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
+        theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
+        V = self.torch.tensor(np.array(probes, dtype=np.float64))
+        if V.ndim != 2 or V.shape[0] < 1 or V.shape[1] != theta.numel():
+            raise ValueError(f"probes must have shape (S >= 1, {theta.numel()}), got {tuple(V.shape)}")
+        acc = self.torch.zeros_like(theta)
+        for v in V:                                       # summed in probe order, then / S
+            acc = acc + v * self._hvp(loss_of, theta, v)
+        return self._tree(acc / V.shape[0], params)
+
+
+class TorchForwardOverReverse(TorchBackend):
+    """``TorchBackend`` with H v as ``torch.func.jvp`` of ``torch.func.grad`` (forward-over-reverse).
+
+    The cheaper of the two ways ``torch.func`` offers; through
+    ``torch.nn.functional.mse_loss`` with the "mean" reduction torch 2.13 raises
+    "ZeroTensors are immutable" (pytorch/pytorch#123996), so its mse products fail.
+    """
+
+    def _hvp(self, loss_of, theta, v):
+        func = self.torch.func
+        return func.jvp(func.grad(loss_of), (theta,), (v,))[1]
