@@ -63,7 +63,7 @@ class SparseApproximation(NamedTuple):
     """A k-sparse approximation: the vector, its support, and the value it minimises."""
 
     u: np.ndarray          #: the approximation, float64, the shape of w
-    support: np.ndarray    #: bool mask, exactly k True (True = kept); u is +0.0 off it
+    support: np.ndarray    #: bool mask, True = kept (exactly k from the k-sparse solvers); u is +0.0 off it
     cost: float            #: the solver's objective at u, evaluated in float64
 
 
