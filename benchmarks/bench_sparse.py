@@ -49,8 +49,7 @@ from refprune.masks import fraction_to_count, keep_top_k  # noqa: E402
 from refprune.mlp import MLP  # noqa: E402
 from refprune.rng import make_rng  # noqa: E402
 from refprune.sparse import SparseMLP  # noqa: E402
-from refprune.sparse_kernels import (COST_BATCHES, csr_matmul, row_blocks,  # noqa: E402
-                                     sampled_product)
+from refprune.sparse_kernels import COST_BATCHES, sampled_product  # noqa: E402
 from refprune.sparse_train import SparseSGD  # noqa: E402
 
 try:
@@ -280,44 +279,72 @@ def training_table(densities, batch: int, budget: float, min_repeats: int) -> li
 
 
 # ------------------------------------------------------------------ calibration
+def _cpu_seconds(fn, repeats: int) -> float:
+    """Fastest CPU time of this thread over the repeats (insensitive to waiting for a core)."""
+    fn()
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - t0)
+    return best
+
+
 def calibrate(budget: float) -> dict:
-    """Per-element costs of the three kernels at the batches of the cost model, one layer at a time."""
+    """Measure the constants of refprune.sparse_kernels' cost model and print them as code.
+
+    Single-thread kernels (sparse product, sampled product, fixed call costs) are
+    timed in CPU time of the calling thread, which a shared machine disturbs
+    little; the dense product runs on all cores and is timed in wall time
+    (median of interleaved repeats), so it needs a quiet machine. Per-element
+    costs are medians over layers (4096x4096, 1024x1024, 300x784; densities 0.1
+    and 0.02), in the forward pass's own orientation and chunking.
+    """
+    from refprune.sparse import chunk_size
     rng = make_rng(3)
-    shapes = [(4096, 4096), (1024, 1024), (300, 784)]
-    out: dict = {"dense": {}, "sparse": {}, "sparse2": {}, "sampled": {}}
+    per = {k: {dt: {b: [] for b in COST_BATCHES} for dt in DTYPES} for k in ("S1", "D1", "G1")}
     for dtype in DTYPES:
-        for key in out:
-            out[key][dtype] = {b: [] for b in COST_BATCHES}
-        for shape in shapes:
+        itemsize = np.dtype(dtype).itemsize
+        for shape in ((4096, 4096), (1024, 1024), (300, 784)):
             for density in (0.1, 0.02):
-                model = pruned_model((shape[1], shape[0]), density)
-                layer = SparseMLP(model, dtype=dtype, execution="sparse").layers[0]
-                one, two = row_blocks(layer.weight, 1), row_blocks(layer.weight, 2)
-                Wd = layer.dense_weight()
-                flat = np.flatnonzero(Wd)
-                r, c = np.divmod(flat, shape[1])
+                layer = SparseMLP(pruned_model((shape[1], shape[0]), density), dtype=dtype,
+                                  execution="sparse").layers[0]
+                A, Wd = layer.weight, layer.dense_weight()
+                r, c = np.divmod(np.flatnonzero(Wd), shape[1])
                 for batch in COST_BATCHES:
-                    if layer.nnz * batch > 4e8:
+                    if layer.nnz * batch > 3e8:
                         continue
-                    aT = np.ascontiguousarray(rng.standard_normal((shape[1], batch)).astype(dtype))
+                    step = min(batch, chunk_size(shape[1], itemsize))
+                    X = rng.standard_normal((shape[1], batch)).astype(dtype)
+                    chunks = [np.ascontiguousarray(X[:, s:s + step]) for s in range(0, batch, step)]
                     if batch == 1:
-                        aT = aT[:, 0].copy()
-                    dz = np.ascontiguousarray(rng.standard_normal((shape[0], batch)).astype(dtype))
-                    a2 = aT if aT.ndim == 2 else aT[:, None]
+                        chunks = [X[:, 0].copy()]
+                    dz = rng.standard_normal((shape[0], batch)).astype(dtype)
                     buf = np.empty(layer.nnz, dtype=dtype)
-                    fns = {"dense": lambda: Wd @ aT, "sparse": lambda: csr_matmul(one, aT),
-                           "sparse2": lambda: csr_matmul(two, aT),
-                           "sampled": lambda: sampled_product(dz, a2, r, c, buf, 1)}
-                    reps = repeats_for(lambda: Wd @ aT, budget, 5, 100)
-                    med = interleaved_medians(fns, repeats=reps, warmup=1)
-                    for key, t in med.items():
-                        work = (shape[0] * shape[1] if key == "dense" else layer.nnz) * batch
-                        out[key][dtype][batch].append(t / work)
-                    print(dtype, shape, density, batch,
-                          {k: f"{v * 1e6:.1f}us" for k, v in med.items()}, flush=True)
-    fitted = {k: {dt: [float(np.median(v[dt][b])) if v[dt][b] else None for b in COST_BATCHES]
-                  for dt in DTYPES} for k, v in out.items()}
-    print(json.dumps(fitted, indent=1))
+                    reps = int(np.clip(budget / (layer.nnz * batch * 1e-9 + 1e-5), 3, 50))
+                    t_s = _cpu_seconds(lambda: [A @ ch for ch in chunks], reps)
+                    t_g = _cpu_seconds(lambda: sampled_product(dz, X, r, c, buf, 1), reps)
+                    xd = X[:, 0].copy() if batch == 1 else X
+                    t_d = interleaved_medians({"d": lambda: Wd @ xd}, repeats=reps, warmup=1)["d"]
+                    per["S1"][dtype][batch].append(t_s / (layer.nnz * batch))
+                    per["G1"][dtype][batch].append(t_g / (layer.nnz * batch))
+                    per["D1"][dtype][batch].append(t_d / (shape[0] * shape[1] * batch))
+                    print(f"{dtype} {shape} d={density} N={batch}: sparse {t_s * 1e6:.1f} us (cpu), "
+                          f"sampled {t_g * 1e6:.1f} us (cpu), dense {t_d * 1e6:.1f} us (wall)", flush=True)
+    tiny = SparseMLP(pruned_model((8, 8), 0.5), execution="sparse").layers[0]
+    x8 = np.ones(8)
+    s0 = _cpu_seconds(lambda: tiny.weight @ x8, 200)
+    d8 = tiny.dense_weight()
+    d0 = _cpu_seconds(lambda: d8 @ x8, 200)
+    pool_blocks = [lambda: None, lambda: None]
+    from refprune.sparse_kernels import run_parallel
+    t0 = interleaved_medians({"t": lambda: run_parallel(pool_blocks)}, repeats=200, warmup=5)["t"]
+    fitted = {k: {dt: tuple(float(f"{np.median(v[dt][b]):.2g}") if v[dt][b] else None for b in COST_BATCHES)
+                  for dt in DTYPES} for k, v in per.items()}
+    fitted.update(S0=float(f"{s0:.2g}"), D0=float(f"{d0:.2g}"), T0=float(f"{t0:.2g}"))
+    for k in ("S1", "D1", "G1"):
+        print(f"{k} = {fitted[k]!r}")
+    print(f"S0 = {fitted['S0']!r}\nD0 = {fitted['D0']!r}\nT0 = {fitted['T0']!r}")
     return fitted
 
 

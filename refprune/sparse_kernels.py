@@ -15,12 +15,14 @@ Cost model (``predicted_seconds``; derivation and crossover table in
 docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
 weights, at batch N:
 
-    t_dense(N)  = D0 + D1(N) * out * in * N
-    t_sparse(N) = S0 + S1(N) * nnz * N / b + T0 * (b > 1)      (b = row blocks)
+    t_dense(N)  = D0 + max(D1(N) * out * in * N,      out * in * v / BW)
+    t_sparse(N) = S0 + max(S1(N) * nnz * N / b,        nnz * (v + 4) / BW) + T0 * (b > 1)
 
-with per-element costs D1, S1 measured at N in {1, 32, 256, 2048} and
-interpolated linearly in log N (clamped outside that range). The sampled product
-(weight gradient) costs G1(N) per stored weight and sample.
+(b = threads the work is split over, v = bytes per value, BW = memory bandwidth;
+the memory term counts only for a matrix larger than the cache). The
+per-element costs D1, S1 were measured at N in {1, 32, 256, 2048} and are
+interpolated linearly in log N (clamped outside that range). The sampled
+product (weight gradient) costs G1(N) per stored weight and sample.
 """
 
 from __future__ import annotations
@@ -164,18 +166,24 @@ def sampled_product(dZT: np.ndarray, AT: np.ndarray, rows: np.ndarray, cols: np.
 #: Batch sizes at which the per-element costs below were measured.
 COST_BATCHES = (1, 32, 256, 2048)
 
-#: Seconds per (stored weight x sample), one thread, SciPy csr_matvec(s), by dtype.
-S1 = {"float64": (1.2e-9, 6.0e-10, 6.0e-10, 6.5e-10),
-      "float32": (8.0e-10, 3.5e-10, 3.5e-10, 3.8e-10)}
-#: Seconds per (weight x sample) of the dense product (NumPy/BLAS, all cores), by dtype.
-D1 = {"float64": (3.2e-10, 4.0e-11, 1.5e-11, 1.2e-11),
-      "float32": (1.6e-10, 2.0e-11, 8.0e-12, 6.0e-12)}
+# Constants measured by ``python benchmarks/bench_sparse.py --calibrate`` on a 2-core
+# AMD EPYC (2 MiB L2 per core, 32 MiB L3), NumPy 2.4 with OpenBLAS 0.3.31, SciPy 1.17;
+# see docs/sparse_execution.md for the run and the crossover table they imply.
+#: Seconds per (stored weight x sample), one thread, SciPy csr_matvec(s) on cache-sized chunks.
+S1 = {"float64": (6.8e-10, 2.4e-10, 2.4e-10, 3.0e-10),
+      "float32": (6.7e-10, 1.6e-10, 1.3e-10, 1.6e-10)}
+#: Seconds per (weight x sample), dense product (NumPy/OpenBLAS on both cores), cache-resident.
+D1 = {"float64": (1.0e-10, 3.0e-11, 2.2e-11, 2.0e-11),
+      "float32": (5.0e-11, 1.3e-11, 1.05e-11, 1.05e-11)}
 #: Seconds per (stored weight x sample) of ``sampled_product``, one thread.
-G1 = {"float64": (3.0e-9, 2.0e-9, 1.5e-9, 1.5e-9),
-      "float32": (2.5e-9, 1.5e-9, 1.2e-9, 1.2e-9)}
-S0 = 4e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
-D0 = 1.5e-6  # fixed cost of one NumPy dense product call
-T0 = 3e-5    # cost of handing a block to the thread pool and collecting it
+G1 = {"float64": (3.7e-9, 1.4e-9, 9.3e-10, 1.1e-9),
+      "float32": (3.4e-9, 1.1e-9, 5.4e-10, 4.9e-10)}
+S0 = 3.3e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
+D0 = 1.5e-6    # fixed cost of one NumPy dense product call
+T0 = 2.2e-5    # handing work to the thread pool and collecting it
+CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
+MEMORY_BANDWIDTH = 32e9       # bytes per second read by a product streaming from memory (both cores)
+INDEX_BYTES = 4               # int32 column indices
 
 
 def _per_element(table: dict, dtype: np.dtype, batch: int) -> float:
@@ -187,12 +195,24 @@ def _per_element(table: dict, dtype: np.dtype, batch: int) -> float:
 
 def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int,
                       dtype: np.dtype, blocks: int = 1) -> float:
-    """Predicted time of one layer product, ``kind`` in {"dense", "sparse", "sampled"} (module docstring)."""
+    """Predicted time of one layer product, ``kind`` in {"dense", "sparse", "sampled"}.
+
+    overhead + max(per-element cost * work / blocks, bytes / MEMORY_BANDWIDTH), the
+    memory term only for a matrix larger than CACHE_BYTES (a roofline: a product
+    over a matrix that does not stay in cache cannot beat reading it once).
+    """
     n_out, n_in = shape
+    itemsize = np.dtype(dtype).itemsize
     if kind == "dense":
-        return D0 + _per_element(D1, dtype, batch) * n_out * n_in * batch
-    table = S1 if kind == "sparse" else G1
-    return S0 + _per_element(table, dtype, batch) * nnz * batch / blocks + T0 * (blocks > 1)
+        base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch
+        nbytes = n_out * n_in * itemsize
+    else:
+        table = S1 if kind == "sparse" else G1
+        base = S0 + T0 * (blocks > 1)
+        compute = _per_element(table, dtype, batch) * nnz * batch / blocks
+        nbytes = nnz * (itemsize + INDEX_BYTES)
+    memory = nbytes / MEMORY_BANDWIDTH if nbytes > CACHE_BYTES else 0.0
+    return base + max(compute, memory)
 
 
 def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int) -> int:
