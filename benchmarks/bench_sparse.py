@@ -4,7 +4,8 @@ Forward pass: a 784-300-100-10 ReLU MLP and a single 4096x4096 layer, every
 weight matrix pruned to density d by a random mask (keep_top_k of uniform
 scores, seed 0), d in {1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01}, batch sizes
 {1, 32, 256, 2048}, float64 and float32. Contenders, timed round robin in one
-run, medians of the repeats (the count is printed per point):
+run, medians of the repeats (the count is printed per point; torch is timed in
+its own loop right after the others, see ``forward_table``):
 
     dense   NumPy a @ (W * M).T + b per layer (the dense masked forward)
     sparse  SparseMLP forced sparse on every layer
@@ -177,11 +178,13 @@ def forward_table(models, densities, batches, dtypes, budget: float, min_repeats
                     skipped = _predicted_too_slow(sparse, batch)
                     if not skipped:
                         fns["sparse"] = lambda: sparse.forward(X)
-                        if tfwd is not None:
-                            fns["torch"] = lambda: tfwd(X)
                     slowest = max(fns.values(), key=lambda f: _once(f))
-                    reps = repeats_for(slowest, budget / len(fns), min_repeats, 200)
+                    reps = repeats_for(slowest, budget / (len(fns) + 1), min_repeats, 200)
                     med = interleaved_medians(fns, repeats=reps, warmup=1)
+                    if tfwd is not None and not skipped:
+                        # timed in its own loop: torch's OpenMP threads keep spinning for a
+                        # while after each call and would slow whichever contender came next
+                        med |= interleaved_medians({"torch": lambda: tfwd(X)}, repeats=reps, warmup=1)
                     row = {"model": mname, "dtype": dtype, "density": density, "batch": batch,
                            "repeats": reps, "plan": "".join(h[0].upper() for h, _ in auto.plan(batch)),
                            **{f"{k}_us": v * 1e6 for k, v in med.items()}}
@@ -368,7 +371,7 @@ def main(argv=None) -> dict:
     if args.quick:
         models = {"784-300-100-10": MODELS["784-300-100-10"]}
         densities, batches, dtypes, train_d = (1.0, 0.05), (1, 32), ("float64", "float32"), (0.05,)
-        budget, min_repeats, bw_bytes = 0.01, 2, 1 << 24
+        budget, min_repeats, bw_bytes = 0.002, 1, 1 << 22
     else:
         models, densities, batches, dtypes, train_d = MODELS, DENSITIES, BATCHES, DTYPES, TRAIN_DENSITIES
         budget, min_repeats, bw_bytes = args.budget, args.min_repeats, 1 << 28

@@ -135,7 +135,7 @@ def csr_matmul(blocks: Sequence[sp.csr_array], B: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ sampled product
-SAMPLED_CHUNK_BYTES = 1 << 19   # gathered rows per chunk stay in a 512 KiB slice of L2
+SAMPLED_CHUNK_BYTES = 1 << 20   # the two gathered row sets of a chunk stay in 1 MiB of L2
 
 
 def sampled_product(dZT: np.ndarray, AT: np.ndarray, rows: np.ndarray, cols: np.ndarray,
