@@ -16,6 +16,9 @@ Tolerances (one per output; see docs/golden_format.md):
   count at the threshold must match. Under a deterministic tie rule the mask is
   compared exactly.
 * ``"alternatives": [v, ...]``: other acceptable answers; any one matching passes.
+* ``"tie_alternatives": [v, ...]``: the answers other orders of equal scores give
+  (for selections whose ties are not per entry, such as whole units); acceptable
+  only when the claimed profile leaves ties unspecified.
 """
 
 from __future__ import annotations
@@ -107,7 +110,9 @@ def _tol_text(tol: dict) -> str:
 def compare(expected: Any, actual: Any, tol: dict[str, Any], *, where: str = "result",
             inputs: dict[str, Any] | None = None, tie_check: TieCheck | None = None) -> str | None:
     """None when ``actual`` matches ``expected`` under ``tol``; otherwise a readable diff."""
-    alternatives = tol.get("alternatives") or []
+    alternatives = list(tol.get("alternatives") or [])
+    if tie_check is not None:
+        alternatives += list(tol.get("tie_alternatives") or [])
     first = _compare(expected, actual, tol, where, inputs, tie_check)
     if first is None:
         return None

@@ -56,6 +56,7 @@ NOTES = {
     "rounding-ceil": "uses the ceil rounding mode",
     "l1-norm": "units scored by the l1 norm of their incoming weights",
     "l2-norm": "units scored by the l2 norm of their incoming weights",
+    "bias-not-in-norm": "a unit's bias would change the ranking if it were (wrongly) part of the norm",
     "layer-collapse": "a layer is left with no alive weight or unit",
     "n-m": "N:M semi-structured pattern",
 }
@@ -154,11 +155,10 @@ def _cases() -> list[CaseSpec]:
         n = s.size
         for k in sorted({0, 1, n // 2, max(n - 1, 0), n, min(3, n)}):
             flags = _score_flags(s, k) or ["baseline"]
-            tol = {"mask": dict(EXACT, up_to_ties={"scores": "scores"})} if "ties" in flags else None
             out.append(CaseSpec(
                 key=f"keep_top_k/{name}/k={k}", op="keep_top_k",
                 comment=f"keep the {k} highest of {n} scores ({name.replace('-', ' ')})",
-                flags=flags, inputs={"scores": s, "k": k}, tolerance=tol))
+                flags=flags, inputs={"scores": s, "k": k}))
 
     # select_masks ----------------------------------------------------------------
     s2 = {"layers.0.weight": np.array([[0.4, 0.1, 0.3], [0.1, 0.8, 0.2]]),
@@ -216,14 +216,10 @@ def _cases() -> list[CaseSpec]:
             flags += ["full-count", "layer-collapse"]
         if np.any(np.signbit(pooled) & (pooled == 0)):
             flags.append("negative-zero")
-        tol = None
-        if "ties" in flags:
-            tol = {"masks": dict(EXACT, up_to_ties={"scores": "scores", "alive": "masks",
-                                                    "pooled": scope == "global"})}
         out.append(CaseSpec(
             key=f"select_masks/{key}", op="select_masks", comment=comment, flags=flags,
             inputs={"scores": scores, "masks": masks, "fraction": fraction, "scope": scope,
-                    "multipliers": mult, "rounding": rounding}, tolerance=tol))
+                    "multipliers": mult, "rounding": rounding}))
 
     # prune_units -----------------------------------------------------------------
     p = {"layers.0.weight": np.array([[1.0, -2.0], [0.5, 0.5], [-3.0, 0.0], [1.5, -1.5]]),
@@ -253,6 +249,15 @@ def _cases() -> list[CaseSpec]:
             flags=sorted(set(flags + [f"{norm}-norm"] + ([f"rounding-{rounding}"] if rounding != "round-half-even" else []))),
             inputs={"params": p, "masks": masks, "fraction": fraction, "norm": norm, "rounding": rounding}))
 
+    big_bias = {"layers.0.weight": np.array([[0.5, -0.5], [1.0, 0.5]]), "layers.0.bias": np.array([2.0, 0.0]),
+                "layers.1.weight": np.array([[1.0, -1.0]]), "layers.1.bias": np.array([0.25])}
+    out.append(CaseSpec(
+        key="prune_units/bias-not-in-norm", op="prune_units",
+        comment="unit 0 has the smaller incoming l1 norm (1 < 1.5) but the larger bias: the bias is not "
+                "part of the norm, so unit 0 goes", flags=["l1-norm", "bias-not-in-norm"],
+        inputs={"params": big_bias, "masks": _alive(big_bias), "fraction": 0.5, "norm": "l1",
+                "rounding": "round-half-even"}))
+
     # n_m_mask ----------------------------------------------------------------------
     w = np.array([[0.1, -0.9, 0.5, 0.3, 0.0, 0.2, 0.2, 0.2],
                   [1.0, 1.0, 1.0, 1.0, -0.5, 0.7, -0.0, 0.0]])
@@ -268,15 +273,82 @@ def _cases() -> list[CaseSpec]:
          ["nesting", "ties"]),
         ("3of4-alive", 3, 4, alive, "3:4 with dead entries", ["nesting", "ties"]),
     ]:
-        tol = {"mask": dict(EXACT, up_to_ties={"scores": "scores"})} if "ties" in flags and al is None else None
         out.append(CaseSpec(key=f"n_m_mask/{key}", op="n_m_mask", comment=comment,
                             flags=sorted(set(flags + ["n-m", "multi-dim"])),
-                            inputs={"scores": w, "n": n, "m": m, "alive": al}, tolerance=tol))
+                            inputs={"scores": w, "n": n, "m": m, "alive": al}))
     return out
 
 
 def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Exact, with what "up to ties" means for each mask operation (used only under a
+    profile whose ties are unspecified)."""
+    if op == "keep_top_k":
+        return dict(EXACT, up_to_ties={"scores": "scores"})
+    if op == "n_m_mask":
+        return dict(EXACT, up_to_ties={"scores": "scores", "alive": "alive"})
+    if op == "select_masks":
+        pooled = inputs["scope"] == "global" and not inputs.get("multipliers")
+        return dict(EXACT, up_to_ties={"scores": "scores", "alive": "masks", "pooled": pooled})
+    if op == "prune_units":
+        alts = unit_tie_alternatives(inputs, expected)
+        return dict(EXACT, tie_alternatives=alts) if alts else dict(EXACT)
     return dict(EXACT)
+
+
+def _unit_norms(params, masks, layer: int, norm: str) -> np.ndarray:
+    w = np.where(masks[f"layers.{layer}.weight"], params[f"layers.{layer}.weight"], 0.0)
+    return np.abs(w).sum(axis=1) if norm == "l1" else np.sqrt((w * w).sum(axis=1))
+
+
+def _permute_unit(tree: dict[str, np.ndarray], layer: int, perm: np.ndarray) -> dict[str, np.ndarray]:
+    out = dict(tree)
+    out[f"layers.{layer}.weight"] = tree[f"layers.{layer}.weight"][perm]
+    out[f"layers.{layer}.bias"] = tree[f"layers.{layer}.bias"][perm]
+    out[f"layers.{layer + 1}.weight"] = tree[f"layers.{layer + 1}.weight"][:, perm]
+    return out
+
+
+def unit_tie_alternatives(inputs: dict[str, Any], expected: Any, cap: int = 120) -> list[Any]:
+    """The reference's answers when tied hidden units (equal norms) are taken in other orders.
+
+    Units of equal norm are permuted among themselves, the reference prunes the permuted
+    network, and the result is permuted back. Empty when there are no ties, or more than
+    ``cap`` orders to try.
+    """
+    import itertools
+
+    from ..backend import ReferenceBackend
+
+    params, masks = inputs["params"], inputs["masks"]
+    n_layers = sum(1 for n in params if n.endswith(".weight"))
+    per_layer = []
+    for l in range(n_layers - 1):
+        norms = _unit_norms(params, masks, l, inputs["norm"])
+        groups = [np.flatnonzero(norms == v) for v in np.unique(norms)]
+        groups = [g for g in groups if g.size > 1]
+        orders = []
+        for combo in itertools.product(*[itertools.permutations(g) for g in groups]):
+            perm = np.arange(norms.size)
+            for g, order in zip(groups, combo):
+                perm[g] = order
+            orders.append(perm)
+        per_layer.append(orders)
+    if all(len(o) <= 1 for o in per_layer) or np.prod([len(o) for o in per_layer]) > cap:
+        return []
+    ref = ReferenceBackend()
+    seen, out = [], []
+    for perms in itertools.product(*per_layer):
+        p, m = dict(params), dict(masks)
+        for l, perm in enumerate(perms):
+            p, m = _permute_unit(p, l, perm), _permute_unit(m, l, perm)
+        got = ref.prune_units(**dict(inputs, params=p, masks=m))
+        for l, perm in reversed(list(enumerate(perms))):
+            got = _permute_unit(got, l, np.argsort(perm))
+        key = b"".join(np.packbits(got[n]).tobytes() for n in sorted(got))
+        if key not in seen and not all(np.array_equal(got[n], expected[n]) for n in got):
+            seen.append(key)
+            out.append(got)
+    return out
 
 
 # ----------------------------------------------------------------------------- properties
