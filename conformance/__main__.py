@@ -19,10 +19,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.verbose:
             print(f"{res.status:>13}  {res.family:<13} {res.kind:<8} {res.id}", flush=True)
 
-    report = run(args.backend, profile=args.profile, families=args.family,
-                 max_examples=args.max_examples, seed=args.seed, xfails=read_xfails(args.xfails_file),
-                 golden_cases=not args.properties_only, properties=not args.golden_only,
-                 case_ids=args.case, property_names=args.property, progress=progress)
+    try:
+        report = run(args.backend, profile=args.profile, families=args.family,
+                     max_examples=args.max_examples, seed=args.seed, xfails=read_xfails(args.xfails_file),
+                     golden_cases=not args.properties_only, properties=not args.golden_only,
+                     case_ids=args.case, property_names=args.property, progress=progress)
+    except (ValueError, TypeError, ImportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(format_report(report))
     if args.report:
         write_report(report, args.report)

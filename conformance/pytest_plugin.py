@@ -22,9 +22,6 @@ from typing import Any
 
 import pytest
 
-from . import golden
-from .families import load_families
-
 def _add(group, names: list[str], **kwargs) -> None:
     try:
         group.addoption(*names, **kwargs)
@@ -58,6 +55,9 @@ def _option(config, name: str, default: Any = None) -> Any:
 
 def checks(families: list[str] | None) -> list[tuple[str, str, Any]]:
     """Every check of the selected families: (kind, test id, case or (family, property))."""
+    from . import golden
+    from .families import load_families
+
     fams = load_families()
     names = list(fams) if not families else families
     out = []

@@ -306,9 +306,16 @@ def run(backend: Any, *, backend_spec: str | None = None, profile: str = "refere
     unknown = [f for f in names if f not in all_families]
     if unknown:
         raise ValueError(f"unknown families {unknown}; expected some of {list(all_families)}")
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise ValueError(f"max_examples must be an integer >= 1, got {max_examples!r}")
     xfails = set(xfails)
     case_ids = None if case_ids is None else {int(i) for i in case_ids}
     property_names = None if property_names is None else set(property_names)
+    known = _all_ids(golden_dir, all_families)
+    missing = sorted(str(i) for i in (case_ids or ()) if str(i) not in known) + \
+        sorted(p for p in (property_names or ()) if p not in known)
+    if missing:
+        raise ValueError(f"no golden case or property is called {', '.join(missing)}")
     if case_ids is not None and property_names is None:
         properties = False
     if property_names is not None and case_ids is None:
@@ -344,7 +351,6 @@ def run(backend: Any, *, backend_spec: str | None = None, profile: str = "refere
                 if progress:
                     progress(res)
     t2 = time.perf_counter()
-    known = _all_ids(golden_dir, all_families)
     report.unmatched_xfails = sorted(x for x in xfails if x not in known)
     report.seconds = {"golden": round(t1 - t0, 3), "properties": round(t2 - t1, 3),
                       "total": round(t2 - t0, 3)}
