@@ -221,6 +221,11 @@ class SparseMLP:
                 z = csr_matmul(layer.blocks(parts), a) if how == "sparse" else layer.dense_weight() @ a
                 a = self._finish(z, layer.bias, l)
             return a[None, :]
+        if all(how == "dense" for how, _ in plan):   # one BLAS product per layer, no chunks
+            a = X.T
+            for l, layer in enumerate(self.layers):
+                a = self._finish(layer.dense_weight() @ a, layer.bias, l)
+            return np.ascontiguousarray(a.T)
         step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
