@@ -232,3 +232,17 @@ def test_module_entry_point_runs_golden_only_fast():
 def _ids_of_op(op):
     from conformance import golden
     return [c.id for p in golden.family_files() for c in golden.load(p).cases if c.op == op]
+
+
+def test_same_seed_same_falsifying_example():
+    runs = [run(TiesToHigherIndex(), property_names=["masks/keep-top-k-differential"], max_examples=FEW, seed=3)
+            for _ in range(2)]
+    assert runs[0].failures[0].reproduce == runs[1].failures[0].reproduce
+    assert "--seed 3" in runs[0].failures[0].reproduce
+
+
+def test_usage_errors_exit_2(capsys):
+    assert cli.main(["run", "--family", "nope"]) == 2
+    assert cli.main(["run", "--case", "999999999"]) == 2
+    assert cli.main(["run", "--max-examples", "0"]) == 2
+    assert "error:" in capsys.readouterr().err
