@@ -75,7 +75,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
     Operation("n_m_mask", "masks", "mask",
               "N:M: keep n of every m consecutive entries along the last axis"),
     Operation("profile_mask", "profiles", "masks",
-              "prune an amount of one tensor the way a named library does"),
+              "keep-masks computed the way the claimed library computes them"),
     Operation("scores", "scores", "scores",
               "saliency of every parameter under a named rule"),
     Operation("obs_prune", "scores", "pruned",

@@ -171,3 +171,21 @@ def test_dumps_is_deterministic_and_sorted():
     assert text == golden.dumps(golden.encode(dict(reversed(list(obj.items())))))
     assert text.index('"a"') < text.index('"b"')
     assert '{"ndarray":"float64","shape":[1],"data":["0x1p-1"]}' in text
+
+
+def test_case_inputs_are_exactly_the_protocol_arguments():
+    import inspect
+
+    from conformance.backend import Backend
+    for path in golden.family_files():
+        for case in golden.load(path).cases:
+            params = inspect.signature(getattr(Backend, case.op)).parameters
+            keyword = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+            assert set(case.inputs) == keyword, (case.id, case.op)
+
+
+def test_every_operation_is_documented():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "conformance.md").read_text()
+    for op in OPERATIONS:
+        assert f"`{op}`" in text, op
