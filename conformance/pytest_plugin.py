@@ -3,7 +3,7 @@
     pytest --pyargs conformance --backend package.module:object [--profile torch]
            [--family masks] [--xfails-file known.txt] [--conformance-max-examples 25]
 
-Each golden case and each property is one test (``masks-17``,
+Each golden case and each property is one test (``masks-80-keep_top_k``,
 ``masks/keep-top-k-count``): a failure shows the diff and the reproduction
 snippet, "not provided" is a skip, an id listed in the xfails file is an xfail.
 pytest must know the options before it collects anything, so load this module
@@ -64,7 +64,7 @@ def checks(families: list[str] | None) -> list[tuple[str, str, Any]]:
     for name in names:
         path = golden.GOLDEN_DIR / f"{name}.json"
         if Path(path).exists():
-            out += [("golden", f"{name}-{c.id}", c) for c in golden.load(path).cases]
+            out += [("golden", f"{name}-{c.id}-{c.op}", c) for c in golden.load(path).cases]
         out += [("property", p.name, (fams[name], p)) for p in fams[name].properties]
     return out
 
