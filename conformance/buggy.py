@@ -743,10 +743,11 @@ class BiasesCountedInDensity(WrongBackend):
 class RewindRestoresNothing(WrongBackend):
     """The rewind point was saved by reference, so rewinding restores the trained weights.
 
-    ``w0 = dict(model.named_parameters())`` (or ``state_dict()`` without a
-    copy) keeps references to tensors that training then updates in place; the
-    "rewound" network is the trained one with pruned entries zeroed, i.e.
-    fine-tuning, whatever the rewinding mode says.
+    The "rewound" network is the trained one with pruned entries zeroed, i.e.
+    fine-tuning, whatever the rewinding mode says. Models saving the rewind
+    point as ``w0 = dict(model.named_parameters())`` (or a ``state_dict()``
+    without ``copy.deepcopy``), which keeps references to the tensors that
+    training then updates in place.
     """
 
     name = "rewind restores nothing"
