@@ -196,6 +196,8 @@ def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_chec
             return f"{where}: expected the integer {expected}, got {actual!r} ({type(actual).__name__})"
         return None if int(actual) == expected else f"{where}: expected {expected}, got {int(actual)}"
     if isinstance(expected, float):
+        if isinstance(actual, np.ndarray) and actual.ndim == 0 and actual.dtype.kind in "fiu":
+            actual = actual.item()
         if not isinstance(actual, (float, int, np.floating, np.integer)) or isinstance(actual, bool):
             return f"{where}: expected a float, got {actual!r} ({type(actual).__name__})"
         e, a = np.asarray(expected), np.asarray(float(actual))
