@@ -23,7 +23,8 @@ def _run(args: argparse.Namespace) -> int:
         report = run(args.backend, profile=args.profile, families=args.family,
                      max_examples=args.max_examples, seed=args.seed, xfails=read_xfails(args.xfails_file),
                      golden_cases=not args.properties_only, properties=not args.golden_only,
-                     case_ids=args.case, property_names=args.property, progress=progress)
+                     case_ids=args.case, property_names=args.property, progress=progress,
+                     shrink=not args.no_shrink)
     except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--properties-only", action="store_true", help="skip the golden cases")
     r.add_argument("--case", type=int, action="append", help="run only this golden case id (repeatable)")
     r.add_argument("--property", action="append", help="run only this property (repeatable)")
+    r.add_argument("--no-shrink", action="store_true",
+                   help="report the first failing example found instead of the smallest (faster)")
     r.add_argument("-v", "--verbose", action="store_true", help="print every check as it finishes")
     r.set_defaults(func=_run)
     g = sub.add_parser("generate", help="rebuild the golden files from the reference")

@@ -244,7 +244,7 @@ def _applies(case: golden.Case, profile: Any) -> bool:
 
 # --------------------------------------------------------------------------- properties
 def run_property(prop: Property, family: Family, backend: Any, reference: Any, spec: str,
-                 profile: Any, max_examples: int, seed: int) -> Result:
+                 profile: Any, max_examples: int, seed: int, shrink: bool = True) -> Result:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hseed
 
@@ -269,7 +269,8 @@ def run_property(prop: Property, family: Family, backend: Any, reference: Any, s
     test = settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
                     suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
                     print_blob=False, report_multiple_bugs=False,
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])(test)
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
+                    + ([Phase.shrink] if shrink else []))(test)
     test = hseed(seed)(test)
     start = time.perf_counter()
     try:
@@ -295,8 +296,12 @@ def run(backend: Any, *, backend_spec: str | None = None, profile: str = "refere
         seed: int = 0, xfails: Iterable[str] = (), golden_cases: bool = True,
         properties: bool = True, case_ids: Iterable[int] | None = None,
         property_names: Iterable[str] | None = None,
-        golden_dir: Path | str = golden.GOLDEN_DIR, progress=None) -> Report:
-    """Run the selected checks on ``backend`` (an object, or a "module:object" string)."""
+        golden_dir: Path | str = golden.GOLDEN_DIR, progress=None, shrink: bool = True) -> Report:
+    """Run the selected checks on ``backend`` (an object, or a "module:object" string).
+
+    ``shrink=False`` reports the first failing example Hypothesis finds instead of the
+    smallest (faster; the reproduction command then reruns the same search).
+    """
     spec = backend_spec or (backend if isinstance(backend, str) else
                             f"{type(backend).__module__}:{type(backend).__qualname__}")
     backend = load_backend(backend)
@@ -345,7 +350,7 @@ def run(backend: Any, *, backend_spec: str | None = None, profile: str = "refere
                 if property_names is not None and prop.name not in property_names:
                     continue
                 res = run_property(prop, all_families[name], backend, reference, spec, prof,
-                                   max_examples, seed)
+                                   max_examples, seed, shrink)
                 _apply_xfail(res, xfails, matched)
                 report.results.append(res)
                 if progress:
