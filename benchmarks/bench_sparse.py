@@ -7,9 +7,13 @@ scores, seed 0), d in {1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01}, batch sizes
 run, medians of the repeats (the count is printed per point; torch is timed in
 its own loop right after the others, see ``forward_table``):
 
-    dense   NumPy a @ (W * M).T + b per layer (the dense masked forward)
+    dense   NumPy a @ (W * M).T + b per layer (the dense masked forward, no input checks)
+    sdense  SparseMLP forced dense on every layer (same checks and layout as the others)
     sparse  SparseMLP forced sparse on every layer
     auto    SparseMLP with the automatic per-layer choice
+
+"spd/dense" is dense / sparse; "auto/best" is auto / min(sdense, sparse), the
+cost of the automatic choice against the better forced choice.
     torch   torch.sparse CSR per layer (only when torch imports; its default threads)
 
 Each sparse point also gets its memory-bandwidth lower bound: bytes moved =
@@ -170,11 +174,13 @@ def forward_table(models, densities, batches, dtypes, budget: float, min_repeats
                 value_bytes = np.dtype(dtype).itemsize
                 sparse = SparseMLP(model, dtype=dtype, execution="sparse")
                 auto = SparseMLP(model, dtype=dtype, execution="auto")
+                forced_dense = SparseMLP(model, dtype=dtype, execution="dense")
                 dense = dense_forward(params, relu, dtype)
                 tfwd = torch_forward(model, dtype) if torch is not None else None
                 for batch in batches:
                     X = make_rng(7).standard_normal((batch, sizes[0])).astype(dtype)
-                    fns = {"dense": lambda: dense(X), "auto": lambda: auto.forward(X)}
+                    fns = {"dense": lambda: dense(X), "auto": lambda: auto.forward(X),
+                           "sdense": lambda: forced_dense.forward(X)}
                     skipped = _predicted_too_slow(sparse, batch)
                     if not skipped:
                         fns["sparse"] = lambda: sparse.forward(X)
@@ -208,19 +214,20 @@ def _predicted_too_slow(sm: SparseMLP, batch: int) -> bool:
     return t > MAX_SECONDS_PER_CALL
 
 
-HEADER = (f"{'model':>15} {'dtype':>7} {'dens':>5} {'N':>5} {'reps':>4} {'dense':>10} {'sparse':>10} "
-          f"{'auto':>10} {'torch':>10} {'spd/dense':>9} {'auto/best':>9} {'bound':>9} {'sp/bound':>8} plan")
+HEADER = (f"{'model':>15} {'dtype':>7} {'dens':>5} {'N':>5} {'reps':>4} {'dense':>10} {'sdense':>10} "
+          f"{'sparse':>10} {'auto':>10} {'torch':>10} {'spd/dense':>9} {'auto/best':>9} {'bound':>9} "
+          f"{'sp/bound':>8} plan")
 
 
 def format_row(r: dict) -> str:
     def us(k):
         return f"{r[k]:10.1f}" if k in r else f"{'-':>10}"
-    best = min(r["dense_us"], r.get("sparse_us", np.inf))
+    best = min(r["sdense_us"], r.get("sparse_us", np.inf))   # the choice: forced dense or forced sparse
     speed = f"{r['dense_us'] / r['sparse_us']:9.2f}" if "sparse_us" in r else f"{'-':>9}"
     bound = f"{r['bound_us']:9.1f}" if "bound_us" in r else f"{'-':>9}"
     over = f"{r['sparse_us'] / r['bound_us']:8.2f}" if "bound_us" in r else f"{'-':>8}"
     return (f"{r['model']:>15} {r['dtype']:>7} {r['density']:5.2f} {r['batch']:5d} {r['repeats']:4d} "
-            f"{us('dense_us')} {us('sparse_us')} {us('auto_us')} {us('torch_us')} {speed} "
+            f"{us('dense_us')} {us('sdense_us')} {us('sparse_us')} {us('auto_us')} {us('torch_us')} {speed} "
             f"{r['auto_us'] / best:9.2f} {bound} {over} {r['plan']}")
 
 
@@ -255,9 +262,8 @@ def dense_masked_step(model: MLP, lr: float):
     return step
 
 
-def training_table(densities, batch: int, budget: float, min_repeats: int) -> list[dict]:
+def training_table(sizes, densities, batch: int, budget: float, min_repeats: int) -> list[dict]:
     rows = []
-    sizes = MODELS["784-300-100-10"]
     rng = make_rng(11)
     X = rng.standard_normal((batch, sizes[0]))
     y = rng.integers(0, sizes[-1], batch)
@@ -271,7 +277,7 @@ def training_table(densities, batch: int, budget: float, min_repeats: int) -> li
                "auto": lambda: auto.step(X, y)}
         reps = repeats_for(lambda: dstep(X, y), budget / 3, min_repeats, 200)
         med = interleaved_medians(fns, repeats=reps, warmup=1)
-        row = {"model": "784-300-100-10", "dtype": "float64", "density": density, "batch": batch,
+        row = {"model": "-".join(map(str, sizes)), "dtype": "float64", "density": density, "batch": batch,
                "repeats": reps, "plan": "".join(h[0].upper() for h, _, _ in auto.plan(batch)),
                **{f"{k}_us": v * 1e6 for k, v in med.items()}}
         rows.append(row)
@@ -368,8 +374,10 @@ def main(argv=None) -> dict:
     print(json.dumps(info))
     if args.calibrate:
         return calibrate(args.budget)
+    train_sizes = MODELS["784-300-100-10"]
     if args.quick:
-        models = {"784-300-100-10": MODELS["784-300-100-10"]}
+        models = {"64-32-10": (64, 32, 10)}
+        train_sizes = models["64-32-10"]
         densities, batches, dtypes, train_d = (1.0, 0.05), (1, 32), ("float64", "float32"), (0.05,)
         budget, min_repeats, bw_bytes = 0.002, 1, 1 << 22
     else:
@@ -383,7 +391,7 @@ def main(argv=None) -> dict:
           f"interleaved repeats; bound uses the one-thread bandwidth")
     print(HEADER)
     forward = forward_table(models, densities, batches, dtypes, budget, min_repeats, bw["one"])
-    training = training_table(train_d, 32 if args.quick else TRAIN_BATCH, budget, min_repeats)
+    training = training_table(train_sizes, train_d, 32 if args.quick else TRAIN_BATCH, budget, min_repeats)
     info["load_after"] = os.getloadavg()
     print(f"load average before {info['load_before']}, after {info['load_after']}")
     result = {"machine": info, "forward": forward, "training": training}

@@ -191,6 +191,8 @@ class SparseMLP:
 
     def plan(self, batch: int) -> list[tuple[str, int]]:
         """(execution, threads) per layer at this batch size: ("dense", 1) or ("sparse", blocks)."""
+        if batch in self._plans:
+            return list(self._plans[batch])
         batch = positive_int(batch, "batch")
         if batch not in self._plans:
             steps = []

@@ -37,7 +37,7 @@ from .activations import get_activation
 from .mlp import MLP
 from .sparse import check_execution, check_model
 from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, predicted_seconds,
-                             row_blocks, sampled_product, sparse_blocks, sparse_is_faster)
+                             row_blocks, sampled_product, sparse_blocks, sparse_is_faster, transpose)
 
 F64 = np.dtype(np.float64)
 
@@ -161,7 +161,7 @@ class SparseSGD:
         """One SGD update on the batch (X, y); returns the batch loss before the update."""
         lr = self.lr if lr is None else real_number(lr, "lr", low=0.0, low_open=True)
         X, y = self._model.check_inputs(X, y)
-        loss, grads = self._loss_and_grads(np.ascontiguousarray(X.T), y)
+        loss, grads = self._loss_and_grads(transpose(X, self.threads), y)
         for L, (gw, gb) in zip(self.layers, grads):
             L.velocity = self._update(L.values, gw, L.velocity, lr, None)
             L.bias_velocity = self._update(L.bias, gb, L.bias_velocity, lr, L.bias_mask)

@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 from refprune.mlp import MLP
 from refprune.sparse import SparseMLP, to_sparse
 from refprune.sparse_kernels import (csr_from_positions, csr_matmul, predicted_seconds, row_blocks,
-                                     sampled_product, sparse_is_faster)
+                                     sampled_product, sparse_blocks, sparse_is_faster, transpose)
 from refprune.sparse_train import SparseSGD
 from refprune.train import SGD, train
 
@@ -168,8 +168,8 @@ def test_model_is_not_modified_and_later_changes_are_not_seen():
 
 # ------------------------------------------------------------------ execution choice
 def test_automatic_choice_follows_density_and_batch():
-    sparse_layer = pruned((4096, 4096), 0.01)
-    assert SparseMLP(sparse_layer).plan(1) == [("sparse", 2)]
+    assert SparseMLP(pruned((1000, 1000), 0.01)).plan(1) == [("sparse", 1)]
+    assert sparse_blocks(167772, 1, np.dtype("float64"), 2) == 2      # 4096 x 4096 at 1 %: two threads
     assert sparse_is_faster((4096, 4096), 167772, 32, np.dtype("float64"), 2)
     assert not sparse_is_faster((4096, 4096), 4096 * 4096 // 2, 256, np.dtype("float64"), 2)
     tiny = pruned((10, 3), 0.5)     # too little work for a sparse call to pay
@@ -202,6 +202,12 @@ def test_sampled_product_is_the_dense_product_at_the_positions(n_out, n_in, n, d
     dZ, A = rng.standard_normal((n_out, n)), rng.standard_normal((n_in, n))
     got = sampled_product(dZ, A, rows, cols, np.empty(flat.size), threads)
     assert rel(got, (dZ @ A.T).ravel()[flat]) <= 1e-14
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 700), (300, 400)])
+def test_threaded_transpose_is_the_transpose(shape):
+    X = np.random.default_rng(0).standard_normal(shape)
+    assert all(np.array_equal(transpose(X, t, min_size=1), X.T) for t in (1, 2, 3))
 
 
 def test_csr_blocks_are_views_of_the_values():
