@@ -112,22 +112,27 @@ def _is_leaf(obj: Any) -> bool:
     return len(json.dumps(obj, ensure_ascii=True, separators=(", ", ": "))) <= 100
 
 
-def _dump_typed(obj: dict[str, Any]) -> str:
-    """A typed value on one line, its tag first: {"ndarray":"float64","shape":[2],"data":[...]}."""
-    keys = ["float64"] if "float64" in obj else ["ndarray", "shape", "data"]
-    return "{" + ",".join(f"{json.dumps(k)}:{json.dumps(obj[k], separators=(',', ':'))}" for k in keys) + "}"
+def _compact(obj: Any) -> str:
+    """One-line JSON: typed values tag first and without spaces, other objects with sorted keys."""
+    if _typed(obj):
+        keys = ["float64"] if "float64" in obj else ["ndarray", "shape", "data"]
+        return "{" + ",".join(f"{json.dumps(k)}:{json.dumps(obj[k], separators=(',', ':'))}"
+                              for k in keys) + "}"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_compact(obj[k])}" for k in sorted(obj)) + "}"
+    if isinstance(obj, list):
+        return "[" + ", ".join(_compact(v) for v in obj) + "]"
+    return json.dumps(obj, ensure_ascii=True)
 
 
 def dumps(obj: Any, indent: int = 0) -> str:
-    """Deterministic JSON text: sorted keys, two-space indent, leaves on one line, ASCII only.
+    """Deterministic JSON text: sorted keys, two-space indent, ASCII only.
 
-    Typed values (arrays, floats) are written without spaces; other short leaves with
-    ", " and ": ".
+    Typed values (arrays, floats) and anything whose one-line form is at most 100
+    characters are written on one line (``_compact``).
     """
-    if _typed(obj):
-        return _dump_typed(obj)
     if _is_leaf(obj):
-        return json.dumps(obj, sort_keys=True, separators=(", ", ": "), ensure_ascii=True)
+        return _compact(obj)
     pad, inner = "  " * indent, "  " * (indent + 1)
     if isinstance(obj, dict):
         items = [f"{inner}{json.dumps(k, ensure_ascii=True)}: {dumps(obj[k], indent + 1)}"

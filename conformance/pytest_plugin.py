@@ -3,7 +3,7 @@
     pytest --pyargs conformance --backend package.module:object [--profile torch]
            [--family masks] [--xfails-file known.txt] [--conformance-max-examples 25]
 
-Each golden case and each property is one test (``masks-80-keep_top_k``,
+Each golden case and each property is one test (``masks-229-keep_top_k``,
 ``masks/keep-top-k-count``): a failure shows the diff and the reproduction
 snippet, "not provided" is a skip, an id listed in the xfails file is an xfail.
 pytest must know the options before it collects anything, so load this module
