@@ -1,3 +1,30 @@
-"""refprune: a NumPy reference implementation of neural-network pruning."""
+"""refprune: a NumPy reference implementation of neural-network pruning.
+
+One module per idea, layered one way (no module imports a later one):
+
+    rng, activations -> autograd -> mlp -> train -> curvature -> scores -> masks
+    -> data, sparse_approx, schedules -> lottery;  theory;  sparse (the SciPy path)
+
+Conventions (float64, seeds, the one rounding rule and the one tie rule,
+"alive" = mask) are stated in docs/foundation.md and docs/masks.md.
+Higher score = more important = kept, everywhere.
+"""
+
+from . import (activations, autograd, curvature, data, lottery, masks, mlp, rng, schedules,
+               scores, sparse_approx, theory, train)
+from .masks import (PruneResult, fraction_to_count, keep_top_k, n_m_mask, prune, prune_count,
+                    prune_n_m, prune_units, select_masks)
+from .mlp import MLP
+from .rng import make_rng
+from .scores import RULES, compute_scores
+from .train import SGD, History
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "activations", "autograd", "curvature", "data", "lottery", "masks", "mlp", "rng", "schedules",
+    "scores", "sparse_approx", "theory", "train",
+    "MLP", "SGD", "History", "make_rng", "RULES", "compute_scores",
+    "PruneResult", "fraction_to_count", "keep_top_k", "select_masks", "prune", "prune_count",
+    "prune_units", "n_m_mask", "prune_n_m",
+]
