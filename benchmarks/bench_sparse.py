@@ -30,6 +30,7 @@ after; ratios within one run are the meaningful numbers.
 
     python benchmarks/bench_sparse.py [--quick] [--json PATH] [--budget SECONDS]
     python benchmarks/bench_sparse.py --calibrate   # fit the cost model constants
+    python benchmarks/bench_sparse.py --cpu-time    # one thread, CPU time (robust to load)
 """
 
 from __future__ import annotations
@@ -69,6 +70,25 @@ MODELS = {"784-300-100-10": (784, 300, 100, 10), "4096x4096": (4096, 4096)}
 TRAIN_DENSITIES = (0.2, 0.05, 0.01)
 TRAIN_BATCH = 256
 MAX_SECONDS_PER_CALL = 0.3   # sparse and torch are skipped ("-") where the sparse path is predicted slower
+
+
+# ------------------------------------------------------------------ timing
+CONFIG = {"cpu_time": False, "threads": None}   # set by main(); see --cpu-time
+
+
+def timed(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call, round robin: wall time, or with --cpu-time the CPU time of this thread."""
+    if not CONFIG["cpu_time"]:
+        return interleaved_medians(fns, repeats=repeats, warmup=1)
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.thread_time()
+            fn()
+            samples[name].append(time.thread_time() - t0)
+    return {k: float(np.median(v)) for k, v in samples.items()}
 
 
 # ------------------------------------------------------------------ setup
@@ -172,9 +192,10 @@ def forward_table(models, densities, batches, dtypes, budget: float, min_repeats
             params = model.effective_params()
             for dtype in dtypes:
                 value_bytes = np.dtype(dtype).itemsize
-                sparse = SparseMLP(model, dtype=dtype, execution="sparse")
-                auto = SparseMLP(model, dtype=dtype, execution="auto")
-                forced_dense = SparseMLP(model, dtype=dtype, execution="dense")
+                th = CONFIG["threads"]
+                sparse = SparseMLP(model, dtype=dtype, execution="sparse", threads=th)
+                auto = SparseMLP(model, dtype=dtype, execution="auto", threads=th)
+                forced_dense = SparseMLP(model, dtype=dtype, execution="dense", threads=th)
                 dense = dense_forward(params, relu, dtype)
                 tfwd = torch_forward(model, dtype) if torch is not None else None
                 for batch in batches:
@@ -186,11 +207,11 @@ def forward_table(models, densities, batches, dtypes, budget: float, min_repeats
                         fns["sparse"] = lambda: sparse.forward(X)
                     slowest = max(fns.values(), key=lambda f: _once(f))
                     reps = repeats_for(slowest, budget / (len(fns) + 1), min_repeats, 200)
-                    med = interleaved_medians(fns, repeats=reps, warmup=1)
+                    med = timed(fns, reps)
                     if tfwd is not None and not skipped:
                         # timed in its own loop: torch's OpenMP threads keep spinning for a
                         # while after each call and would slow whichever contender came next
-                        med |= interleaved_medians({"torch": lambda: tfwd(X)}, repeats=reps, warmup=1)
+                        med |= timed({"torch": lambda: tfwd(X)}, reps)
                     row = {"model": mname, "dtype": dtype, "density": density, "batch": batch,
                            "repeats": reps, "plan": "".join(h[0].upper() for h, _ in auto.plan(batch)),
                            **{f"{k}_us": v * 1e6 for k, v in med.items()}}
@@ -271,12 +292,12 @@ def training_table(sizes, densities, batch: int, budget: float, min_repeats: int
         model = pruned_model(sizes, density)
         dense_model = model.copy()
         dstep = dense_masked_step(dense_model, 1e-6)
-        sparse = SparseSGD(model, lr=1e-6, execution="sparse")
-        auto = SparseSGD(model, lr=1e-6, execution="auto")
+        sparse = SparseSGD(model, lr=1e-6, execution="sparse", threads=CONFIG["threads"])
+        auto = SparseSGD(model, lr=1e-6, execution="auto", threads=CONFIG["threads"])
         fns = {"dense": lambda: dstep(X, y), "sparse": lambda: sparse.step(X, y),
                "auto": lambda: auto.step(X, y)}
         reps = repeats_for(lambda: dstep(X, y), budget / 3, min_repeats, 200)
-        med = interleaved_medians(fns, repeats=reps, warmup=1)
+        med = timed(fns, reps)
         row = {"model": "-".join(map(str, sizes)), "dtype": "float64", "density": density, "batch": batch,
                "repeats": reps, "plan": "".join(h[0].upper() for h, _, _ in auto.plan(batch)),
                **{f"{k}_us": v * 1e6 for k, v in med.items()}}
@@ -365,12 +386,27 @@ def main(argv=None) -> dict:
     ap.add_argument("--budget", type=float, default=0.4, help="seconds of timing per point (default 0.4)")
     ap.add_argument("--min-repeats", type=int, default=3)
     ap.add_argument("--calibrate", action="store_true", help="measure the cost model constants instead")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="one thread everywhere (BLAS, torch, sparse) timed in CPU time of the thread: "
+                         "per-core costs that a shared machine disturbs little")
     args = ap.parse_args(argv)
+    CONFIG.update(cpu_time=args.cpu_time, threads=1 if args.cpu_time else None)
+    limiter = None
+    if args.cpu_time:
+        if torch is not None:
+            torch.set_num_threads(1)
+        try:
+            from threadpoolctl import threadpool_limits
+            limiter = threadpool_limits(1)
+        except ImportError:
+            print("warning: threadpoolctl is not installed; run with OPENBLAS_NUM_THREADS=1 so that "
+                  "BLAS stays on the timed thread")
 
     info = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
             "torch": None if torch is None else torch.__version__,
             "torch_threads": None if torch is None else torch.get_num_threads(),
-            "cores": os.cpu_count(), "load_before": os.getloadavg()}
+            "cores": os.cpu_count(), "load_before": os.getloadavg(),
+            "timer": "thread CPU time, one thread" if args.cpu_time else "wall time, all cores"}
     print(json.dumps(info))
     if args.calibrate:
         return calibrate(args.budget)
@@ -398,6 +434,8 @@ def main(argv=None) -> dict:
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}")
+    if limiter is not None:
+        limiter.restore_original_limits()
     return result
 
 

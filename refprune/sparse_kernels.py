@@ -243,3 +243,22 @@ def sparse_is_faster(shape: tuple[int, int], nnz: int, batch: int, dtype: np.dty
     blocks = sparse_blocks(nnz, batch, dtype, threads)
     return (predicted_seconds("sparse", shape, nnz, batch, dtype, blocks)
             < predicted_seconds("dense", shape, nnz, batch, dtype))
+
+
+def crossover_density(shape: tuple[int, int], batch: int, dtype: np.dtype, threads: int = 2) -> float:
+    """Largest stored fraction at which ``sparse_is_faster`` still runs the layer sparse (0.0: never).
+
+    t_sparse grows with nnz and t_dense does not, so this is a bisection on nnz.
+    The values for the benchmark's layers are the crossover table of the module
+    docstring and docs/sparse_execution.md.
+    """
+    size = shape[0] * shape[1]
+    lo, hi = 0, size                      # invariant: sparse at lo (or lo == 0), dense above hi
+    if not sparse_is_faster(shape, 0, batch, dtype, threads):
+        return 0.0
+    if sparse_is_faster(shape, size, batch, dtype, threads):
+        return 1.0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if sparse_is_faster(shape, mid, batch, dtype, threads) else (lo, mid)
+    return lo / size
