@@ -38,10 +38,17 @@ hessian_diag        "exact": the diagonal of ``torch.func.hessian`` taken per pa
                     ``torch.func.hessian`` of the loss in the output. "obd" has no PyTorch
                     counterpart: not provided.
 hutchinson_diag     mean over the given probes of v * (H v), H v as in ``hvp``.
+imp_round           the weight matrices pruned as in select_masks (by |trained|, their masks
+                    installed first), then ``weight_orig`` set to the rewind values: the
+                    pruned network is ``weight_orig * weight_mask``, as torch code rewinds.
+scores              the rules' formulas on ``torch.func`` derivatives of L(theta * M): g from
+                    ``grad``, h from ``hessian_diag`` ("exact", "ggn"), H g from ``hvp``;
+                    SynFlow's dR/dW from ``torch.autograd.grad``. "random" (NumPy's stream),
+                    "obs" and the "obd" Hessian method: not provided.
 ==================  ==========================================================================
 
-N:M masks, scores, schedules, the sparse-approximation operators and IMP have
-no PyTorch function to call: not provided. An argument torch cannot express
+N:M masks, schedules, the sparse-approximation operators and a whole IMP run
+(training included) have no PyTorch function to call: not provided. An argument torch cannot express
 (another rounding mode, signed scores where torch ranks |score|) raises
 ``NotProvided`` rather than being approximated. What passes and where PyTorch
 deviates, and why: ``docs/torch_adapter.md``.
@@ -137,19 +144,24 @@ class TorchBackend(Backend):
         self.prune.l1_unstructured(holder, "weight", amount=int(s.size - k))
         return self._mask(holder)
 
+    @staticmethod
+    def _groups(names: list[str], fraction: float, scope: str,
+                multipliers: Mapping[str, float] | None) -> list[tuple[list[str], float]]:
+        """The reference's grouping: one group per tensor at fraction * multiplier (layer), or
+        the pool of multiplier-1 tensors at fraction plus each other tensor on its own (global)."""
+        mult = dict(multipliers or {})
+        if scope == "layer":
+            return [([n], float(fraction * mult.get(n, 1.0))) for n in names]
+        if scope == "global":
+            pool = [n for n in names if mult.get(n, 1.0) == 1.0]
+            return [(pool, float(fraction))] + \
+                   [([n], float(fraction * mult[n])) for n in names if n not in pool]
+        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+
     def select_masks(self, *, scores, masks, fraction, scope, multipliers, rounding):
         self._rounding(rounding)
         self._nonnegative(scores)
-        mult = dict(multipliers or {})
-        if scope == "layer":
-            groups = [([n], float(fraction * mult.get(n, 1.0))) for n in scores]
-        elif scope == "global":
-            pool = [n for n in scores if mult.get(n, 1.0) == 1.0]
-            groups = [(pool, float(fraction))] + \
-                     [([n], float(fraction * mult[n])) for n in scores if n not in pool]
-        else:
-            raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
-        return self._prune(scores, masks, groups)
+        return self._prune(scores, masks, self._groups(list(scores), fraction, scope, multipliers))
 
     def profile_mask(self, *, scores, amount, alive, scope, ignore):
         prunable = [n for n in scores if n not in set(ignore)]
@@ -181,9 +193,90 @@ class TorchBackend(Backend):
             new[f"layers.{l + 1}.weight"][:, gone] = False
         return new
 
+    # ============================================================== lottery
+    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
+        """Prune the trained weight matrices with ``l1_unstructured`` / ``global_unstructured`` (their
+        masks as the PruningContainer's starting point), then rewind the way torch code does:
+        ``weight_orig`` takes the rewind values, the mask stays, weight = weight_orig * mask."""
+        torch = self.torch
+        self._rounding(rounding)
+        names = flat_names(trained)
+        weights = [n for n in names if n.endswith(".weight")]
+        holders = {n: self._holder(trained[n], masks[n]) for n in weights}
+        for group, amount in self._groups(weights, fraction, scope, multipliers):
+            if len(group) == 1:
+                self.prune.l1_unstructured(holders[group[0]], "weight", amount=amount)
+            elif group:
+                self.prune.global_unstructured([(holders[n], "weight") for n in group],
+                                               pruning_method=self.prune.L1Unstructured, amount=amount)
+        out_masks, out_params = {}, {}
+        for n in names:
+            if n in holders:
+                with torch.no_grad():
+                    holders[n].weight_orig.copy_(torch.tensor(np.array(rewind_to[n], dtype=np.float64)))
+                out_masks[n] = self._mask(holders[n])
+                out_params[n] = (holders[n].weight_orig * holders[n].weight_mask).detach().numpy().copy()
+            else:                                            # biases are never pruned
+                out_masks[n] = np.asarray(masks[n], dtype=bool).copy()
+                out_params[n] = np.where(out_masks[n], np.asarray(rewind_to[n], dtype=np.float64), 0.0)
+        return {"masks": out_masks, "params": out_params}
+
+    # ============================================================== scores
+    def scores(self, *, rule, params, X, y, activation, loss, masks, options):
+        """Saliencies from ``torch.func`` derivatives of L(theta * M) (see the module table).
+
+        "random" draws NumPy's PCG64 stream and "obs" inverts a damped Hessian: neither
+        is a PyTorch computation, so both are not provided, nor is hessian_method "obd".
+        """
+        torch = self.torch
+        options = dict(options or {})
+        if rule in ("random", "obs"):
+            raise NotProvided(f"rule {rule!r} has no PyTorch counterpart")
+        rules = ("magnitude", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs", "grasp", "synflow")
+        if rule not in rules:
+            raise ValueError(f"rule must be one of {list(rules) + ['random', 'obs']}, got {rule!r}")
+        names = list(options.get("names") or [n for n in flat_names(params) if n.endswith(".weight")])
+        m = {n: (np.ones(np.shape(params[n]), dtype=bool) if masks is None or n not in masks
+                 else np.asarray(masks[n], dtype=bool)) for n in params}
+        w = {n: np.where(m[n], np.asarray(params[n], dtype=np.float64), 0.0) for n in params}
+        if rule == "magnitude":
+            out = {n: np.abs(w[n]) for n in names}
+        elif rule == "synflow":
+            weights = [n for n in flat_names(params) if n.endswith(".weight")]
+            if any(n not in weights for n in names):
+                raise ValueError("synflow scores weight matrices only")
+            W = [torch.tensor(np.abs(w[n])).requires_grad_(True) for n in weights]
+            a = torch.ones(W[0].shape[1], dtype=torch.float64)
+            for Wl in W:
+                a = Wl @ a                                        # R = 1^T |W_{L-1}| ... |W_0| 1
+            grads = torch.autograd.grad(a.sum(), W)
+            out = {n: np.abs(grads[weights.index(n)].numpy() * np.abs(w[n])) for n in names}
+        else:
+            theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss, m)
+            g = self._tree(torch.func.grad(loss_of)(theta), params)
+            if rule == "gradient":
+                out = {n: np.abs(g[n]) for n in names}
+            elif rule == "taylor1":
+                out = {n: np.abs(g[n] * w[n]) for n in names}
+            elif rule == "grasp":
+                v = {n: (g[n] if n in names else np.zeros_like(g[n])) for n in params}
+                hg = self._tree(self._hvp(loss_of, theta, self._flat(v, params)), params)
+                out = {n: w[n] * hg[n] for n in names}
+            else:
+                h = self._tree(self._diag(params, X, y, activation, loss,
+                                          options.get("hessian_method", "exact"), m), params)
+                obd = {n: 0.5 * h[n] * w[n] ** 2 for n in names}
+                out = {"obd": obd,
+                       "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
+                       "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names}}[rule]
+        return {n: np.where(m[n], out[n], 0.0) for n in names}
+
     # ============================================================== helpers: curvature
-    def _problem(self, params, X, y, activation: str, loss: str):
-        """(theta, unflat, loss_of_theta, output_of_theta, loss_of_output) for the flat parameters."""
+    def _problem(self, params, X, y, activation: str, loss: str, masks=None):
+        """(theta, unflat, loss_of_theta, output_of_theta, loss_of_output) for the flat parameters.
+
+        With ``masks`` the network computes with theta * M, so every derivative is
+        of L(theta * M) in theta."""
         torch = self.torch
         F = torch.nn.functional
         acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
@@ -197,8 +290,11 @@ class TorchBackend(Backend):
         shapes = [tuple(np.shape(params[n])) for n in names]
         sizes = [int(np.prod(s)) for s in shapes]
         theta = torch.tensor(np.concatenate([np.ravel(params[n]) for n in names]).astype(np.float64))
-        Xt = torch.tensor(np.array(X, dtype=np.float64))
-        yt = (torch.tensor(np.array(y, dtype=np.int64)) if loss == "cross_entropy"
+        M = None if masks is None else torch.tensor(np.concatenate(
+            [np.ravel(masks[n]) if n in masks else np.ones(int(np.size(params[n])), dtype=bool)
+             for n in names]).astype(np.float64))
+        Xt = None if X is None else torch.tensor(np.array(X, dtype=np.float64))
+        yt = (None if y is None else torch.tensor(np.array(y, dtype=np.int64)) if loss == "cross_entropy"
               else torch.tensor(np.array(y, dtype=np.float64)))
         n_layers = len(names) // 2
 
@@ -207,7 +303,7 @@ class TorchBackend(Backend):
             return [p.reshape(s) for p, s in zip(parts, shapes)]
 
         def output(t):
-            p = unflat(t)
+            p = unflat(t if M is None else t * M)
             a = Xt
             for l in range(n_layers):
                 z = F.linear(a, p[2 * l], p[2 * l + 1])        # a W^T + b
@@ -260,12 +356,16 @@ class TorchBackend(Backend):
         return self.torch.func.hessian(loss_of)(theta).detach().cpu().numpy().astype(np.float64)
 
     def hessian_diag(self, *, params, X, y, activation, loss, method):
+        return self._tree(self._diag(params, X, y, activation, loss, method, None), params)
+
+    def _diag(self, params, X, y, activation, loss, method, masks):
+        """The Hessian diagonal ("exact") or the GGN diagonal ("ggn") of L(theta * M), flat."""
         torch = self.torch
         if method == "obd":
             raise NotProvided("PyTorch has no Optimal Brain Damage diagonal recursion")
         if method not in ("exact", "ggn"):
             raise ValueError(f"method must be 'exact', 'ggn' or 'obd', got {method!r}")
-        theta, _, loss_of, output, loss_of_output = self._problem(params, X, y, activation, loss)
+        theta, _, loss_of, output, loss_of_output = self._problem(params, X, y, activation, loss, masks)
         if method == "exact":
             parts, start = [], 0
             for n in flat_names(params):                 # diagonal block of each parameter tensor
@@ -278,11 +378,11 @@ class TorchBackend(Backend):
                 block = torch.func.hessian(block_loss)(theta[start:start + size])
                 parts.append(torch.diagonal(block))
                 start += size
-            return self._tree(torch.cat(parts), params)
+            return torch.cat(parts)
         f = output(theta)
         J = torch.func.jacrev(output)(theta).reshape(f.numel(), theta.numel())
         H_out = torch.func.hessian(loss_of_output)(f.detach()).reshape(f.numel(), f.numel())
-        return self._tree(torch.einsum("ai,ab,bi->i", J, H_out, J), params)
+        return torch.einsum("ai,ab,bi->i", J, H_out, J)
 
     def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
