@@ -91,6 +91,22 @@ def timed(fns: dict, repeats: int) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
+class single_blas_thread:
+    """Context: BLAS on one thread (threadpoolctl when installed; else the environment decides)."""
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+            self._limits = threadpool_limits(1)
+        except ImportError:
+            self._limits = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+
+
 # ------------------------------------------------------------------ setup
 def pruned_model(sizes, density: float, seed: int = 0, activation: str = "relu") -> MLP:
     """MLP(sizes, seed) with each weight matrix pruned to density by random scores (biases alive)."""
@@ -120,6 +136,8 @@ def copy_bandwidth(n_bytes: int = 1 << 28, repeats: int = 7) -> dict[str, float]
         np.copyto(b[half:], a[half:])
         t.join()
 
+    if CONFIG["cpu_time"]:   # one thread's CPU time; two threads have no CPU-time equivalent
+        return {"one": 2 * a.nbytes / _cpu_seconds(one, repeats), "two": float("nan")}
     med = interleaved_medians({"one": one, "two": two}, repeats=repeats, warmup=1)
     return {k: 2 * a.nbytes / v for k, v in med.items()}
 
@@ -323,12 +341,11 @@ def _cpu_seconds(fn, repeats: int) -> float:
 def calibrate(budget: float) -> dict:
     """Measure the constants of refprune.sparse_kernels' cost model and print them as code.
 
-    Single-thread kernels (sparse product, sampled product, fixed call costs) are
-    timed in CPU time of the calling thread, which a shared machine disturbs
-    little; the dense product runs on all cores and is timed in wall time
-    (median of interleaved repeats), so it needs a quiet machine. Per-element
-    costs are medians over layers (4096x4096, 1024x1024, 300x784; densities 0.1
-    and 0.02), in the forward pass's own orientation and chunking.
+    Every per-element cost is per core: CPU time of the calling thread (best of
+    the repeats), BLAS limited to one thread, which a shared machine disturbs
+    little. Medians over layers (4096x4096, 1024x1024, 300x784; densities 0.1 and
+    0.02), in the forward pass's own orientation and chunking. T0 (thread
+    hand-off) is a wall time and needs a quiet machine.
     """
     from refprune.sparse import chunk_size
     rng = make_rng(3)
@@ -355,12 +372,19 @@ def calibrate(budget: float) -> dict:
                     t_s = _cpu_seconds(lambda: [A @ ch for ch in chunks], reps)
                     t_g = _cpu_seconds(lambda: sampled_product(dz, X, r, c, buf, 1), reps)
                     xd = X[:, 0].copy() if batch == 1 else X
-                    t_d = interleaved_medians({"d": lambda: Wd @ xd}, repeats=reps, warmup=1)["d"]
+                    with single_blas_thread():
+                        t_d = _cpu_seconds(lambda: Wd @ xd, reps)
                     per["S1"][dtype][batch].append(t_s / (layer.nnz * batch))
                     per["G1"][dtype][batch].append(t_g / (layer.nnz * batch))
                     per["D1"][dtype][batch].append(t_d / (shape[0] * shape[1] * batch))
-                    print(f"{dtype} {shape} d={density} N={batch}: sparse {t_s * 1e6:.1f} us (cpu), "
-                          f"sampled {t_g * 1e6:.1f} us (cpu), dense {t_d * 1e6:.1f} us (wall)", flush=True)
+                    print(f"{dtype} {shape} d={density} N={batch}: sparse {t_s * 1e6:.1f} us, "
+                          f"sampled {t_g * 1e6:.1f} us, dense {t_d * 1e6:.1f} us", flush=True)
+    tr = []
+    for n, w in ((256, 784), (2048, 784), (256, 4096)):
+        Xs = rng.standard_normal((n, w))
+        step = chunk_size(w, 8)
+        tr.append(_cpu_seconds(lambda: [np.ascontiguousarray(Xs[s:s + step].T) for s in range(0, n, step)], 10)
+                  / (n * w))
     tiny = SparseMLP(pruned_model((8, 8), 0.5), execution="sparse").layers[0]
     x8 = np.ones(8)
     s0 = _cpu_seconds(lambda: tiny.weight @ x8, 200)
@@ -371,10 +395,11 @@ def calibrate(budget: float) -> dict:
     t0 = interleaved_medians({"t": lambda: run_parallel(pool_blocks)}, repeats=200, warmup=5)["t"]
     fitted = {k: {dt: tuple(float(f"{np.median(v[dt][b]):.2g}") if v[dt][b] else None for b in COST_BATCHES)
                   for dt in DTYPES} for k, v in per.items()}
-    fitted.update(S0=float(f"{s0:.2g}"), D0=float(f"{d0:.2g}"), T0=float(f"{t0:.2g}"))
+    fitted.update(S0=float(f"{s0:.2g}"), D0=float(f"{d0:.2g}"), T0=float(f"{t0:.2g}"),
+                  TR1=float(f"{np.median(tr):.2g}"))
     for k in ("S1", "D1", "G1"):
         print(f"{k} = {fitted[k]!r}")
-    print(f"S0 = {fitted['S0']!r}\nD0 = {fitted['D0']!r}\nT0 = {fitted['T0']!r}")
+    print(f"TR1 = {fitted['TR1']!r}\nS0 = {fitted['S0']!r}\nD0 = {fitted['D0']!r}\nT0 = {fitted['T0']!r}")
     return fitted
 
 

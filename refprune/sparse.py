@@ -196,10 +196,13 @@ class SparseMLP:
         batch = positive_int(batch, "batch")
         if batch not in self._plans:
             steps = []
-            for layer, forced in zip(self.layers, self.execution):
-                blocks = sparse_blocks(layer.nnz, batch, self.dtype, self.threads)
+            for l, (layer, forced) in enumerate(zip(self.layers, self.execution)):
+                # a sparse first (last) layer transposes the batch into (out of) feature-major
+                moved = 0 if batch == 1 else batch * ((l == 0) * layer.shape[1]
+                                                      + (l == self.n_layers - 1) * layer.shape[0])
+                blocks = sparse_blocks(layer.nnz, batch, self.dtype, self.threads, moved)
                 if forced == "auto":
-                    sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads)
+                    sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads, moved)
                 else:
                     sparse = forced == "sparse"
                 steps.append(("sparse", blocks) if sparse else ("dense", 1))

@@ -15,14 +15,15 @@ Cost model (``predicted_seconds``; derivation and crossover table in
 docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
 weights, at batch N:
 
-    t_dense(N)  = D0 + max(D1(N) * out * in * N,      out * in * v / BW)
-    t_sparse(N) = S0 + max(S1(N) * nnz * N / b,        nnz * (v + 4) / BW) + T0 * (b > 1)
+    t_dense(N)  = D0 + max(D1(N) * out * in * N / c,              out * in * v / BW)
+    t_sparse(N) = S0 + max((S1(N) * nnz * N + TR1 * t) / b,       nnz * (v + 4) / BW) + T0 [b > 1]
 
-(b = threads the work is split over, v = bytes per value, BW = memory bandwidth;
-the memory term counts only for a matrix larger than the cache). The
-per-element costs D1, S1 were measured at N in {1, 32, 256, 2048} and are
-interpolated linearly in log N (clamped outside that range). The sampled
-product (weight gradient) costs G1(N) per stored weight and sample.
+(c = cores, b = threads the sparse work is split over, v = bytes per value,
+BW = memory bandwidth, the memory term only for a matrix larger than the
+cache; t = elements transposed into or out of feature-major at this layer).
+D1, S1 are per-core costs measured at N in {1, 32, 256, 2048} and interpolated
+linearly in log N (clamped outside that range). The sampled product (weight
+gradient) costs G1(N) per stored weight and sample.
 """
 
 from __future__ import annotations
@@ -179,18 +180,19 @@ def sampled_product(dZT: np.ndarray, AT: np.ndarray, rows: np.ndarray, cols: np.
 #: Batch sizes at which the per-element costs below were measured.
 COST_BATCHES = (1, 32, 256, 2048)
 
-# Constants measured by ``python benchmarks/bench_sparse.py --calibrate`` on a 2-core
-# AMD EPYC (2 MiB L2 per core, 32 MiB L3), NumPy 2.4 with OpenBLAS 0.3.31, SciPy 1.17;
-# see docs/sparse_execution.md for the run and the crossover table they imply.
-#: Seconds per (stored weight x sample), one thread, SciPy csr_matvec(s) on cache-sized chunks.
+# Per-core constants, measured by ``python benchmarks/bench_sparse.py --calibrate`` (CPU time
+# of one thread, BLAS limited to one thread) on a 2-core AMD EPYC (2 MiB L2 per core, 32 MiB
+# L3), NumPy 2.4 with OpenBLAS 0.3.31, SciPy 1.17; docs/sparse_execution.md has the run.
+#: Seconds per (stored weight x sample), SciPy csr_matvec(s) on cache-sized chunks.
 S1 = {"float64": (6.8e-10, 2.4e-10, 2.4e-10, 3.0e-10),
       "float32": (6.7e-10, 1.6e-10, 1.3e-10, 1.6e-10)}
-#: Seconds per (weight x sample), dense product (NumPy/OpenBLAS on both cores), cache-resident.
-D1 = {"float64": (1.0e-10, 3.0e-11, 2.2e-11, 2.0e-11),
-      "float32": (5.0e-11, 1.3e-11, 1.05e-11, 1.05e-11)}
-#: Seconds per (stored weight x sample) of ``sampled_product``, one thread.
+#: Seconds per (weight x sample), dense product (OpenBLAS), matrix in cache.
+D1 = {"float64": (1.1e-10, 6.0e-11, 4.3e-11, 4.0e-11),
+      "float32": (5.0e-11, 2.5e-11, 2.0e-11, 2.0e-11)}
+#: Seconds per (stored weight x sample) of ``sampled_product``.
 G1 = {"float64": (3.7e-9, 1.4e-9, 9.3e-10, 1.1e-9),
       "float32": (3.4e-9, 1.1e-9, 5.4e-10, 4.9e-10)}
+TR1 = 1.0e-9   # seconds per element of a transposing copy (batch in and out of feature-major)
 S0 = 3.3e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
 D0 = 1.5e-6    # fixed cost of one NumPy dense product call
 T0 = 2.2e-5    # handing work to the thread pool and collecting it
@@ -206,43 +208,50 @@ def _per_element(table: dict, dtype: np.dtype, batch: int) -> float:
     return float(np.interp(x, np.log(COST_BATCHES), costs))
 
 
-def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int,
-                      dtype: np.dtype, blocks: int = 1) -> float:
+def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, dtype: np.dtype,
+                      threads: int = 1, transposed: int = 0) -> float:
     """Predicted time of one layer product, ``kind`` in {"dense", "sparse", "sampled"}.
 
-    overhead + max(per-element cost * work / blocks, bytes / MEMORY_BANDWIDTH), the
+    overhead + max(per-core cost * work / threads, bytes / MEMORY_BANDWIDTH), the
     memory term only for a matrix larger than CACHE_BYTES (a roofline: a product
-    over a matrix that does not stay in cache cannot beat reading it once).
+    over a matrix that does not stay in cache cannot beat reading it once). The
+    dense product runs on ``threads`` cores (BLAS); a sparse one split over
+    ``threads`` > 1 pays T0 once, plus TR1 per element of ``transposed`` (the
+    batch entering or leaving feature-major at this layer).
     """
     n_out, n_in = shape
     itemsize = np.dtype(dtype).itemsize
     if kind == "dense":
-        base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch
+        base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch / threads
         nbytes = n_out * n_in * itemsize
     else:
         table = S1 if kind == "sparse" else G1
-        base = S0 + T0 * (blocks > 1)
-        compute = _per_element(table, dtype, batch) * nnz * batch / blocks
+        base = S0 + T0 * (threads > 1)
+        compute = (_per_element(table, dtype, batch) * nnz * batch + TR1 * transposed) / threads
         nbytes = nnz * (itemsize + INDEX_BYTES)
     memory = nbytes / MEMORY_BANDWIDTH if nbytes > CACHE_BYTES else 0.0
     return base + max(compute, memory)
 
 
-def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int) -> int:
-    """Number of row blocks (threads) that minimises the predicted sparse time."""
+def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int, transposed: int = 0) -> int:
+    """Threads to split a sparse product over: ``threads`` when that lowers its predicted time, else 1."""
     if threads <= 1:
         return 1
-    single = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, 1)
-    split = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, threads)
+    single = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, 1, transposed)
+    split = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, threads, transposed)
     return threads if split < single else 1
 
 
 def sparse_is_faster(shape: tuple[int, int], nnz: int, batch: int, dtype: np.dtype,
-                     threads: int) -> bool:
-    """The automatic rule: run this layer sparse when its predicted time is lower than dense."""
-    blocks = sparse_blocks(nnz, batch, dtype, threads)
-    return (predicted_seconds("sparse", shape, nnz, batch, dtype, blocks)
-            < predicted_seconds("dense", shape, nnz, batch, dtype))
+                     threads: int, transposed: int = 0) -> bool:
+    """The automatic rule: run this layer sparse when its predicted time is lower than dense.
+
+    Both sides get ``threads`` cores: BLAS uses them for the dense product, the
+    sparse product is split over them when that pays (``sparse_blocks``).
+    """
+    blocks = sparse_blocks(nnz, batch, dtype, threads, transposed)
+    return (predicted_seconds("sparse", shape, nnz, batch, dtype, blocks, transposed)
+            < predicted_seconds("dense", shape, nnz, batch, dtype, threads))
 
 
 def crossover_density(shape: tuple[int, int], batch: int, dtype: np.dtype, threads: int = 2) -> float:
