@@ -52,13 +52,15 @@ class WrongBackend(ReferenceBackend):
 
 # ============================================================================ mask selection
 class SelectionBackend(WrongBackend):
-    """Mask selection rebuilt around two hooks, the count rule and the top-k rule.
+    """Mask selection rebuilt around three hooks: the count rule, the top-k rule, and how a
+    group's new mask is chosen.
 
     ``fraction_to_count``, ``keep_top_k`` and ``select_masks`` all go through
-    ``count`` and ``top_k``, as a real library routes every selection through
-    one rounding helper and one top-k helper. With both hooks at their
-    defaults this class *is* the reference (``select_masks`` is then
-    bit-for-bit ``refprune.masks.select_masks``); each subclass overrides one.
+    ``count`` and ``top_k`` (``select_masks`` through ``group_keep`` too), as a
+    real library routes every selection through one rounding helper and one
+    top-k helper. With the hooks at their defaults this class *is* the
+    reference (``select_masks`` is then bit-for-bit
+    ``refprune.masks.select_masks``); each subclass overrides one.
     """
 
     name = "selection with hooks"
@@ -123,7 +125,8 @@ class FloorForRoundHalfEven(SelectionBackend):
     """Counts truncated where round-half-even is documented: ``int(fraction * n)``.
 
     ``round-half-even`` is implemented as floor (floor and ceil are right), so
-    0.35 * 10 = 3.5000000000000004 gives 3 instead of 4 and 0.9 * 10 = 9 stays 9.
+    0.35 * 10 = 3.5 gives 3 instead of 4, while 0.85 * 10 = 8.5 gives 8, right
+    only because 8 is even.
     Models the most common hand-written count, ``int(amount * n)``, which
     truncates and so always prunes a little less than asked.
     """
