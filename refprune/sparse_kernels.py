@@ -24,6 +24,21 @@ cache; t = elements transposed into or out of feature-major at this layer).
 D1, S1 are per-core costs measured at N in {1, 32, 256, 2048} and interpolated
 linearly in log N (clamped outside that range). The sampled product (weight
 gradient) costs G1(N) per stored weight and sample.
+
+Crossover table: the density (stored fraction) below which ``sparse_is_faster``
+runs a layer sparse on 2 cores, for an inner layer (no transposes; a first or
+last layer crosses over a little lower). ``crossover_density`` computes it, and
+a test checks this copy:
+
+    dtype    out x in     N=1    N=32   N=256  N=2048
+    float64  4096 x 4096  0.663  0.200  0.171  0.141
+    float64   300 x 784   0.070  0.175  0.168  0.140
+    float64   100 x 300   0.000  0.092  0.146  0.138
+    float64    10 x 100   0.000  0.000  0.054  0.066
+    float32  4096 x 4096  0.369  0.146  0.146  0.154
+    float32   300 x 784   0.029  0.106  0.140  0.153
+    float32   100 x 300   0.000  0.060  0.100  0.148
+    float32    10 x 100   0.000  0.000  0.015  0.069
 """
 
 from __future__ import annotations
@@ -184,18 +199,18 @@ COST_BATCHES = (1, 32, 256, 2048)
 # of one thread, BLAS limited to one thread) on a 2-core AMD EPYC (2 MiB L2 per core, 32 MiB
 # L3), NumPy 2.4 with OpenBLAS 0.3.31, SciPy 1.17; docs/sparse_execution.md has the run.
 #: Seconds per (stored weight x sample), SciPy csr_matvec(s) on cache-sized chunks.
-S1 = {"float64": (6.8e-10, 2.4e-10, 2.4e-10, 3.0e-10),
-      "float32": (6.7e-10, 1.6e-10, 1.3e-10, 1.6e-10)}
+S1 = {"float64": (6.7e-10, 2.4e-10, 2.4e-10, 2.7e-10),
+      "float32": (6.7e-10, 1.5e-10, 1.3e-10, 1.3e-10)}
 #: Seconds per (weight x sample), dense product (OpenBLAS), matrix in cache.
-D1 = {"float64": (1.1e-10, 6.0e-11, 4.3e-11, 4.0e-11),
-      "float32": (5.0e-11, 2.5e-11, 2.0e-11, 2.0e-11)}
+D1 = {"float64": (1.1e-10, 4.8e-11, 4.1e-11, 3.8e-11),
+      "float32": (5.5e-11, 2.2e-11, 1.9e-11, 2.0e-11)}
 #: Seconds per (stored weight x sample) of ``sampled_product``.
-G1 = {"float64": (3.7e-9, 1.4e-9, 9.3e-10, 1.1e-9),
-      "float32": (3.4e-9, 1.1e-9, 5.4e-10, 4.9e-10)}
-TR1 = 1.0e-9   # seconds per element of a transposing copy (batch in and out of feature-major)
-S0 = 3.3e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
+G1 = {"float64": (3.6e-9, 1.3e-9, 8.4e-10, 9.7e-10),
+      "float32": (3.2e-9, 1.0e-9, 4.6e-10, 4.6e-10)}
+TR1 = 1.1e-9   # seconds per element of a transposing copy (batch in and out of feature-major)
+S0 = 3.4e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
 D0 = 1.5e-6    # fixed cost of one NumPy dense product call
-T0 = 2.2e-5    # handing work to the thread pool and collecting it
+T0 = 2.1e-5    # handing work to the thread pool and collecting it (wall time)
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
 MEMORY_BANDWIDTH = 32e9       # bytes per second read by a product streaming from memory (both cores)
 INDEX_BYTES = 4               # int32 column indices

@@ -176,6 +176,15 @@ def test_automatic_choice_follows_density_and_batch():
     assert SparseMLP(tiny).plan(1) == [("dense", 1)]
 
 
+def test_the_crossover_table_in_the_docstring_is_the_cost_model():
+    import refprune.sparse_kernels as kernels
+    rows = [line.split() for line in kernels.__doc__.splitlines() if line.strip().startswith("float")]
+    assert len(rows) == 8
+    for dtype, n_out, _, n_in, *table in rows:
+        got = [kernels.crossover_density((int(n_out), int(n_in)), n, np.dtype(dtype), 2) for n in (1, 32, 256, 2048)]
+        assert [f"{g:.3f}" for g in got] == table, (dtype, n_out, n_in)
+
+
 def test_predicted_times_grow_with_work():
     f64 = np.dtype("float64")
     assert predicted_seconds("dense", (100, 100), 0, 32, f64) < predicted_seconds("dense", (100, 200), 0, 32, f64)
