@@ -35,9 +35,10 @@ import scipy.sparse as sp
 from ._checks import positive_int, real_number
 from .activations import get_activation
 from .mlp import MLP
-from .sparse import check_execution, check_model
+from .sparse import check_execution, check_model, chunk_size
 from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, predicted_seconds,
-                             row_blocks, sampled_product, sparse_blocks, sparse_is_faster, transpose)
+                             row_blocks, run_parallel, sampled_product, sparse_blocks, sparse_is_faster,
+                             transpose)
 
 F64 = np.dtype(np.float64)
 
@@ -150,7 +151,7 @@ class SparseSGD:
         A weight gradient stores every alive position (its value may be 0.0).
         """
         X, y = self._model.check_inputs(X, y)
-        loss, grads = self._loss_and_grads(np.ascontiguousarray(X.T), y)
+        loss, grads = self._loss_and_grads(X, y)
         out: dict[str, Any] = {}
         for l, (L, (gw, gb)) in enumerate(zip(self.layers, grads)):
             out[f"layers.{l}.weight"] = csr_from_positions(L.shape, L.flat, gw)
@@ -161,7 +162,7 @@ class SparseSGD:
         """One SGD update on the batch (X, y); returns the batch loss before the update."""
         lr = self.lr if lr is None else real_number(lr, "lr", low=0.0, low_open=True)
         X, y = self._model.check_inputs(X, y)
-        loss, grads = self._loss_and_grads(transpose(X, self.threads), y)
+        loss, grads = self._loss_and_grads(X, y)
         for L, (gw, gb) in zip(self.layers, grads):
             L.velocity = self._update(L.values, gw, L.velocity, lr, None)
             L.bias_velocity = self._update(L.bias, gb, L.bias_velocity, lr, L.bias_mask)
@@ -182,9 +183,40 @@ class SparseSGD:
         w -= lr * d
         return v
 
-    def _loss_and_grads(self, aT: np.ndarray, y: np.ndarray) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
-        batch = aT.shape[1]
-        plan = self.plan(batch)
+    def _loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """Loss and gradients of the batch, summed over chunks of samples in chunk order.
+
+        When every layer runs sparse and there are several chunks (``chunk_size``
+        samples each, fixed by the input width), each thread takes a run of
+        chunks through the whole step and the partial losses and gradients are
+        added in chunk order; otherwise one pass over the batch splits each
+        product over the threads. The chunks depend on the batch alone, so every
+        thread count gives the same bits.
+        """
+        n = X.shape[0]
+        plan = self.plan(n)
+        step = chunk_size(X.shape[1], F64.itemsize)
+        bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
+        if len(bounds) == 1 or not all(how == "sparse" and sampled for how, _, sampled in plan):
+            return self._pass(transpose(X, self.threads), y, n, plan, self.threads)
+        runs = np.array_split(np.arange(len(bounds)), min(self.threads, len(bounds)))
+        single = [("sparse", 1, True)] * len(plan)
+        done = run_parallel([lambda r=r: [self._pass(transpose(X[bounds[i][0]:bounds[i][1]]),
+                                                     y[bounds[i][0]:bounds[i][1]], n, single, 1)
+                                          for i in r] for r in runs])
+        parts = [p for run in done for p in run]
+        loss = parts[0][0]
+        grads = [(gw.copy(), gb.copy()) for gw, gb in parts[0][1]]
+        for part_loss, part_grads in parts[1:]:
+            loss += part_loss
+            for (gw, gb), (pw, pb) in zip(grads, part_grads):
+                gw += pw
+                gb += pb
+        return loss, grads
+
+    def _pass(self, aT: np.ndarray, y: np.ndarray, n_total: int, plan, threads: int):
+        """Forward and backward over the samples of aT (feature-major); loss and gradients as
+        contributions to the mean over ``n_total`` samples."""
         acts, pre = [aT], []
         for l, (L, (how, blocks, _)) in enumerate(zip(self.layers, plan)):
             zT = csr_matmul(L.blocks("W", blocks), acts[-1]) if how == "sparse" else L.dense() @ acts[-1]
@@ -192,12 +224,12 @@ class SparseSGD:
             pre.append(zT)
             if l < len(self.layers) - 1:
                 acts.append(self._act.value(zT))
-        loss, dzT = self._loss_head(pre[-1], y)
+        loss, dzT = self._loss_head(pre[-1], y, n_total)
         grads: list[tuple[np.ndarray, np.ndarray]] = [None] * len(self.layers)  # type: ignore[list-item]
         for l in range(len(self.layers) - 1, -1, -1):
             L, (how, blocks, sampled) = self.layers[l], plan[l]
             if sampled:
-                gw = sampled_product(dzT, acts[l], L.rows, L.cols, np.empty(L.nnz), self.threads)
+                gw = sampled_product(dzT, acts[l], L.rows, L.cols, np.empty(L.nnz), threads)
             else:
                 gw = (dzT @ acts[l].T).ravel()[L.flat]
             gb = dzT.sum(axis=1)
@@ -209,19 +241,20 @@ class SparseSGD:
                 dzT = daT * self._act.first(pre[l - 1])
         return loss, grads
 
-    def _loss_head(self, zT: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Mean loss over the batch and dL/dz^T for the output z^T of shape (K, N)."""
+    def _loss_head(self, zT: np.ndarray, y: np.ndarray, n_total: int) -> tuple[float, np.ndarray]:
+        """This chunk's share of the mean loss over ``n_total`` samples, and dL/dz^T for z^T (K, n)."""
         n = zT.shape[1]
         if self._model.loss == "cross_entropy":
             shifted = zT - zT.max(axis=0)
             logp = shifted - np.log(np.exp(shifted).sum(axis=0))
             cols = np.arange(n)
-            loss = float(-logp[y, cols].mean())
+            loss = float(-logp[y, cols].sum() / n_total)
             d = np.exp(logp)
             d[y, cols] -= 1.0
-            return loss, d * (1.0 / n)
+            return loss, d * (1.0 / n_total)
         diff = zT - y.T
-        return float(np.mean(diff * diff)), diff * (2.0 / diff.size)
+        size = n_total * zT.shape[0]
+        return float((diff * diff).sum() / size), diff * (2.0 / size)
 
     # ------------------------------------------------------------ results
     def to_model(self) -> MLP:

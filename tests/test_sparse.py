@@ -287,6 +287,17 @@ def test_sparse_training_equals_refprune_train_full_batch():
     assert all(rel(got.params[n], p) <= 1e-10 for n, p in ref.params.items())
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("n", [7, 150])   # 150 samples of width 1500: three chunks, split over threads
+def test_sparse_training_thread_count_does_not_change_a_bit(n, loss):
+    model = pruned((1500, 30, 4), 0.05, loss=loss)
+    batches = labelled_batches(model, 2, n, seed=8)
+    runs = [sparse_steps(model, batches, 0.1, 0.9, 1e-3, "sparse", threads=t) for t in (1, 2, 3)]
+    assert all(np.array_equal(r.params[k], runs[0].params[k]) for r in runs[1:] for k in model.params)
+    ref = dense_steps(model, batches, 0.1, 0.9, 1e-3)
+    assert all(rel(runs[0].params[k], p) <= 1e-10 for k, p in ref.params.items())
+
+
 def test_an_alive_weight_at_zero_is_trained_and_a_pruned_one_is_not():
     model = pruned((5, 4, 3), 0.5)
     alive = tuple(np.argwhere(model.masks["layers.0.weight"])[0])
