@@ -16,8 +16,8 @@ Rewinding modes (``Rewind``):
   step K for the remaining T - K updates, with the learning-rate schedule and
   the data order of steps K .. T - 1 replayed. Frankle, Dziugaite, Roy and
   Carbin, "Linear Mode Connectivity and the Lottery Ticket Hypothesis",
-  ICML 2020. K must be a multiple of the updates per epoch (so the data order
-  can be replayed from an epoch boundary); ``step:0`` is ``init``.
+  ICML 2020. K may fall inside an epoch: the round resumes at batch
+  K mod (updates per epoch) of that epoch's permutation; ``step:0`` is ``init``.
 * ``"lr"`` -- learning-rate rewinding: keep the trained weights (pruned entries
   0), replay the whole learning-rate schedule from step 0. Renda, Frankle and
   Carbin, "Comparing Rewinding and Fine-tuning in Neural Network Pruning",
@@ -519,8 +519,9 @@ class _Trainer:
         """Train ``net`` in place and return the number of updates.
 
         segment "full": updates 0 .. T-1 of the schedule; "resume": updates
-        K .. T-1 (late rewinding; the data order of the first K / (updates per
-        epoch) epochs is drawn and discarded, so the rest is replayed exactly);
+        K .. T-1 (late rewinding; the permutations of the first floor(K / (updates
+        per epoch)) epochs are drawn and discarded and the next epoch starts at
+        batch K mod (updates per epoch), so the rest is replayed exactly);
         "finetune": T updates at the constant rate lr(T - 1). The momentum is
         reset first, always.
         """
@@ -528,8 +529,9 @@ class _Trainer:
         self.optimizer.reset()                     # momentum never survives a rewind
         self.optimizer.lr = cfg.lr
         lr_schedule, skip, start = cfg.lr_schedule, 0, 0
+        first_batch = 0
         if segment == "resume":
-            skip, start = self.rw.step // self.spe, self.rw.step
+            (skip, first_batch), start = divmod(self.rw.step, self.spe), self.rw.step
         elif segment == "finetune":
             self.optimizer.lr = cfg.rate(self.total - 1)
             lr_schedule = None
@@ -543,7 +545,7 @@ class _Trainer:
             return 0
         hist = train(net, self.X, self.y, epochs=cfg.epochs - skip, batch_size=cfg.batch_size,
                      lr_schedule=lr_schedule, seed=rng, optimizer=self.optimizer, start_step=start,
-                     callback=callback)
+                     first_batch=first_batch, callback=callback)
         return hist.steps
 
     def record(self, records: list, net: MLP, names, index: int, target, start, weights_format: str,
@@ -649,9 +651,9 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
     trainer = _Trainer(X, y, X_test, y_test, cfg, rw)
-    if rw.mode == "step" and (rw.step > trainer.total or rw.step % trainer.spe):
-        raise ValueError(f"rewind step K must be a multiple of the updates per epoch ({trainer.spe}) "
-                         f"in [0, {trainer.total}], got {rw.step}")
+    if rw.mode == "step" and rw.step > trainer.total:
+        raise ValueError(f"rewind step K must be in [0, {trainer.total}] (the updates of a round), "
+                         f"got {rw.step}")
 
     t0 = time.perf_counter()
     names = list(spec.names)

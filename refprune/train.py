@@ -76,7 +76,7 @@ class History:
 def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: float = 0.1,
           batch_size: int | None = None, momentum: float = 0.0, weight_decay: float = 0.0,
           lr_schedule: Callable[[int], float] | None = None, seed: int | np.random.Generator = 0,
-          optimizer: SGD | None = None, start_step: int = 0,
+          optimizer: SGD | None = None, start_step: int = 0, first_batch: int = 0,
           X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
           callback: Callable[[int, MLP], None] | None = None) -> History:
     """Train ``model`` in place with masked SGD (see the module docstring).
@@ -101,6 +101,10 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
         Continue with this optimizer's state (momentum); its lr is the default rate.
     start_step : int >= 0
         Global index of the first update (for schedules that continue a run).
+    first_batch : int >= 0
+        Resume inside an epoch: the first epoch draws its permutation as usual
+        but starts at this batch of it (0 = the whole epoch). With the same
+        seed stream, this replays the rest of an interrupted run exactly.
     X_test, y_test : optional held-out set evaluated after every epoch.
     callback : callable, optional
         ``callback(t, model)`` is called with t = start_step before the first
@@ -118,6 +122,8 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
         batch_size = positive_int(batch_size, "batch_size")
     if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
         raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    if isinstance(first_batch, bool) or not isinstance(first_batch, (int, np.integer)) or first_batch < 0:
+        raise ValueError(f"first_batch must be a non-negative integer, got {first_batch!r}")
     if lr_schedule is not None and not callable(lr_schedule):
         raise TypeError(f"lr_schedule must be callable (step -> learning rate), got {type(lr_schedule).__name__}")
     if callback is not None and not callable(callback):
@@ -138,9 +144,13 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
     step = int(start_step)
     if callback is not None:
         callback(step, model)
-    for _ in range(epochs):
+    batches_per_epoch = 1 if full_batch else -(-n // batch_size)
+    if first_batch >= batches_per_epoch:
+        raise ValueError(f"first_batch must be < the batches per epoch ({batches_per_epoch}), got {first_batch}")
+    for epoch in range(epochs):
         order = None if full_batch else rng.permutation(n)
-        for start in range(0, n, n if full_batch else batch_size):
+        skip = first_batch if epoch == 0 else 0
+        for start in range(skip * (n if full_batch else batch_size), n, n if full_batch else batch_size):
             idx = None if full_batch else order[start:start + batch_size]
             xb, yb = (X, y) if idx is None else (X[idx], y[idx])
             _, grads = model._loss_and_grads(xb, yb)

@@ -130,8 +130,9 @@ def test_late_rewinding_replays_the_rest_of_the_run(data):
     assert params_equal(res.model.params, net.params)
 
 
-def test_late_rewinding_without_momentum_reproduces_round_zero(data):
-    res = imp(data, schedule=geometric(0.0, 1), rewind="step:3", train_config=cfg(momentum=0.0))
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 9])   # 3 updates per epoch: K inside and at the edges of epochs
+def test_late_rewinding_without_momentum_reproduces_round_zero(data, k):
+    res = imp(data, schedule=geometric(0.0, 1), rewind=f"step:{k}", train_config=cfg(momentum=0.0))
     assert params_equal(res.model.params, res.dense_params)
 
 
@@ -342,7 +343,6 @@ def test_rewind_weights_keeps_masks():
 @pytest.mark.parametrize("kw, match", [
     (dict(rewind="step:x"), "rewind must be 'step:K'"),
     (dict(rewind="later"), "unknown rewind"),
-    (dict(rewind="step:2"), r"multiple of the updates per epoch \(3\)"),
     (dict(rewind="step:12"), r"in \[0, 9\]"),
     (dict(controls=("shuffle",)), "unknown controls"),
     (dict(schedule=[0.2, 0.2]), "schedule must be a refprune Schedule"),

@@ -217,3 +217,30 @@ def test_forward_matches_autograd_graph(width, seed):
     assert model.loss_value(X, np.array([0, 1, 1, 0, 1])) == pytest.approx(
         -np.mean(np.log(np.exp(model.forward(X))[np.arange(5), [0, 1, 1, 0, 1]]
                         / np.exp(model.forward(X)).sum(1))), rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 7])
+def test_interrupted_run_resumes_exactly_mid_epoch(k):
+    """Stop after k updates, resume with first_batch = k mod (batches per epoch): same bits."""
+    X, y = blobs()
+    per_epoch = -(-len(X) // 64)                     # 7 batches of 64 (the last one 16)
+    whole = MLP([4, 8, 3], seed=0)
+    train(whole, X, y, epochs=2, lr=0.05, batch_size=64, momentum=0.9, seed=3)
+
+    part = MLP([4, 8, 3], seed=0)
+    opt = SGD(0.05, momentum=0.9)
+    snapshots = {}
+    train(part, X, y, epochs=2, batch_size=64, optimizer=opt, seed=3,
+          callback=lambda t, m: snapshots.setdefault(t, (m.state_dict(), {n: v.copy() for n, v in opt.velocity.items()})))
+    state, velocity = snapshots[k]
+    resumed = MLP([4, 8, 3], seed=0)
+    resumed.load_state_dict(state)
+    opt2 = SGD(0.05, momentum=0.9)
+    opt2.velocity = velocity
+    rng = make_rng(3)
+    for _ in range(k // per_epoch):
+        rng.permutation(len(X))
+    train(resumed, X, y, epochs=2 - k // per_epoch, batch_size=64, optimizer=opt2, seed=rng,
+          start_step=k, first_batch=k % per_epoch)
+    for n in whole.params:
+        assert whole.params[n].tobytes() == resumed.params[n].tobytes()
