@@ -4,8 +4,8 @@ Forward pass: a 784-300-100-10 ReLU MLP and a single 4096x4096 layer, every
 weight matrix pruned to density d by a random mask (keep_top_k of uniform
 scores, seed 0), d in {1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01}, batch sizes
 {1, 32, 256, 2048}, float64 and float32. Contenders, timed round robin in one
-run, medians of the repeats (the count is printed per point; torch is timed in
-its own loop right after the others, see ``forward_table``):
+run, medians of the repeats (the count is printed per point), each contender in
+warm blocks of 5 calls, the blocks in rounds (see ``timed``):
 
     dense   NumPy a @ (W * M).T + b per layer (the dense masked forward, no input checks)
     sdense  SparseMLP forced dense on every layer (same checks and layout as the others)
@@ -76,18 +76,24 @@ MAX_SECONDS_PER_CALL = 0.3   # sparse and torch are skipped ("-") where the spar
 CONFIG = {"cpu_time": False, "threads": None}   # set by main(); see --cpu-time
 
 
-def timed(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per call, round robin: wall time, or with --cpu-time the CPU time of this thread."""
-    if not CONFIG["cpu_time"]:
-        return interleaved_medians(fns, repeats=repeats, warmup=1)
-    for fn in fns.values():
-        fn()
+def timed(fns: dict, repeats: int, block: int = 5) -> dict[str, float]:
+    """Median seconds per call over ``repeats`` calls of each contender, timed in warm blocks.
+
+    Rounds of blocks: each contender in turn makes one untimed call and then
+    ``block`` timed calls, so every contender runs with its own data in cache (a
+    dense contender streaming its matrix through the cache would otherwise
+    evict the sparse one's), and a passing load on the machine still hits all
+    of them alike. Wall time, or with --cpu-time the CPU time of this thread.
+    """
+    clock = time.thread_time if CONFIG["cpu_time"] else time.perf_counter
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+    for _ in range(max(1, -(-repeats // block))):
         for name, fn in fns.items():
-            t0 = time.thread_time()
             fn()
-            samples[name].append(time.thread_time() - t0)
+            for _ in range(min(block, repeats)):
+                t0 = clock()
+                fn()
+                samples[name].append(clock() - t0)
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
@@ -224,12 +230,10 @@ def forward_table(models, densities, batches, dtypes, budget: float, min_repeats
                     if not skipped:
                         fns["sparse"] = lambda: sparse.forward(X)
                     slowest = max(fns.values(), key=lambda f: _once(f))
-                    reps = repeats_for(slowest, budget / (len(fns) + 1), min_repeats, 200)
-                    med = timed(fns, reps)
+                    reps = repeats_for(slowest, budget / (len(fns) + 1), min_repeats, 100)
                     if tfwd is not None and not skipped:
-                        # timed in its own loop: torch's OpenMP threads keep spinning for a
-                        # while after each call and would slow whichever contender came next
-                        med |= timed({"torch": lambda: tfwd(X)}, reps)
+                        fns["torch"] = lambda: tfwd(X)
+                    med = timed(fns, reps)
                     row = {"model": mname, "dtype": dtype, "density": density, "batch": batch,
                            "repeats": reps, "plan": "".join(h[0].upper() for h, _ in auto.plan(batch)),
                            **{f"{k}_us": v * 1e6 for k, v in med.items()}}
