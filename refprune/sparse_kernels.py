@@ -15,12 +15,13 @@ Cost model (``predicted_seconds``; derivation and crossover table in
 docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
 weights, at batch N:
 
-    t_dense(N)  = D0 + max(D1(N) * out * in * N / c,              out * in * v / BW)
-    t_sparse(N) = S0 + max((S1(N) * nnz * N + TR1 * t) / b,       nnz * (v + 4) / BW) + T0 [b > 1]
+    t_dense(N)  = D0 + max(D1(N) * out * in * N / c,           out * in * v / BWd)
+    t_sparse(N) = S0 + max((S1(N) * nnz * N + TR1 * t) / b,    nnz * (v + 4) / BWs) + T0 [b > 1]
 
-(c = cores, b = threads the sparse work is split over, v = bytes per value,
-BW = memory bandwidth, the memory term only for a matrix larger than the
-cache; t = elements transposed into or out of feature-major at this layer).
+(c = cores, 1 at N = 1; b = threads the sparse work is split over; v = bytes
+per value; BWd, BWs = bandwidths of a dense and of a CSR product streaming
+from memory, counted only for a matrix larger than the cache; t = elements
+transposed into or out of feature-major at this layer).
 D1, S1 are per-core costs measured at N in {1, 32, 256, 2048} and interpolated
 linearly in log N (clamped outside that range). The sampled product (weight
 gradient) costs G1(N) per stored weight and sample.
@@ -31,13 +32,13 @@ last layer crosses over a little lower). ``crossover_density`` computes it, and
 a test checks this copy:
 
     dtype    out x in     N=1    N=32   N=256  N=2048
-    float64  4096 x 4096  0.663  0.200  0.171  0.141
-    float64   300 x 784   0.070  0.175  0.168  0.140
-    float64   100 x 300   0.000  0.092  0.146  0.138
+    float64  4096 x 4096  0.145  0.199  0.171  0.141
+    float64   300 x 784   0.152  0.131  0.162  0.140
+    float64   100 x 300   0.070  0.092  0.104  0.133
     float64    10 x 100   0.000  0.000  0.054  0.066
-    float32  4096 x 4096  0.369  0.146  0.146  0.154
-    float32   300 x 784   0.029  0.106  0.140  0.153
-    float32   100 x 300   0.000  0.060  0.100  0.148
+    float32  4096 x 4096  0.125  0.145  0.146  0.154
+    float32   300 x 784   0.070  0.072  0.130  0.152
+    float32   100 x 300   0.000  0.060  0.071  0.138
     float32    10 x 100   0.000  0.000  0.015  0.069
 """
 
@@ -210,9 +211,11 @@ G1 = {"float64": (3.6e-9, 1.3e-9, 8.4e-10, 9.7e-10),
 TR1 = 1.1e-9   # seconds per element of a transposing copy (batch in and out of feature-major)
 S0 = 3.4e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
 D0 = 1.5e-6    # fixed cost of one NumPy dense product call
-T0 = 2.1e-5    # handing work to the thread pool and collecting it (wall time)
+T0 = 6.0e-5    # handing work to the pool and collecting it: 21 us on a quiet machine, ~100 us at
+               # load 2 (the second core busy); 60 us splits only work that pays either way
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
-MEMORY_BANDWIDTH = 32e9       # bytes per second read by a product streaming from memory (both cores)
+DENSE_BANDWIDTH = 46e9        # bytes/s of a dense GEMV streaming its matrix (4096 x 4096, both cores)
+SPARSE_BANDWIDTH = 10e9       # bytes/s of a CSR product streaming values and indices (random x reads)
 INDEX_BYTES = 4               # int32 column indices
 
 
@@ -230,21 +233,22 @@ def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, d
     overhead + max(per-core cost * work / threads, bytes / MEMORY_BANDWIDTH), the
     memory term only for a matrix larger than CACHE_BYTES (a roofline: a product
     over a matrix that does not stay in cache cannot beat reading it once). The
-    dense product runs on ``threads`` cores (BLAS); a sparse one split over
+    dense product runs on ``threads`` cores (BLAS; one for a GEMV); a sparse one split over
     ``threads`` > 1 pays T0 once, plus TR1 per element of ``transposed`` (the
     batch entering or leaving feature-major at this layer).
     """
     n_out, n_in = shape
     itemsize = np.dtype(dtype).itemsize
-    if kind == "dense":
-        base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch / threads
-        nbytes = n_out * n_in * itemsize
+    if kind == "dense":   # BLAS threads a matrix product, not a (cache-resident) GEMV
+        cores = threads if batch > 1 else 1
+        base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch / cores
+        nbytes, bandwidth = n_out * n_in * itemsize, DENSE_BANDWIDTH
     else:
         table = S1 if kind == "sparse" else G1
         base = S0 + T0 * (threads > 1)
         compute = (_per_element(table, dtype, batch) * nnz * batch + TR1 * transposed) / threads
-        nbytes = nnz * (itemsize + INDEX_BYTES)
-    memory = nbytes / MEMORY_BANDWIDTH if nbytes > CACHE_BYTES else 0.0
+        nbytes, bandwidth = nnz * (itemsize + INDEX_BYTES), SPARSE_BANDWIDTH
+    memory = nbytes / bandwidth if nbytes > CACHE_BYTES else 0.0
     return base + max(compute, memory)
 
 

@@ -169,7 +169,8 @@ def test_model_is_not_modified_and_later_changes_are_not_seen():
 # ------------------------------------------------------------------ execution choice
 def test_automatic_choice_follows_density_and_batch():
     assert SparseMLP(pruned((1000, 1000), 0.01)).plan(1) == [("sparse", 1)]
-    assert sparse_blocks(167772, 1, np.dtype("float64"), 2) == 2      # 4096 x 4096 at 1 %: two threads
+    assert sparse_blocks(838861, 1, np.dtype("float64"), 2) == 2      # 4096 x 4096 at 5 %: two threads
+    assert sparse_blocks(4704, 32, np.dtype("float64"), 2) == 1       # 300 x 784 at 2 %, batch 32: one
     assert sparse_is_faster((4096, 4096), 167772, 32, np.dtype("float64"), 2)
     assert not sparse_is_faster((4096, 4096), 4096 * 4096 // 2, 256, np.dtype("float64"), 2)
     tiny = pruned((10, 3), 0.5)     # too little work for a sparse call to pay
