@@ -31,6 +31,7 @@ after; ratios within one run are the meaningful numbers.
     python benchmarks/bench_sparse.py [--quick] [--json PATH] [--budget SECONDS]
     python benchmarks/bench_sparse.py --calibrate   # fit the cost model constants
     python benchmarks/bench_sparse.py --cpu-time    # one thread, CPU time (robust to load)
+    python benchmarks/bench_sparse.py --from-json run.json --markdown run.md   # tables only
 """
 
 from __future__ import annotations
@@ -407,11 +408,43 @@ def calibrate(budget: float) -> dict:
     return fitted
 
 
+# ------------------------------------------------------------------ report
+def markdown(result: dict) -> str:
+    """The run as markdown tables (the format of docs/sparse_execution.md's results)."""
+    m = result["machine"]
+    out = [f"Timer: {m['timer']}; load average before {m['load_before'][0]:.2f}, after "
+           f"{m['load_after'][0]:.2f}; copy bandwidth {m['copy_bandwidth_one_thread'] / 1e9:.1f} GB/s "
+           f"(one thread). Microseconds, medians; reps = timed calls per contender.", "",
+           "| model | dtype | density | N | reps | dense | sdense | sparse | auto | torch | dense/sparse "
+           "| auto/best | bound | sparse/bound | plan |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def us(r, k):
+        return f"{r[k]:,.1f}" if k in r else "-"
+    for r in result["forward"]:
+        best = min(r["sdense_us"], r.get("sparse_us", np.inf))
+        ratio = f"{r['dense_us'] / r['sparse_us']:.2f}" if "sparse_us" in r else "-"
+        over = f"{r['sparse_us'] / r['bound_us']:.2f}" if "bound_us" in r else "-"
+        bound = f"{r['bound_us']:,.1f}" if "bound_us" in r else "-"
+        out.append(f"| {r['model']} | {r['dtype']} | {r['density']} | {r['batch']} | {r['repeats']} | "
+                   f"{us(r, 'dense_us')} | {us(r, 'sdense_us')} | {us(r, 'sparse_us')} | {us(r, 'auto_us')} | "
+                   f"{us(r, 'torch_us')} | {ratio} | {r['auto_us'] / best:.2f} | {bound} | {over} | {r['plan']} |")
+    out += ["", "| training step | density | N | reps | dense masked | sparse | auto | dense/sparse | dense/auto "
+            "| plan |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["training"]:
+        out.append(f"| {r['model']} | {r['density']} | {r['batch']} | {r['repeats']} | {r['dense_us']:,.1f} | "
+                   f"{r['sparse_us']:,.1f} | {r['auto_us']:,.1f} | {r['dense_us'] / r['sparse_us']:.2f} | "
+                   f"{r['dense_us'] / r['auto_us']:.2f} | {r['plan']} |")
+    return "\n".join(out) + "\n"
+
+
 # ------------------------------------------------------------------ main
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small grid, few repeats")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the tables here, as markdown")
+    ap.add_argument("--from-json", type=Path, default=None, help="only render --markdown from this JSON")
     ap.add_argument("--budget", type=float, default=0.4, help="seconds of timing per point (default 0.4)")
     ap.add_argument("--min-repeats", type=int, default=3)
     ap.add_argument("--calibrate", action="store_true", help="measure the cost model constants instead")
@@ -419,6 +452,12 @@ def main(argv=None) -> dict:
                     help="one thread everywhere (BLAS, torch, sparse) timed in CPU time of the thread: "
                          "per-core costs that a shared machine disturbs little")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        text = markdown(json.loads(args.from_json.read_text()))
+        if args.markdown is not None:
+            args.markdown.write_text(text)
+        print(text)
+        return {}
     CONFIG.update(cpu_time=args.cpu_time, threads=1 if args.cpu_time else None)
     limiter = None
     if args.cpu_time:
@@ -463,6 +502,9 @@ def main(argv=None) -> dict:
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(result))
+        print(f"wrote {args.markdown}")
     if limiter is not None:
         limiter.restore_original_limits()
     return result
