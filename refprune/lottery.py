@@ -374,19 +374,7 @@ def _spec(model: MLP, rule, names, scope, rate_multipliers, rounding, hessian_me
 
 
 def _check_names(model: MLP, names) -> list[str]:
-    if names is None:
-        return model.weight_names()
-    if isinstance(names, (str, bytes)):
-        raise TypeError(f"names must be a sequence of parameter names, got a string {names!r}")
-    names = list(names)
-    if not names:
-        raise ValueError("names must name at least one parameter, got an empty sequence")
-    for n in names:
-        if n not in model.params:
-            raise ValueError(f"names must be parameters of the model, one of {list(model.params)}; got {n!r}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"names must not repeat a parameter, got {names}")
-    return names
+    return model.check_names(names)
 
 
 def _check_data(model: MLP, X, y, X_test, y_test):

@@ -108,6 +108,23 @@ class MLP:
     def bias_names(self) -> list[str]:
         return [f"layers.{l}.bias" for l in range(self.n_layers)]
 
+    def check_names(self, names: Iterable[str] | None) -> list[str]:
+        """Validate a choice of parameter names (None: the weight matrices), in the given order."""
+        if names is None:
+            return self.weight_names()
+        if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+            raise TypeError(f"names must be a sequence of parameter names, got {type(names).__name__}"
+                            + (f" {names!r}" if isinstance(names, (str, bytes)) else ""))
+        names = list(names)
+        if not names:
+            raise ValueError("names must name at least one parameter, got an empty sequence")
+        for n in names:
+            if n not in self.params:
+                raise ValueError(f"names must be parameters of the model, one of {list(self.params)}; got {n!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"names must not repeat a parameter, got {names}")
+        return names
+
     def weights(self) -> list[np.ndarray]:
         return [self.params[n] for n in self.weight_names()]
 

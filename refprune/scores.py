@@ -571,19 +571,7 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
 def _check_names(model: Any, names: Sequence[str] | None) -> list[str]:
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
-    if names is None:
-        return model.weight_names()
-    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
-        raise TypeError(f"names must be a sequence of parameter names, got {type(names).__name__}")
-    names = list(names)
-    if not names:
-        raise ValueError("names must name at least one parameter, got an empty sequence")
-    for n in names:
-        if n not in model.params:
-            raise ValueError(f"names must be parameters of the model, one of {list(model.params)}; got {n!r}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"names must not repeat a parameter, got {names}")
-    return names
+    return model.check_names(names)
 
 
 def _zero_pruned(model: MLP, scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
