@@ -362,13 +362,7 @@ def prune(model: MLP, scores: Mapping[str, Any], fraction: float, *, names: Sequ
     -------
     PruneResult
     """
-    names = _check_model_names(model, names)
-    if not isinstance(scores, Mapping):
-        raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
-    missing = [n for n in names if n not in scores]
-    if missing:
-        raise ValueError(f"scores must have an entry for every pruned parameter; missing {missing}")
-    new = select_masks({n: scores[n] for n in names}, model.masks, fraction, scope=scope,
+    new = select_masks(_named_scores(model, scores, names), model.masks, fraction, scope=scope,
                        rate_multipliers=rate_multipliers, rounding=rounding)
     return _apply(model, new, allow_collapse)
 
@@ -389,14 +383,19 @@ def prune_count(model: MLP, scores: Mapping[str, Any], n_prune: int | Mapping[st
     -------
     PruneResult
     """
+    new = select_masks_count(_named_scores(model, scores, names), model.masks, n_prune, scope=scope)
+    return _apply(model, new, allow_collapse)
+
+
+def _named_scores(model: Any, scores: Any, names: Sequence[str] | None) -> dict[str, Any]:
+    """The scores of the parameters to prune, in pruning order (checks model, names, scores)."""
     names = _check_model_names(model, names)
     if not isinstance(scores, Mapping):
         raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
     missing = [n for n in names if n not in scores]
     if missing:
         raise ValueError(f"scores must have an entry for every pruned parameter; missing {missing}")
-    new = select_masks_count({n: scores[n] for n in names}, model.masks, n_prune, scope=scope)
-    return _apply(model, new, allow_collapse)
+    return {n: scores[n] for n in names}
 
 
 def _check_model_names(model: Any, names: Sequence[str] | None) -> list[str]:
