@@ -15,13 +15,13 @@ Cost model (``predicted_seconds``; derivation and crossover table in
 docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
 weights, at batch N:
 
-    t_dense(N)  = D0 + max(D1(N) * out * in * N / c,           out * in * v / BWd)
+    t_dense(N)  = D0 + max(D1(N) * out * in * N / c,           out * in * v / (BWd * cores))
     t_sparse(N) = S0 + max((S1(N) * nnz * N + TR1 * t) / b,    nnz * (v + 4) / BWs) + T0 [b > 1]
 
 (c = cores, 1 at N = 1; b = threads the sparse work is split over; v = bytes
-per value; BWd, BWs = bandwidths of a dense and of a CSR product streaming
-from memory, counted only for a matrix larger than the cache; t = elements
-transposed into or out of feature-major at this layer).
+per value; BWd = 23 GB/s per core, BWs = 10 GB/s: bandwidths of a dense and of
+a CSR product streaming from memory, counted only for a matrix larger than the
+cache; t = elements transposed into or out of feature-major at this layer).
 D1, S1 are per-core costs measured at N in {1, 32, 256, 2048} and interpolated
 linearly in log N (clamped outside that range). The sampled product (weight
 gradient) costs G1(N) per stored weight and sample.
@@ -214,8 +214,8 @@ D0 = 1.5e-6    # fixed cost of one NumPy dense product call
 T0 = 6.0e-5    # handing work to the pool and collecting it: 21 us on a quiet machine, ~100 us at
                # load 2 (the second core busy); 60 us splits only work that pays either way
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
-DENSE_BANDWIDTH = 46e9        # bytes/s of a dense GEMV streaming its matrix (4096 x 4096, both cores)
-SPARSE_BANDWIDTH = 10e9       # bytes/s of a CSR product streaming values and indices (random x reads)
+DENSE_BANDWIDTH = 23e9        # bytes/s per core of a dense GEMV streaming its matrix (46 on 2 cores)
+SPARSE_BANDWIDTH = 10e9       # bytes/s of a CSR product streaming values and indices, 1 or 2 threads
 INDEX_BYTES = 4               # int32 column indices
 
 
@@ -239,10 +239,10 @@ def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, d
     """
     n_out, n_in = shape
     itemsize = np.dtype(dtype).itemsize
-    if kind == "dense":   # BLAS threads a matrix product, not a (cache-resident) GEMV
+    if kind == "dense":   # BLAS threads a matrix product and a GEMV that streams from memory
         cores = threads if batch > 1 else 1
         base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch / cores
-        nbytes, bandwidth = n_out * n_in * itemsize, DENSE_BANDWIDTH
+        nbytes, bandwidth = n_out * n_in * itemsize, DENSE_BANDWIDTH * threads
     else:
         table = S1 if kind == "sparse" else G1
         base = S0 + T0 * (threads > 1)
