@@ -36,7 +36,7 @@ from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
 from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, row_blocks, run_parallel,
-                             sparse_blocks, sparse_is_faster)
+                             sparse_blocks, sparse_is_faster, transpose_seconds)
 
 EXECUTIONS = ("auto", "dense", "sparse")
 CHUNK_BYTES = 1 << 20   # 1 MiB: half of this machine's per-core L2
@@ -198,8 +198,8 @@ class SparseMLP:
             steps = []
             for l, (layer, forced) in enumerate(zip(self.layers, self.execution)):
                 # a sparse first (last) layer transposes the batch into (out of) feature-major
-                moved = 0 if batch == 1 else batch * ((l == 0) * layer.shape[1]
-                                                      + (l == self.n_layers - 1) * layer.shape[0])
+                moved = ((l == 0) * transpose_seconds(layer.shape[1], batch, self.dtype)
+                         + (l == self.n_layers - 1) * transpose_seconds(layer.shape[0], batch, self.dtype))
                 blocks = sparse_blocks(layer.nnz, batch, self.dtype, self.threads, moved)
                 if forced == "auto":
                     sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads, moved)

@@ -16,12 +16,13 @@ docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
 weights, at batch N:
 
     t_dense(N)  = D0 + max(D1(N) * out * in * N / c,           out * in * v / (BWd * cores))
-    t_sparse(N) = S0 + max((S1(N) * nnz * N + TR1 * t) / b,    nnz * (v + 4) / BWs) + T0 [b > 1]
+    t_sparse(N) = S0 + max((S1(N) * nnz * N + T) / b,          nnz * (v + 4) / BWs) + T0 [b > 1]
 
 (c = cores, 1 at N = 1; b = threads the sparse work is split over; v = bytes
 per value; BWd = 23 GB/s per core, BWs = 10 GB/s: bandwidths of a dense and of
 a CSR product streaming from memory, counted only for a matrix larger than the
-cache; t = elements transposed into or out of feature-major at this layer).
+cache; T = time of the transposes into or out of feature-major at this layer:
+TR1 per element, more for rows wider than 8 KiB).
 D1, S1 are per-core costs measured at N in {1, 32, 256, 2048} and interpolated
 linearly in log N (clamped outside that range). The sampled product (weight
 gradient) costs G1(N) per stored weight and sample.
@@ -32,13 +33,13 @@ last layer crosses over a little lower). ``crossover_density`` computes it, and
 a test checks this copy:
 
     dtype    out x in     N=1    N=32   N=256  N=2048
-    float64  4096 x 4096  0.145  0.199  0.171  0.141
-    float64   300 x 784   0.152  0.131  0.162  0.140
-    float64   100 x 300   0.070  0.092  0.104  0.133
+    float64  4096 x 4096  0.145  0.198  0.171  0.141
+    float64   300 x 784   0.152  0.099  0.154  0.139
+    float64   100 x 300   0.070  0.092  0.084  0.126
     float64    10 x 100   0.000  0.000  0.054  0.066
-    float32  4096 x 4096  0.125  0.145  0.146  0.154
-    float32   300 x 784   0.070  0.072  0.130  0.152
-    float32   100 x 300   0.000  0.060  0.071  0.138
+    float32  4096 x 4096  0.125  0.144  0.146  0.154
+    float32   300 x 784   0.070  0.072  0.115  0.150
+    float32   100 x 300   0.000  0.060  0.071  0.123
     float32    10 x 100   0.000  0.000  0.015  0.069
 """
 
@@ -208,11 +209,12 @@ D1 = {"float64": (1.1e-10, 4.8e-11, 4.1e-11, 3.8e-11),
 #: Seconds per (stored weight x sample) of ``sampled_product``.
 G1 = {"float64": (3.6e-9, 1.3e-9, 8.4e-10, 9.7e-10),
       "float32": (3.2e-9, 1.0e-9, 4.6e-10, 4.6e-10)}
-TR1 = 1.1e-9   # seconds per element of a transposing copy (batch in and out of feature-major)
+TR1 = (5.0e-10, 2.5e-9)   # seconds per element of a transposing copy (batch into or out of
+                          # feature-major): rows up to 8 KiB, wider rows (page-strided writes)
 S0 = 3.4e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
 D0 = 1.5e-6    # fixed cost of one NumPy dense product call
-T0 = 6.0e-5    # handing work to the pool and collecting it: 21 us on a quiet machine, ~100 us at
-               # load 2 (the second core busy); 60 us splits only work that pays either way
+T0 = 1.2e-4    # handing work to the pool and collecting it: 21 us on a quiet machine, 80-110 us
+               # at load 2 (the other core busy); 120 us splits only work that pays either way
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
 DENSE_BANDWIDTH = 23e9        # bytes/s per core of a dense GEMV streaming its matrix (46 on 2 cores)
 SPARSE_BANDWIDTH = 10e9       # bytes/s of a CSR product streaming values and indices, 1 or 2 threads
@@ -226,16 +228,23 @@ def _per_element(table: dict, dtype: np.dtype, batch: int) -> float:
     return float(np.interp(x, np.log(COST_BATCHES), costs))
 
 
+def transpose_seconds(width: int, batch: int, dtype: np.dtype) -> float:
+    """Predicted time of moving a batch of ``width``-wide rows into or out of feature-major."""
+    if batch == 1:
+        return 0.0
+    return width * batch * TR1[width * np.dtype(dtype).itemsize > 8192]
+
+
 def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, dtype: np.dtype,
-                      threads: int = 1, transposed: int = 0) -> float:
+                      threads: int = 1, transposed: float = 0.0) -> float:
     """Predicted time of one layer product, ``kind`` in {"dense", "sparse", "sampled"}.
 
     overhead + max(per-core cost * work / threads, bytes / MEMORY_BANDWIDTH), the
     memory term only for a matrix larger than CACHE_BYTES (a roofline: a product
     over a matrix that does not stay in cache cannot beat reading it once). The
     dense product runs on ``threads`` cores (BLAS; one for a GEMV); a sparse one split over
-    ``threads`` > 1 pays T0 once, plus TR1 per element of ``transposed`` (the
-    batch entering or leaving feature-major at this layer).
+    ``threads`` > 1 pays T0 once, plus ``transposed`` seconds of transposes (the
+    batch entering or leaving feature-major at this layer, ``transpose_seconds``).
     """
     n_out, n_in = shape
     itemsize = np.dtype(dtype).itemsize
@@ -246,13 +255,13 @@ def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, d
     else:
         table = S1 if kind == "sparse" else G1
         base = S0 + T0 * (threads > 1)
-        compute = (_per_element(table, dtype, batch) * nnz * batch + TR1 * transposed) / threads
+        compute = (_per_element(table, dtype, batch) * nnz * batch + transposed) / threads
         nbytes, bandwidth = nnz * (itemsize + INDEX_BYTES), SPARSE_BANDWIDTH
     memory = nbytes / bandwidth if nbytes > CACHE_BYTES else 0.0
     return base + max(compute, memory)
 
 
-def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int, transposed: int = 0) -> int:
+def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int, transposed: float = 0.0) -> int:
     """Threads to split a sparse product over: ``threads`` when that lowers its predicted time, else 1."""
     if threads <= 1:
         return 1
@@ -262,7 +271,7 @@ def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int, transpose
 
 
 def sparse_is_faster(shape: tuple[int, int], nnz: int, batch: int, dtype: np.dtype,
-                     threads: int, transposed: int = 0) -> bool:
+                     threads: int, transposed: float = 0.0) -> bool:
     """The automatic rule: run this layer sparse when its predicted time is lower than dense.
 
     Both sides get ``threads`` cores: BLAS uses them for the dense product, the
