@@ -190,7 +190,7 @@ def torch_forward(model: MLP, dtype):
             for l, (W, b) in enumerate(layers):
                 zT = torch.mv(W, aT) + b if aT.dim() == 1 else torch.sparse.mm(W, aT) + b[:, None]
                 aT = torch.relu(zT) if l < len(layers) - 1 else zT
-            return aT
+            return aT[None, :] if aT.dim() == 1 else aT.T.contiguous()   # (N, out), like the others
     return run
 
 

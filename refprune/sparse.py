@@ -35,8 +35,8 @@ import scipy.sparse as sp
 from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
-from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, row_blocks, run_parallel,
-                             sparse_blocks, sparse_is_faster, transpose_seconds)
+from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, feature_major, row_blocks,
+                             run_parallel, sparse_blocks, sparse_is_faster, transpose_seconds)
 
 EXECUTIONS = ("auto", "dense", "sparse")
 CHUNK_BYTES = 1 << 20   # 1 MiB: half of this machine's per-core L2
@@ -257,7 +257,8 @@ class SparseMLP:
                 chunks = [c for run in done for c in run]
                 l = m
             else:                              # split the rows of W
-                chunks = [self._finish(csr_matmul(layer.blocks(parts), np.ascontiguousarray(c)), layer.bias, l)
+                chunks = [self._finish(csr_matmul(layer.blocks(parts), c if c.flags.c_contiguous
+                                                  else feature_major(c.T)), layer.bias, l)
                           for c in chunks]
                 l += 1
         if chunks[0] is not None:
@@ -267,7 +268,7 @@ class SparseMLP:
 
     def _sparse_run(self, a: np.ndarray, l: int, m: int, out: np.ndarray, bound: tuple[int, int]):
         """Layers l .. m-1 (all sparse, one block each) on one chunk; the last layer writes into ``out``."""
-        a = np.ascontiguousarray(a)
+        a = feature_major(a.T) if not a.flags.c_contiguous else a
         for k in range(l, m):
             a = self._finish(self.layers[k].weight @ a, self.layers[k].bias, k)
         if m < self.n_layers:

@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 
 from refprune.mlp import MLP
 from refprune.sparse import SparseMLP, to_sparse
-from refprune.sparse_kernels import (csr_from_positions, csr_matmul, predicted_seconds, row_blocks,
+from refprune.sparse_kernels import (csr_from_positions, csr_matmul, feature_major, predicted_seconds, row_blocks,
                                      sampled_product, sparse_blocks, sparse_is_faster, transpose)
 from refprune.sparse_train import SparseSGD
 from refprune.train import SGD, train
@@ -214,10 +214,12 @@ def test_sampled_product_is_the_dense_product_at_the_positions(n_out, n_in, n, d
     assert rel(got, (dZ @ A.T).ravel()[flat]) <= 1e-14
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 700), (300, 400)])
-def test_threaded_transpose_is_the_transpose(shape):
-    X = np.random.default_rng(0).standard_normal(shape)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 700), (300, 400), (13, 1100), (9, 3000)])   # narrow, wide rows
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threaded_transpose_is_the_transpose(shape, dtype):
+    X = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     assert all(np.array_equal(transpose(X, t, min_size=1), X.T) for t in (1, 2, 3))
+    assert np.array_equal(feature_major(X), X.T) and feature_major(X).flags.c_contiguous
 
 
 def test_csr_blocks_are_views_of_the_values():
