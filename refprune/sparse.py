@@ -213,9 +213,10 @@ class SparseMLP:
         """Network output f(X), shape (N, out), in ``self.dtype``; X must have that dtype.
 
         The batch runs in chunks of ``chunk_size`` samples (fewer when that gives
-        each thread a chunk), each transposed to feature-major once. A sparse layer spreads its work over the threads: the
-        chunks when there are enough of them, else the rows of W. Every split
-        gives the same bits (each output entry is summed in the same order).
+        each thread a chunk), each transposed to feature-major once. A sparse
+        layer spreads its work over the threads: the chunks when there are
+        enough of them, else the rows of W. Every split gives the same bits
+        (each output entry is summed in the same order).
         """
         X = check_batch(X, self.sizes[0], self.dtype)
         n = X.shape[0]
