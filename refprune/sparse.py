@@ -35,8 +35,9 @@ import scipy.sparse as sp
 from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
-from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, feature_major, row_blocks,
-                             run_parallel, sparse_blocks, sparse_is_faster, transpose_seconds)
+from .sparse_kernels import (T0, available_cores, csr_from_positions, csr_matmul, feature_major,
+                             predicted_seconds, row_blocks, run_parallel, sparse_blocks, sparse_is_faster,
+                             transpose_seconds)
 
 EXECUTIONS = ("auto", "dense", "sparse")
 CHUNK_BYTES = 1 << 20   # 1 MiB: half of this machine's per-core L2
@@ -201,10 +202,18 @@ class SparseMLP:
                 moved = ((l == 0) * transpose_seconds(layer.shape[1], batch, self.dtype)
                          + (l == self.n_layers - 1) * transpose_seconds(layer.shape[0], batch, self.dtype))
                 blocks = sparse_blocks(layer.nnz, batch, self.dtype, self.threads, moved)
-                if forced == "auto":
-                    sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads, moved)
-                else:
+                if forced != "auto":
                     sparse = forced == "sparse"
+                elif batch > 1 and steps and steps[-1][0] == "sparse" and steps[-1][1] > 1:
+                    # inside a run of sparse layers split over the threads, staying sparse
+                    # saves ending the run (a hand-off, T0) and pays no new one
+                    inside = predicted_seconds("sparse", layer.shape, layer.nnz, batch, self.dtype,
+                                               self.threads, moved) - T0
+                    sparse = inside <= predicted_seconds("dense", layer.shape, layer.nnz, batch,
+                                                         self.dtype, self.threads) + T0
+                    blocks = self.threads if sparse else 1
+                else:
+                    sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads, moved)
                 steps.append(("sparse", blocks) if sparse else ("dense", 1))
             self._plans[batch] = tuple(steps)
         return list(self._plans[batch])
