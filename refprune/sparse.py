@@ -35,9 +35,9 @@ import scipy.sparse as sp
 from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
-from .sparse_kernels import (T0, available_cores, csr_from_positions, csr_matmul, feature_major,
-                             predicted_seconds, row_blocks, run_parallel, sparse_blocks, sparse_is_faster,
-                             transpose_seconds)
+from .sparse_kernels import (BLOCKS_PER_THREAD, T0, available_cores, csr_from_positions, csr_matmul,
+                             feature_major, predicted_seconds, row_blocks, run_tasks, sparse_blocks,
+                             sparse_is_faster, transpose_seconds)
 
 EXECUTIONS = ("auto", "dense", "sparse")
 CHUNK_BYTES = 1 << 20   # 1 MiB: half of this machine's per-core L2
@@ -140,10 +140,11 @@ class SparseLayer:
         """Stored (non-zero) fraction of the weight matrix."""
         return self.nnz / (self.shape[0] * self.shape[1])
 
-    def blocks(self, parts: int) -> list[sp.csr_array]:
-        if parts not in self._blocks:
-            self._blocks[parts] = row_blocks(self.weight, parts)
-        return self._blocks[parts]
+    def blocks(self, threads: int) -> list[sp.csr_array]:
+        """Row blocks of ``weight`` for a product on ``threads`` threads (BLOCKS_PER_THREAD each)."""
+        if threads not in self._blocks:
+            self._blocks[threads] = row_blocks(self.weight, 1 if threads == 1 else BLOCKS_PER_THREAD * threads)
+        return self._blocks[threads]
 
     def dense_weight(self) -> np.ndarray:
         """The dense masked weight (out, in), built on first use and kept."""
@@ -232,7 +233,7 @@ class SparseMLP:
         if n == 1:
             a = np.ascontiguousarray(X[0])
             for l, (layer, (how, parts)) in enumerate(zip(self.layers, plan)):
-                z = csr_matmul(layer.blocks(parts), a) if how == "sparse" else layer.dense_weight() @ a
+                z = csr_matmul(layer.blocks(parts), a, parts) if how == "sparse" else layer.dense_weight() @ a
                 a = self._finish(z, layer.bias, l)
             return a[None, :]
         if all(how == "dense" for how, _ in plan):   # one BLAS product per layer, no chunks
@@ -254,19 +255,17 @@ class SparseMLP:
                 chunks = [self._finish(W @ c, layer.bias, l) for c in chunks]
                 l += 1
             elif parts > 1 and len(chunks) > 1:
-                # split the batch: each thread takes a run of chunks through this and the
-                # following sparse layers (one hand-off), transposing its own input and output
+                # split the batch: each thread takes the next chunk through this and the
+                # following sparse layers (one hand-off), transposing its input and output
                 m = l
                 while m < self.n_layers and plan[m][0] == "sparse":
                     m += 1
-                runs = np.array_split(np.arange(len(chunks)), min(parts, len(chunks)))
-                done = run_parallel([lambda r=r, l=l, m=m: [self._sparse_run(chunks[i], l, m, out, bounds[i])
-                                                             for i in r] for r in runs])
-                chunks = [c for run in done for c in run]
+                chunks = run_tasks([lambda i=i, l=l, m=m: self._sparse_run(chunks[i], l, m, out, bounds[i])
+                                    for i in range(len(chunks))], parts)
                 l = m
             else:                              # split the rows of W
                 chunks = [self._finish(csr_matmul(layer.blocks(parts), c if c.flags.c_contiguous
-                                                  else feature_major(c.T)), layer.bias, l)
+                                                  else feature_major(c.T), parts), layer.bias, l)
                           for c in chunks]
                 l += 1
         if chunks[0] is not None:

@@ -7,9 +7,10 @@ loop runs along the batch.
 
 Threads. SciPy releases the GIL inside its sparse products, so ``csr_matmul``
 splits the rows of W into blocks of about equal non-zero count and multiplies
-the blocks on a small thread pool. A row split writes disjoint rows of the
-output and every row is summed in the same order whatever the split, so every
-thread count gives bit-identical results.
+the blocks on a small thread pool (``run_tasks``: each thread takes the next
+block not yet taken). A row split writes disjoint rows of the output and every
+row is summed in the same order whatever the split, so every thread count gives
+bit-identical results.
 
 Cost model (``predicted_seconds``; derivation and crossover table in
 docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
@@ -45,6 +46,7 @@ a test checks this copy:
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import threading
@@ -80,13 +82,35 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL
 
 
-def run_parallel(tasks: Sequence) -> list:
-    """Run zero-argument callables, the first on the calling thread, the rest on the pool."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
-    futures = [_pool(len(tasks) - 1).submit(t) for t in tasks[1:]]
-    first = tasks[0]()
-    return [first] + [f.result() for f in futures]
+BLOCKS_PER_THREAD = 4   # work is cut finer than the threads, so a late thread takes less of it
+
+
+def run_tasks(tasks: Sequence, threads: int) -> list:
+    """Results of zero-argument callables, in order, computed by the calling thread and
+    ``threads - 1`` pool threads that each take the next task not yet taken.
+
+    Dynamic: a pool thread that the OS schedules late (the other core busy) takes
+    fewer tasks, and one that has not started when the calling thread runs out
+    of tasks is cancelled, so a split is never much slower than one thread.
+    Which thread runs a task does not change its result.
+    """
+    n = len(tasks)
+    threads = max(1, min(threads, n))
+    if threads == 1:
+        return [t() for t in tasks]
+    results: list = [None] * n
+    counter = itertools.count()
+
+    def drain() -> None:
+        while (i := next(counter)) < n:     # itertools.count's next is atomic under the GIL
+            results[i] = tasks[i]()
+
+    futures = [_pool(threads - 1).submit(drain) for _ in range(threads - 1)]
+    drain()
+    for f in futures:
+        if not f.cancel():
+            f.result()
+    return results
 
 
 # ------------------------------------------------------------------ storage
@@ -141,14 +165,14 @@ def row_blocks(A: sp.csr_array, parts: int) -> list[sp.csr_array]:
     return blocks
 
 
-def csr_matmul(blocks: Sequence[sp.csr_array], B: np.ndarray) -> np.ndarray:
-    """sum_j W[i, j] B[j, ...] for the row blocks of W, one block per thread, rows concatenated.
+def csr_matmul(blocks: Sequence[sp.csr_array], B: np.ndarray, threads: int = 1) -> np.ndarray:
+    """sum_j W[i, j] B[j, ...] for the row blocks of W on ``threads`` threads, rows concatenated.
 
     ``B`` is C-contiguous, shape (in,) or (in, N). Each row is summed over its
     stored entries in column order (SciPy's ``csr_matvec(s)``), so the result does
-    not depend on the number of blocks.
+    not depend on the blocks or the threads.
     """
-    parts = run_parallel([lambda blk=blk: operator.matmul(blk, B) for blk in blocks])
+    parts = run_tasks([lambda blk=blk: operator.matmul(blk, B) for blk in blocks], threads)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -179,10 +203,11 @@ def transpose(X: np.ndarray, threads: int = 1, min_size: int = 1 << 16) -> np.nd
 
     The copies release the GIL, so large ones split over the threads.
     """
-    parts = 1 if X.size < min_size else max(1, min(threads, X.shape[0]))
+    parts = 1 if X.size < min_size or threads <= 1 else max(1, min(BLOCKS_PER_THREAD * threads, X.shape[0] // 8))
     out = np.empty((X.shape[1], X.shape[0]), dtype=X.dtype)
     edges = np.linspace(0, X.shape[0], parts + 1).astype(int)
-    run_parallel([lambda a=a, b=b: feature_major(X[a:b], out[:, a:b]) for a, b in zip(edges[:-1], edges[1:])])
+    run_tasks([lambda a=a, b=b: feature_major(X[a:b], out[:, a:b]) for a, b in zip(edges[:-1], edges[1:])],
+              threads)
     return out
 
 
@@ -203,14 +228,11 @@ def sampled_product(dZT: np.ndarray, AT: np.ndarray, rows: np.ndarray, cols: np.
     k, n = rows.size, dZT.shape[1]
     step = max(64, SAMPLED_CHUNK_BYTES // (16 * max(n, 1)))
 
-    def span(a: int, b: int) -> None:
-        for s in range(a, b, step):
-            e = min(s + step, b)
-            np.einsum("kn,kn->k", dZT[rows[s:e]], AT[cols[s:e]], out=out[s:e])
+    def span(s: int) -> None:
+        e = min(s + step, k)
+        np.einsum("kn,kn->k", dZT[rows[s:e]], AT[cols[s:e]], out=out[s:e])
 
-    parts = max(1, min(threads, k // step))
-    edges = np.linspace(0, k, parts + 1).astype(int)
-    run_parallel([lambda a=a, b=b: span(a, b) for a, b in zip(edges[:-1], edges[1:])])
+    run_tasks([lambda s=s: span(s) for s in range(0, k, step)], threads)
     return out
 
 

@@ -36,9 +36,9 @@ from ._checks import positive_int, real_number
 from .activations import get_activation
 from .mlp import MLP
 from .sparse import check_execution, check_model, chunk_size
-from .sparse_kernels import (available_cores, csr_from_positions, csr_matmul, predicted_seconds,
-                             row_blocks, run_parallel, sampled_product, sparse_blocks, sparse_is_faster,
-                             transpose)
+from .sparse_kernels import (BLOCKS_PER_THREAD, available_cores, csr_from_positions, csr_matmul,
+                             predicted_seconds, row_blocks, run_tasks, sampled_product, sparse_blocks,
+                             sparse_is_faster, transpose)
 
 F64 = np.dtype(np.float64)
 
@@ -71,10 +71,11 @@ class _TrainLayer:
     def nnz(self) -> int:
         return int(self.flat.size)
 
-    def blocks(self, which: str, parts: int) -> list[sp.csr_array]:
-        key = (which, parts)
+    def blocks(self, which: str, threads: int) -> list[sp.csr_array]:
+        key = (which, threads)
         if key not in self._blocks:
-            self._blocks[key] = row_blocks(self.W if which == "W" else self.WT, parts)
+            self._blocks[key] = row_blocks(self.W if which == "W" else self.WT,
+                                           1 if threads == 1 else BLOCKS_PER_THREAD * threads)
         return self._blocks[key]
 
     def dense(self) -> np.ndarray:
@@ -199,12 +200,9 @@ class SparseSGD:
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         if len(bounds) == 1 or not all(how == "sparse" and sampled for how, _, sampled in plan):
             return self._pass(transpose(X, self.threads), y, n, plan, self.threads)
-        runs = np.array_split(np.arange(len(bounds)), min(self.threads, len(bounds)))
         single = [("sparse", 1, True)] * len(plan)
-        done = run_parallel([lambda r=r: [self._pass(transpose(X[bounds[i][0]:bounds[i][1]]),
-                                                     y[bounds[i][0]:bounds[i][1]], n, single, 1)
-                                          for i in r] for r in runs])
-        parts = [p for run in done for p in run]
+        parts = run_tasks([lambda s=s, e=e: self._pass(transpose(X[s:e]), y[s:e], n, single, 1)
+                           for s, e in bounds], self.threads)
         loss = parts[0][0]
         grads = [(gw.copy(), gb.copy()) for gw, gb in parts[0][1]]
         for part_loss, part_grads in parts[1:]:
@@ -219,7 +217,8 @@ class SparseSGD:
         contributions to the mean over ``n_total`` samples."""
         acts, pre = [aT], []
         for l, (L, (how, blocks, _)) in enumerate(zip(self.layers, plan)):
-            zT = csr_matmul(L.blocks("W", blocks), acts[-1]) if how == "sparse" else L.dense() @ acts[-1]
+            zT = (csr_matmul(L.blocks("W", blocks), acts[-1], blocks) if how == "sparse"
+                  else L.dense() @ acts[-1])
             zT += L.effective_bias()[:, None]
             pre.append(zT)
             if l < len(self.layers) - 1:
@@ -237,7 +236,8 @@ class SparseSGD:
                 gb *= L.bias_mask
             grads[l] = (gw, gb)
             if l > 0:
-                daT = csr_matmul(L.blocks("WT", blocks), dzT) if how == "sparse" else L.dense().T @ dzT
+                daT = (csr_matmul(L.blocks("WT", blocks), dzT, blocks) if how == "sparse"
+                       else L.dense().T @ dzT)
                 dzT = daT * self._act.first(pre[l - 1])
         return loss, grads
 
