@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from ._checks import positive_int, real_number
 from .activations import get_activation
 from .mlp import MLP
-from .sparse import check_execution, check_model, chunk_size
+from .sparse import MIN_SPLIT_CHUNK, check_execution, check_model, chunk_size
 from .sparse_kernels import (BLOCKS_PER_THREAD, available_cores, csr_from_positions, csr_matmul,
                              predicted_seconds, row_blocks, run_tasks, sampled_product, sparse_blocks,
                              sparse_is_faster, transpose)
@@ -196,7 +196,9 @@ class SparseSGD:
         """
         n = X.shape[0]
         plan = self.plan(n)
-        step = chunk_size(X.shape[1], F64.itemsize)
+        # four chunks where they stay >= MIN_SPLIT_CHUNK samples (a late thread still takes a
+        # share); the chunks depend on the batch only, never on the threads
+        step = min(chunk_size(X.shape[1], F64.itemsize), max(MIN_SPLIT_CHUNK, -(-n // 4)))
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         if len(bounds) == 1 or not all(how == "sparse" and sampled for how, _, sampled in plan):
             return self._pass(transpose(X, self.threads), y, n, plan, self.threads)

@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 
 from refprune.mlp import MLP
 from refprune.sparse import SparseMLP, to_sparse
-from refprune.sparse_kernels import (csr_from_positions, csr_matmul, feature_major, predicted_seconds, row_blocks,
+from refprune.sparse_kernels import (csr_from_positions, csr_matmul, feature_major, predicted_seconds, row_blocks, run_tasks,
                                      sampled_product, sparse_blocks, sparse_is_faster, transpose)
 from refprune.sparse_train import SparseSGD
 from refprune.train import SGD, train
@@ -220,6 +220,13 @@ def test_threaded_transpose_is_the_transpose(shape, dtype):
     X = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     assert all(np.array_equal(transpose(X, t, min_size=1), X.T) for t in (1, 2, 3))
     assert np.array_equal(feature_major(X), X.T) and feature_major(X).flags.c_contiguous
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_task_pool_returns_results_in_order_and_raises_errors(threads):
+    assert run_tasks([lambda i=i: i * i for i in range(7)], threads) == [i * i for i in range(7)]
+    with pytest.raises(ZeroDivisionError):
+        run_tasks([lambda: 1, lambda: 1 / 0, lambda: 2], threads)
 
 
 def test_csr_blocks_are_views_of_the_values():
