@@ -91,8 +91,9 @@ def run_tasks(tasks: Sequence, threads: int) -> list:
 
     Dynamic: a pool thread that the OS schedules late (the other core busy) takes
     fewer tasks, and one that has not started when the calling thread runs out
-    of tasks is cancelled, so a split is never much slower than one thread.
-    Which thread runs a task does not change its result.
+    of tasks is cancelled; one that starts late and then shares its core can
+    still delay the end by up to one task. Which thread runs a task does not
+    change its result.
     """
     n = len(tasks)
     threads = max(1, min(threads, n))
