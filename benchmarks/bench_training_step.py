@@ -66,6 +66,9 @@ def main() -> None:
 
     hand = [p.copy() for p in MLP(SIZES, "relu", seed=0).params.values()]
     fns = {"refprune engine": engine_step, "hand-written NumPy": lambda: hand_written_step(hand, X, y)}
+    # NumPy contenders first, before torch is imported: torch's OpenMP threads keep
+    # spinning after each call and would steal the cores OpenBLAS is about to use.
+    med = interleaved_medians(fns, repeats=args.repeats)
 
     try:
         import torch
@@ -84,12 +87,11 @@ def main() -> None:
             with torch.no_grad():
                 for p in tparams:
                     p -= LR * p.grad
-        fns["torch autograd (CPU)"] = torch_step
-        torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        med["torch autograd (CPU)"] = interleaved_medians({"torch": torch_step}, repeats=args.repeats)["torch"]
+        torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads, timed after the NumPy pair"
     except ImportError:
         torch_note = "torch not installed: column skipped"
 
-    med = interleaved_medians(fns, repeats=args.repeats)
     base = med["hand-written NumPy"]
     print(f"SGD step, MLP {'-'.join(map(str, SIZES))} ReLU, cross-entropy, batch {BATCH}, float64 "
           f"({machine_note()}; median of {args.repeats} interleaved repeats; {torch_note})")
