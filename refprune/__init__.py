@@ -11,19 +11,22 @@ Higher score = more important = kept, everywhere.
 """
 
 from . import (activations, autograd, curvature, data, lottery, masks, mlp, rng, schedules,
-               scores, sparse_approx, theory, train)
+               scores, sparse, sparse_approx, sparse_train, theory, train)
 from .masks import (PruneResult, fraction_to_count, keep_top_k, n_m_mask, prune, prune_count,
                     prune_n_m, prune_units, select_masks)
 from .mlp import MLP
 from .rng import make_rng
 from .scores import RULES, compute_scores
+from .sparse import SparseMLP, to_sparse
+from .sparse_train import SparseSGD
 from .train import SGD, History
 
 __version__ = "0.1.0"
 
 __all__ = [
     "activations", "autograd", "curvature", "data", "lottery", "masks", "mlp", "rng", "schedules",
-    "scores", "sparse_approx", "theory", "train",
+    "scores", "sparse", "sparse_approx", "sparse_train", "theory", "train",
+    "SparseMLP", "to_sparse", "SparseSGD",
     "MLP", "SGD", "History", "make_rng", "RULES", "compute_scores",
     "PruneResult", "fraction_to_count", "keep_top_k", "select_masks", "prune", "prune_count",
     "prune_units", "n_m_mask", "prune_n_m",
