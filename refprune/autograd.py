@@ -123,8 +123,14 @@ def add(a: Tensor, b: Tensor) -> Tensor:
 
 def mul(a: Tensor, b: Tensor) -> Tensor:
     out = Tensor(a.data * b.data, _parents=(a, b), op="mul")
-    out._backward = lambda g: (a.requires_grad and a._accumulate(_unbroadcast(g * b.data, a.shape)),
-                               b.requires_grad and b._accumulate(_unbroadcast(g * a.data, b.shape)))
+
+    def backward(g: np.ndarray) -> None:          # d(ab) = b da + a db
+        if a.requires_grad:
+            a._accumulate(_unbroadcast(g * b.data, a.shape))
+        if b.requires_grad:
+            b._accumulate(_unbroadcast(g * a.data, b.shape))
+
+    out._backward = backward
     return out
 
 
@@ -157,10 +163,15 @@ def relu(a: Tensor) -> Tensor:  # written out rather than via _activation_op: th
 # ---------------------------------------------------------------- linear algebra
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     out = Tensor(a.data @ b.data, _parents=(a, b), op="matmul")
-    out._backward = lambda g: (a.requires_grad and a._accumulate(g @ b.data.T),   # dA = G B^T
-                               b.requires_grad and b._accumulate((g.T @ a.data).T))  # dB = A^T G
-    # (dB is formed as (G^T A)^T: when B is a transposed weight, W^T, the gradient
-    # that reaches W is then C-ordered like W, which keeps the update fast.)
+
+    def backward(g: np.ndarray) -> None:
+        if a.requires_grad:
+            a._accumulate(g @ b.data.T)            # dA = G B^T
+        if b.requires_grad:
+            b._accumulate((g.T @ a.data).T)        # dB = A^T G, formed as (G^T A)^T so that the
+                                                   # gradient of a transposed weight W^T reaches W
+                                                   # C-ordered like W (keeps the update fast)
+    out._backward = backward
     return out
 
 

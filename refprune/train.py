@@ -173,7 +173,6 @@ def _record(history: History, model: MLP, X, y, X_test, y_test) -> None:
                                    (X_test, y_test, history.test_loss, history.test_accuracy)):
         if xs is None:
             continue
-        out = model._forward(xs)
         losses.append(float(model._graph(xs, ys)[0].data))
         if model.loss == "cross_entropy":
-            accs.append(float(np.mean(np.argmax(out, axis=1) == ys)))
+            accs.append(float(np.mean(np.argmax(model._forward(xs), axis=1) == ys)))
