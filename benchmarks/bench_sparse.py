@@ -3,24 +3,24 @@
 Forward pass: a 784-300-100-10 ReLU MLP and a single 4096x4096 layer, every
 weight matrix pruned to density d by a random mask (keep_top_k of uniform
 scores, seed 0), d in {1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01}, batch sizes
-{1, 32, 256, 2048}, float64 and float32. Contenders, timed round robin in one
-run, medians of the repeats (the count is printed per point), each contender in
-warm blocks of 5 calls, the blocks in rounds (see ``timed``):
+{1, 32, 256, 2048}, float64 and float32. Contenders, timed one after another in
+one run, medians of the repeats (the count is printed per point), each after a
+warm-up and followed by a rest (see ``timed``):
 
     dense   NumPy a @ (W * M).T + b per layer (the dense masked forward, no input checks)
     sdense  SparseMLP forced dense on every layer (same checks and layout as the others)
     sparse  SparseMLP forced sparse on every layer
     auto    SparseMLP with the automatic per-layer choice
+    torch   torch.sparse CSR per layer (only when torch imports; its default threads)
 
 "spd/dense" is dense / sparse; "auto/best" is auto / min(sdense, sparse), the
 cost of the automatic choice against the better forced choice.
-    torch   torch.sparse CSR per layer (only when torch imports; its default threads)
 
 Each sparse point also gets its memory-bandwidth lower bound: bytes moved =
 nnz * (value + index bytes) + activations (N * (in + out) * value bytes per
 layer), over the bandwidth of a large array copy measured at the start
-(bytes read + bytes written, one thread, as in STREAM "copy"; the two-thread
-copy bandwidth is recorded too).
+(bytes read + bytes written, as in STREAM "copy"), the larger of its one- and
+two-thread values (both are recorded).
 
 Training step: 784-300-100-10, batch 256, float64, densities {0.2, 0.05, 0.01}:
 the dense masked SGD step written in NumPy against ``SparseSGD.step``.
@@ -56,7 +56,7 @@ from refprune.masks import fraction_to_count, keep_top_k  # noqa: E402
 from refprune.mlp import MLP  # noqa: E402
 from refprune.rng import make_rng  # noqa: E402
 from refprune.sparse import SparseMLP  # noqa: E402
-from refprune.sparse_kernels import COST_BATCHES, sampled_product  # noqa: E402
+from refprune.sparse_kernels import COST_BATCHES, KERNELS, csr_product, sampled_product  # noqa: E402
 from refprune.sparse_train import SparseSGD  # noqa: E402
 
 try:
@@ -74,28 +74,43 @@ MAX_SECONDS_PER_CALL = 0.3   # sparse and torch are skipped ("-") where the spar
 
 
 # ------------------------------------------------------------------ timing
-CONFIG = {"cpu_time": False, "threads": None}   # set by main(); see --cpu-time
+CONFIG = {"cpu_time": False, "threads": None, "settle": None}   # set by main(); --cpu-time, --quick
 
 
-def timed(fns: dict, repeats: int, block: int = 5) -> dict[str, float]:
-    """Median seconds per call over ``repeats`` calls of each contender, timed in warm blocks.
+WARMUP_SECONDS = 0.02   # untimed calls before a contender's repeats (at least WARMUP_CALLS)
+WARMUP_CALLS = 3
+SETTLE_SECONDS = 0.3    # rest after each contender: OpenBLAS's and torch's threads spin ~0.1 s after a call
 
-    Rounds of blocks: each contender in turn makes one untimed call and then
-    ``block`` timed calls, so every contender runs with its own data in cache (a
-    dense contender streaming its matrix through the cache would otherwise
-    evict the sparse one's), and a passing load on the machine still hits all
-    of them alike. Wall time, or with --cpu-time the CPU time of this thread.
+
+def timed(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call over ``repeats`` back-to-back calls of each contender, one after another.
+
+    Each contender, in turn: untimed calls for WARMUP_SECONDS (at least
+    WARMUP_CALLS), so that its matrices are back in cache after the previous
+    contender streamed its own through it (a cold cache measured up to 4x slower
+    for several calls); then its repeats back to back; then SETTLE_SECONDS of
+    rest. The rest matters: after a threaded BLAS or torch call their worker
+    threads spin on for ~0.1 s, and a threaded product timed in that window
+    measured up to 2.3x slower (their spinning took its second core).
+    Contenders never alternate call by call, for the same reason. Wall time, or
+    with --cpu-time the CPU time of this thread.
     """
     clock = time.thread_time if CONFIG["cpu_time"] else time.perf_counter
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(max(1, -(-repeats // block))):
-        for name, fn in fns.items():
+    out: dict[str, float] = {}
+    for name, fn in fns.items():
+        start, calls = time.perf_counter(), 0
+        settle = SETTLE_SECONDS if CONFIG["settle"] is None else CONFIG["settle"]
+        while calls < WARMUP_CALLS or time.perf_counter() - start < WARMUP_SECONDS * (settle > 0):
             fn()
-            for _ in range(min(block, repeats)):
-                t0 = clock()
-                fn()
-                samples[name].append(clock() - t0)
-    return {k: float(np.median(v)) for k, v in samples.items()}
+            calls += 1
+        samples = []
+        for _ in range(repeats):
+            t0 = clock()
+            fn()
+            samples.append(clock() - t0)
+        out[name] = float(np.median(samples))
+        time.sleep(settle)
+    return out
 
 
 class single_blas_thread:
@@ -362,7 +377,6 @@ def calibrate(budget: float) -> dict:
                 layer = SparseMLP(pruned_model((shape[1], shape[0]), density), dtype=dtype,
                                   execution="sparse").layers[0]
                 A, Wd = layer.weight, layer.dense_weight()
-                r, c = np.divmod(np.flatnonzero(Wd), shape[1])
                 for batch in COST_BATCHES:
                     if layer.nnz * batch > 3e8:
                         continue
@@ -374,8 +388,9 @@ def calibrate(budget: float) -> dict:
                     dz = rng.standard_normal((shape[0], batch)).astype(dtype)
                     buf = np.empty(layer.nnz, dtype=dtype)
                     reps = int(np.clip(budget / (layer.nnz * batch * 1e-9 + 1e-5), 3, 50))
-                    t_s = _cpu_seconds(lambda: [A @ ch for ch in chunks], reps)
-                    t_g = _cpu_seconds(lambda: sampled_product(dz, X, r, c, buf, 1), reps)
+                    t_s = _cpu_seconds(lambda: [csr_product(A, ch, np.empty((shape[0],) + ch.shape[1:], dtype))
+                                                for ch in chunks], reps)
+                    t_g = _cpu_seconds(lambda: sampled_product(dz, X, [A], buf, 1), reps)
                     xd = X[:, 0].copy() if batch == 1 else X
                     with single_blas_thread():
                         t_d = _cpu_seconds(lambda: Wd @ xd, reps)
@@ -414,7 +429,8 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     out = [f"Timer: {m['timer']}; load average before {m['load_before'][0]:.2f}, after "
            f"{m['load_after'][0]:.2f}; copy bandwidth {m['copy_bandwidth_one_thread'] / 1e9:.1f} GB/s "
-           f"(one thread). Microseconds, medians; reps = timed calls per contender.", "",
+           f"(one thread), {m['copy_bandwidth_two_threads'] / 1e9:.1f} GB/s (two; the bound uses the "
+           f"larger). Microseconds, medians; reps = timed calls per contender.", "",
            "| model | dtype | density | N | reps | dense | sdense | sparse | auto | torch | dense/sparse "
            "| auto/best | bound | sparse/bound | plan |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -484,6 +500,7 @@ def main(argv=None) -> dict:
         train_sizes = models["64-32-10"]
         densities, batches, dtypes, train_d = (1.0, 0.05), (1, 32), ("float64", "float32"), (0.05,)
         budget, min_repeats, bw_bytes = 0.002, 1, 1 << 22
+        CONFIG["settle"] = 0.0   # a smoke run: no warm-up time, no rest
     else:
         models, densities, batches, dtypes, train_d = MODELS, DENSITIES, BATCHES, DTYPES, TRAIN_DENSITIES
         budget, min_repeats, bw_bytes = args.budget, args.min_repeats, 1 << 28
@@ -492,9 +509,10 @@ def main(argv=None) -> dict:
     info["copy_bandwidth_two_threads"] = bw["two"]
     print(f"copy bandwidth (read + write): one thread {bw['one'] / 1e9:.1f} GB/s, "
           f"two threads {bw['two'] / 1e9:.1f} GB/s; times in microseconds, medians of 'reps' "
-          f"interleaved repeats; bound uses the one-thread bandwidth")
+          f"back-to-back repeats; bound uses the larger copy bandwidth")
     print(HEADER)
-    forward = forward_table(models, densities, batches, dtypes, budget, min_repeats, bw["one"])
+    forward = forward_table(models, densities, batches, dtypes, budget, min_repeats,
+                            np.nanmax([bw["one"], bw["two"]]))
     training = training_table(train_sizes, train_d, 32 if args.quick else TRAIN_BATCH, budget, min_repeats)
     info["load_after"] = os.getloadavg()
     print(f"load average before {info['load_before']}, after {info['load_after']}")

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
-from .sparse_kernels import (BLOCKS_PER_THREAD, T0, available_cores, csr_from_positions, csr_matmul,
+from .sparse_kernels import (BLOCKS_PER_THREAD, T0, available_cores, csr_from_positions, csr_matmul, csr_product,
                              feature_major, predicted_seconds, row_blocks, run_tasks, sparse_blocks,
                              sparse_is_faster, transpose_seconds)
 
@@ -281,7 +281,9 @@ class SparseMLP:
         """Layers l .. m-1 (all sparse, one block each) on one chunk; the last layer writes into ``out``."""
         a = feature_major(a.T) if not a.flags.c_contiguous else a
         for k in range(l, m):
-            a = self._finish(self.layers[k].weight @ a, self.layers[k].bias, k)
+            W = self.layers[k].weight
+            a = self._finish(csr_product(W, a, np.empty((W.shape[0], a.shape[1]), dtype=a.dtype)),
+                             self.layers[k].bias, k)
         if m < self.n_layers:
             return a
         out[bound[0]:bound[1]] = a.T

@@ -5,49 +5,58 @@ width k is a C-contiguous array of shape (k, N) (or shape (k,) when N = 1), so a
 layer's pre-activation is z^T = W a^T, one CSR-times-dense product whose inner
 loop runs along the batch.
 
-Threads. SciPy releases the GIL inside its sparse products, so ``csr_matmul``
-splits the rows of W into blocks of about equal non-zero count and multiplies
-the blocks on a small thread pool (``run_tasks``: each thread takes the next
-block not yet taken). A row split writes disjoint rows of the output and every
-row is summed in the same order whatever the split, so every thread count gives
+Products. The CSR products run in the compiled kernels of ``refprune/_kernels.c``
+(module ``_refprune_kernels``, built at install time): the same loops as SciPy's
+``csr_matvec(s)``, in the same order and rounding, hence the same bits, with
+several samples of a row computed side by side in SIMD registers (2-3x SciPy's
+speed per core at batch >= 32). Where the package was installed without a C
+compiler, ``KERNELS`` is "scipy" and SciPy's own products run instead, giving
+the same bits more slowly. The sampled product has its own summation order in
+each (``sampled_product``).
+
+Threads. Both release the GIL inside a product, so ``csr_matmul`` splits the
+rows of W into blocks of about equal non-zero count and multiplies the blocks
+on a small thread pool (``run_tasks``: each thread takes the next block not yet
+taken). A row split writes disjoint rows of the output and every row is summed
+in the same order whatever the split, so every thread count gives
 bit-identical results.
 
 Cost model (``predicted_seconds``; derivation and crossover table in
 docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
 weights, at batch N:
 
-    t_dense(N)  = D0 + max(D1(N) * out * in * N / c,           out * in * v / (BWd * cores))
-    t_sparse(N) = S0 + max((S1(N) * nnz * N + T) / b,          nnz * (v + 4) / BWs) + T0 [b > 1]
+    t_dense(N)  = D0 + max(D1(N) * out * in * N / c,           out * in * v / BWd(cores))
+    t_sparse(N) = S0 + max((S1(N) * nnz * N + T) / b,          nnz * (v + 4) / BWs(b)) + T0 [b > 1]
 
 (c = cores, 1 at N = 1; b = threads the sparse work is split over; v = bytes
-per value; BWd = 23 GB/s per core, BWs = 10 GB/s: bandwidths of a dense and of
-a CSR product streaming from memory, counted only for a matrix larger than the
-cache; T = time of the transposes into or out of feature-major at this layer:
-TR1 per element, more for rows wider than 8 KiB).
-D1, S1 are per-core costs measured at N in {1, 32, 256, 2048} and interpolated
-linearly in log N (clamped outside that range). The sampled product (weight
-gradient) costs G1(N) per stored weight and sample.
+per value; BWd = 23 or 32 GB/s on 1 or 2 cores, BWs = 12 or 24 GB/s on 1 or 2
+threads: bandwidths of a dense and of a CSR product streaming from memory,
+counted only for a matrix larger than the cache; T = time of the transposes
+into or out of feature-major at this layer: TR1 per element, more for rows
+wider than 8 KiB). D1, S1 are per-core costs measured at N in
+{1, 32, 256, 2048} and interpolated linearly in log N (clamped outside that
+range); S1 and G1 (the sampled product, per stored weight and sample) have one
+table for the compiled kernels and one for SciPy's products.
 
 Crossover table: the density (stored fraction) below which ``sparse_is_faster``
-runs a layer sparse on 2 cores, for an inner layer (no transposes; a first or
-last layer crosses over a little lower). ``crossover_density`` computes it, and
-a test checks this copy:
+runs a layer sparse on 2 cores with the compiled kernels, for an inner layer
+(no transposes; a first or last layer crosses over a little lower).
+``crossover_density`` computes it, and a test checks this copy:
 
     dtype    out x in     N=1    N=32   N=256  N=2048
-    float64  4096 x 4096  0.145  0.198  0.171  0.141
-    float64   300 x 784   0.152  0.099  0.154  0.139
-    float64   100 x 300   0.070  0.092  0.084  0.126
-    float64    10 x 100   0.000  0.000  0.054  0.066
-    float32  4096 x 4096  0.125  0.144  0.146  0.154
-    float32   300 x 784   0.070  0.072  0.115  0.150
-    float32   100 x 300   0.000  0.060  0.071  0.123
-    float32    10 x 100   0.000  0.000  0.015  0.069
+    float64  4096 x 4096  0.485  0.432  0.372  0.292
+    float64    300 x 784  0.208  0.216  0.336  0.288
+    float64    100 x 300  0.095  0.200  0.184  0.262
+    float64     10 x 100  0.000  0.000  0.118  0.139
+    float32  4096 x 4096  0.353  0.308  0.338  0.377
+    float32    300 x 784  0.102  0.154  0.267  0.368
+    float32    100 x 300  0.000  0.129  0.165  0.302
+    float32     10 x 100  0.000  0.000  0.037  0.171
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +64,14 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+try:
+    import _refprune_kernels as _native
+except ImportError:  # pragma: no cover - installed without a C compiler
+    _native = None
+
+#: Which CSR products run: "compiled" (refprune/_kernels.c) or "scipy" (its fallback).
+KERNELS = "compiled" if _native is not None else "scipy"
 
 # ------------------------------------------------------------------ threads
 _POOL: ThreadPoolExecutor | None = None
@@ -166,15 +183,41 @@ def row_blocks(A: sp.csr_array, parts: int) -> list[sp.csr_array]:
     return blocks
 
 
+def _compiled(A: sp.csr_array, B: np.ndarray) -> bool:
+    """Whether the compiled kernels take this product (int32 indices, one dtype, C order)."""
+    return (_native is not None and A.indices.dtype == np.int32 and A.indptr.dtype == np.int32
+            and A.data.dtype == B.dtype and B.flags.c_contiguous)
+
+
+def csr_product(A: sp.csr_array, B: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = A @ B for a CSR A and a C-contiguous B of shape (in,) or (in, N), in ``out``.
+
+    Row i of out is sum over A's stored entries of row i, in column order, of
+    A[i, j] * B[j], starting from 0.0: the compiled kernel where it applies,
+    else SciPy, with the same bits.
+    """
+    if _compiled(A, B):
+        _native.csr_matmul(A.indptr, A.indices, A.data, B, out, 0, A.shape[0])
+    else:
+        out[...] = A @ B
+    return out
+
+
 def csr_matmul(blocks: Sequence[sp.csr_array], B: np.ndarray, threads: int = 1) -> np.ndarray:
     """sum_j W[i, j] B[j, ...] for the row blocks of W on ``threads`` threads, rows concatenated.
 
     ``B`` is C-contiguous, shape (in,) or (in, N). Each row is summed over its
-    stored entries in column order (SciPy's ``csr_matvec(s)``), so the result does
-    not depend on the blocks or the threads.
+    stored entries in column order (``csr_product``), so the result does not
+    depend on the blocks or the threads.
     """
-    parts = run_tasks([lambda blk=blk: operator.matmul(blk, B) for blk in blocks], threads)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    dtype = B.dtype if blocks[0].data.dtype == B.dtype else np.result_type(blocks[0].data.dtype, B.dtype)
+    if len(blocks) == 1:
+        return csr_product(blocks[0], B, np.empty((blocks[0].shape[0],) + B.shape[1:], dtype=dtype))
+    out = np.empty((sum(blk.shape[0] for blk in blocks),) + B.shape[1:], dtype=dtype)
+    edges = np.cumsum([0] + [blk.shape[0] for blk in blocks]).tolist()
+    run_tasks([lambda blk=blk, a=a, b=b: csr_product(blk, B, out[a:b])
+               for blk, a, b in zip(blocks, edges[:-1], edges[1:])], threads)
+    return out
 
 
 WIDE_ROW_BYTES = 8192   # rows wider than this are transposed in blocks of 8 (see feature_major)
@@ -216,24 +259,40 @@ def transpose(X: np.ndarray, threads: int = 1, min_size: int = 1 << 16) -> np.nd
 SAMPLED_CHUNK_BYTES = 1 << 20   # the two gathered row sets of a chunk stay in 1 MiB of L2
 
 
-def sampled_product(dZT: np.ndarray, AT: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+def sampled_product(dZT: np.ndarray, AT: np.ndarray, blocks: Sequence[sp.csr_array],
                     out: np.ndarray, threads: int = 1) -> np.ndarray:
-    """out[k] = sum_n dZT[rows[k], n] * AT[cols[k], n]: the entries of dZT @ AT.T at (rows, cols).
+    """out[k] = sum_n dZT[r_k, n] * AT[c_k, n]: the entries of dZT @ AT.T at the stored positions.
 
     The sampled dense-dense product (SDDMM): the weight gradient dL/dW = dZ^T A
-    evaluated only at the stored positions. Work and memory grow with the number
-    of positions, not with out * in. Computed in chunks of positions (gathered rows
-    stay in cache), the chunks split over ``threads`` threads; each entry is one
-    ``einsum`` dot product, so the result does not depend on the chunking.
+    evaluated only at the stored positions (r_k, c_k) of a CSR pattern, given as
+    its row blocks (``row_blocks``; k runs over the stored entries in CSR order).
+    Work and memory grow with the number of positions, not with out * in. The
+    blocks run on ``threads`` threads. dZT (out, N) and AT (in, N) are
+    C-contiguous, one dtype.
+
+    Summation order over n: the compiled kernel keeps 4 x L interleaved partial
+    sums (L = 8 float64 or 16 float32 lanes) combined in a fixed tree
+    (refprune/_kernels.c), the same bits on every instruction set; without it,
+    NumPy's ``einsum`` in chunks of positions (gathered rows stay in cache). The
+    two differ in the last bits, never within one installation.
     """
-    k, n = rows.size, dZT.shape[1]
+    n = dZT.shape[1]
+    edges = np.cumsum([0] + [blk.shape[0] for blk in blocks]).tolist()
+    starts = np.cumsum([0] + [blk.nnz for blk in blocks]).tolist()
     step = max(64, SAMPLED_CHUNK_BYTES // (16 * max(n, 1)))
 
-    def span(s: int) -> None:
-        e = min(s + step, k)
-        np.einsum("kn,kn->k", dZT[rows[s:e]], AT[cols[s:e]], out=out[s:e])
+    def block(b: int) -> None:
+        blk, r0, s0 = blocks[b], edges[b], starts[b]
+        A, dst = dZT[r0:edges[b + 1]], out[s0:starts[b + 1]]
+        if _compiled(blk, A) and AT.dtype == A.dtype and AT.flags.c_contiguous:
+            _native.sampled_product(blk.indptr, blk.indices, A, AT, dst, 0, blk.shape[0])
+            return
+        rows = np.repeat(np.arange(blk.shape[0]), np.diff(blk.indptr))
+        for s in range(0, blk.nnz, step):
+            e = min(s + step, blk.nnz)
+            np.einsum("kn,kn->k", A[rows[s:e]], AT[blk.indices[s:e]], out=dst[s:e])
 
-    run_tasks([lambda s=s: span(s) for s in range(0, k, step)], threads)
+    run_tasks([lambda b=b: block(b) for b in range(len(blocks))], threads)
     return out
 
 
@@ -244,25 +303,35 @@ COST_BATCHES = (1, 32, 256, 2048)
 # Per-core constants, measured by ``python benchmarks/bench_sparse.py --calibrate`` (CPU time
 # of one thread, BLAS limited to one thread) on a 2-core AMD EPYC (2 MiB L2 per core, 32 MiB
 # L3), NumPy 2.4 with OpenBLAS 0.3.31, SciPy 1.17; docs/sparse_execution.md has the run.
-#: Seconds per (stored weight x sample), SciPy csr_matvec(s) on cache-sized chunks.
-S1 = {"float64": (6.7e-10, 2.4e-10, 2.4e-10, 2.7e-10),
-      "float32": (6.7e-10, 1.5e-10, 1.3e-10, 1.3e-10)}
+#: Seconds per (stored weight x sample) of ``csr_product`` on cache-sized chunks: the compiled
+#: kernel, and SciPy's csr_matvec(s) (used without it).
+S1_COMPILED = {"float64": (4.9e-10, 1.1e-10, 1.1e-10, 1.3e-10),
+               "float32": (4.6e-10, 7.0e-11, 5.6e-11, 5.3e-11)}
+S1_SCIPY = {"float64": (6.7e-10, 2.4e-10, 2.4e-10, 2.7e-10),
+            "float32": (6.7e-10, 1.5e-10, 1.3e-10, 1.3e-10)}
 #: Seconds per (weight x sample), dense product (OpenBLAS), matrix in cache.
 D1 = {"float64": (1.1e-10, 4.8e-11, 4.1e-11, 3.8e-11),
       "float32": (5.5e-11, 2.2e-11, 1.9e-11, 2.0e-11)}
-#: Seconds per (stored weight x sample) of ``sampled_product``.
-G1 = {"float64": (3.6e-9, 1.3e-9, 8.4e-10, 9.7e-10),
-      "float32": (3.2e-9, 1.0e-9, 4.6e-10, 4.6e-10)}
+#: Seconds per (stored weight x sample) of ``sampled_product``: compiled, and NumPy's einsum.
+G1_COMPILED = {"float64": (3.4e-9, 2.0e-10, 1.4e-10, 1.9e-10),
+               "float32": (6.3e-9, 3.0e-10, 1.0e-10, 6.1e-11)}
+G1_SCIPY = {"float64": (3.6e-9, 1.3e-9, 8.4e-10, 9.7e-10),
+            "float32": (3.2e-9, 1.0e-9, 4.6e-10, 4.6e-10)}
+S1, G1 = (S1_COMPILED, G1_COMPILED) if KERNELS == "compiled" else (S1_SCIPY, G1_SCIPY)
 TR1 = (5.0e-10, 8.0e-10)  # seconds per element of a transposing copy (batch into or out of
                           # feature-major): rows up to 8 KiB, wider rows (``feature_major``)
-S0 = 3.4e-6    # fixed cost of one SciPy product call (dispatch, output allocation)
+S0 = 3.4e-6    # fixed cost of one sparse product call (dispatch, output allocation)
 D0 = 1.5e-6    # fixed cost of one NumPy dense product call
 T0 = 1.2e-4    # handing work to the pool and collecting it: 21 us on a quiet machine, 80-110 us
                # at load 2 (the other core busy); 120 us splits only work that pays either way
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
-DENSE_BANDWIDTH = 23e9        # bytes/s per core of a dense GEMV streaming its matrix (46 on 2 cores)
-SPARSE_BANDWIDTH = 10e9       # bytes/s of a CSR product streaming values and indices, 1 or 2 threads
+DENSE_BANDWIDTH = (23e9, 32e9)    # bytes/s of a dense GEMV streaming its matrix, on 1 and 2 cores
+SPARSE_BANDWIDTH = (12e9, 24e9)   # bytes/s of a CSR product streaming values and indices, 1 and 2 threads
 INDEX_BYTES = 4               # int32 column indices
+
+
+def _bandwidth(table: tuple[float, ...], threads: int) -> float:
+    return table[min(max(threads, 1), len(table)) - 1]
 
 
 def _per_element(table: dict, dtype: np.dtype, batch: int) -> float:
@@ -295,12 +364,12 @@ def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, d
     if kind == "dense":   # BLAS threads a matrix product and a GEMV that streams from memory
         cores = threads if batch > 1 else 1
         base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch / cores
-        nbytes, bandwidth = n_out * n_in * itemsize, DENSE_BANDWIDTH * threads
+        nbytes, bandwidth = n_out * n_in * itemsize, _bandwidth(DENSE_BANDWIDTH, threads)
     else:
         table = S1 if kind == "sparse" else G1
         base = S0 + T0 * (threads > 1)
         compute = (_per_element(table, dtype, batch) * nnz * batch + transposed) / threads
-        nbytes, bandwidth = nnz * (itemsize + INDEX_BYTES), SPARSE_BANDWIDTH
+        nbytes, bandwidth = nnz * (itemsize + INDEX_BYTES), _bandwidth(SPARSE_BANDWIDTH, threads)
     memory = nbytes / bandwidth if nbytes > CACHE_BYTES else 0.0
     return base + max(compute, memory)
 

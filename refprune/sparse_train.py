@@ -230,7 +230,7 @@ class SparseSGD:
         for l in range(len(self.layers) - 1, -1, -1):
             L, (how, blocks, sampled) = self.layers[l], plan[l]
             if sampled:
-                gw = sampled_product(dzT, acts[l], L.rows, L.cols, np.empty(L.nnz), threads)
+                gw = sampled_product(dzT, acts[l], L.blocks("W", threads), np.empty(L.nnz), threads)
             else:
                 gw = (dzT @ acts[l].T).ravel()[L.flat]
             gb = dzT.sum(axis=1)

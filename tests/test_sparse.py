@@ -6,6 +6,7 @@ is meaningless where a pre-activation cancels to ~0).
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from hypothesis import given, strategies as st
 
 from refprune.mlp import MLP
 from refprune.sparse import SparseMLP, to_sparse
-from refprune.sparse_kernels import (csr_from_positions, csr_matmul, feature_major, predicted_seconds, row_blocks, run_tasks,
-                                     sampled_product, sparse_blocks, sparse_is_faster, transpose)
+from refprune import sparse_kernels
+from refprune.sparse_kernels import (csr_from_positions, csr_matmul, csr_product, feature_major, predicted_seconds,
+                                     row_blocks, run_tasks, sampled_product, sparse_blocks, sparse_is_faster,
+                                     transpose)
 from refprune.sparse_train import SparseSGD
 from refprune.train import SGD, train
 
@@ -177,6 +180,7 @@ def test_automatic_choice_follows_density_and_batch():
     assert SparseMLP(tiny).plan(1) == [("dense", 1)]
 
 
+@pytest.mark.skipif(sparse_kernels.KERNELS != "compiled", reason="the table is of the compiled kernels")
 def test_the_crossover_table_in_the_docstring_is_the_cost_model():
     import refprune.sparse_kernels as kernels
     rows = [line.split() for line in kernels.__doc__.splitlines() if line.strip().startswith("float")]
@@ -203,14 +207,116 @@ def test_override_forces_the_execution_per_layer():
 
 
 # ------------------------------------------------------------------ kernels
-@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 6), density_st, st.integers(1, 3),
+compiled = pytest.mark.skipif(sparse_kernels.KERNELS != "compiled",
+                              reason="installed without the compiled kernels (no C compiler)")
+
+
+@pytest.fixture
+def scipy_kernels(monkeypatch):
+    """Run the sparse path as installed without a C compiler: SciPy's products, einsum."""
+    monkeypatch.setattr(sparse_kernels, "_native", None)
+
+
+def test_compiled_kernels_are_built_where_required():
+    # CI installs with a C compiler and sets this, so a broken build cannot pass as the fallback
+    if os.environ.get("REFPRUNE_REQUIRE_KERNELS"):
+        assert sparse_kernels.KERNELS == "compiled"
+
+
+def sparse_operands(draw_shape, n, density, dtype, seed):
+    rng = np.random.default_rng(seed)
+    n_out, n_in = draw_shape
+    W = rng.standard_normal((n_out, n_in)) * (rng.random((n_out, n_in)) < density)
+    flat = np.flatnonzero(W)
+    A = csr_from_positions(W.shape, flat, W.ravel()[flat].astype(dtype))
+    B = rng.standard_normal((n_in, n) if n > 1 else n_in).astype(dtype)
+    B[rng.random(B.shape) < 0.1] = -0.0           # products -0.0: the sign of a zero sum is exact too
+    return A, B
+
+
+@compiled
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 75), density_st,
+       st.sampled_from([np.float64, np.float32]), st.integers(0, 2**16))
+def test_compiled_product_has_scipy_bits(n_out, n_in, n, density, dtype, seed):
+    # n up to 75 runs every path of the kernel: 4 vectors, 1 vector and scalar tails, the matvec
+    A, B = sparse_operands((n_out, n_in), n, density, dtype, seed)
+    out = np.empty((n_out, n) if n > 1 else n_out, dtype=dtype)
+    ref = A @ B
+    assert np.array_equal(csr_product(A, B, out), ref) and np.array_equal(np.signbit(out), np.signbit(ref))
+
+
+@compiled
+def test_compiled_kernels_check_their_arguments():
+    A, B = sparse_operands((5, 4), 3, 0.5, np.float64, 0)
+    out = np.empty((5, 3))
+    native = sparse_kernels._native
+    with pytest.raises(TypeError, match="float64 or all float32"):
+        native.csr_matmul(A.indptr, A.indices, A.data, B.astype(np.float32), out, 0, 5)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        native.csr_matmul(A.indptr, A.indices, A.data, np.asfortranarray(B), out, 0, 5)
+    with pytest.raises(TypeError, match="int32"):
+        native.csr_matmul(A.indptr.astype(np.int64), A.indices, A.data, B, out, 0, 5)
+    with pytest.raises(ValueError, match="rows"):
+        native.csr_matmul(A.indptr, A.indices, A.data, B, out, 0, 6)
+    with pytest.raises(ValueError, match="shape"):
+        native.csr_matmul(A.indptr, A.indices, A.data, B, np.empty((5, 2)), 0, 5)
+    with pytest.raises(ValueError, match="shape"):
+        native.sampled_product(A.indptr, A.indices, out[:, :2].copy(), B, np.empty(A.nnz), 0, 5)
+
+
+@pytest.mark.parametrize("n", [1, 9, 150])
+def test_scipy_fallback_gives_the_compiled_bits(n, monkeypatch):
+    model = pruned((1500, 40, 5), 0.1)
+    X = batch(model, n)
+    outs = [SparseMLP(model, execution="sparse", threads=2).forward(X)]
+    monkeypatch.setattr(sparse_kernels, "_native", None)
+    outs.append(SparseMLP(model, execution="sparse", threads=2).forward(X))
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_sparse_training_without_compiled_kernels(scipy_kernels):
+    model = pruned((40, 30, 20, 5), 0.3, activation="tanh", bias_density=0.7)
+    batches = labelled_batches(model, 4, 70, seed=5)
+    ref = dense_steps(model, batches, 0.1, 0.9, 1e-3)
+    got = sparse_steps(model, batches, 0.1, 0.9, 1e-3, "sparse", threads=2)
+    assert all(rel(got.params[n], p) <= 1e-10 for n, p in ref.params.items())
+
+
+@pytest.mark.parametrize("kernels", ["compiled", "scipy"])
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 75), density_st, st.integers(1, 3),
        st.integers(0, 2**16))
-def test_sampled_product_is_the_dense_product_at_the_positions(n_out, n_in, n, density, threads, seed):
+def test_sampled_product_is_the_dense_product_at_the_positions(kernels, n_out, n_in, n, density, threads,
+                                                               seed):
+    if kernels == "compiled" and sparse_kernels.KERNELS != "compiled":
+        pytest.skip("installed without the compiled kernels")
+    saved = sparse_kernels._native
+    if kernels == "scipy":
+        sparse_kernels._native = None
+    try:
+        _check_sampled_product(n_out, n_in, n, density, threads, seed)
+    finally:
+        sparse_kernels._native = saved
+
+
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 75), st.integers(0, 2**16))
+def test_sampled_product_in_float32(n_out, n_in, n, seed):
+    rng = np.random.default_rng(seed)
+    flat = np.flatnonzero(rng.random((n_out, n_in)) < 0.5)
+    pattern = csr_from_positions((n_out, n_in), flat, np.ones(flat.size, dtype=np.float32))
+    dZ, A = rng.standard_normal((n_out, n)), rng.standard_normal((n_in, n))
+    got = sampled_product(dZ.astype(np.float32), A.astype(np.float32), [pattern],
+                          np.empty(flat.size, dtype=np.float32))
+    exact = (dZ.astype(np.float32).astype(np.float64) @ A.astype(np.float32).astype(np.float64).T).ravel()[flat]
+    bound = (n + 1) * U32 * (np.abs(dZ) @ np.abs(A).T).ravel()[flat] * 1.01   # gamma_n |dZ| |A|^T
+    assert np.all(np.abs(got - exact) <= bound)
+
+
+def _check_sampled_product(n_out, n_in, n, density, threads, seed):
     rng = np.random.default_rng(seed)
     flat = np.flatnonzero(rng.random((n_out, n_in)) < density)
-    rows, cols = np.divmod(flat, n_in)
+    pattern = csr_from_positions((n_out, n_in), flat, np.ones(flat.size))
     dZ, A = rng.standard_normal((n_out, n)), rng.standard_normal((n_in, n))
-    got = sampled_product(dZ, A, rows, cols, np.empty(flat.size), threads)
+    got = sampled_product(dZ, A, row_blocks(pattern, threads), np.empty(flat.size), threads)
     assert rel(got, (dZ @ A.T).ravel()[flat]) <= 1e-14
 
 
