@@ -79,38 +79,44 @@ CONFIG = {"cpu_time": False, "threads": None, "settle": None}   # set by main();
 
 WARMUP_SECONDS = 0.02   # untimed calls before a contender's repeats (at least WARMUP_CALLS)
 WARMUP_CALLS = 3
-SETTLE_SECONDS = 0.3    # rest after each contender: OpenBLAS's and torch's threads spin ~0.1 s after a call
+SETTLE_SECONDS = 0.15   # rest after each contender: OpenBLAS's and torch's threads spin ~0.1 s after a call
+ROUNDS = 2              # each contender's repeats are split over this many rounds
 
 
 def timed(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per call over ``repeats`` back-to-back calls of each contender, one after another.
+    """Median seconds per call over ``repeats`` calls of each contender, in ROUNDS back-to-back runs.
 
-    Each contender, in turn: untimed calls for WARMUP_SECONDS (at least
+    Each round takes the contenders in turn (the order reversed every other
+    round), and each contender: untimed calls for WARMUP_SECONDS (at least
     WARMUP_CALLS), so that its matrices are back in cache after the previous
     contender streamed its own through it (a cold cache measured up to 4x slower
-    for several calls); then its repeats back to back; then SETTLE_SECONDS of
-    rest. The rest matters: after a threaded BLAS or torch call their worker
-    threads spin on for ~0.1 s, and a threaded product timed in that window
-    measured up to 2.3x slower (their spinning took its second core).
-    Contenders never alternate call by call, for the same reason. Wall time, or
+    for several calls); then its share of the repeats back to back; then
+    SETTLE_SECONDS of rest. The rest matters: after a threaded BLAS or torch call
+    their worker threads spin on for ~0.1 s, and a threaded product timed in
+    that window measured up to 2.3x slower (their spinning took its second
+    core). Contenders never alternate call by call, for the same reason; the
+    rounds spread each one over time, so a slow drift of the machine (other
+    tenants of the host) does not land on one contender only. Wall time, or
     with --cpu-time the CPU time of this thread.
     """
     clock = time.thread_time if CONFIG["cpu_time"] else time.perf_counter
-    out: dict[str, float] = {}
-    for name, fn in fns.items():
-        start, calls = time.perf_counter(), 0
-        settle = SETTLE_SECONDS if CONFIG["settle"] is None else CONFIG["settle"]
-        while calls < WARMUP_CALLS or time.perf_counter() - start < WARMUP_SECONDS * (settle > 0):
-            fn()
-            calls += 1
-        samples = []
-        for _ in range(repeats):
-            t0 = clock()
-            fn()
-            samples.append(clock() - t0)
-        out[name] = float(np.median(samples))
-        time.sleep(settle)
-    return out
+    settle = SETTLE_SECONDS if CONFIG["settle"] is None else CONFIG["settle"]
+    rounds = min(ROUNDS, repeats)
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(rounds):
+        share = repeats // rounds + (r < repeats % rounds)
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            fn = fns[name]
+            start, calls = time.perf_counter(), 0
+            while calls < WARMUP_CALLS or time.perf_counter() - start < WARMUP_SECONDS * (settle > 0):
+                fn()
+                calls += 1
+            for _ in range(share):
+                t0 = clock()
+                fn()
+                samples[name].append(clock() - t0)
+            time.sleep(settle)
+    return {k: float(np.median(v)) for k, v in samples.items()}
 
 
 class single_blas_thread:
@@ -410,9 +416,22 @@ def calibrate(budget: float) -> dict:
     s0 = _cpu_seconds(lambda: tiny.weight @ x8, 200)
     d8 = tiny.dense_weight()
     d0 = _cpu_seconds(lambda: d8 @ x8, 200)
-    pool_blocks = [lambda: time.sleep(0.002), lambda: time.sleep(0.002)]   # both threads must run
-    from refprune.sparse_kernels import run_tasks
-    t0 = interleaved_medians({"t": lambda: run_tasks(pool_blocks, 2)}, repeats=100, warmup=5)["t"] - 0.002
+    # T0: a product shared with the worker threads after they went to sleep, less the same alone
+    from refprune.sparse_kernels import csr_matmul, row_blocks
+    shared = SparseMLP(pruned_model((1024, 1024), 0.02), execution="sparse").layers[0].weight
+    x1k = np.ones(1024)
+
+    def after_idle(threads: int) -> float:
+        blocks = row_blocks(shared, 4 * threads)
+        times = []
+        for _ in range(60):
+            time.sleep(0.002)
+            t = time.perf_counter()
+            csr_matmul(blocks, x1k, threads)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    t0 = after_idle(2) - after_idle(1) / 2
     fitted = {k: {dt: tuple(float(f"{np.median(v[dt][b]):.2g}") if v[dt][b] else None for b in COST_BATCHES)
                   for dt in DTYPES} for k, v in per.items()}
     fitted.update(S0=float(f"{s0:.2g}"), D0=float(f"{d0:.2g}"), T0=float(f"{t0:.2g}"),
@@ -462,7 +481,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--markdown", type=Path, default=None, help="write the tables here, as markdown")
     ap.add_argument("--from-json", type=Path, default=None, help="only render --markdown from this JSON")
     ap.add_argument("--budget", type=float, default=0.4, help="seconds of timing per point (default 0.4)")
-    ap.add_argument("--min-repeats", type=int, default=3)
+    ap.add_argument("--min-repeats", type=int, default=4)
     ap.add_argument("--calibrate", action="store_true", help="measure the cost model constants instead")
     ap.add_argument("--cpu-time", action="store_true",
                     help="one thread everywhere (BLAS, torch, sparse) timed in CPU time of the thread: "

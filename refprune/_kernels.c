@@ -4,12 +4,14 @@
  * values) and C-contiguous dense operands in feature-major layout (one row per
  * feature, one column per sample):
  *
- *   csr_matmul(indptr, indices, data, B, out, r0, r1)
- *       out[i, n] = sum_{jj in row i} data[jj] * B[indices[jj], n]     rows r0 <= i < r1
- *   csr_matvec(indptr, indices, data, x, out, r0, r1)
- *       out[i]    = sum_{jj in row i} data[jj] * x[indices[jj]]         rows r0 <= i < r1
- *   sampled_product(indptr, indices, A, B, out, r0, r1)
- *       out[jj]   = sum_n A[i, n] * B[indices[jj], n]  for every stored jj of rows r0 <= i < r1
+ *   csr_matmul(indptr, indices, data, B, out[, cuts, threads])
+ *       out[i, n] = sum_{jj in row i} data[jj] * B[indices[jj], n]   (B of shape (in, N), N > 1)
+ *       out[i]    = sum_{jj in row i} data[jj] * x[indices[jj]]      (x of shape (in,): the matvec)
+ *   sampled_product(indptr, indices, A, B, out[, cuts, threads])
+ *       out[jj]   = sum_n A[i, n] * B[indices[jj], n]  for every stored jj of row i
+ *
+ * for the rows of the blocks cuts[b] <= i < cuts[b + 1] (every row without cuts), the blocks
+ * shared by the calling thread and threads - 1 worker threads (parallel_for, below).
  *
  * Rounding. csr_matmul and csr_matvec add the products of a row in its stored
  * (column) order into an accumulator that starts at 0.0, each product and each
@@ -20,14 +22,17 @@
  * tree (see sampled_dot): the same bits on every instruction set, not the bits
  * of a sequential sum.
  *
- * Each call releases the GIL, so Python threads can run disjoint row ranges at once.
- * Arguments are checked for kind, dtype, shape and range, never for index values:
+ * Each call releases the GIL. Arguments are checked for kind, dtype, shape and range, never for index values:
  * the caller (refprune.sparse_kernels) passes matrices it built and checked.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -179,16 +184,184 @@ DEFINE_MATVEC(matvec_f32, float)
 DEFINE_SAMPLED(sampled_f64, double, v8d, 8)
 DEFINE_SAMPLED(sampled_f32, float, v16f, 16)
 
+/* ------------------------------------------------------------------ worker threads
+ *
+ * parallel_for(fn, args, cuts, n_blocks, threads) runs fn(args, cuts[b], cuts[b + 1]) for every
+ * block b, on the calling thread and up to threads - 1 worker threads. Each participant claims
+ * the next unclaimed block (one atomic compare-and-swap on a word holding the job's generation
+ * and the next block), so a worker that starts late simply takes fewer blocks. Blocks write
+ * disjoint outputs and each output is computed by one participant alone, so the result does
+ * not depend on who ran what. After a job a worker spins for SPIN_NS (a forward pass calls the
+ * next layer within microseconds), then sleeps on a condition variable; waking a sleeping
+ * thread costs tens of microseconds on a virtual machine, a spinning one well under one.
+ * One job at a time: a second caller (another Python thread) meanwhile runs its blocks alone.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define MAX_WORKERS 15
+#define SPIN_NS 100000
+
+typedef void (*block_fn)(const void *args, Py_ssize_t r0, Py_ssize_t r1);
+
+static struct {
+    pthread_mutex_t job_lock;   /* held by the caller for a whole job */
+    pthread_mutex_t sleep_lock;
+    pthread_cond_t wake;
+    int n_workers, sleeping;    /* sleeping: under sleep_lock */
+    int helpers;                /* workers 0 .. helpers-1 take part in the current job */
+    _Atomic uint64_t seq;       /* generation of the latest job */
+    _Atomic uint64_t claim;     /* (generation << 32) | next unclaimed block */
+    _Atomic int64_t done;       /* blocks finished in the current job */
+    block_fn fn;
+    const void *args;
+    const int64_t *cuts;
+    int64_t n_blocks;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static void run_blocks(uint64_t gen)
+{
+    const uint64_t tag = (gen & 0xffffffffu) << 32;
+    for (;;) {
+        uint64_t c = atomic_load(&pool.claim);
+        if ((c & ~(uint64_t)0xffffffffu) != tag || (int64_t)(c & 0xffffffffu) >= pool.n_blocks) return;
+        if (!atomic_compare_exchange_weak(&pool.claim, &c, c + 1)) continue;
+        /* claimed: the job cannot finish before this block, so its fields stay valid */
+        const int64_t b = (int64_t)(c & 0xffffffffu);
+        pool.fn(pool.args, (Py_ssize_t)pool.cuts[b], (Py_ssize_t)pool.cuts[b + 1]);
+        atomic_fetch_add(&pool.done, 1);
+    }
+}
+
+static int64_t elapsed_ns(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)(t.tv_sec - t0->tv_sec) * 1000000000 + (t.tv_nsec - t0->tv_nsec);
+}
+
+static uint64_t wait_for_job(uint64_t seen)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned i = 1;; i++) {
+        uint64_t s = atomic_load(&pool.seq);
+        if (s != seen) return s;
+        CPU_RELAX();
+        if ((i & 255) == 0 && elapsed_ns(&t0) > SPIN_NS) break;
+    }
+    uint64_t s;
+    pthread_mutex_lock(&pool.sleep_lock);
+    pool.sleeping++;
+    while ((s = atomic_load(&pool.seq)) == seen) pthread_cond_wait(&pool.wake, &pool.sleep_lock);
+    pool.sleeping--;
+    pthread_mutex_unlock(&pool.sleep_lock);
+    return s;
+}
+
+static void *worker(void *arg)
+{
+    const int index = (int)(intptr_t)arg;
+    uint64_t seen = atomic_load(&pool.seq);
+    for (;;) {
+        seen = wait_for_job(seen);
+        if (index < pool.helpers) run_blocks(seen);
+    }
+    return NULL;
+}
+
+static void start_workers(int n)   /* under job_lock */
+{
+    if (n > MAX_WORKERS) n = MAX_WORKERS;
+    while (pool.n_workers < n) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int failed = pthread_create(&t, &attr, worker, (void *)(intptr_t)pool.n_workers);
+        pthread_attr_destroy(&attr);
+        if (failed) return;   /* fewer helpers; the caller still runs every block */
+        pool.n_workers++;
+    }
+}
+
+static void after_fork_in_child(void)   /* the child has none of the parent's threads */
+{
+    pthread_mutex_init(&pool.job_lock, NULL);
+    pthread_mutex_init(&pool.sleep_lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pool.n_workers = pool.sleeping = pool.helpers = 0;
+}
+
+static void parallel_for(block_fn fn, const void *args, const int64_t *cuts, int64_t n_blocks,
+                         int threads)
+{
+    if (threads <= 1 || n_blocks <= 1 || pthread_mutex_trylock(&pool.job_lock) != 0) {
+        for (int64_t b = 0; b < n_blocks; b++) fn(args, (Py_ssize_t)cuts[b], (Py_ssize_t)cuts[b + 1]);
+        return;
+    }
+    start_workers(threads - 1);
+    pool.helpers = threads - 1;
+    pool.fn = fn;
+    pool.args = args;
+    pool.cuts = cuts;
+    pool.n_blocks = n_blocks;
+    atomic_store(&pool.done, 0);
+    const uint64_t gen = atomic_load(&pool.seq) + 1;
+    atomic_store(&pool.claim, (gen & 0xffffffffu) << 32);
+    atomic_store(&pool.seq, gen);   /* publish the job */
+    pthread_mutex_lock(&pool.sleep_lock);
+    if (pool.sleeping) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.sleep_lock);
+    run_blocks(gen);
+    for (unsigned i = 1; atomic_load(&pool.done) < n_blocks; i++) {   /* a helper is finishing a block */
+        CPU_RELAX();
+        if ((i & 1023) == 0) sched_yield();
+    }
+    pthread_mutex_unlock(&pool.job_lock);
+}
+
+typedef struct {
+    const int32_t *indptr, *indices;
+    const void *a, *b;
+    void *out;
+    Py_ssize_t N;
+    char dtype;
+} Product;
+
+static void matmul_block(const void *p, Py_ssize_t r0, Py_ssize_t r1)
+{
+    const Product *q = p;
+    if (q->N == 1) {
+        if (q->dtype == 'd') matvec_f64(r0, r1, q->indptr, q->indices, q->a, q->b, q->out);
+        else matvec_f32(r0, r1, q->indptr, q->indices, q->a, q->b, q->out);
+    } else {
+        if (q->dtype == 'd') matmul_f64(r0, r1, q->indptr, q->indices, q->a, q->b, q->N, q->out);
+        else matmul_f32(r0, r1, q->indptr, q->indices, q->a, q->b, q->N, q->out);
+    }
+}
+
+static void sampled_block(const void *p, Py_ssize_t r0, Py_ssize_t r1)
+{
+    const Product *q = p;
+    if (q->dtype == 'd') sampled_f64(r0, r1, q->indptr, q->indices, q->a, q->b, q->N, q->out);
+    else sampled_f32(r0, r1, q->indptr, q->indices, q->a, q->b, q->N, q->out);
+}
+
 /* ------------------------------------------------------------------ argument handling */
 
 typedef struct {
-    Py_buffer indptr, indices, a, b, out;
+    Py_buffer indptr, indices, a, b, out, cuts;
     int n_held;
 } Buffers;
 
 static void release(Buffers *bufs)
 {
-    Py_buffer *all[5] = {&bufs->indptr, &bufs->indices, &bufs->a, &bufs->b, &bufs->out};
+    Py_buffer *all[6] = {&bufs->indptr, &bufs->indices, &bufs->a, &bufs->b, &bufs->out, &bufs->cuts};
     for (int k = 0; k < bufs->n_held; k++) PyBuffer_Release(all[k]);
 }
 
@@ -205,67 +378,90 @@ static int get(PyObject *obj, Py_buffer *view, int writable, const char *name, B
     return 0;
 }
 
-/* 'i' int32, 'd' float64, 'f' float32 (native byte order only) */
+/* 'i' int32, 'q' int64, 'd' float64, 'f' float32 (native byte order only) */
 static char kind(Py_buffer *v)
 {
     const char *f = v->format ? v->format : "B";
     if (f[0] == '=' || f[0] == '@') f++;
     if ((f[0] == 'i' || f[0] == 'l') && v->itemsize == 4) return 'i';
+    if ((f[0] == 'q' || f[0] == 'l') && v->itemsize == 8) return 'q';
     if (f[0] == 'd' && v->itemsize == 8) return 'd';
     if (f[0] == 'f' && v->itemsize == 4) return 'f';
     return '?';
 }
 
-/* Parse (indptr, indices, a, b, out, r0, r1), check everything but index values; 0 on success. */
-static int parse(PyObject *args, Buffers *bufs, Py_ssize_t *r0, Py_ssize_t *r1, char *dtype,
-                 const char *which)
+/* Parse (indptr, indices, a, b, out[, cuts[, threads]]) and check everything but index values.
+ * Without cuts the job is all rows as one block. 0 on success. */
+static int parse(PyObject *args, Buffers *bufs, Product *q, int64_t *whole, const int64_t **cuts,
+                 int64_t *n_blocks, int *threads, const char *a_name)
 {
-    PyObject *o[5];
+    PyObject *o[5], *cuts_obj = Py_None;
     memset(bufs, 0, sizeof(*bufs));
-    if (!PyArg_ParseTuple(args, "OOOOOnn", &o[0], &o[1], &o[2], &o[3], &o[4], r0, r1)) return -1;
+    *threads = 1;
+    if (!PyArg_ParseTuple(args, "OOOOO|Oi", &o[0], &o[1], &o[2], &o[3], &o[4], &cuts_obj, threads))
+        return -1;
     if (get(o[0], &bufs->indptr, 0, "indptr", bufs) || get(o[1], &bufs->indices, 0, "indices", bufs)
-        || get(o[2], &bufs->a, 0, which[0] == 's' ? "A" : "data", bufs)
-        || get(o[3], &bufs->b, 0, "B", bufs) || get(o[4], &bufs->out, 1, "out", bufs))
+        || get(o[2], &bufs->a, 0, a_name, bufs) || get(o[3], &bufs->b, 0, "B", bufs)
+        || get(o[4], &bufs->out, 1, "out", bufs))
         return -1;
     if (kind(&bufs->indptr) != 'i' || kind(&bufs->indices) != 'i') {
         PyErr_SetString(PyExc_TypeError, "indptr and indices must be int32 arrays");
         return -1;
     }
-    *dtype = kind(&bufs->a);
-    if ((*dtype != 'd' && *dtype != 'f') || kind(&bufs->b) != *dtype || kind(&bufs->out) != *dtype) {
+    q->dtype = kind(&bufs->a);
+    if ((q->dtype != 'd' && q->dtype != 'f') || kind(&bufs->b) != q->dtype || kind(&bufs->out) != q->dtype) {
         PyErr_SetString(PyExc_TypeError, "the value arrays must all be float64 or all float32");
         return -1;
     }
-    Py_ssize_t n_rows = bufs->indptr.len / 4 - 1;
-    if (*r0 < 0 || *r1 < *r0 || *r1 > n_rows) {
-        PyErr_Format(PyExc_ValueError, "rows [%zd, %zd) must lie in [0, %zd]", *r0, *r1, n_rows);
+    if (*threads < 1) {
+        PyErr_SetString(PyExc_ValueError, "threads must be >= 1");
         return -1;
     }
+    const int64_t n_rows = bufs->indptr.len / 4 - 1;
+    if (cuts_obj == Py_None) {
+        whole[0] = 0;
+        whole[1] = n_rows;
+        *cuts = whole;
+        *n_blocks = 1;
+    } else {
+        if (get(cuts_obj, &bufs->cuts, 0, "cuts", bufs)) return -1;
+        if (kind(&bufs->cuts) != 'q' || bufs->cuts.len < 16) {
+            PyErr_SetString(PyExc_TypeError, "cuts must be an int64 array of at least two row indices");
+            return -1;
+        }
+        *cuts = bufs->cuts.buf;
+        *n_blocks = bufs->cuts.len / 8 - 1;
+        for (int64_t b = 0; b <= *n_blocks; b++)
+            if ((*cuts)[b] < 0 || (*cuts)[b] > n_rows || (b > 0 && (*cuts)[b] < (*cuts)[b - 1])) {
+                PyErr_Format(PyExc_ValueError, "cuts must be ascending rows in [0, %lld]", (long long)n_rows);
+                return -1;
+            }
+    }
+    q->indptr = bufs->indptr.buf;
+    q->indices = bufs->indices.buf;
+    q->a = bufs->a.buf;
+    q->b = bufs->b.buf;
+    q->out = bufs->out.buf;
     return 0;
 }
 
 static PyObject *py_csr_matmul(PyObject *self, PyObject *args)
 {
     Buffers bufs;
-    Py_ssize_t r0, r1;
-    char dtype;
-    if (parse(args, &bufs, &r0, &r1, &dtype, "matmul")) goto fail;
+    Product q;
+    int64_t whole[2], n_blocks;
+    const int64_t *cuts;
+    int threads;
+    if (parse(args, &bufs, &q, whole, &cuts, &n_blocks, &threads, "data")) goto fail;
     Py_ssize_t n_rows = bufs.indptr.len / 4 - 1, isz = bufs.a.itemsize;
-    Py_ssize_t N = bufs.b.ndim == 2 ? bufs.b.shape[1] : 1;
-    if (bufs.out.len != n_rows * N * isz || bufs.a.len != bufs.indices.len / 4 * isz
-        || (bufs.out.ndim == 2 && bufs.out.shape[1] != N)) {
+    q.N = bufs.b.ndim == 2 ? bufs.b.shape[1] : 1;
+    if (bufs.out.len != n_rows * q.N * isz || bufs.a.len != bufs.indices.len / 4 * isz
+        || (bufs.out.ndim == 2 && bufs.out.shape[1] != q.N)) {
         PyErr_SetString(PyExc_ValueError, "out must have shape (rows, N) and data one value per index");
         goto fail;
     }
-    const int32_t *ip = bufs.indptr.buf, *ix = bufs.indices.buf;
     Py_BEGIN_ALLOW_THREADS
-    if (N == 1) {
-        if (dtype == 'd') matvec_f64(r0, r1, ip, ix, bufs.a.buf, bufs.b.buf, bufs.out.buf);
-        else matvec_f32(r0, r1, ip, ix, bufs.a.buf, bufs.b.buf, bufs.out.buf);
-    } else {
-        if (dtype == 'd') matmul_f64(r0, r1, ip, ix, bufs.a.buf, bufs.b.buf, N, bufs.out.buf);
-        else matmul_f32(r0, r1, ip, ix, bufs.a.buf, bufs.b.buf, N, bufs.out.buf);
-    }
+    parallel_for(matmul_block, &q, cuts, n_blocks, threads);
     Py_END_ALLOW_THREADS
     release(&bufs);
     Py_RETURN_NONE;
@@ -277,21 +473,21 @@ fail:
 static PyObject *py_sampled_product(PyObject *self, PyObject *args)
 {
     Buffers bufs;
-    Py_ssize_t r0, r1;
-    char dtype;
-    if (parse(args, &bufs, &r0, &r1, &dtype, "sampled")) goto fail;
+    Product q;
+    int64_t whole[2], n_blocks;
+    const int64_t *cuts;
+    int threads;
+    if (parse(args, &bufs, &q, whole, &cuts, &n_blocks, &threads, "A")) goto fail;
     Py_ssize_t n_rows = bufs.indptr.len / 4 - 1, isz = bufs.a.itemsize;
-    Py_ssize_t N = bufs.a.ndim == 2 ? bufs.a.shape[1] : 1;
-    if (bufs.a.len != n_rows * N * isz || bufs.b.ndim != bufs.a.ndim
-        || (bufs.b.ndim == 2 && bufs.b.shape[1] != N) || bufs.out.len != bufs.indices.len / 4 * isz) {
+    q.N = bufs.a.ndim == 2 ? bufs.a.shape[1] : 1;
+    if (bufs.a.len != n_rows * q.N * isz || bufs.b.ndim != bufs.a.ndim
+        || (bufs.b.ndim == 2 && bufs.b.shape[1] != q.N) || bufs.out.len != bufs.indices.len / 4 * isz) {
         PyErr_SetString(PyExc_ValueError,
                         "A must have shape (rows, N), B shape (cols, N), out one value per index");
         goto fail;
     }
-    const int32_t *ip = bufs.indptr.buf, *ix = bufs.indices.buf;
     Py_BEGIN_ALLOW_THREADS
-    if (dtype == 'd') sampled_f64(r0, r1, ip, ix, bufs.a.buf, bufs.b.buf, N, bufs.out.buf);
-    else sampled_f32(r0, r1, ip, ix, bufs.a.buf, bufs.b.buf, N, bufs.out.buf);
+    parallel_for(sampled_block, &q, cuts, n_blocks, threads);
     Py_END_ALLOW_THREADS
     release(&bufs);
     Py_RETURN_NONE;
@@ -302,14 +498,20 @@ fail:
 
 static PyMethodDef methods[] = {
     {"csr_matmul", py_csr_matmul, METH_VARARGS,
-     "csr_matmul(indptr, indices, data, B, out, r0, r1): out[i] = sum_jj data[jj] B[indices[jj]], "
-     "rows r0 <= i < r1, row order, no fused multiply-add (SciPy's bits)."},
+     "csr_matmul(indptr, indices, data, B, out, cuts=None, threads=1): out[i] = sum_jj data[jj] "
+     "B[indices[jj]] for the rows of the blocks cuts[b] <= i < cuts[b+1] (all rows without cuts), "
+     "on up to `threads` threads; row order, no fused multiply-add (SciPy's bits)."},
     {"sampled_product", py_sampled_product, METH_VARARGS,
-     "sampled_product(indptr, indices, A, B, out, r0, r1): out[jj] = A[i] . B[indices[jj]] for the "
-     "stored jj of rows r0 <= i < r1."},
+     "sampled_product(indptr, indices, A, B, out, cuts=None, threads=1): out[jj] = A[i] . "
+     "B[indices[jj]] for the stored jj of the rows of the blocks, on up to `threads` threads."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_refprune_kernels",
                                     "Compiled CSR kernels of refprune's sparse path.", -1, methods};
 
-PyMODINIT_FUNC PyInit__refprune_kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__refprune_kernels(void)
+{
+    static int registered = 0;
+    if (!registered && pthread_atfork(NULL, NULL, after_fork_in_child) == 0) registered = 1;
+    return PyModule_Create(&module);
+}

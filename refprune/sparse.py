@@ -12,7 +12,10 @@ layer is z^T = W a^T: CSR times a C-contiguous dense matrix, the inner loop
 along the batch, each output row summed over its stored weights in column
 order. The batch is transposed once on entry and once on exit. CSR was measured
 faster than CSC for this product (docs/sparse_execution.md), and at batch 1
-the CSR matvec y = W x faster than x^T W^T (a CSC scatter).
+the CSR matvec y = W x faster than x^T W^T (a CSC scatter). The products run in
+the compiled kernels of ``refprune.sparse_kernels`` (SciPy's summation order and
+bits, several samples per SIMD register), or in SciPy itself where the package
+was installed without a C compiler.
 
 Execution per layer: "sparse" (CSR product, rows split over threads), "dense"
 (NumPy product with the dense masked matrix, built on first use), or "auto":
@@ -41,7 +44,7 @@ from .sparse_kernels import (BLOCKS_PER_THREAD, T0, available_cores, csr_from_po
 
 EXECUTIONS = ("auto", "dense", "sparse")
 CHUNK_BYTES = 1 << 20   # 1 MiB: half of this machine's per-core L2
-MIN_SPLIT_CHUNK = 64    # samples: smaller chunks lose 10-15 % per element in csr_matvecs
+MIN_SPLIT_CHUNK = 64    # samples: smaller chunks lose 10-15 % per element in a CSR product
 DTYPES = ("float64", "float32")
 
 

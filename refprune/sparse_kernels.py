@@ -14,12 +14,16 @@ compiler, ``KERNELS`` is "scipy" and SciPy's own products run instead, giving
 the same bits more slowly. The sampled product has its own summation order in
 each (``sampled_product``).
 
-Threads. Both release the GIL inside a product, so ``csr_matmul`` splits the
-rows of W into blocks of about equal non-zero count and multiplies the blocks
-on a small thread pool (``run_tasks``: each thread takes the next block not yet
-taken). A row split writes disjoint rows of the output and every row is summed
-in the same order whatever the split, so every thread count gives
-bit-identical results.
+Threads. ``csr_matmul`` and ``sampled_product`` split the rows of W into blocks
+of about equal non-zero count (``row_blocks``); the compiled kernels share the
+blocks between the calling thread and worker threads of their own, which spin
+for 0.1 ms after a product before they sleep, so consecutive products hand
+work over in about a microsecond (each participant claims the next block
+with one atomic operation). Without them, SciPy's products of the blocks run on
+a small Python thread pool (``run_tasks``: each thread takes the next block not
+yet taken; SciPy releases the GIL). A row split writes disjoint rows of the
+output and every row is summed in the same order whatever the split, so every
+thread count gives bit-identical results.
 
 Cost model (``predicted_seconds``; derivation and crossover table in
 docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
@@ -44,13 +48,13 @@ runs a layer sparse on 2 cores with the compiled kernels, for an inner layer
 ``crossover_density`` computes it, and a test checks this copy:
 
     dtype    out x in     N=1    N=32   N=256  N=2048
-    float64  4096 x 4096  0.485  0.432  0.372  0.292
-    float64    300 x 784  0.208  0.216  0.336  0.288
-    float64    100 x 300  0.095  0.200  0.184  0.262
+    float64  4096 x 4096  0.496  0.435  0.373  0.292
+    float64    300 x 784  0.208  0.359  0.363  0.291
+    float64    100 x 300  0.095  0.200  0.297  0.284
     float64     10 x 100  0.000  0.000  0.118  0.139
-    float32  4096 x 4096  0.353  0.308  0.338  0.377
-    float32    300 x 784  0.102  0.154  0.267  0.368
-    float32    100 x 300  0.000  0.129  0.165  0.302
+    float32  4096 x 4096  0.369  0.313  0.339  0.377
+    float32    300 x 784  0.102  0.193  0.320  0.375
+    float32    100 x 300  0.000  0.129  0.191  0.358
     float32     10 x 100  0.000  0.000  0.037  0.171
 """
 
@@ -162,7 +166,19 @@ def _csr_view(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
     return A
 
 
-def row_blocks(A: sp.csr_array, parts: int) -> list[sp.csr_array]:
+class RowBlocks(list):
+    """Row blocks of a CSR matrix (a list of CSR views), with the matrix and the cut rows.
+
+    ``matrix`` is the whole matrix and ``cuts`` (int64) the block boundaries:
+    block b holds rows cuts[b] <= i < cuts[b + 1]. The compiled kernels take the
+    matrix and the cuts; SciPy's products take the views.
+    """
+
+    matrix: sp.csr_array
+    cuts: np.ndarray
+
+
+def row_blocks(A: sp.csr_array, parts: int) -> RowBlocks:
     """Split A's rows into at most ``parts`` contiguous blocks of about equal non-zero count.
 
     The blocks are views: they share ``A.data`` and ``A.indices``, so an in-place
@@ -170,16 +186,15 @@ def row_blocks(A: sp.csr_array, parts: int) -> list[sp.csr_array]:
     """
     n_rows, n_cols = A.shape
     parts = max(1, min(parts, n_rows))
-    if parts == 1:
-        return [A]
-    targets = np.linspace(0, A.indptr[-1], parts + 1)[1:-1]
-    cuts = [0, *np.searchsorted(A.indptr, targets, side="left").tolist(), n_rows]
-    cuts = sorted(set(cuts))
-    blocks = []
-    for r0, r1 in zip(cuts[:-1], cuts[1:]):
-        s0, s1 = int(A.indptr[r0]), int(A.indptr[r1])
-        blocks.append(_csr_view(A.data[s0:s1], A.indices[s0:s1],
-                                A.indptr[r0:r1 + 1] - A.indptr[r0], (r1 - r0, n_cols)))
+    cuts = [0, n_rows]
+    if parts > 1:
+        targets = np.linspace(0, A.indptr[-1], parts + 1)[1:-1]
+        cuts = sorted({0, *np.searchsorted(A.indptr, targets, side="left").tolist(), n_rows})
+    blocks = RowBlocks([A] if len(cuts) == 2 else
+                       [_csr_view(A.data[A.indptr[r0]:A.indptr[r1]], A.indices[A.indptr[r0]:A.indptr[r1]],
+                                  A.indptr[r0:r1 + 1] - A.indptr[r0], (r1 - r0, n_cols))
+                        for r0, r1 in zip(cuts[:-1], cuts[1:])])
+    blocks.matrix, blocks.cuts = A, np.array(cuts, dtype=np.int64)
     return blocks
 
 
@@ -197,7 +212,7 @@ def csr_product(A: sp.csr_array, B: np.ndarray, out: np.ndarray) -> np.ndarray:
     else SciPy, with the same bits.
     """
     if _compiled(A, B):
-        _native.csr_matmul(A.indptr, A.indices, A.data, B, out, 0, A.shape[0])
+        _native.csr_matmul(A.indptr, A.indices, A.data, B, out)
     else:
         out[...] = A @ B
     return out
@@ -208,13 +223,19 @@ def csr_matmul(blocks: Sequence[sp.csr_array], B: np.ndarray, threads: int = 1) 
 
     ``B`` is C-contiguous, shape (in,) or (in, N). Each row is summed over its
     stored entries in column order (``csr_product``), so the result does not
-    depend on the blocks or the threads.
+    depend on the blocks or the threads. With the compiled kernels the blocks
+    (``RowBlocks``) are shared by the calling thread and the kernels' own
+    worker threads; else SciPy's products of the blocks run on ``run_tasks``.
     """
-    dtype = B.dtype if blocks[0].data.dtype == B.dtype else np.result_type(blocks[0].data.dtype, B.dtype)
+    A = getattr(blocks, "matrix", blocks[0])
+    dtype = B.dtype if A.data.dtype == B.dtype else np.result_type(A.data.dtype, B.dtype)
+    out = np.empty((A.shape[0],) + B.shape[1:], dtype=dtype)
     if len(blocks) == 1:
-        return csr_product(blocks[0], B, np.empty((blocks[0].shape[0],) + B.shape[1:], dtype=dtype))
-    out = np.empty((sum(blk.shape[0] for blk in blocks),) + B.shape[1:], dtype=dtype)
-    edges = np.cumsum([0] + [blk.shape[0] for blk in blocks]).tolist()
+        return csr_product(A, B, out)
+    if _compiled(A, B):
+        _native.csr_matmul(A.indptr, A.indices, A.data, B, out, blocks.cuts, threads)
+        return out
+    edges = blocks.cuts.tolist()
     run_tasks([lambda blk=blk, a=a, b=b: csr_product(blk, B, out[a:b])
                for blk, a, b in zip(blocks, edges[:-1], edges[1:])], threads)
     return out
@@ -276,6 +297,11 @@ def sampled_product(dZT: np.ndarray, AT: np.ndarray, blocks: Sequence[sp.csr_arr
     NumPy's ``einsum`` in chunks of positions (gathered rows stay in cache). The
     two differ in the last bits, never within one installation.
     """
+    A = getattr(blocks, "matrix", blocks[0])
+    if _compiled(A, dZT) and AT.dtype == dZT.dtype and AT.flags.c_contiguous:
+        cuts = getattr(blocks, "cuts", None)
+        _native.sampled_product(A.indptr, A.indices, dZT, AT, out, cuts, threads if len(blocks) > 1 else 1)
+        return out
     n = dZT.shape[1]
     edges = np.cumsum([0] + [blk.shape[0] for blk in blocks]).tolist()
     starts = np.cumsum([0] + [blk.nnz for blk in blocks]).tolist()
@@ -284,9 +310,6 @@ def sampled_product(dZT: np.ndarray, AT: np.ndarray, blocks: Sequence[sp.csr_arr
     def block(b: int) -> None:
         blk, r0, s0 = blocks[b], edges[b], starts[b]
         A, dst = dZT[r0:edges[b + 1]], out[s0:starts[b + 1]]
-        if _compiled(blk, A) and AT.dtype == A.dtype and AT.flags.c_contiguous:
-            _native.sampled_product(blk.indptr, blk.indices, A, AT, dst, 0, blk.shape[0])
-            return
         rows = np.repeat(np.arange(blk.shape[0]), np.diff(blk.indptr))
         for s in range(0, blk.nnz, step):
             e = min(s + step, blk.nnz)
@@ -313,8 +336,8 @@ S1_SCIPY = {"float64": (6.7e-10, 2.4e-10, 2.4e-10, 2.7e-10),
 D1 = {"float64": (1.1e-10, 4.8e-11, 4.1e-11, 3.8e-11),
       "float32": (5.5e-11, 2.2e-11, 1.9e-11, 2.0e-11)}
 #: Seconds per (stored weight x sample) of ``sampled_product``: compiled, and NumPy's einsum.
-G1_COMPILED = {"float64": (3.4e-9, 2.0e-10, 1.4e-10, 1.9e-10),
-               "float32": (6.3e-9, 3.0e-10, 1.0e-10, 6.1e-11)}
+G1_COMPILED = {"float64": (2.0e-9, 2.0e-10, 1.4e-10, 1.9e-10),
+               "float32": (1.8e-9, 3.0e-10, 1.0e-10, 6.1e-11)}
 G1_SCIPY = {"float64": (3.6e-9, 1.3e-9, 8.4e-10, 9.7e-10),
             "float32": (3.2e-9, 1.0e-9, 4.6e-10, 4.6e-10)}
 S1, G1 = (S1_COMPILED, G1_COMPILED) if KERNELS == "compiled" else (S1_SCIPY, G1_SCIPY)
@@ -322,8 +345,8 @@ TR1 = (5.0e-10, 8.0e-10)  # seconds per element of a transposing copy (batch int
                           # feature-major): rows up to 8 KiB, wider rows (``feature_major``)
 S0 = 3.4e-6    # fixed cost of one sparse product call (dispatch, output allocation)
 D0 = 1.5e-6    # fixed cost of one NumPy dense product call
-T0 = 1.2e-4    # handing work to the pool and collecting it: 21 us on a quiet machine, 80-110 us
-               # at load 2 (the other core busy); 120 us splits only work that pays either way
+T0 = 3.0e-5    # sharing a product with the worker threads: ~1 us while they spin (calls less than
+               # 0.1 ms apart), 10-65 us to wake them after an idle gap; 30 us splits what pays either way
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
 DENSE_BANDWIDTH = (23e9, 32e9)    # bytes/s of a dense GEMV streaming its matrix, on 1 and 2 cores
 SPARSE_BANDWIDTH = (12e9, 24e9)   # bytes/s of a CSR product streaming values and indices, 1 and 2 threads

@@ -113,7 +113,8 @@ def test_thread_count_does_not_change_a_bit(n):
     assert rel(outs[0], model.forward(X)) <= 1e-12
     A = SparseMLP(model).layers[0].weight
     B = np.ascontiguousarray(X.T)
-    assert all(np.array_equal(csr_matmul(row_blocks(A, p), B), A @ B) for p in (1, 2, 5, 1000))
+    assert all(np.array_equal(csr_matmul(row_blocks(A, p), B, t), A @ B)
+               for p in (1, 2, 5, 1000) for t in (1, 2, 3))
 
 
 def test_same_inputs_same_bits():
@@ -251,17 +252,55 @@ def test_compiled_kernels_check_their_arguments():
     out = np.empty((5, 3))
     native = sparse_kernels._native
     with pytest.raises(TypeError, match="float64 or all float32"):
-        native.csr_matmul(A.indptr, A.indices, A.data, B.astype(np.float32), out, 0, 5)
+        native.csr_matmul(A.indptr, A.indices, A.data, B.astype(np.float32), out)
     with pytest.raises(TypeError, match="C-contiguous"):
-        native.csr_matmul(A.indptr, A.indices, A.data, np.asfortranarray(B), out, 0, 5)
+        native.csr_matmul(A.indptr, A.indices, A.data, np.asfortranarray(B), out)
     with pytest.raises(TypeError, match="int32"):
-        native.csr_matmul(A.indptr.astype(np.int64), A.indices, A.data, B, out, 0, 5)
-    with pytest.raises(ValueError, match="rows"):
-        native.csr_matmul(A.indptr, A.indices, A.data, B, out, 0, 6)
+        native.csr_matmul(A.indptr.astype(np.int64), A.indices, A.data, B, out)
+    with pytest.raises(ValueError, match="cuts must be ascending"):
+        native.csr_matmul(A.indptr, A.indices, A.data, B, out, np.array([0, 6], dtype=np.int64), 2)
+    with pytest.raises(ValueError, match="cuts must be ascending"):
+        native.csr_matmul(A.indptr, A.indices, A.data, B, out, np.array([0, 3, 2, 5], dtype=np.int64), 2)
+    with pytest.raises(TypeError, match="int64"):
+        native.csr_matmul(A.indptr, A.indices, A.data, B, out, np.array([0, 5], dtype=np.int32), 2)
+    with pytest.raises(ValueError, match="threads"):
+        native.csr_matmul(A.indptr, A.indices, A.data, B, out, None, 0)
     with pytest.raises(ValueError, match="shape"):
-        native.csr_matmul(A.indptr, A.indices, A.data, B, np.empty((5, 2)), 0, 5)
+        native.csr_matmul(A.indptr, A.indices, A.data, B, np.empty((5, 2)))
     with pytest.raises(ValueError, match="shape"):
-        native.sampled_product(A.indptr, A.indices, out[:, :2].copy(), B, np.empty(A.nnz), 0, 5)
+        native.sampled_product(A.indptr, A.indices, out[:, :2].copy(), B, np.empty(A.nnz))
+
+
+def _products_agree(A, B, ref, calls, threads):
+    return all(np.array_equal(csr_matmul(row_blocks(A, 4 * threads), B, threads), ref) for _ in range(calls))
+
+
+@compiled
+def test_compiled_worker_threads_under_concurrent_callers():
+    # two Python threads share the kernels' workers (one job at a time; the other runs alone)
+    A, B = sparse_operands((300, 200), 17, 0.2, np.float64, 3)
+    ref = A @ B
+    results = run_tasks([lambda t=t: _products_agree(A, B, ref, 200, t) for t in (2, 3, 2, 1)], 2)
+    assert all(results)
+
+
+def _forked_product(queue):
+    A, B = sparse_operands((300, 200), 17, 0.2, np.float64, 3)
+    queue.put(_products_agree(A, B, A @ B, 20, 2))
+
+
+@compiled
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_compiled_worker_threads_after_fork():
+    import multiprocessing
+    A, B = sparse_operands((300, 200), 17, 0.2, np.float64, 3)
+    assert _products_agree(A, B, A @ B, 5, 2)        # the parent's workers are running
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forked_product, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and queue.get(timeout=5)
 
 
 @pytest.mark.parametrize("n", [1, 9, 150])
