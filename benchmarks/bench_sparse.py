@@ -80,7 +80,7 @@ CONFIG = {"cpu_time": False, "threads": None, "settle": None}   # set by main();
 WARMUP_SECONDS = 0.02   # untimed calls before a contender's repeats (at least WARMUP_CALLS)
 WARMUP_CALLS = 3
 SETTLE_SECONDS = 0.15   # rest after each contender: OpenBLAS's and torch's threads spin ~0.1 s after a call
-ROUNDS = 2              # each contender's repeats are split over this many rounds
+ROUNDS = 3              # each contender's repeats are split over this many rounds
 
 
 def timed(fns: dict, repeats: int) -> dict[str, float]:

@@ -11,7 +11,11 @@
  *       out[jj]   = sum_n A[i, n] * B[indices[jj], n]  for every stored jj of row i
  *
  * for the rows of the blocks cuts[b] <= i < cuts[b + 1] (every row without cuts), the blocks
- * shared by the calling thread and threads - 1 worker threads (parallel_for, below).
+ * shared by the calling thread and threads - 1 worker threads (parallel_for, below), and
+ *
+ *   transpose(src, dst[, threads])
+ *       dst[j, i] = src[i, j]   (2-D, rows contiguous, any row strides: moves a batch into and
+ *                                out of feature-major layout)
  *
  * Rounding. csr_matmul and csr_matvec add the products of a row in its stored
  * (column) order into an accumulator that starts at 0.0, each product and each
@@ -183,6 +187,34 @@ DEFINE_MATVEC(matvec_f32, float)
 
 DEFINE_SAMPLED(sampled_f64, double, v8d, 8)
 DEFINE_SAMPLED(sampled_f32, float, v16f, 16)
+
+/* dst[j, i] = src[i, j] for src rows r0 <= i < r1 (all w columns); row strides ss and ds in
+ * elements. Tiles of B x B (one 64-byte line of B float64 or 64 bytes of B float32 per tile row)
+ * are read along src rows and written along dst rows, so both sides move whole cache lines. */
+#define DEFINE_TRANSPOSE(NAME, T, B)                                                        \
+    CLONES static void NAME(const T *src, Py_ssize_t ss, T *dst, Py_ssize_t ds, Py_ssize_t w, \
+                            Py_ssize_t r0, Py_ssize_t r1)                                     \
+    {                                                                                         \
+        for (Py_ssize_t i0 = r0; i0 < r1; i0 += B) {                                          \
+            const Py_ssize_t i1 = i0 + B < r1 ? i0 + B : r1;                                  \
+            for (Py_ssize_t j0 = 0; j0 < w; j0 += B) {                                        \
+                const Py_ssize_t j1 = j0 + B < w ? j0 + B : w;                                \
+                if (i1 - i0 == B && j1 - j0 == B) {                                           \
+                    for (Py_ssize_t j = j0; j < j1; j++) {                                    \
+                        T *d = dst + j * ds + i0;                                             \
+                        const T *c = src + i0 * ss + j;                                       \
+                        for (int a = 0; a < B; a++) d[a] = c[a * ss];                         \
+                    }                                                                         \
+                } else {                                                                      \
+                    for (Py_ssize_t j = j0; j < j1; j++)                                      \
+                        for (Py_ssize_t i = i0; i < i1; i++) dst[j * ds + i] = src[i * ss + j]; \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+DEFINE_TRANSPOSE(transpose_f64, double, 8)
+DEFINE_TRANSPOSE(transpose_f32, float, 16)
 
 /* ------------------------------------------------------------------ worker threads
  *
@@ -496,11 +528,85 @@ fail:
     return NULL;
 }
 
+typedef struct {
+    const void *src;
+    void *dst;
+    Py_ssize_t ss, ds, w;
+    char dtype;
+} Transpose;
+
+static void transpose_block(const void *p, Py_ssize_t r0, Py_ssize_t r1)
+{
+    const Transpose *t = p;
+    if (t->dtype == 'd') transpose_f64(t->src, t->ss, t->dst, t->ds, t->w, r0, r1);
+    else transpose_f32(t->src, t->ss, t->dst, t->ds, t->w, r0, r1);
+}
+
+/* 2-D buffer with unit stride along its rows (any row stride); 0 on success */
+static int get_rows(PyObject *obj, Py_buffer *view, int writable, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a%s array", name, writable ? " writable" : "");
+        return -1;
+    }
+    if (view->ndim != 2 || view->strides[1] != view->itemsize || view->strides[0] % view->itemsize
+        || view->strides[0] < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be 2-D with contiguous rows", name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_transpose(PyObject *self, PyObject *args)
+{
+    PyObject *src_obj, *dst_obj;
+    int threads = 1;
+    Py_buffer src, dst;
+    if (!PyArg_ParseTuple(args, "OO|i", &src_obj, &dst_obj, &threads)) return NULL;
+    if (get_rows(src_obj, &src, 0, "src")) return NULL;
+    if (get_rows(dst_obj, &dst, 1, "dst")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Transpose t = {src.buf, dst.buf, src.strides[0] / src.itemsize, dst.strides[0] / dst.itemsize,
+                   src.shape[1], kind(&src)};
+    const Py_ssize_t n = src.shape[0];
+    PyObject *result = NULL;
+    if ((t.dtype != 'd' && t.dtype != 'f') || kind(&dst) != t.dtype) {
+        PyErr_SetString(PyExc_TypeError, "src and dst must both be float64 or both float32");
+    } else if (dst.shape[0] != src.shape[1] || dst.shape[1] != n) {
+        PyErr_SetString(PyExc_ValueError, "dst must have the shape of src transposed");
+    } else if (threads < 1) {
+        PyErr_SetString(PyExc_ValueError, "threads must be >= 1");
+    } else {
+        /* blocks of whole tiles of src rows, about two per thread and at least 64 rows each */
+        int64_t cuts[2 * MAX_WORKERS + 3], n_blocks = 2 * (int64_t)threads;
+        if (n_blocks > 2 * MAX_WORKERS + 2) n_blocks = 2 * MAX_WORKERS + 2;
+        if (n_blocks > n / 64) n_blocks = n / 64 > 0 ? n / 64 : 1;
+        for (int64_t b = 0; b <= n_blocks; b++) cuts[b] = (n * b / n_blocks + 15) / 16 * 16;
+        cuts[0] = 0;
+        cuts[n_blocks] = n;
+        Py_BEGIN_ALLOW_THREADS
+        parallel_for(transpose_block, &t, cuts, n_blocks, threads);
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"csr_matmul", py_csr_matmul, METH_VARARGS,
      "csr_matmul(indptr, indices, data, B, out, cuts=None, threads=1): out[i] = sum_jj data[jj] "
      "B[indices[jj]] for the rows of the blocks cuts[b] <= i < cuts[b+1] (all rows without cuts), "
      "on up to `threads` threads; row order, no fused multiply-add (SciPy's bits)."},
+    {"transpose", py_transpose, METH_VARARGS,
+     "transpose(src, dst, threads=1): dst[j, i] = src[i, j] for 2-D arrays with contiguous rows, "
+     "in tiles, on up to `threads` threads."},
     {"sampled_product", py_sampled_product, METH_VARARGS,
      "sampled_product(indptr, indices, A, B, out, cuts=None, threads=1): out[jj] = A[i] . "
      "B[indices[jj]] for the stored jj of the rows of the blocks, on up to `threads` threads."},

@@ -244,7 +244,7 @@ class SparseMLP:
             a = X.T
             for l, layer in enumerate(self.layers):
                 a = self._finish(layer.dense_weight() @ a, layer.bias, l)
-            return np.ascontiguousarray(a.T)
+            return feature_major(a, threads=self.threads)
         step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
         if any(how == "sparse" and parts > 1 for how, parts in plan):
             # two chunks per thread where chunks stay >= MIN_SPLIT_CHUNK samples, so a thread
@@ -272,12 +272,12 @@ class SparseMLP:
                 l = m
             else:                              # split the rows of W
                 chunks = [self._finish(csr_matmul(layer.blocks(parts), c if c.flags.c_contiguous
-                                                  else feature_major(c.T), parts), layer.bias, l)
+                                                  else feature_major(c.T, threads=parts), parts), layer.bias, l)
                           for c in chunks]
                 l += 1
         if chunks[0] is not None:
             for (s, e), c in zip(bounds, chunks):
-                out[s:e] = c.T
+                feature_major(c, out[s:e], self.threads)
         return out
 
     def _sparse_run(self, a: np.ndarray, l: int, m: int, out: np.ndarray, bound: tuple[int, int]):
@@ -289,7 +289,7 @@ class SparseMLP:
                              self.layers[k].bias, k)
         if m < self.n_layers:
             return a
-        out[bound[0]:bound[1]] = a.T
+        feature_major(a, out[bound[0]:bound[1]])
         return None
 
     def _finish(self, z: np.ndarray, bias: np.ndarray, l: int) -> np.ndarray:

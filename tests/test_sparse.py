@@ -365,6 +365,24 @@ def test_threaded_transpose_is_the_transpose(shape, dtype):
     X = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     assert all(np.array_equal(transpose(X, t, min_size=1), X.T) for t in (1, 2, 3))
     assert np.array_equal(feature_major(X), X.T) and feature_major(X).flags.c_contiguous
+    wide = np.zeros((shape[1], shape[0] + 5), dtype=dtype)          # into columns of a wider array
+    feature_major(X, wide[:, 2:2 + shape[0]], threads=2)
+    assert np.array_equal(wide[:, 2:2 + shape[0]], X.T) and not wide[:, :2].any() and not wide[:, 2 + shape[0]:].any()
+
+
+@compiled
+def test_compiled_transpose_checks_its_arguments():
+    native, X = sparse_kernels._native, np.ones((3, 4))
+    with pytest.raises(ValueError, match="shape of src transposed"):
+        native.transpose(X, np.empty((3, 4)))
+    with pytest.raises(TypeError, match="float64 or both float32"):
+        native.transpose(X, np.empty((4, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="contiguous rows"):
+        native.transpose(X[:, ::2], np.empty((2, 3)))
+    read_only = np.empty((4, 3))
+    read_only.flags.writeable = False
+    with pytest.raises(TypeError, match="writable"):
+        native.transpose(X, read_only)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
