@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
-from .sparse_kernels import (BLOCKS_PER_THREAD, T0, available_cores, csr_from_positions, csr_matmul, csr_product,
+from .sparse_kernels import (BLOCKS_PER_THREAD, T0, T0_CHUNKS, available_cores, csr_from_positions, csr_matmul, csr_product,
                              feature_major, predicted_seconds, row_blocks, run_tasks, sparse_blocks,
                              sparse_is_faster, transpose_seconds)
 
@@ -206,10 +206,15 @@ class SparseMLP:
                 # a sparse first (last) layer transposes the batch into (out of) feature-major
                 moved = ((l == 0) * transpose_seconds(layer.shape[1], batch, self.dtype)
                          + (l == self.n_layers - 1) * transpose_seconds(layer.shape[0], batch, self.dtype))
-                blocks = sparse_blocks(layer.nnz, batch, self.dtype, self.threads, moved)
+                if self._split_by_chunks(batch):    # each thread keeps its chunks' activations
+                    handoff, exchanged = T0_CHUNKS, 0
+                else:                                 # every thread reads all of a^T, writes rows of z^T
+                    handoff, exchanged = T0, (layer.shape[0] + layer.shape[1]) * batch * self.dtype.itemsize
+                blocks = sparse_blocks(layer.nnz, batch, self.dtype, self.threads, moved, handoff, exchanged)
                 if forced != "auto":
                     sparse = forced == "sparse"
-                elif batch > 1 and steps and steps[-1][0] == "sparse" and steps[-1][1] > 1:
+                elif (batch > 1 and steps and steps[-1][0] == "sparse" and steps[-1][1] > 1
+                      and self._split_by_chunks(batch)):
                     # inside a run of sparse layers split over the threads, staying sparse
                     # saves ending the run (a hand-off, T0) and pays no new one
                     inside = predicted_seconds("sparse", layer.shape, layer.nnz, batch, self.dtype,
@@ -218,10 +223,20 @@ class SparseMLP:
                                                          self.dtype, self.threads) + T0
                     blocks = self.threads if sparse else 1
                 else:
-                    sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads, moved)
+                    sparse = sparse_is_faster(layer.shape, layer.nnz, batch, self.dtype, self.threads, moved,
+                                              handoff, exchanged)
                 steps.append(("sparse", blocks) if sparse else ("dense", 1))
             self._plans[batch] = tuple(steps)
         return list(self._plans[batch])
+
+    def _split_step(self, n: int) -> int:
+        """Samples per chunk when a sparse layer is split over the threads (see ``forward``)."""
+        step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
+        return min(step, max(MIN_SPLIT_CHUNK, -(-n // (2 * self.threads))))
+
+    def _split_by_chunks(self, n: int) -> bool:
+        """Whether a split sparse layer at batch n goes to Python threads by chunks (else by rows)."""
+        return n > self._split_step(n)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Network output f(X), shape (N, out), in ``self.dtype``; X must have that dtype.
@@ -250,7 +265,7 @@ class SparseMLP:
             # two chunks per thread where chunks stay >= MIN_SPLIT_CHUNK samples, so a thread
             # that starts late still takes a share; a batch of one chunk splits rows instead
             # (both threads streaming the whole matrix for half a chunk measured 1.4x slower)
-            step = min(step, max(MIN_SPLIT_CHUNK, -(-n // (2 * self.threads))))
+            step = self._split_step(n)
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
         chunks: list = [X[s:e].T for s, e in bounds]    # feature-major views, copied where needed

@@ -30,7 +30,11 @@ docs/sparse_execution.md). For a layer of shape (out, in) with nnz stored
 weights, at batch N:
 
     t_dense(N)  = D0 + max(D1(N) * out * in * N / c,           out * in * v / BWd(cores))
-    t_sparse(N) = S0 + max((S1(N) * nnz * N + T) / b,          nnz * (v + 4) / BWs(b)) + T0 [b > 1]
+    t_sparse(N) = S0 + max((S1(N) * nnz * N + T) / b,          nnz * (v + 4) / BWs(b)) + split [b > 1]
+
+split = T0 + (in + out) * N * v / EXCHANGE_BANDWIDTH for a row split (the
+kernels' threads; activations cross between the cores' caches), T0_CHUNKS for
+Python threads taking chunks of the batch (``sparse_blocks``).
 
 (c = cores, 1 at N = 1; b = threads the sparse work is split over; v = bytes
 per value; BWd = 23 or 32 GB/s on 1 or 2 cores, BWs = 12 or 24 GB/s on 1 or 2
@@ -76,6 +80,11 @@ except ImportError:  # pragma: no cover - installed without a C compiler
 
 #: Which CSR products run: "compiled" (refprune/_kernels.c) or "scipy" (its fallback).
 KERNELS = "compiled" if _native is not None else "scipy"
+
+
+def compiled_kernels() -> bool:
+    """Whether the compiled kernels are in use (they split each product over threads of their own)."""
+    return _native is not None
 
 # ------------------------------------------------------------------ threads
 _POOL: ThreadPoolExecutor | None = None
@@ -353,6 +362,10 @@ S0 = 3.4e-6    # fixed cost of one sparse product call (dispatch, output allocat
 D0 = 1.5e-6    # fixed cost of one NumPy dense product call
 T0 = 3.0e-5    # sharing a product with the worker threads: ~1 us while they spin (calls less than
                # 0.1 ms apart), 10-65 us to wake them after an idle gap; 30 us splits what pays either way
+T0_CHUNKS = 2.0e-4            # Python threads taking chunks through a run of layers: waking the pool
+                              # thread (50-100 us here) and sharing the GIL; 784-300-100-10 at 2 %,
+                              # batch 256 ran 370 us on one thread and 430-500 us on two
+EXCHANGE_BANDWIDTH = 15e9     # bytes/s of activations moving between the cores' caches in a row split
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
 DENSE_BANDWIDTH = (23e9, 32e9)    # bytes/s of a dense GEMV streaming its matrix, on 1 and 2 cores
 SPARSE_BANDWIDTH = (12e9, 24e9)   # bytes/s of a CSR product streaming values and indices, 1 and 2 threads
@@ -403,24 +416,33 @@ def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, d
     return base + max(compute, memory)
 
 
-def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int, transposed: float = 0.0) -> int:
-    """Threads to split a sparse product over: ``threads`` when that lowers its predicted time, else 1."""
+def sparse_blocks(nnz: int, batch: int, dtype: np.dtype, threads: int, transposed: float = 0.0,
+                  handoff: float = T0, exchanged: int = 0) -> int:
+    """Threads to split a sparse product over: ``threads`` when that lowers its predicted time, else 1.
+
+    A split pays ``handoff`` (T0 for the kernels' threads, T0_CHUNKS for Python
+    threads taking chunks) and moves ``exchanged`` bytes of activations between
+    the cores' caches (a row split: every thread reads the whole input and the
+    next layer reads every thread's rows) at EXCHANGE_BANDWIDTH.
+    """
     if threads <= 1:
         return 1
     single = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, 1, transposed)
-    split = predicted_seconds("sparse", (1, 1), nnz, batch, dtype, threads, transposed)
+    split = (predicted_seconds("sparse", (1, 1), nnz, batch, dtype, threads, transposed) - T0 + handoff
+             + exchanged / EXCHANGE_BANDWIDTH)
     return threads if split < single else 1
 
 
 def sparse_is_faster(shape: tuple[int, int], nnz: int, batch: int, dtype: np.dtype,
-                     threads: int, transposed: float = 0.0) -> bool:
+                     threads: int, transposed: float = 0.0, handoff: float = T0, exchanged: int = 0) -> bool:
     """The automatic rule: run this layer sparse when its predicted time is lower than dense.
 
     Both sides get ``threads`` cores: BLAS uses them for the dense product, the
     sparse product is split over them when that pays (``sparse_blocks``).
     """
-    blocks = sparse_blocks(nnz, batch, dtype, threads, transposed)
-    return (predicted_seconds("sparse", shape, nnz, batch, dtype, blocks, transposed)
+    blocks = sparse_blocks(nnz, batch, dtype, threads, transposed, handoff, exchanged)
+    split = (handoff - T0 + exchanged / EXCHANGE_BANDWIDTH) if blocks > 1 else 0.0
+    return (predicted_seconds("sparse", shape, nnz, batch, dtype, blocks, transposed) + split
             < predicted_seconds("dense", shape, nnz, batch, dtype, threads))
 
 
