@@ -36,9 +36,10 @@ split = T0 + (in + out) * N * v / EXCHANGE_BANDWIDTH for a row split (the
 kernels' threads; activations cross between the cores' caches), T0_CHUNKS for
 Python threads taking chunks of the batch (``sparse_blocks``).
 
-(c = cores, 1 at N = 1; b = threads the sparse work is split over; v = bytes
-per value; BWd = 23 or 32 GB/s on 1 or 2 cores, BWs = 12 or 24 GB/s on 1 or 2
-threads: bandwidths of a dense and of a CSR product streaming from memory,
+(c = 1 + 0.7 (cores - 1): OpenBLAS's second core adds 0.7 of the first; 1 at
+N = 1; b = threads the sparse work is split over; v = bytes per value;
+BWd = 23 or 34 GB/s on 1 or 2 cores, BWs = 12 or 30 GB/s on 1 or 2 threads:
+bandwidths of a dense and of a CSR product streaming from memory,
 counted only for a matrix larger than the cache; T = time of the transposes
 into or out of feature-major at this layer: TR1 per element, more for rows
 wider than 8 KiB). D1, S1 are per-core costs measured at N in
@@ -52,14 +53,14 @@ runs a layer sparse on 2 cores with the compiled kernels, for an inner layer
 ``crossover_density`` computes it, and a test checks this copy:
 
     dtype    out x in     N=1    N=32   N=256  N=2048
-    float64  4096 x 4096  0.496  0.435  0.373  0.292
-    float64    300 x 784  0.208  0.359  0.363  0.291
-    float64    100 x 300  0.095  0.200  0.297  0.284
-    float64     10 x 100  0.000  0.000  0.118  0.139
-    float32  4096 x 4096  0.369  0.313  0.339  0.377
-    float32    300 x 784  0.102  0.193  0.320  0.375
-    float32    100 x 300  0.000  0.129  0.191  0.358
-    float32     10 x 100  0.000  0.000  0.037  0.171
+    float64  4096 x 4096  0.583  0.512  0.438  0.344
+    float64    300 x 784  0.208  0.436  0.429  0.343
+    float64    100 x 300  0.095  0.239  0.363  0.336
+    float64     10 x 100  0.000  0.000  0.151  0.164
+    float32  4096 x 4096  0.434  0.368  0.399  0.444
+    float32    300 x 784  0.102  0.249  0.380  0.441
+    float32    100 x 300  0.000  0.157  0.251  0.424
+    float32     10 x 100  0.000  0.000  0.067  0.204
 """
 
 from __future__ import annotations
@@ -367,8 +368,10 @@ T0_CHUNKS = 2.0e-4            # Python threads taking chunks through a run of la
                               # batch 256 ran 370 us on one thread and 430-500 us on two
 EXCHANGE_BANDWIDTH = 15e9     # bytes/s of activations moving between the cores' caches in a row split
 CACHE_BYTES = 16 << 20        # a matrix larger than this (half the shared L3) streams from memory
-DENSE_BANDWIDTH = (23e9, 32e9)    # bytes/s of a dense GEMV streaming its matrix, on 1 and 2 cores
-SPARSE_BANDWIDTH = (12e9, 24e9)   # bytes/s of a CSR product streaming values and indices, 1 and 2 threads
+DENSE_BANDWIDTH = (23e9, 34e9)    # bytes/s of a dense GEMV streaming its matrix, on 1 and 2 cores
+SPARSE_BANDWIDTH = (12e9, 30e9)   # bytes/s of a CSR product streaming values and indices, 1 and 2 threads
+DENSE_EXTRA_CORE = 0.7        # OpenBLAS's second core adds 0.7 of the first (4096x4096 at batch 32:
+                              # 25.8 ms predicted on one core, 19.0 ms measured on two)
 INDEX_BYTES = 4               # int32 column indices
 
 
@@ -404,7 +407,7 @@ def predicted_seconds(kind: str, shape: tuple[int, int], nnz: int, batch: int, d
     n_out, n_in = shape
     itemsize = np.dtype(dtype).itemsize
     if kind == "dense":   # BLAS threads a matrix product and a GEMV that streams from memory
-        cores = threads if batch > 1 else 1
+        cores = 1 + (threads - 1) * DENSE_EXTRA_CORE if batch > 1 else 1
         base, compute = D0, _per_element(D1, dtype, batch) * n_out * n_in * batch / cores
         nbytes, bandwidth = n_out * n_in * itemsize, _bandwidth(DENSE_BANDWIDTH, threads)
     else:
