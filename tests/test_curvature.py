@@ -181,8 +181,13 @@ def test_full_hessian_column_is_hvp_with_unit_vector():
 # ============================================================== exact diagonal
 @given(problems())
 def test_exact_diagonal_equals_diagonal_of_full_hessian(pb):
-    d = flat(cv.hessian_diag(*pb), pb.model)
-    assert diag_err(d, cv.full_hessian(*pb)) <= 1e-10
+    d, H = flat(cv.hessian_diag(*pb), pb.model), cv.full_hessian(*pb)
+    # absolutely: these problems have unit-scale weights and inputs, so curvature is O(1)
+    assert np.max(np.abs(d - np.diag(H))) <= 1e-12
+    # relatively where the diagonal is more than rounding: a saturated softmax (p = 1 - 1e-28)
+    # leaves a Hessian of ~1e-28 whose two computations share no significant digit
+    if np.max(np.abs(np.diag(H))) > 1e-8:
+        assert diag_err(d, H) <= 1e-10
 
 
 @given(problems(min_hidden=1))
