@@ -477,55 +477,60 @@ static int parse(PyObject *args, Buffers *bufs, Product *q, int64_t *whole, cons
     return 0;
 }
 
-static PyObject *py_csr_matmul(PyObject *self, PyObject *args)
+/* The shape checks of each product: set q->N, or set an error and return -1. */
+static int matmul_shapes(const Buffers *bufs, Product *q)
+{
+    Py_ssize_t n_rows = bufs->indptr.len / 4 - 1, isz = bufs->a.itemsize;
+    q->N = bufs->b.ndim == 2 ? bufs->b.shape[1] : 1;
+    if (bufs->out.len != n_rows * q->N * isz || bufs->a.len != bufs->indices.len / 4 * isz
+        || (bufs->out.ndim == 2 && bufs->out.shape[1] != q->N)) {
+        PyErr_SetString(PyExc_ValueError, "out must have shape (rows, N) and data one value per index");
+        return -1;
+    }
+    return 0;
+}
+
+static int sampled_shapes(const Buffers *bufs, Product *q)
+{
+    Py_ssize_t n_rows = bufs->indptr.len / 4 - 1, isz = bufs->a.itemsize;
+    q->N = bufs->a.ndim == 2 ? bufs->a.shape[1] : 1;
+    if (bufs->a.len != n_rows * q->N * isz || bufs->b.ndim != bufs->a.ndim
+        || (bufs->b.ndim == 2 && bufs->b.shape[1] != q->N) || bufs->out.len != bufs->indices.len / 4 * isz) {
+        PyErr_SetString(PyExc_ValueError,
+                        "A must have shape (rows, N), B shape (cols, N), out one value per index");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse, check, then run the blocks of one product with the GIL released. */
+static PyObject *run_product(PyObject *args, const char *a_name, int (*shapes)(const Buffers *, Product *),
+                             block_fn fn)
 {
     Buffers bufs;
     Product q;
     int64_t whole[2], n_blocks;
     const int64_t *cuts;
     int threads;
-    if (parse(args, &bufs, &q, whole, &cuts, &n_blocks, &threads, "data")) goto fail;
-    Py_ssize_t n_rows = bufs.indptr.len / 4 - 1, isz = bufs.a.itemsize;
-    q.N = bufs.b.ndim == 2 ? bufs.b.shape[1] : 1;
-    if (bufs.out.len != n_rows * q.N * isz || bufs.a.len != bufs.indices.len / 4 * isz
-        || (bufs.out.ndim == 2 && bufs.out.shape[1] != q.N)) {
-        PyErr_SetString(PyExc_ValueError, "out must have shape (rows, N) and data one value per index");
-        goto fail;
+    if (parse(args, &bufs, &q, whole, &cuts, &n_blocks, &threads, a_name) || shapes(&bufs, &q)) {
+        release(&bufs);
+        return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    parallel_for(matmul_block, &q, cuts, n_blocks, threads);
+    parallel_for(fn, &q, cuts, n_blocks, threads);
     Py_END_ALLOW_THREADS
     release(&bufs);
     Py_RETURN_NONE;
-fail:
-    release(&bufs);
-    return NULL;
+}
+
+static PyObject *py_csr_matmul(PyObject *self, PyObject *args)
+{
+    return run_product(args, "data", matmul_shapes, matmul_block);
 }
 
 static PyObject *py_sampled_product(PyObject *self, PyObject *args)
 {
-    Buffers bufs;
-    Product q;
-    int64_t whole[2], n_blocks;
-    const int64_t *cuts;
-    int threads;
-    if (parse(args, &bufs, &q, whole, &cuts, &n_blocks, &threads, "A")) goto fail;
-    Py_ssize_t n_rows = bufs.indptr.len / 4 - 1, isz = bufs.a.itemsize;
-    q.N = bufs.a.ndim == 2 ? bufs.a.shape[1] : 1;
-    if (bufs.a.len != n_rows * q.N * isz || bufs.b.ndim != bufs.a.ndim
-        || (bufs.b.ndim == 2 && bufs.b.shape[1] != q.N) || bufs.out.len != bufs.indices.len / 4 * isz) {
-        PyErr_SetString(PyExc_ValueError,
-                        "A must have shape (rows, N), B shape (cols, N), out one value per index");
-        goto fail;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    parallel_for(sampled_block, &q, cuts, n_blocks, threads);
-    Py_END_ALLOW_THREADS
-    release(&bufs);
-    Py_RETURN_NONE;
-fail:
-    release(&bufs);
-    return NULL;
+    return run_product(args, "A", sampled_shapes, sampled_block);
 }
 
 typedef struct {
