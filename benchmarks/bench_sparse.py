@@ -561,7 +561,7 @@ def main(argv=None) -> dict:
     info = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
             "torch": None if torch is None else torch.__version__,
             "torch_threads": None if torch is None else torch.get_num_threads(),
-            "cores": os.cpu_count(), "load_before": os.getloadavg(),
+            "cores": os.cpu_count(), "load_before": os.getloadavg(), "kernels": KERNELS,
             "timer": "thread CPU time, one thread" if args.cpu_time else "wall time, all cores"}
     print(json.dumps(info))
     if args.calibrate:

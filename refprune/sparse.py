@@ -38,9 +38,9 @@ import scipy.sparse as sp
 from ._checks import choice, positive_int
 from .activations import get_activation
 from .mlp import MLP
-from .sparse_kernels import (BLOCKS_PER_THREAD, T0, T0_CHUNKS, available_cores, csr_from_positions, csr_matmul, csr_product,
-                             feature_major, predicted_seconds, row_blocks, run_tasks, sparse_blocks,
-                             sparse_is_faster, transpose_seconds)
+from .sparse_kernels import (BLOCKS_PER_THREAD, T0, T0_CHUNKS, available_cores, csr_from_positions, csr_matmul,
+                             csr_product, feature_major, predicted_seconds, row_blocks, run_tasks,
+                             sparse_blocks, sparse_is_faster, transpose_seconds)
 
 EXECUTIONS = ("auto", "dense", "sparse")
 CHUNK_BYTES = 1 << 20   # 1 MiB: half of this machine's per-core L2
@@ -230,7 +230,13 @@ class SparseMLP:
         return list(self._plans[batch])
 
     def _split_step(self, n: int) -> int:
-        """Samples per chunk when a sparse layer is split over the threads (see ``forward``)."""
+        """Samples per chunk when a sparse layer is split over the threads.
+
+        Two chunks per thread where chunks stay >= MIN_SPLIT_CHUNK samples, so a
+        thread that starts late still takes a share; a batch of one chunk splits
+        the rows of W instead (both threads streaming the whole matrix for half a
+        chunk measured 1.4x slower).
+        """
         step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
         return min(step, max(MIN_SPLIT_CHUNK, -(-n // (2 * self.threads))))
 
@@ -260,12 +266,10 @@ class SparseMLP:
             for l, layer in enumerate(self.layers):
                 a = self._finish(layer.dense_weight() @ a, layer.bias, l)
             return feature_major(a, threads=self.threads)
-        step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
         if any(how == "sparse" and parts > 1 for how, parts in plan):
-            # two chunks per thread where chunks stay >= MIN_SPLIT_CHUNK samples, so a thread
-            # that starts late still takes a share; a batch of one chunk splits rows instead
-            # (both threads streaming the whole matrix for half a chunk measured 1.4x slower)
             step = self._split_step(n)
+        else:
+            step = chunk_size(max(self.sizes[:-1]), self.dtype.itemsize)
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
         chunks: list = [X[s:e].T for s, e in bounds]    # feature-major views, copied where needed
@@ -287,7 +291,8 @@ class SparseMLP:
                 l = m
             else:                              # split the rows of W
                 chunks = [self._finish(csr_matmul(layer.blocks(parts), c if c.flags.c_contiguous
-                                                  else feature_major(c.T, threads=parts), parts), layer.bias, l)
+                                                  else feature_major(c.T, threads=parts), parts),
+                                       layer.bias, l)
                           for c in chunks]
                 l += 1
         if chunks[0] is not None:

@@ -83,10 +83,6 @@ except ImportError:  # pragma: no cover - installed without a C compiler
 KERNELS = "compiled" if _native is not None else "scipy"
 
 
-def compiled_kernels() -> bool:
-    """Whether the compiled kernels are in use (they split each product over threads of their own)."""
-    return _native is not None
-
 # ------------------------------------------------------------------ threads
 _POOL: ThreadPoolExecutor | None = None
 _POOL_WORKERS = 0

@@ -36,8 +36,8 @@ from ._checks import positive_int, real_number
 from .activations import get_activation
 from .mlp import MLP
 from .sparse import MIN_SPLIT_CHUNK, check_execution, check_model, chunk_size
-from .sparse_kernels import (BLOCKS_PER_THREAD, T0, T0_CHUNKS, available_cores, csr_from_positions, csr_matmul,
-                             predicted_seconds, row_blocks, run_tasks, sampled_product, sparse_blocks,
+from .sparse_kernels import (BLOCKS_PER_THREAD, T0, T0_CHUNKS, available_cores, csr_from_positions,
+                             csr_matmul, predicted_seconds, row_blocks, run_tasks, sampled_product, sparse_blocks,
                              sparse_is_faster, transpose)
 
 F64 = np.dtype(np.float64)
@@ -204,8 +204,9 @@ class SparseSGD:
         when the plan splits some layer: each thread takes the next chunk through
         the whole step) and the partial losses and gradients are added in chunk
         order; otherwise one pass over the batch (dense products lose more to
-        small chunks than they gain) splits the products the plan splits. The chunks depend on the
-        batch alone, so every thread count gives the same bits.
+        small chunks than they gain) splits the products the plan splits. The
+        chunks depend on the batch alone, so every thread count gives the same
+        bits.
         """
         n = X.shape[0]
         plan = self.plan(n)
