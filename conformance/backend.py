@@ -187,7 +187,7 @@ class Backend:
 
         What ``amount`` means, how the count is rounded and in which precision, and
         how ties go are the conventions of the profile the backend claims
-        (``--profile``; ``conformance.profiles.PROFILES``, documented in
+        (``--profile``; ``conformance.conventions.PROFILES``, documented in
         docs/profiles.md): ``Profile.keep_masks(scores, amount, alive=alive,
         scope=scope, ignore=ignore)``. ``alive`` is the current mask (None: all
         alive); tensors in ``ignore`` are carried along unpruned. An ``amount``
@@ -516,7 +516,7 @@ class ReferenceBackend(Backend):
 
     # --------------------------------------------------------------- profiles
     def profile_mask(self, *, scores, amount, alive, scope, ignore):
-        from .profiles import get_profile
+        from .conventions import get_profile
         return get_profile("reference").keep_masks(scores, amount, alive=alive, scope=scope,
                                                     ignore=ignore)
 

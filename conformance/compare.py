@@ -11,7 +11,7 @@ Tolerances (one per output; see docs/golden_format.md):
   passes.
 * ``"up_to_ties": {"scores": input}`` on a mask output: when the claimed
   convention profile breaks ties in an unspecified order, the mask is compared
-  up to ties of the named input's scores (``conformance.profiles.equal_up_to_ties``):
+  up to ties of the named input's scores (``conformance.conventions.equal_up_to_ties``):
   every entry strictly above or below the threshold score must match, and the
   count at the threshold must match. Under a deterministic tie rule the mask is
   compared exactly.

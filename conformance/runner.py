@@ -100,7 +100,7 @@ def read_xfails(path: str | Path | None) -> set[str]:
 
 
 def _profile(name: str):
-    from .profiles import get_profile
+    from .conventions import get_profile
     return get_profile(name)
 
 
@@ -108,7 +108,7 @@ def tie_check_for(profile: Any):
     """None under a deterministic tie rule; otherwise masks are compared up to ties."""
     if profile.deterministic_ties:
         return None
-    from .profiles import equal_up_to_ties
+    from .conventions import equal_up_to_ties
     return lambda expected, actual, scores, alive=None: equal_up_to_ties(expected, actual, scores, alive)
 
 

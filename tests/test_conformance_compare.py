@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.compare import compare, ulp_distance
-from conformance.profiles import equal_up_to_ties
+from conformance.conventions import equal_up_to_ties
 
 CLOSE = {"kind": "close", "atol": 1e-12, "ulp": 4}
 EXACT = {"kind": "exact"}

@@ -10,7 +10,7 @@ import pytest
 
 from conformance import __main__ as cli
 from conformance.backend import Backend, NotProvided, ReferenceBackend, load_backend, provides
-from conformance.profiles import PROFILES, get_profile
+from conformance.conventions import PROFILES, get_profile
 from conformance.runner import (FAILED, NOT_PROVIDED, PASSED, XFAIL, XPASS, format_report, golden_case,
                                 py_literal, read_xfails, run)
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conformance import strategies as cst
 from conformance.backend import NotProvided, ReferenceBackend
-from conformance.profiles import TORCH, torch_nparams_toprune
+from conformance.conventions import TORCH, torch_nparams_toprune
 from conformance.runner import read_xfails, run
 
 # torch itself warns that torch.jit.script (used inside torch) is deprecated; not ours to fix

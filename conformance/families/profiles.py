@@ -1,7 +1,7 @@
 """Family "profiles": keep-masks computed the way popular pruning libraries compute them.
 
 A backend claims one profile (``--profile``); only that profile's cases run for it.
-The expected masks come from ``conformance.profiles`` (each rule cited there and in
+The expected masks come from ``conformance.conventions`` (each rule cited there and in
 docs/profiles.md), and masks are compared with the profile's own tie rule.
 """
 
@@ -13,11 +13,11 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .. import strategies as cst
-from ..profiles import get_profile
+from ..conventions import get_profile
 from . import EXACT, CaseSpec, Family, Property
 
 ALGORITHM = """\
-profile_mask(scores, amount, alive, scope, ignore) = conformance.profiles.get_profile(P)
+profile_mask(scores, amount, alive, scope, ignore) = conformance.conventions.get_profile(P)
 .keep_masks(scores, amount, alive=alive, scope=scope, ignore=ignore) for the profile P named by
 the case's profile:P flag. Each case runs only for a backend that claims profile P.
 reference: prune fraction_to_count(amount, n_alive) of the alive entries, keep the highest signed
