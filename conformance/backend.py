@@ -98,8 +98,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
     Operation("hard_threshold_prox", "sparse_approx", "u", "proximal operator of lam * ||u||_0"),
     Operation("sparse_approx_exact", "sparse_approx", "u",
               "exact k-sparse approximation: non-negative, weighted norm, or quadratic norm"),
-    Operation("ista", "sparse_approx", "x", "ISTA iterate for 1/2 ||A x - b||^2 + lam ||x||_1"),
-    Operation("iht", "sparse_approx", "x", "IHT iterate for ||A x - b||^2 with ||x||_0 <= k"),
+    Operation("ista", "sparse_approx", "x", "ISTA iterate for 1/2 ||A x - y||^2 + lam ||x||_1"),
+    Operation("iht", "sparse_approx", "x", "IHT iterate for ||A x - y||^2 with ||x||_0 <= k"),
     Operation("imp_round", "lottery", "result", "one IMP round: prune trained weights, then rewind"),
     Operation("imp", "lottery", "trace",
               "a full-batch IMP run: per-round masks, rewound weights and losses"),
@@ -133,7 +133,7 @@ class Backend:
         raise NotProvided
 
     def select_masks(self, *, scores: dict[str, np.ndarray], masks: dict[str, np.ndarray],
-                     fraction: float, scope: str, multipliers: dict[str, float] | None,
+                     fraction: float, scope: str, rate_multipliers: dict[str, float] | None,
                      rounding: str) -> dict[str, np.ndarray]:
         """New masks pruning ``fraction`` of the entries still alive.
 
@@ -144,9 +144,9 @@ class Backend:
         rounding) of them, the lowest scores, and keeps keep_top_k of the alive scores
         taken in C order (ties: the earlier alive entry kept).
 
-        * scope "layer": each tensor t is a group, f = fraction * multipliers.get(t, 1).
-        * scope "global": the tensors with multiplier 1 (all, when ``multipliers`` is
-          None) form one pool, their alive entries concatenated in the order of
+        * scope "layer": each tensor t is a group, f = fraction * rate_multipliers.get(t, 1).
+        * scope "global": the tensors with multiplier 1 (all, when ``rate_multipliers``
+          is None) form one pool, their alive entries concatenated in the order of
           ``scores``' keys, f = fraction; a tensor with another multiplier m is pruned
           on its own at fraction * m (0 leaves it untouched).
 
@@ -270,8 +270,8 @@ class Backend:
         raise NotProvided
 
     def hvp(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-            vector: dict[str, np.ndarray], activation: str, loss: str) -> dict[str, np.ndarray]:
-        """Exact Hessian-vector product H v of the mean loss (``vector`` shaped like ``params``)."""
+            v: dict[str, np.ndarray], activation: str, loss: str) -> dict[str, np.ndarray]:
+        """Exact Hessian-vector product H v of the mean loss (``v`` shaped like ``params``)."""
         raise NotProvided
 
     def full_hessian(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
@@ -360,27 +360,28 @@ class Backend:
         """
         raise NotProvided
 
-    def ista(self, *, A: np.ndarray, b: np.ndarray, lam: float, step: float,
+    def ista(self, *, A: np.ndarray, y: np.ndarray, lam: float, step: float,
              n_iter: int) -> np.ndarray:
-        """ISTA for 1/2 ||A x - b||^2 + lam ||x||_1: from x = 0, ``n_iter`` times
-        x <- soft_threshold(x - step * A^T (A x - b), step * lam), evaluated in that order."""
+        """ISTA for 1/2 ||A x - y||^2 + lam ||x||_1: from x = 0, ``n_iter`` times
+        x <- soft_threshold(x - step * A^T (A x - y), step * lam), evaluated in that order."""
         raise NotProvided
 
-    def iht(self, *, A: np.ndarray, b: np.ndarray, k: int, step: float, n_iter: int) -> np.ndarray:
-        """IHT for ||A x - b||^2 with ||x||_0 <= k: from x = 0, ``n_iter`` times
-        x <- hard_threshold(x - step * A^T (A x - b), k), evaluated in that order."""
+    def iht(self, *, A: np.ndarray, y: np.ndarray, k: int, step: float, n_iter: int) -> np.ndarray:
+        """IHT for ||A x - y||^2 with ||x||_0 <= k: from x = 0, ``n_iter`` times
+        x <- hard_threshold(x - step * A^T (A x - y), k), evaluated in that order."""
         raise NotProvided
 
     # ---------------------------------------------------------------- lottery
-    def imp_round(self, *, trained: dict[str, np.ndarray], rewind_to: dict[str, np.ndarray],
+    def imp_round(self, *, trained: dict[str, np.ndarray], rewind_params: dict[str, np.ndarray],
                   masks: dict[str, np.ndarray], fraction: float, scope: str,
-                  multipliers: dict[str, float] | None, rounding: str) -> dict[str, dict[str, np.ndarray]]:
+                  rate_multipliers: dict[str, float] | None,
+                  rounding: str) -> dict[str, dict[str, np.ndarray]]:
         """One round of iterative magnitude pruning, given the trained weights.
 
         New masks = ``select_masks`` of the weight matrices with scores |trained * masks|,
-        the round's ``fraction`` of the alive weights, ``scope``, ``multipliers`` and
+        the round's ``fraction`` of the alive weights, ``scope``, ``rate_multipliers`` and
         ``rounding``; biases are never pruned. Then rewinding: every parameter takes the
-        value of ``rewind_to`` under the new masks (pruned entries 0.0). ``rewind_to`` is
+        value of ``rewind_params`` under the new masks (pruned entries 0.0). ``rewind_params`` is
         the initial weights (rewinding to init), the weights after K steps (late
         rewinding) or the trained weights themselves (learning-rate rewinding and
         fine-tuning keep them). Returns {"masks": masks of every parameter, "params":
@@ -394,7 +395,7 @@ class Backend:
 
         ``params`` are the initial weights w0 (all alive). ``options``: "rounds",
         "alpha" (fraction of the alive weight-matrix entries pruned per round),
-        "scope", "multipliers", "rewind" ("init", "step:K", "lr" or "finetune"),
+        "scope", "rate_multipliers", "rewind" ("init", "step:K", "lr" or "finetune"),
         "epochs" (full-batch updates per round), "lr", "momentum", "milestones" and
         "gamma" (learning rate lr * gamma^(number of milestones <= t) at update t).
         Round 0 trains w0; round r >= 1 prunes |w| of the trained weights, rewinds,
@@ -498,9 +499,9 @@ class ReferenceBackend(Backend):
         from refprune.masks import keep_top_k
         return keep_top_k(scores, k)
 
-    def select_masks(self, *, scores, masks, fraction, scope, multipliers, rounding):
+    def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
         from refprune.masks import select_masks
-        return select_masks(scores, masks, fraction, scope=scope, rate_multipliers=multipliers,
+        return select_masks(scores, masks, fraction, scope=scope, rate_multipliers=rate_multipliers,
                             rounding=rounding)
 
     def prune_units(self, *, params, masks, fraction, norm, rounding):
@@ -528,9 +529,9 @@ class ReferenceBackend(Backend):
         from refprune.curvature import gradient
         return gradient(_model(params, activation, loss), X, y)
 
-    def hvp(self, *, params, X, y, vector, activation, loss):
+    def hvp(self, *, params, X, y, v, activation, loss):
         from refprune.curvature import hvp
-        return hvp(_model(params, activation, loss), X, y, vector)
+        return hvp(_model(params, activation, loss), X, y, v)
 
     def full_hessian(self, *, params, X, y, activation, loss):
         from refprune.curvature import full_hessian
@@ -626,21 +627,22 @@ class ReferenceBackend(Backend):
             return sa.best_k_sparse_quadratic(w, H, k).u
         raise ValueError(f"problem must be 'nonnegative', 'weighted' or 'quadratic', got {problem!r}")
 
-    def ista(self, *, A, b, lam, step, n_iter):
+    def ista(self, *, A, y, lam, step, n_iter):
         from refprune.sparse_approx import ista
-        return ista(A, b, lam, step=step, n_iter=n_iter).x
+        return ista(A, y, lam, step=step, n_iter=n_iter).x
 
-    def iht(self, *, A, b, k, step, n_iter):
+    def iht(self, *, A, y, k, step, n_iter):
         from refprune.sparse_approx import iht
-        return iht(A, b, k, step=step, n_iter=n_iter).x
+        return iht(A, y, k, step=step, n_iter=n_iter).x
 
     # ---------------------------------------------------------------- lottery
-    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
+    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers,
+                  rounding):
         from refprune.lottery import imp_round
         model = _model(trained, "relu", "mse")
         model.set_masks(masks)
-        net = imp_round(model, rewind_to, fraction, rule="magnitude", scope=scope,
-                        rate_multipliers=multipliers, rounding=rounding, allow_collapse=True)
+        net = imp_round(model, rewind_params, fraction, rule="magnitude", scope=scope,
+                        rate_multipliers=rate_multipliers, rounding=rounding, allow_collapse=True)
         return {"masks": {n: m.copy() for n, m in net.masks.items()},
                 "params": {n: p.copy() for n, p in net.params.items()}}
 
@@ -654,7 +656,7 @@ class ReferenceBackend(Backend):
         cfg = TrainConfig(epochs=o["epochs"], lr=o["lr"], batch_size=None, momentum=o.get("momentum", 0.0),
                           lr_schedule=sched)
         res = run_imp(model, X, y, rounds=o["rounds"], alpha=o["alpha"], scope=o.get("scope", "layer"),
-                      rate_multipliers=o.get("multipliers"), rewind=o.get("rewind", "init"),
+                      rate_multipliers=o.get("rate_multipliers"), rewind=o.get("rewind", "init"),
                       train_config=cfg, allow_collapse=True)
         rounds = res.trace["rounds"]
         return {"masks": [{n: m.copy() for n, m in ms.items()} for ms in res.masks],

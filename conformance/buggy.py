@@ -98,12 +98,12 @@ class SelectionBackend(WrongBackend):
         keep_top_k(scores, k)                                     # the reference's argument checks
         return self.top_k(np.asarray(scores, dtype=np.float64), k)
 
-    def select_masks(self, *, scores, masks, fraction, scope, multipliers, rounding):
-        select_masks(scores, masks, fraction, scope=scope, rate_multipliers=multipliers,
+    def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
+        select_masks(scores, masks, fraction, scope=scope, rate_multipliers=rate_multipliers,
                      rounding=rounding)                           # the reference's argument checks
         s = {n: np.asarray(v, dtype=np.float64) for n, v in scores.items()}
         m = {n: np.asarray(masks[n], dtype=bool) for n in s}
-        mult = dict(multipliers or {})
+        mult = dict(rate_multipliers or {})
         if scope == "layer":
             groups = [([n], fraction * mult.get(n, 1.0)) for n in s]
         else:
@@ -302,10 +302,10 @@ class ScopesSwapped(WrongBackend):
     family = "masks"
     caught_by = ("golden:select_masks", "masks/select-differential", "masks/select-nesting-counts")
 
-    def select_masks(self, *, scores, masks, fraction, scope, multipliers, rounding):
+    def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
         swapped = {"layer": "global", "global": "layer"}.get(scope, scope)
         return super().select_masks(scores=scores, masks=masks, fraction=fraction, scope=swapped,
-                                    multipliers=multipliers, rounding=rounding)
+                                    rate_multipliers=rate_multipliers, rounding=rounding)
 
 
 class NMIgnoresAlive(WrongBackend):
@@ -400,8 +400,8 @@ class MSEMeanOverBatchOnly(WrongBackend):
         return self._scaled(super().gradient(params=params, X=X, y=y, activation=activation,
                                              loss=loss), y, loss)
 
-    def hvp(self, *, params, X, y, vector, activation, loss):
-        return self._scaled(super().hvp(params=params, X=X, y=y, vector=vector,
+    def hvp(self, *, params, X, y, v, activation, loss):
+        return self._scaled(super().hvp(params=params, X=X, y=y, v=v,
                                         activation=activation, loss=loss), y, loss)
 
     def full_hessian(self, *, params, X, y, activation, loss):
@@ -523,10 +523,10 @@ class FiniteDifferenceHVP(WrongBackend):
                  "curvature/hvp-linear-symmetric")
     step = 1e-5
 
-    def hvp(self, *, params, X, y, vector, activation, loss):
+    def hvp(self, *, params, X, y, v, activation, loss):
         e = self.step
-        plus = {n: params[n] + e * vector[n] for n in params}
-        minus = {n: params[n] - e * vector[n] for n in params}
+        plus = {n: params[n] + e * v[n] for n in params}
+        minus = {n: params[n] - e * v[n] for n in params}
         gp = self.gradient(params=plus, X=X, y=y, activation=activation, loss=loss)
         gm = self.gradient(params=minus, X=X, y=y, activation=activation, loss=loss)
         return {n: (gp[n] - gm[n]) / (2.0 * e) for n in params}
@@ -660,9 +660,9 @@ class CubicExponentTwo(WrongBackend):
 
 
 # ============================================================================ lottery
-def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_to: Mapping[str, np.ndarray],
+def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_params: Mapping[str, np.ndarray],
                       masks: Mapping[str, np.ndarray], fraction: float, scope: str,
-                      multipliers: Mapping[str, float] | None, rounding: str, *,
+                      rate_multipliers: Mapping[str, float] | None, rounding: str, *,
                       signed: bool = False, count_biases: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """One IMP round (the protocol's ``imp_round``) rebuilt from ``refprune.masks`` with two switches.
 
@@ -670,7 +670,7 @@ def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_to: Mapping[str,
     each group (the global pool, or one matrix) loses fraction_to_count(f, alive)
     of its alive entries, the lowest scores (``count_biases``: alive counts the
     group's biases too, though only weights are pruned); survivors take
-    ``rewind_to``, pruned entries 0.0.
+    ``rewind_params``, pruned entries 0.0.
     """
     from refprune.masks import select_masks_count
 
@@ -678,7 +678,7 @@ def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_to: Mapping[str,
     m = {n: np.asarray(masks[n], dtype=bool) for n in flat_names(trained)}
     eff = {n: np.where(m[n], trained[n], 0.0) for n in weights}
     s = {n: (eff[n] if signed else np.abs(eff[n])) for n in weights}
-    mult = dict(multipliers or {})
+    mult = dict(rate_multipliers or {})
     if scope == "layer":
         groups = [([n], fraction * mult.get(n, 1.0)) for n in weights]
     else:
@@ -698,7 +698,7 @@ def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_to: Mapping[str,
             out = select_masks_count({n: s[n] for n in names}, {n: m[n] for n in names}, n_prune,
                                      scope="global")
         new.update(out)
-    params = {n: np.where(new[n], np.asarray(rewind_to[n], dtype=np.float64), 0.0)
+    params = {n: np.where(new[n], np.asarray(rewind_params[n], dtype=np.float64), 0.0)
               for n in flat_names(trained)}
     return {"masks": {n: new[n].copy() for n in flat_names(trained)}, "params": params}
 
@@ -715,10 +715,10 @@ class SignedWeightsAsMagnitudes(WrongBackend):
     family = "lottery"
     caught_by = ("golden:imp_round", "lottery/imp-round-differential")
 
-    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
-        super().imp_round(trained=trained, rewind_to=rewind_to, masks=masks, fraction=fraction,
-                          scope=scope, multipliers=multipliers, rounding=rounding)   # argument checks
-        return imp_round_rebuilt(trained, rewind_to, masks, fraction, scope, multipliers, rounding,
+    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
+        super().imp_round(trained=trained, rewind_params=rewind_params, masks=masks, fraction=fraction,
+                          scope=scope, rate_multipliers=rate_multipliers, rounding=rounding)   # argument checks
+        return imp_round_rebuilt(trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding,
                                  signed=True)
 
 
@@ -736,10 +736,10 @@ class BiasesCountedInDensity(WrongBackend):
     family = "lottery"
     caught_by = ("golden:imp_round", "lottery/imp-round-differential")
 
-    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
-        super().imp_round(trained=trained, rewind_to=rewind_to, masks=masks, fraction=fraction,
-                          scope=scope, multipliers=multipliers, rounding=rounding)   # argument checks
-        return imp_round_rebuilt(trained, rewind_to, masks, fraction, scope, multipliers, rounding,
+    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
+        super().imp_round(trained=trained, rewind_params=rewind_params, masks=masks, fraction=fraction,
+                          scope=scope, rate_multipliers=rate_multipliers, rounding=rounding)   # argument checks
+        return imp_round_rebuilt(trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding,
                                  count_biases=True)
 
 
@@ -757,9 +757,9 @@ class RewindRestoresNothing(WrongBackend):
     family = "lottery"
     caught_by = ("golden:imp_round", "lottery/imp-round-rewinds", "lottery/imp-round-differential")
 
-    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
-        return super().imp_round(trained=trained, rewind_to=trained, masks=masks, fraction=fraction,
-                                 scope=scope, multipliers=multipliers, rounding=rounding)
+    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
+        return super().imp_round(trained=trained, rewind_params=trained, masks=masks, fraction=fraction,
+                                 scope=scope, rate_multipliers=rate_multipliers, rounding=rounding)
 
 
 def imp_rebuilt(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
@@ -823,13 +823,13 @@ def imp_rebuilt(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, 
     train(0, epochs)
     trace["masks"].append({n: m.copy() for n, m in masks.items()})
     trace["train_loss"].append(net.loss_value(X, y))
-    rewind_to = {"init": init}.get(rewind, snap if rewind.startswith("step:") else None)
+    rewind_params = {"init": init}.get(rewind, snap if rewind.startswith("step:") else None)
     for _ in range(int(o["rounds"])):
         scores = {n: np.abs(np.where(masks[n], net.params[n], 0.0)) for n in weights}
         new = select_masks(scores, {n: masks[n] for n in weights}, float(o["alpha"]),
-                           scope=o.get("scope", "layer"), rate_multipliers=o.get("multipliers"))
+                           scope=o.get("scope", "layer"), rate_multipliers=o.get("rate_multipliers"))
         masks.update(new)
-        source = net.params if rewind_to is None else rewind_to
+        source = net.params if rewind_params is None else rewind_params
         for n in names:
             net.params[n] = np.where(masks[n], source[n], 0.0)
         trace["rewound"].append({n: p.copy() for n, p in net.params.items()})

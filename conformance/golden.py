@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 MANIFEST = "MANIFEST.txt"
 IDS = "ids.txt"

@@ -77,8 +77,8 @@ class _OBDUndamaged(buggy.WrongBackend):
 
 
 class _IMPRoundUndamaged(buggy.WrongBackend):
-    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
-        return buggy.imp_round_rebuilt(trained, rewind_to, masks, fraction, scope, multipliers, rounding)
+    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
+        return buggy.imp_round_rebuilt(trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding)
 
 
 class _IMPUndamaged(buggy._IMPBackend):

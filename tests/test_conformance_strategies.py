@@ -43,5 +43,5 @@ def test_networks_are_accepted_by_the_reference(net):
 def test_param_scores_work_with_select_masks(s, data):
     masks = {n: data.draw(cst.masks(v.shape)) for n, v in s.items()}
     out = REF.select_masks(scores=s, masks=masks, fraction=data.draw(cst.fractions()), scope="global",
-                           multipliers=None, rounding="round-half-even")
+                           rate_multipliers=None, rounding="round-half-even")
     assert all(not np.any(out[n] & ~masks[n]) for n in s)

@@ -128,7 +128,8 @@ def test_other_roundings_and_signed_scores_are_not_provided(torch_backend):
         torch_backend.keep_top_k(scores=np.array([-1.0, 2.0]), k=1)
     with pytest.raises(NotProvided):
         torch_backend.select_masks(scores={"w": np.array([0.5, -0.5])}, masks={"w": np.ones(2, bool)},
-                                   fraction=0.5, scope="layer", multipliers=None, rounding="round-half-even")
+                                   fraction=0.5, scope="layer", rate_multipliers=None,
+                                   rounding="round-half-even")
 
 
 def test_the_obd_recursion_is_not_provided(torch_backend):
@@ -142,8 +143,8 @@ def test_the_obd_recursion_is_not_provided(torch_backend):
 @given(cst.networks(max_layers=3, max_width=3, max_samples=3), st.data())
 def test_hvp_matches_the_reference(torch_backend, net, data):
     v = data.draw(cst.like(net["params"]), label="v")
-    got = torch_backend.hvp(vector=v, **net)
-    want = ReferenceBackend().hvp(vector=v, **net)
+    got = torch_backend.hvp(v=v, **net)
+    want = ReferenceBackend().hvp(v=v, **net)
     scale = max(1.0, max(float(np.max(np.abs(a))) for a in want.values()))
     assert all(np.allclose(got[n], want[n], rtol=1e-10, atol=1e-10 * scale) for n in want)
 
@@ -157,7 +158,7 @@ def test_forward_over_reverse_hvp_fails_only_through_mse_loss(torch_backend):
     p = {"layers.0.weight": np.array([[0.5, -1.0], [2.0, 0.25]]), "layers.0.bias": np.array([0.1, -0.2])}
     v = {"layers.0.weight": np.array([[1.0, 0.0], [0.5, -1.0]]), "layers.0.bias": np.array([0.3, 0.2])}
     X = np.array([[1.0, 2.0], [-0.5, 0.5], [0.0, 1.5]])
-    ce = dict(params=p, X=X, y=np.array([0, 1, 1]), vector=v, activation="tanh", loss="cross_entropy")
+    ce = dict(params=p, X=X, y=np.array([0, 1, 1]), v=v, activation="tanh", loss="cross_entropy")
     want = ReferenceBackend().hvp(**ce)
     assert all(np.allclose(fwd.hvp(**ce)[n], want[n], rtol=1e-12, atol=1e-14) for n in want)
     mse = dict(ce, y=np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]), loss="mse")

@@ -146,10 +146,10 @@ class TorchBackend(Backend):
 
     @staticmethod
     def _groups(names: list[str], fraction: float, scope: str,
-                multipliers: Mapping[str, float] | None) -> list[tuple[list[str], float]]:
+                rate_multipliers: Mapping[str, float] | None) -> list[tuple[list[str], float]]:
         """The reference's grouping: one group per tensor at fraction * multiplier (layer), or
         the pool of multiplier-1 tensors at fraction plus each other tensor on its own (global)."""
-        mult = dict(multipliers or {})
+        mult = dict(rate_multipliers or {})
         if scope == "layer":
             return [([n], float(fraction * mult.get(n, 1.0))) for n in names]
         if scope == "global":
@@ -158,10 +158,11 @@ class TorchBackend(Backend):
                    [([n], float(fraction * mult[n])) for n in names if n not in pool]
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
 
-    def select_masks(self, *, scores, masks, fraction, scope, multipliers, rounding):
+    def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
         self._rounding(rounding)
         self._nonnegative(scores)
-        return self._prune(scores, masks, self._groups(list(scores), fraction, scope, multipliers))
+        return self._prune(scores, masks, self._groups(list(scores), fraction, scope,
+                                                            rate_multipliers))
 
     def profile_mask(self, *, scores, amount, alive, scope, ignore):
         prunable = [n for n in scores if n not in set(ignore)]
@@ -194,7 +195,8 @@ class TorchBackend(Backend):
         return new
 
     # ============================================================== lottery
-    def imp_round(self, *, trained, rewind_to, masks, fraction, scope, multipliers, rounding):
+    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers,
+                  rounding):
         """Prune the trained weight matrices with ``l1_unstructured`` / ``global_unstructured`` (their
         masks as the PruningContainer's starting point), then rewind the way torch code does:
         ``weight_orig`` takes the rewind values, the mask stays, weight = weight_orig * mask."""
@@ -203,7 +205,7 @@ class TorchBackend(Backend):
         names = flat_names(trained)
         weights = [n for n in names if n.endswith(".weight")]
         holders = {n: self._holder(trained[n], masks[n]) for n in weights}
-        for group, amount in self._groups(weights, fraction, scope, multipliers):
+        for group, amount in self._groups(weights, fraction, scope, rate_multipliers):
             if len(group) == 1:
                 self.prune.l1_unstructured(holders[group[0]], "weight", amount=amount)
             elif group:
@@ -213,12 +215,12 @@ class TorchBackend(Backend):
         for n in names:
             if n in holders:
                 with torch.no_grad():
-                    holders[n].weight_orig.copy_(torch.tensor(np.array(rewind_to[n], dtype=np.float64)))
+                    holders[n].weight_orig.copy_(torch.tensor(np.array(rewind_params[n], dtype=np.float64)))
                 out_masks[n] = self._mask(holders[n])
                 out_params[n] = (holders[n].weight_orig * holders[n].weight_mask).detach().numpy().copy()
             else:                                            # biases are never pruned
                 out_masks[n] = np.asarray(masks[n], dtype=bool).copy()
-                out_params[n] = np.where(out_masks[n], np.asarray(rewind_to[n], dtype=np.float64), 0.0)
+                out_params[n] = np.where(out_masks[n], np.asarray(rewind_params[n], dtype=np.float64), 0.0)
         return {"masks": out_masks, "params": out_params}
 
     # ============================================================== scores
@@ -347,9 +349,9 @@ class TorchBackend(Backend):
         _, vjp = self.torch.func.vjp(self.torch.func.grad(loss_of), theta)
         return vjp(v)[0]
 
-    def hvp(self, *, params, X, y, vector, activation, loss):
+    def hvp(self, *, params, X, y, v, activation, loss):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
-        return self._tree(self._hvp(loss_of, theta, self._flat(vector, params)), params)
+        return self._tree(self._hvp(loss_of, theta, self._flat(v, params)), params)
 
     def full_hessian(self, *, params, X, y, activation, loss):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)

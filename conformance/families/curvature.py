@@ -101,7 +101,7 @@ def _cases() -> list[CaseSpec]:
         rng = np.random.Generator(np.random.PCG64(1000 + i))
         v = {n: _q(rng.standard_normal(p.shape)) for n, p in net["params"].items()}
         out.append(CaseSpec(f"{key}/hvp", "hvp", f"H v for a {what}, v a rounded normal draw", flags,
-                            dict(base, vector=v)))
+                            dict(base, v=v)))
         for method in ("exact", "ggn", "obd"):
             extra = ["ggn-differs"] if smooth and method != "exact" else []
             out.append(CaseSpec(f"{key}/hessian_diag/{method}", "hessian_diag",
@@ -148,16 +148,16 @@ def _with_vector(draw):
 
 def _hvp_differential(c, ex):
     net, v, _ = ex
-    c.agree("hvp", **net, vector=v)
+    c.agree("hvp", **net, v=v)
 
 
 def _hvp_linear_symmetric(c, ex):
     """H(2v) = 2 Hv, H(u + v) = Hu + Hv and u.Hv = v.Hu, within the tolerance."""
     net, v, u = ex
-    hv = flatten(c.call("hvp", **net, vector=v))
-    hu = flatten(c.call("hvp", **net, vector=u))
-    h2v = flatten(c.call("hvp", **net, vector={n: 2.0 * a for n, a in v.items()}))
-    huv = flatten(c.call("hvp", **net, vector={n: u[n] + v[n] for n in v}))
+    hv = flatten(c.call("hvp", **net, v=v))
+    hu = flatten(c.call("hvp", **net, v=u))
+    h2v = flatten(c.call("hvp", **net, v={n: 2.0 * a for n, a in v.items()}))
+    huv = flatten(c.call("hvp", **net, v={n: u[n] + v[n] for n in v}))
     scale = max(1.0, float(np.max(np.abs(np.concatenate([hv, hu])))))
     tol = 1e-9 * scale
     c.require(np.max(np.abs(h2v - 2 * hv)) <= tol, lambda: f"H(2v) != 2 Hv: max diff {np.max(np.abs(h2v - 2 * hv)):.3g}")

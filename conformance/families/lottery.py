@@ -14,9 +14,10 @@ from .networks import network, quantize
 
 ALGORITHM = """\
 refprune.lottery with magnitude scores, weights pruned, biases never.
-imp_round(trained, rewind_to, masks, fraction, scope, multipliers, rounding): new masks =
-select_masks(|trained * masks| of the weight matrices, masks, fraction, scope, multipliers,
-rounding); then every parameter = rewind_to * new mask (pruned entries 0.0).
+imp_round(trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
+new masks = select_masks(|trained * masks| of the weight matrices, masks, fraction, scope,
+rate_multipliers, rounding); then every parameter = rewind_params * new mask (pruned entries
+0.0).
 imp(params, X, y, activation, loss, options): w0 = params. Round 0: train w0 for `epochs`
 full-batch SGD updates. Round r = 1 .. R: prune a fraction alpha of the alive weights by |w| of the
 trained weights (layer-wise or global, as imp_round), rewind, reset the momentum buffer, train.
@@ -35,7 +36,7 @@ NOTES = {
     "rewind-step": "late rewinding to the weights after K updates of the dense run",
     "rewind-lr": "learning-rate rewinding: the trained weights are kept, the schedule replayed",
     "finetune": "fine-tuning: the trained weights are kept, training continues at the final rate",
-    "rewind-trained": "imp_round with rewind_to = the trained weights (lr rewinding and fine-tuning)",
+    "rewind-trained": "imp_round with rewind_params = the trained weights (lr rewinding and fine-tuning)",
     "layer-scope": "each weight matrix pruned on its own",
     "global-scope": "one pool across the weight matrices",
     "multipliers": "the output layer pruned at half the rate (Frankle and Carbin 2019)",
@@ -84,11 +85,11 @@ def _cases() -> list[CaseSpec]:
     ]:
         src = trained_dead if masks is dead else trained
         out.append(CaseSpec(f"imp_round/{key}", "imp_round", comment, flags,
-                            {"trained": src, "rewind_to": rewind, "masks": masks, "fraction": fraction,
-                             "scope": scope, "multipliers": m, "rounding": "round-half-even"}))
+                            {"trained": src, "rewind_params": rewind, "masks": masks,
+                             "fraction": fraction, "scope": scope, "rate_multipliers": m, "rounding": "round-half-even"}))
     net = network(411, [2, 4, 3], "relu", "cross_entropy", n=9, scale=1.0)
     base = {"rounds": 3, "alpha": 0.25, "epochs": 6, "lr": 0.5, "momentum": 0.9, "milestones": [4],
-            "gamma": 0.1, "scope": "layer", "multipliers": None}
+            "gamma": 0.1, "scope": "layer", "rate_multipliers": None}
     for rewind, flag in [("init", "rewind-init"), ("step:2", "rewind-step"), ("lr", "rewind-lr"),
                          ("finetune", "finetune")]:
         options = dict(base, rewind=rewind)
@@ -97,7 +98,8 @@ def _cases() -> list[CaseSpec]:
                             "6 full-batch updates per round, lr 0.5 decayed x0.1 at update 4",
                             [flag, "trace", "momentum", "lr-decay", "layer-scope"],
                             dict(net, options=options)))
-    options = dict(base, rewind="init", scope="global", multipliers={"layers.1.weight": 0.5})
+    options = dict(base, rewind="init", scope="global",
+                   rate_multipliers={"layers.1.weight": 0.5})
     out.append(CaseSpec("imp/init-global-mult", "imp",
                         "3 IMP rounds, global pool with the output layer at half the rate, rewind to w0",
                         ["rewind-init", "trace", "momentum", "lr-decay", "global-scope", "multipliers"],
@@ -121,8 +123,8 @@ def _round_example(draw):
     trained = {n: np.where(masks[n], p, 0.0) for n, p in trained.items()}
     scope = draw(st.sampled_from(["layer", "global"]))
     mult = {f"layers.{len(sizes) - 2}.weight": 0.5} if draw(st.booleans()) else None
-    return {"trained": trained, "rewind_to": rewind, "masks": masks, "fraction": draw(cst.fractions()),
-            "scope": scope, "multipliers": mult, "rounding": draw(cst.roundings())}
+    return {"trained": trained, "rewind_params": rewind, "masks": masks,
+            "fraction": draw(cst.fractions()), "scope": scope, "rate_multipliers": mult, "rounding": draw(cst.roundings())}
 
 
 def _round_differential(c, ex):
@@ -138,7 +140,7 @@ def _round_rewinds(c, ex):
         c.require(not np.any(m & ~old), lambda: f"{n}: a pruned entry came back")
         if n.endswith("bias"):
             c.require(np.array_equal(m, old), lambda: f"{n}: a bias was pruned")
-        c.require(np.array_equal(p[m], ex["rewind_to"][n][m]),
+        c.require(np.array_equal(p[m], ex["rewind_params"][n][m]),
                   lambda: f"{n}: surviving entries do not hold the rewind values exactly")
         c.require(np.all(p[~m] == 0.0), lambda: f"{n}: a pruned entry is not 0.0")
 
@@ -149,7 +151,7 @@ def _imp_example(draw):
     rewind = draw(st.sampled_from(["init", "step:1", "lr", "finetune"]))
     options = {"rounds": draw(st.integers(1, 2)), "alpha": draw(st.sampled_from([0.2, 0.5])), "epochs": 2,
                "lr": 0.1, "momentum": draw(st.sampled_from([0.0, 0.9])), "milestones": [1], "gamma": 0.5,
-               "scope": draw(st.sampled_from(["layer", "global"])), "multipliers": None, "rewind": rewind}
+               "scope": draw(st.sampled_from(["layer", "global"])), "rate_multipliers": None, "rewind": rewind}
     return dict(net, options=options)
 
 

@@ -18,8 +18,8 @@ fraction_to_count(fraction, n, rounding) = rounding(fraction * n), the product t
 float64, rounding one of round-half-even (Python's round), floor, ceil.
 keep_top_k(scores, k): the k highest scores are kept; equal scores are ordered by flat C-order
 index, the lower index kept; -0.0 equals 0.0.
-select_masks(scores, masks, fraction, scope, multipliers, rounding): only alive entries take
-part; a group with n alive entries loses fraction_to_count(f, n, rounding) of them and keeps
+select_masks(scores, masks, fraction, scope, rate_multipliers, rounding): only alive entries
+take part; a group with n alive entries loses fraction_to_count(f, n, rounding) of them and keeps
 keep_top_k of its alive scores in C order. scope "layer": each tensor is a group with
 f = fraction * multiplier; scope "global": the tensors with multiplier 1 form one pool (alive
 entries concatenated in key order), a tensor with another multiplier is pruned on its own.
@@ -219,7 +219,7 @@ def _cases() -> list[CaseSpec]:
         out.append(CaseSpec(
             key=f"select_masks/{key}", op="select_masks", comment=comment, flags=flags,
             inputs={"scores": scores, "masks": masks, "fraction": fraction, "scope": scope,
-                    "multipliers": mult, "rounding": rounding}))
+                    "rate_multipliers": mult, "rounding": rounding}))
 
     # prune_units -----------------------------------------------------------------
     p = {"layers.0.weight": np.array([[1.0, -2.0], [0.5, 0.5], [-3.0, 0.0], [1.5, -1.5]]),
@@ -287,7 +287,7 @@ def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     if op == "n_m_mask":
         return dict(EXACT, up_to_ties={"scores": "scores", "alive": "alive"})
     if op == "select_masks":
-        pooled = inputs["scope"] == "global" and not inputs.get("multipliers")
+        pooled = inputs["scope"] == "global" and not inputs.get("rate_multipliers")
         return dict(EXACT, up_to_ties={"scores": "scores", "alive": "masks", "pooled": pooled})
     if op == "prune_units":
         alts = unit_tie_alternatives(inputs, expected)
@@ -425,7 +425,7 @@ def _selection(draw, ties: bool = True):
     if mult:
         fraction = min(fraction, 1.0 / max(mult.values())) if max(mult.values()) > 0 else fraction
     return {"scores": scores, "masks": masks, "fraction": fraction, "scope": scope,
-            "multipliers": mult, "rounding": draw(cst.roundings())}
+            "rate_multipliers": mult, "rounding": draw(cst.roundings())}
 
 
 def _select_differential(c, ex):
@@ -440,7 +440,7 @@ def _select_nesting_counts(c, ex):
         c.require(m.dtype == np.bool_ and m.shape == old.shape, f"{n}: expected a bool mask of shape {old.shape}")
         c.require(not np.any(m & ~old),
                   lambda: f"{n}: a pruned entry came back at {np.argwhere(m & ~old)[0].tolist()}")
-    mult = ex["multipliers"] or {}
+    mult = ex["rate_multipliers"] or {}
     if ex["scope"] == "layer":
         groups = [([n], ex["fraction"] * mult.get(n, 1.0)) for n in ex["scores"]]
     else:

@@ -24,8 +24,8 @@ sparse_approx_exact: "nonnegative" min ||u - w|| with u >= 0 (score max(w, 0), u
 "weighted" min sum d_i (u_i - w_i)^2 (score d * (w * w); all d equal: hard_threshold's support);
 "quadratic" min (u - w)^T H (u - w) with the kept values re-optimised, u_S = w_S + H_SS^-1 H_SP w_P,
 over all supports in itertools.combinations order, the first of least float64 cost.
-ista(A, b, lam, step, n_iter): x = 0; repeat x <- soft_threshold(x - step * A^T (A x - b), step lam).
-iht(A, b, k, step, n_iter): x = 0; repeat x <- hard_threshold(x - step * A^T (A x - b), k)."""
+ista(A, y, lam, step, n_iter): x = 0; repeat x <- soft_threshold(x - step * A^T (A x - y), step lam).
+iht(A, y, k, step, n_iter): x = 0; repeat x <- hard_threshold(x - step * A^T (A x - y), k)."""
 
 NOTES = {
     "magnitude-not-optimal": "magnitude selection is strictly worse than the exact solver here "
@@ -121,20 +121,20 @@ def _cases() -> list[CaseSpec]:
     exact_case("quadratic/identity", "quadratic", np.array([0.5, -0.625, 0.125, -0.875]), 2, None,
                np.eye(4), "H = I is the Euclidean norm: magnitude is optimal")
 
-    # ISTA and IHT on a small seeded sensing instance (A, b stored; step given explicitly)
+    # ISTA and IHT on a small seeded sensing instance (A, y stored; step given explicitly)
     rng = np.random.Generator(np.random.PCG64(501))
     A = quantize(rng.standard_normal((6, 10)) / np.sqrt(6))
     x = np.zeros(10)
     x[[1, 4, 8]] = [1.0, -0.75, 0.5]
-    b = A @ x
+    y = A @ x
     step = 1.0 / 8.0
     assert step <= 1.0 / np.linalg.norm(A, 2) ** 2
     for n_iter in (1, 5, 60):
         out.append(CaseSpec(f"ista/{n_iter}", "ista", f"ISTA, lam 0.05, step 1/8, {n_iter} iterations on a "
                             "6 x 10 instance with 3 non-zeros", ["compressed-sensing"],
-                            {"A": A, "b": b, "lam": 0.05, "step": step, "n_iter": n_iter}))
+                            {"A": A, "y": y, "lam": 0.05, "step": step, "n_iter": n_iter}))
         out.append(CaseSpec(f"iht/{n_iter}", "iht", f"IHT, k 3, step 1/8, {n_iter} iterations on the same instance",
-                            ["compressed-sensing"], {"A": A, "b": b, "k": 3, "step": step, "n_iter": n_iter}))
+                            ["compressed-sensing"], {"A": A, "y": y, "k": 3, "step": step, "n_iter": n_iter}))
     return out
 
 
@@ -253,10 +253,10 @@ def _exact_is_optimal(c, ex):
 def _sensing(draw):
     m, n = draw(st.integers(2, 6)), draw(st.integers(2, 8))
     A = draw(hnp.arrays(np.float64, (m, n), elements=st.floats(-1, 1).map(lambda v: float(quantize(v)))))
-    b = draw(hnp.arrays(np.float64, m, elements=st.floats(-2, 2)))
+    y = draw(hnp.arrays(np.float64, m, elements=st.floats(-2, 2)))
     norm = float(np.linalg.norm(A, 2))
     step = 1.0 / (norm * norm) if norm > 0 else 1.0
-    return {"A": A, "b": b, "step": step, "n_iter": draw(st.integers(0, 20))}, draw(st.integers(0, n)), \
+    return {"A": A, "y": y, "step": step, "n_iter": draw(st.integers(0, 20))}, draw(st.integers(0, n)), \
         draw(st.floats(0.0, 1.0))
 
 
