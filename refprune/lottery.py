@@ -502,6 +502,7 @@ class _Trainer:
         self.spe = cfg.steps_per_epoch(X.shape[0])
         self.total = cfg.epochs * self.spe
         self.optimizer = SGD(cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.observe: Callable[[str, int, MLP], None] | None = None
 
     def run(self, net: MLP, segment: str, callback=None) -> int:
         """Train ``net`` in place and return the number of updates.
@@ -543,6 +544,8 @@ class _Trainer:
         rec = _record(net, names, index=index, target_density=target, start_weights=start,
                       weights_format=weights_format, steps=steps, train_eval=tr, test_eval=te)
         records.append(rec)
+        if self.observe is not None:
+            self.observe(kind, index, net)
         if progress is not None:
             progress(kind, dict(rec, elapsed=time.perf_counter() - t0))
 
@@ -555,7 +558,8 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
             train_config: TrainConfig | None = None, score_seed: int = 0, hessian_method: str = "exact",
             score_options: Mapping[str, Any] | None = None, controls: Sequence[str] = (),
             reinit_seed: int = 1, mask_seed: int = 2, weights_format: str = "hex",
-            allow_collapse: bool = False, progress: Callable[[str, dict], None] | None = None) -> LotteryResult:
+            allow_collapse: bool = False, progress: Callable[[str, dict], None] | None = None,
+            observe: Callable[[str, int, MLP], None] | None = None) -> LotteryResult:
     """Iterative pruning with rewinding (the Lottery Ticket procedure), with optional controls.
 
     Round 0 trains a copy of ``model`` (``model`` itself is never modified).
@@ -613,6 +617,10 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
     progress : callable, optional
         ``progress(kind, record)`` after every round (kind "imp") and every
         control run (kind = the control's name); the record has an ``elapsed`` entry.
+    observe : callable, optional
+        ``observe(kind, round, net)`` with the trained network, right after the
+        record of each round (kind "imp") and each control run, for measurements
+        the trace does not hold (e.g. per-example losses). It must not modify ``net``.
 
     Returns
     -------
@@ -638,7 +646,10 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
     choice(weights_format, "weights_format", WEIGHT_FORMATS)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    if observe is not None and not callable(observe):
+        raise TypeError(f"observe must be callable, got {type(observe).__name__}")
     trainer = _Trainer(X, y, X_test, y_test, cfg, rw)
+    trainer.observe = observe
     if rw.mode == "step" and rw.step > trainer.total:
         raise ValueError(f"rewind step K must be in [0, {trainer.total}] (the updates of a round), "
                          f"got {rw.step}")

@@ -249,6 +249,25 @@ def test_one_shot_control_prunes_the_dense_weights_once(with_controls):
             assert np.array_equal(got[n], res.init_params[n] * keep)
 
 
+def test_observe_sees_every_trained_network_in_trace_order(data):
+    X, y, Xt, yt = data
+    seen = []
+
+    def observe(kind, index, net):
+        seen.append((kind, index, net.loss_value(Xt, yt), net.density(W)))
+
+    res = imp(data, rounds=2, alpha=0.4, controls=CONTROLS, reinit_seed=11, observe=observe)
+    order = [("imp", r) for r in range(3)] + [(c, r) for c in CONTROLS for r in (1, 2)]
+    assert [(k, i) for k, i, _, _ in seen] == order
+    records = {("imp", r): rec for r, rec in enumerate(res.trace["rounds"])}
+    records.update({(c, r): rec for c in CONTROLS for r, rec in enumerate(res.trace["controls"][c], 1)})
+    for kind, index, loss, density in seen:
+        assert loss == records[kind, index]["test_loss"]
+        assert density == records[kind, index]["density"]
+    with pytest.raises(TypeError, match="observe must be callable"):
+        imp(data, rounds=1, observe=1)
+
+
 def test_reinit_seed_equal_to_the_model_seed_is_refused(data):
     with pytest.raises(ValueError, match="reinit_seed=0 draws the model's own initial weights"):
         imp(data, rounds=1, controls=("reinit",), reinit_seed=0)
