@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .activations import get_activation
+from .activations import get_activation, softmax_parts
 
 
 class Tensor:
@@ -196,27 +196,31 @@ def mean(a: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------- losses
 def log_softmax(z: Tensor) -> Tensor:
-    """log softmax along the last axis, computed as z - max - log sum exp(z - max)."""
-    shifted = z.data - z.data.max(axis=-1, keepdims=True)
-    out_data = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    """log softmax along the last axis: z - max - log1p(sum of the others' exp(z - max)).
+
+    ``activations.softmax_parts`` computes it, with no digits lost when one class
+    dominates. d log p_k / dz_j = 1[k = j] - p_j.
+    """
+    out_data, p, _ = softmax_parts(z.data)
     out = Tensor(out_data, _parents=(z,), op="log_softmax")
-    # d log_softmax: g - softmax * sum(g)
-    out._backward = lambda g: z._accumulate(g - np.exp(out_data) * g.sum(axis=-1, keepdims=True))
+    out._backward = lambda g: z._accumulate(g - p * g.sum(axis=-1, keepdims=True))
     return out
 
 
 def cross_entropy(logits: Tensor, labels: np.ndarray) -> Tensor:
-    """Mean over the batch of -log softmax(logits)[label]; one fused, stable node."""
-    z = logits.data
-    n = z.shape[0]
-    shifted = z - z.max(axis=1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    """Mean over the batch of -log softmax(logits)[label]; one fused, stable node.
+
+    dL/dz = (p - onehot(y)) / N, the target's entry written -(1 - p_y) with 1 - p_y
+    from ``activations.softmax_parts`` (no cancellation when p_y is close to 1).
+    """
+    n = logits.data.shape[0]
+    logp, p, q = softmax_parts(logits.data)
     rows = np.arange(n)
     out = Tensor(np.asarray(-logp[rows, labels].mean()), _parents=(logits,), op="cross_entropy")
 
     def backward(g: np.ndarray) -> None:       # dL/dz = (softmax(z) - onehot(y)) / N
-        d = np.exp(logp)
-        d[rows, labels] -= 1.0
+        d = p.copy()
+        d[rows, labels] = -q[rows, labels]
         logits._accumulate(d * (g / n))
 
     out._backward = backward

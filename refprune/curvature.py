@@ -47,7 +47,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._checks import choice, float_array, positive_int
-from .activations import Activation, get_activation
+from .activations import Activation, get_activation, softmax_parts
 from .mlp import MLP
 from .rng import make_rng
 
@@ -154,49 +154,62 @@ def unflatten_params(vec: Any, model: MLP) -> dict[str, np.ndarray]:
 
 
 # ====================================================================== loss at the output
-def _log_softmax(f: np.ndarray) -> np.ndarray:
-    shifted = f - f.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 class _Output:
     """The loss as a function of the output f, per sample, for a batch of size N.
 
     ``grad`` is dL/df (N, K); ``hess_vec(R)`` applies the per-sample output Hessian
     to R (..., N, K); ``factor()`` returns S^T (n, K, K) with H_out = S S^T per
     sample; ``hess_diag()`` is diag(H_out) (n, K). ``rows`` selects a chunk.
+
+    Cross-entropy uses 1 - p from ``softmax_parts`` wherever the formulas have it
+    (the target's gradient p_y - 1, the diagonal p (1 - p), the factor's diagonal)
+    and writes the largest class's row of (diag(p) - p p^T) R as sum_{j != m}
+    p_j (R_m - R_j): a saturated softmax loses no digits (docs/curvature.md).
     """
 
     def __init__(self, f: np.ndarray, y: np.ndarray, loss: str, n_total: int):
         self.loss, self.n_total, self.k = loss, n_total, f.shape[1]
         if loss == "cross_entropy":
-            self.p = np.exp(_log_softmax(f))
+            _, self.p, self.q = softmax_parts(f)
+            self.top = np.argmax(f, axis=1)                 # m, the class whose 1 - p is small
+            rows = np.arange(f.shape[0])
             g = self.p.copy()
-            g[np.arange(f.shape[0]), y] -= 1.0
+            g[rows, y] = -self.q[rows, y]                   # p_y - 1 = -(1 - p_y)
             self.grad = g / n_total                          # (p - onehot(y)) / N
         else:
-            self.p = None
+            self.p = self.q = None
             self.grad = (f - y) * (2.0 / (n_total * self.k))  # 2 (f - t) / (N K)
 
     def hess_vec(self, R: np.ndarray) -> np.ndarray:
         if self.loss == "cross_entropy":                   # (diag(p) - p p^T) R / N
-            p = self.p
-            return p * (R - (p * R).sum(axis=-1, keepdims=True)) / self.n_total
+            p, top = self.p, self.top[:, None]
+            out = p * (R - (p * R).sum(axis=-1, keepdims=True))
+            # class m: R_m - p.R = sum_{j != m} p_j (R_m - R_j)
+            R_top = np.take_along_axis(R, np.broadcast_to(top, R.shape[:-1] + (1,)), axis=-1)
+            p_rest = p.copy()
+            np.put_along_axis(p_rest, top, 0.0, axis=-1)
+            top_row = (p_rest * (R_top - R)).sum(axis=-1, keepdims=True)
+            p_top = np.take_along_axis(p, top, axis=-1)
+            np.put_along_axis(out, np.broadcast_to(top, R.shape[:-1] + (1,)),
+                              p_top * top_row, axis=-1)
+            return out / self.n_total
         return R * (2.0 / (self.n_total * self.k))         # 2 R / (N K)
 
     def factor(self, rows: slice) -> np.ndarray:
         n = len(range(*rows.indices(self.grad.shape[0])))
         if self.loss == "cross_entropy":                   # S^T[c, k] = sqrt(p_c) (1[c=k] - p_k) / sqrt(N)
-            p = self.p[rows]
-            q = np.sqrt(p) / np.sqrt(self.n_total)
-            return q[:, :, None] * (np.eye(self.k)[None] - p[:, None, :])
+            p, q = self.p[rows], self.q[rows]
+            sq = np.sqrt(p) / np.sqrt(self.n_total)
+            inner = -np.broadcast_to(p[:, None, :], (n, self.k, self.k)).copy()
+            diag = np.arange(self.k)
+            inner[:, diag, diag] = q                       # 1 - p_c on the diagonal
+            return sq[:, :, None] * inner
         c = np.sqrt(2.0 / (self.n_total * self.k))         # S = sqrt(2 / (N K)) I
         return np.broadcast_to(c * np.eye(self.k), (n, self.k, self.k))
 
     def hess_diag(self, rows: slice) -> np.ndarray:
         if self.loss == "cross_entropy":                   # p (1 - p) / N
-            p = self.p[rows]
-            return p * (1.0 - p) / self.n_total
+            return self.p[rows] * self.q[rows] / self.n_total
         n = len(range(*rows.indices(self.grad.shape[0])))
         return np.full((n, self.k), 2.0 / (self.n_total * self.k))
 
