@@ -41,7 +41,11 @@ NOTES = {
     "deep": "two hidden layers: the OBD recursion differs from the exact diagonal",
     "relu-kink": "some pre-activations are exactly 0, where ReLU'(0) = 0 by convention",
     "large-logits": "logits of order 100: log-softmax must be computed stably",
-    "saturated": "sigmoid units far in their flat tails",
+    "saturated": "hidden units far in their flat tails (sigmoid or tanh): sigma' and sigma'' "
+                 "must not be formed by subtracting from 1 (1 - tanh^2, s (1 - s))",
+    "saturated-softmax": "the labelled class has 1 - p from 1e-17 to 1e-9 (p rounds to 1.0 "
+                         "below 1.1e-16): 1 - p, p (1 - p) and p_y - 1 must not be formed by "
+                         "subtracting p from 1",
     "zero-weights": "some weights and biases are exactly 0.0 (or -0.0)",
     "ggn-differs": "smooth activation: this approximate diagonal (GGN or OBD) differs from the exact one",
     "numpy-rng": "the probes are NumPy PCG64 draws (given as inputs, so any backend can use them)",
@@ -79,6 +83,15 @@ def _networks() -> list[tuple[str, dict[str, Any], list[str]]]:
     nets.append(("large-logits", big, ["tanh", "cross-entropy", "large-logits", "ggn-differs"]))
     sat = _network(204, [2, 2, 2], "sigmoid", "mse", n=3, scale=12.0)
     nets.append(("sigmoid-saturated", sat, ["sigmoid", "mse", "saturated", "ggn-differs"]))
+    top = _network(208, [2, 2, 3], "tanh", "cross_entropy", n=3)
+    top["params"]["layers.1.weight"] = top["params"]["layers.1.weight"] * 32.0
+    hidden = np.tanh(top["X"] @ top["params"]["layers.0.weight"].T + top["params"]["layers.0.bias"])
+    logits = hidden @ top["params"]["layers.1.weight"].T + top["params"]["layers.1.bias"]
+    top["y"] = np.argmax(logits, axis=1).astype(np.int64)   # the label is the dominant class
+    nets.append(("saturated-softmax", top,
+                 ["tanh", "cross-entropy", "saturated-softmax", "ggn-differs"]))
+    flat = _network(219, [2, 2, 2], "tanh", "mse", n=3, scale=16.0)   # |z| from 4.5 to 46
+    nets.append(("tanh-saturated", flat, ["tanh", "mse", "saturated", "ggn-differs"]))
     return nets
 
 
