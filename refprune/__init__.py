@@ -3,15 +3,16 @@
 One module per idea, layered one way (no module imports a later one):
 
     rng, activations -> autograd -> mlp -> train -> curvature -> scores -> masks
-    -> data, sparse_approx, schedules -> lottery;  theory;  sparse (the SciPy path)
+    -> data, sparse_approx, schedules -> lottery;  theory;  metrics;  sparse (the SciPy path)
+    and on top of them all, not imported here: sweep (grids of runs on a pool or Dask)
 
 Conventions (float64, seeds, the one rounding rule and the one tie rule,
 "alive" = mask) are stated in docs/foundation.md and docs/masks.md.
 Higher score = more important = kept, everywhere.
 """
 
-from . import (activations, autograd, curvature, data, lottery, masks, mlp, rng, schedules,
-               scores, sparse, sparse_approx, sparse_train, theory, train)
+from . import (activations, autograd, curvature, data, lottery, masks, metrics, mlp, rng,
+               schedules, scores, sparse, sparse_approx, sparse_train, theory, train)
 from .masks import (PruneResult, fraction_to_count, keep_top_k, n_m_mask, prune, prune_count,
                     prune_n_m, prune_units, select_masks)
 from .mlp import MLP
@@ -24,8 +25,8 @@ from .train import SGD, History
 __version__ = "0.1.0"
 
 __all__ = [
-    "activations", "autograd", "curvature", "data", "lottery", "masks", "mlp", "rng", "schedules",
-    "scores", "sparse", "sparse_approx", "sparse_train", "theory", "train",
+    "activations", "autograd", "curvature", "data", "lottery", "masks", "metrics", "mlp", "rng",
+    "schedules", "scores", "sparse", "sparse_approx", "sparse_train", "theory", "train",
     "SparseMLP", "to_sparse", "SparseSGD",
     "MLP", "SGD", "History", "make_rng", "RULES", "compute_scores",
     "PruneResult", "fraction_to_count", "keep_top_k", "select_masks", "prune", "prune_count",
