@@ -1,0 +1,15 @@
+"""Run a sweep from a TOML file with the logging run command (for the interruption test).
+
+    python driver.py CONFIG OUT LOG WORKERS
+"""
+
+import sys
+from pathlib import Path
+
+from refprune import sweep
+
+if __name__ == "__main__":
+    config, out, log, workers = sys.argv[1:5]
+    job = [sys.executable, str(Path(__file__).with_name("logging_job.py")), log]
+    s = sweep.run(config, out, workers=int(workers), job_command=job)
+    print(f"skipped {s.skipped} completed {s.completed} failed {len(s.failed)}")
