@@ -1,4 +1,4 @@
-"""Command line: ``python -m refprune demo`` and ``python -m refprune lottery``."""
+"""Command line: ``python -m refprune demo``, ``lottery``, ``sweep`` and ``sweep-report``."""
 
 from __future__ import annotations
 
@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     lot.add_argument("--plot", default=None,
                      help="write a PNG of test accuracy against density (needs the 'experiments' extra)")
     lot.set_defaults(func=_lottery)
+    from .sweep.cli import add_commands
+
+    add_commands(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

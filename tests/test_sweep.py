@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from refprune import sweep
+from refprune.__main__ import main as cli
 from refprune.sweep.config import ConfigError, canonical_json
 from refprune.sweep.store import StoreError
 
@@ -113,14 +114,14 @@ def test_same_bytes_on_any_concurrent_futures_executor(reference, tmp_path):
     assert files(tmp_path) == files(reference) and len(files(reference)) == 4
 
 
-def test_same_bytes_on_a_dask_local_cluster(reference, tmp_path):
-    distributed = pytest.importorskip("distributed", reason="the Dask executor needs the 'sweep' extra")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        summary = sweep.run(TINY, tmp_path, executor=client.get_executor(pure=False))
-    assert (summary.completed, summary.failed) == (4, {})
-    assert files(tmp_path) == files(reference)
+def test_same_bytes_on_a_dask_local_cluster(reference, tmp_path, capsys):
+    pytest.importorskip("distributed", reason="the Dask executor needs the 'sweep' extra")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    out = tmp_path / "o"
+    assert cli(["sweep", str(cfg), "--quiet", "--dask-local", "2", "--out", str(out)]) == 0
+    assert "on a LocalCluster of 2 workers" in capsys.readouterr().err
+    assert files(out) == files(reference)
 
 
 def test_run_file_holds_the_trace_and_its_measurements(reference):
@@ -261,6 +262,53 @@ def test_random_labels_stay_within_the_binomial_interval_of_chance(tmp_path):
     assert chance["outside"] == 0, chance["first_outside"]
 
 
+# ---------------------------------------------------------------- the command line
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli(args)
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, content, message", [
+    (["--workers", "0"], TINY_TOML, "argument --workers: expected a positive integer, got 0"),
+    (["--scheduler", "localhost"], TINY_TOML, "argument --scheduler: expected an address"),
+    (["--workers", "2", "--dask-local", "2"], TINY_TOML, "not allowed with argument"),
+    (["--retries", "x"], TINY_TOML, "argument --retries: expected an integer >= 0"),
+    ([], "seeds = [0\n", "is not valid TOML"),
+    ([], "seeds = [0]\nrules = ['biggest']\n", "rules[0]: unknown value 'biggest'"),
+    ([], "seed = [0]\n", "seed: unknown key"),
+    ([], None, "cannot read"),
+])
+def test_bad_arguments_and_config_files_get_usage_and_one_line(tmp_path, capsys, args, content,
+                                                               message):
+    cfg = tmp_path / "s.toml"
+    if content is not None:
+        cfg.write_text(content)
+    code, err = run_cli(["sweep", str(cfg), *args], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[0].startswith("usage: refprune sweep")
+    assert message in lines[-1] and lines[-1].startswith("refprune sweep: error:")
+    assert "Traceback" not in err
+
+
+def test_report_of_a_missing_directory_gets_usage(tmp_path, capsys):
+    code, err = run_cli(["sweep-report", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "argument out_dir" in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_cli_sweep_dry_run_then_run_then_report(tmp_path, capsys):
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(TINY_TOML.replace("seeds = [0, 1]", "seeds = [1]").replace(', "random"]', "]"))
+    assert cli(["sweep", str(cfg), "--dry-run"]) == 0
+    assert "1 runs, 0 already in" in capsys.readouterr().out
+    assert cli(["sweep", str(cfg), "--quiet", "--workers", "1"]) == 0
+    assert "1 ran now, 0 failed" in capsys.readouterr().err
+    assert cli(["sweep", str(cfg), "--dry-run"]) == 0
+    assert "1 runs, 1 already in" in capsys.readouterr().out
+    assert cli(["sweep-report", str(tmp_path / "one-sweep"), "--no-plots"]) == 0
+    assert "1 of 1 runs reported" in capsys.readouterr().out
+
+
 def test_progress_line_counts_and_estimates():
     class Tty:
         def __init__(self):
@@ -291,3 +339,14 @@ def test_environment_of_a_run_has_one_blas_thread_and_keeps_the_machine_settings
     assert not [k for k in JOB_ENV if k.startswith("OPENBLAS_") and k != "OPENBLAS_NUM_THREADS"]
 
 
+def test_cli_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from refprune.sweep import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    assert cli(["sweep", str(cfg), "--quiet"]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
