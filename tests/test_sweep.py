@@ -339,6 +339,21 @@ def test_environment_of_a_run_has_one_blas_thread_and_keeps_the_machine_settings
     assert not [k for k in JOB_ENV if k.startswith("OPENBLAS_") and k != "OPENBLAS_NUM_THREADS"]
 
 
+def test_cli_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "refprune", "sweep", str(cfg), "--out", str(out),
+                             "--workers", "1", "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((out / "runs").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    assert "Traceback" not in err and 1 <= len(files(out)) < 4
+
+
 def test_cli_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     from refprune.sweep import runner
 

@@ -2,13 +2,14 @@
 
 Exit status: 0 when every run is finished, 1 when some run failed, 2 for a bad
 argument or configuration (argparse's usage line and one message naming it),
-130 after Ctrl-C (rerun the same command to resume).
+130 after Ctrl-C or SIGTERM (rerun the same command to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -151,6 +152,7 @@ def _run(args, cfg, out: str, executor, where: str, closers: list) -> int:
     from .store import StoreError
 
     print(f"sweep {args.config}: {cfg.size} runs on {where}, results in {out}", file=sys.stderr)
+    term = signal.signal(signal.SIGTERM, _interrupt)   # `kill PID` stops a sweep as Ctrl-C does
     try:
         summary = run(cfg, out, executor=executor, workers=args.workers, retries=args.retries,
                       progress=not args.quiet)
@@ -162,6 +164,7 @@ def _run(args, cfg, out: str, executor, where: str, closers: list) -> int:
         print(f"refprune sweep: error: {exc}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGTERM, term)
         for close in closers:
             close()
     print(f"{summary.total} runs: {summary.skipped} were already done, {summary.completed} ran "
@@ -170,6 +173,10 @@ def _run(args, cfg, out: str, executor, where: str, closers: list) -> int:
         first = err.splitlines()[0] if err else "unknown error"
         print(f"failed: {rid[:12]}: {first} (details in {out}/failed/{rid}.json)", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(args: argparse.Namespace) -> int:
