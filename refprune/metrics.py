@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import float_array, int_labels, positive_int, real_number
+from .activations import softmax_parts
 from .masks import fraction_to_count
 from .mlp import MLP
 from .rng import make_rng
@@ -95,18 +96,16 @@ def class_excess_drop(dense_per_class: Sequence[float | None],
 def per_example_loss(model: MLP, X: Any, y: Any) -> np.ndarray:
     """Cross-entropy of each row: l_i = log(sum_k exp(z_ik)) - z_{i, y_i}, z = f(x_i).
 
-    Computed as in ``refprune.autograd.cross_entropy`` (logits shifted by their
-    row maximum), so the mean of the result is the model's mean loss. Lower =
-    better fit. Only for cross-entropy models.
+    log softmax comes from ``refprune.activations.softmax_parts``, as in
+    ``refprune.autograd.cross_entropy``, so the mean of the result is the
+    model's mean loss. Lower = better fit. Only for cross-entropy models.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
     if model.loss != "cross_entropy":
         raise ValueError(f"per_example_loss needs a cross_entropy model, got loss {model.loss!r}")
     X, y = model.check_inputs(X, y)
-    z = model._forward(X)
-    shifted = z - z.max(axis=1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    logp, _, _ = softmax_parts(model._forward(X))
     return -logp[np.arange(X.shape[0]), y]
 
 
