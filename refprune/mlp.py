@@ -58,7 +58,9 @@ class MLP:
     loss : {"cross_entropy", "mse"}
         Training loss, a mean over the batch.
     init : {"kaiming", "glorot", "normal"}
-        Weight initialisation; ``sigma`` is required for "normal".
+        Weight initialisation.
+    sigma : float > 0, finite
+        The standard deviation of "normal"; required by it, refused by the others.
     seed : int or numpy.random.Generator
         Source of the initial weights.
     """
@@ -78,6 +80,9 @@ class MLP:
             if sigma is None:
                 raise ValueError("sigma must be given when init='normal'")
             sigma = real_number(sigma, "sigma", low=0.0, low_open=True)
+        elif sigma is not None:
+            raise ValueError(f"sigma is used only by init='normal', got sigma={sigma!r} with "
+                             f"init={init!r}")
         self.sizes = sizes
         self.activation = activation
         self.loss = loss

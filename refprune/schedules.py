@@ -62,6 +62,10 @@ class Schedule:
 
     def __post_init__(self):
         choice(self.kind, "kind", KINDS)
+        for j, t in enumerate(self.steps):
+            positive_int(t, f"steps[{j}]", minimum=0)
+        for j, v in enumerate(self.values):
+            real_number(v, f"values[{j}]", low=0.0, high=1.0)
         if len(self.steps) != len(self.values):
             raise ValueError(f"steps and values must have the same length, got {len(self.steps)} "
                              f"and {len(self.values)}")
