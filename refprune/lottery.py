@@ -249,7 +249,7 @@ def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> dict:
     rows with y == c (None when the set has no row of class c). For an mse
     model both accuracies are None.
     """
-    X, y = model.check_inputs(X, y)
+    X, y = model.check_inputs(X, y, require_y=True)
     out = {"loss": model.loss_value(X, y), "accuracy": None, "per_class_accuracy": None}
     if model.loss == "cross_entropy":
         pred = np.argmax(model._forward(X), axis=1)
@@ -380,11 +380,11 @@ def _check_names(model: MLP, names) -> list[str]:
 def _check_data(model: MLP, X, y, X_test, y_test):
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
-    X, y = model.check_inputs(X, y)
+    X, y = model.check_inputs(X, y, require_y=True)
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together")
     if X_test is not None:
-        X_test, y_test = model.check_inputs(X_test, y_test)
+        X_test, y_test = model.check_inputs(X_test, y_test, require_y=True)
     return X, y, X_test, y_test
 
 

@@ -314,8 +314,8 @@ class PruneResult:
     pruned : dict name -> int
         Entries the step removed from each of them.
     collapsed : list of str
-        Weight matrices left with no alive entry (layer collapse): the network's
-        output no longer depends on its input through them.
+        Weight matrices left with no alive entry (layer collapse,
+        ``collapsed_matrices``): the network's output no longer depends on its input.
     alive_units : dict int -> int
         For unit pruning: alive hidden units of each pruned hidden layer after the step.
     """
@@ -404,20 +404,77 @@ def _check_model_names(model: Any, names: Sequence[str] | None) -> list[str]:
     return model.check_names(names)
 
 
-def _apply(model: MLP, new: dict[str, np.ndarray], allow_collapse: bool,
+def apply_masks(model: MLP, masks: Mapping[str, Any], *,
+                allow_collapse: bool = False) -> PruneResult:
+    """Apply new masks to ``model`` in place: the one exit of every in-place pruning step.
+
+    Everything is checked before anything changes: each name is a parameter,
+    each mask a boolean array of its shape and nested in the current mask
+    (pruning never revives an entry), the parameters are writeable, and no
+    weight matrix is left with no alive entry (layer collapse, the one
+    definition used throughout: ``docs/masks.md``). Collapse raises a
+    ``ValueError`` naming the matrices unless ``allow_collapse`` is True, in
+    which case the masks are applied and the matrices listed in
+    ``PruneResult.collapsed``. Then the masks are stored and the newly pruned
+    entries set to 0.0 (``MLP.set_masks``). On any error the model is unchanged.
+
+    Parameters
+    ----------
+    model : MLP (mutated)
+    masks : mapping name -> bool array
+        New masks of some of the model's parameters.
+    allow_collapse : bool
+
+    Returns
+    -------
+    PruneResult
+    """
+    return _apply(model, masks, allow_collapse)
+
+
+def _apply(model: MLP, new: Mapping[str, Any], allow_collapse: bool,
            alive_units: dict[int, int] | None = None) -> PruneResult:
-    """Check for layer collapse, then set the masks; the one exit of every in-place pruning step."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
     if not isinstance(allow_collapse, bool):
         raise TypeError(f"allow_collapse must be a bool, got {type(allow_collapse).__name__}")
-    alive = alive_counts(new)
-    collapsed = [n for n in model.weight_names() if n in new and alive[n] == 0]
+    if not isinstance(new, Mapping):
+        raise TypeError(f"masks must be a mapping name -> bool array, got {type(new).__name__}")
+    checked = {}
+    for name, mask in new.items():
+        if name not in model.params:
+            raise ValueError(f"masks has unknown parameter {name!r}; expected names from "
+                             f"{list(model.params)}")
+        checked[name] = bool_array(mask, f"masks[{name!r}]", shape=model.params[name].shape)
+        if np.any(checked[name] & ~model.masks[name]):
+            raise ValueError(f"masks[{name!r}] revives pruned entries; new masks must be nested "
+                             "in the current ones")
+    model.check_writeable(checked)
+    alive = alive_counts(checked)
+    collapsed = collapsed_matrices(model, checked)
     if collapsed and not allow_collapse:
-        raise ValueError(f"layer collapse: {collapsed} would have no alive weight left; "
-                         "prune less, or pass allow_collapse=True to accept a dead network")
-    pruned = {n: int(model.masks[n].sum()) - alive[n] for n in new}
-    model.set_masks(new)
-    return PruneResult(masks={n: m.copy() for n, m in new.items()}, alive=alive, pruned=pruned,
+        raise ValueError(_collapse_message(collapsed, "prune less"))
+    pruned = {n: int(model.masks[n].sum()) - alive[n] for n in checked}
+    model.set_masks(checked)
+    return PruneResult(masks={n: m.copy() for n, m in checked.items()}, alive=alive, pruned=pruned,
                        collapsed=collapsed, alive_units=dict(alive_units or {}))
+
+
+def collapsed_matrices(model: MLP, masks: Mapping[str, np.ndarray]) -> list[str]:
+    """Layer collapse: the weight matrices among ``masks`` with no alive entry, in layer order.
+
+    A weight matrix with no alive entry cuts every path from the network's
+    input to its output: the output no longer depends on the input (Tanaka et
+    al., NeurIPS 2020, call this layer collapse). This is the only definition
+    of collapse in refprune; a hidden layer that loses all its units empties
+    the matrix that feeds it, so it is covered.
+    """
+    return [n for n in model.weight_names() if n in masks and not np.any(masks[n])]
+
+
+def _collapse_message(collapsed: list[str], remedy: str) -> str:
+    return (f"layer collapse: {collapsed} would have no alive weight left; "
+            f"{remedy}, or pass allow_collapse=True to accept a dead network")
 
 
 # ---------------------------------------------------------------- structured: whole hidden units
@@ -799,8 +856,7 @@ def synflow_prune(model: MLP, density: float, *, iterations: int = 100, names: S
         work.set_masks(new)
         alive.append(sum(int(work.masks[n].sum()) for n in names))
     masks = {n: work.masks[n].copy() for n in names}
-    collapsed = [n for n in names if not masks[n].any()]
+    collapsed = collapsed_matrices(model, masks)
     if collapsed and not allow_collapse:
-        raise ValueError(f"layer collapse: {collapsed} would have no alive weight left; "
-                         "raise density, or pass allow_collapse=True to accept a dead network")
+        raise ValueError(_collapse_message(collapsed, "raise density"))
     return SynflowResult(masks=masks, scores=scores, alive=alive, collapsed=collapsed)

@@ -142,33 +142,54 @@ class MLP:
 
     # ------------------------------------------------------------ masks
     def _store_mask(self, name: str, mask: np.ndarray) -> None:
-        mask = mask.copy()
+        """Store a checked mask that the model owns (made read-only); the parameter is not touched."""
         mask.flags.writeable = False
         self.masks[name] = mask
         if not hasattr(self, "_pruned"):
             self._pruned: dict[str, bool] = {}
         self._pruned[name] = not bool(mask.all())
 
+    def check_writeable(self, names: Iterable[str]) -> None:
+        """Raise ``ValueError`` if a parameter of ``names`` cannot be updated in place.
+
+        The model updates its parameter arrays in place (setting a mask zeroes
+        the pruned entries, an optimizer step subtracts the update); an array
+        made read-only by the caller is refused before anything changes.
+        """
+        for name in names:
+            if not self.params[name].flags.writeable:
+                raise ValueError(f"params[{name!r}] is read-only, and the model updates it in "
+                                 "place; make it writeable (or load a writeable copy with "
+                                 "load_state_dict) first")
+
     def set_mask(self, name: str, mask: Any) -> None:
         """Replace the mask of parameter ``name`` and zero its pruned entries.
 
-        The mask is copied and stored read-only; change it only through this method.
+        The mask is copied and stored read-only; change it only through this method
+        (or ``set_masks``). On any error nothing changes.
         """
-        if name not in self.params:
-            raise ValueError(f"name must be a parameter of the model, one of {list(self.params)}; got {name!r}")
-        mask = bool_array(mask, f"mask for {name}", shape=self.params[name].shape)
-        self._store_mask(name, mask)
-        self.params[name][~mask] = 0.0
+        self.set_masks({name: mask})
 
     def set_masks(self, masks: Mapping[str, Any]) -> None:
-        """Set several masks at once; all are checked before any is stored."""
+        """Set several masks at once and zero the pruned entries of their parameters.
+
+        Two phases: every mask is checked (name, dtype, shape) and every
+        parameter to be zeroed is checked to be writeable, then all are stored.
+        On any error the model is unchanged.
+        """
+        if not isinstance(masks, Mapping):
+            raise TypeError(f"masks must be a mapping name -> bool array, got {type(masks).__name__}")
         checked = {}
         for name, mask in masks.items():
             if name not in self.params:
-                raise ValueError(f"masks has unknown parameter {name!r}; expected names from {list(self.params)}")
+                raise ValueError(f"masks has unknown parameter {name!r}; expected names from "
+                                 f"{list(self.params)}")
             checked[name] = bool_array(mask, f"masks[{name!r}]", shape=self.params[name].shape)
-        for name, mask in checked.items():
-            self.set_mask(name, mask)
+        self.check_writeable(checked)
+        pruned = {name: ~mask for name, mask in checked.items()}
+        for name, mask in checked.items():                 # commit: nothing here can fail
+            self._store_mask(name, mask)
+            np.copyto(self.params[name], 0.0, where=pruned[name])
 
     def density(self, names: Iterable[str] | None = None) -> float:
         """Fraction of alive entries over ``names`` (default: the weight matrices)."""
@@ -184,33 +205,62 @@ class MLP:
                 "masks": {n: m.copy() for n, m in self.masks.items()}}
 
     def load_state_dict(self, state: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        """Restore parameters (and masks, when present) from deep copies of ``state``."""
-        if "params" not in state:
-            raise ValueError("state must have a 'params' entry")
+        """Restore parameters (and masks, when present) from deep copies of ``state``.
+
+        The parameters become new arrays holding the values of ``state["params"]``
+        with the pruned entries (under the new masks, or the current ones) set to
+        0.0. Everything is checked and built first; on any error the model is
+        unchanged.
+        """
+        if not isinstance(state, Mapping) or "params" not in state:
+            raise ValueError("state must be a mapping with a 'params' entry")
+        if not isinstance(state["params"], Mapping):
+            raise TypeError(f"state['params'] must be a mapping name -> array, got "
+                            f"{type(state['params']).__name__}")
         params = {}
         for n, p in self.params.items():
             if n not in state["params"]:
                 raise ValueError(f"state['params'] is missing {n!r}")
             params[n] = float_array(state["params"][n], f"state['params'][{n!r}]", dtype=p.dtype)
             if params[n].shape != p.shape:
-                raise ValueError(f"state['params'][{n!r}] must have shape {p.shape}, got {params[n].shape}")
+                raise ValueError(f"state['params'][{n!r}] must have shape {p.shape}, "
+                                 f"got {params[n].shape}")
         masks = state.get("masks")
+        checked: dict[str, np.ndarray] = {}
         if masks is not None:
-            self.set_masks(masks)  # checks before storing
+            if not isinstance(masks, Mapping):
+                raise TypeError(f"state['masks'] must be a mapping name -> bool array, got "
+                                f"{type(masks).__name__}")
+            for n, m in masks.items():
+                if n not in self.params:
+                    raise ValueError(f"state['masks'] has unknown parameter {n!r}; expected "
+                                     f"names from {list(self.params)}")
+                checked[n] = bool_array(m, f"state['masks'][{n!r}]", shape=self.params[n].shape)
         for n, p in params.items():
-            self.params[n] = p
-            self.params[n][~self.masks[n]] = 0.0
+            p[~checked.get(n, self.masks[n])] = 0.0
+        for n, m in checked.items():                       # commit: nothing here can fail
+            self._store_mask(n, m)
+        self.params.update(params)
 
     def copy(self) -> "MLP":
         return copy.deepcopy(self)
 
     # ------------------------------------------------------------ computation
-    def check_inputs(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Validate a batch for this model; returns new arrays (inputs are never modified)."""
+    def check_inputs(self, X: Any, y: Any = None, *,
+                     require_y: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate a batch for this model; returns new arrays (inputs are never modified).
+
+        ``y`` may be None (inputs only) unless ``require_y``: everything that
+        computes a loss needs the labels or targets.
+        """
         X = float_array(X, "X", ndim=2)
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have {self.sizes[0]} columns (the input width), got shape {X.shape}")
         if y is None:
+            if require_y:
+                kind = ("integer class labels" if self.loss == "cross_entropy"
+                        else "float targets")
+                raise TypeError(f"y must be given ({kind}, one per row of X), got None")
             return X, None
         if self.loss == "cross_entropy":
             y = int_labels(y, "y", n_classes=self.n_outputs)
@@ -243,11 +293,11 @@ class MLP:
         return np.argmax(self.forward(X), axis=1)
 
     def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
-        X, y = self.check_inputs(X, y)
+        X, y = self.check_inputs(X, y, require_y=True)
         return float(np.mean(np.argmax(self._forward(X), axis=1) == y))
 
     def loss_value(self, X: np.ndarray, y: np.ndarray) -> float:
-        X, y = self.check_inputs(X, y)
+        X, y = self.check_inputs(X, y, require_y=True)
         return float(self._graph(X, y)[0].data)
 
     def _graph(self, X: np.ndarray, y: np.ndarray) -> tuple[ag.Tensor, dict[str, ag.Tensor]]:
@@ -271,7 +321,7 @@ class MLP:
 
         The gradient of a pruned entry is exactly 0 (the forward pass uses W * M).
         """
-        X, y = self.check_inputs(X, y)
+        X, y = self.check_inputs(X, y, require_y=True)
         return self._loss_and_grads(X, y)
 
     def _loss_and_grads(self, X, y):

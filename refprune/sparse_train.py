@@ -157,7 +157,7 @@ class SparseSGD:
 
         A weight gradient stores every alive position (its value may be 0.0).
         """
-        X, y = self._model.check_inputs(X, y)
+        X, y = self._model.check_inputs(X, y, require_y=True)
         loss, grads = self._loss_and_grads(X, y)
         out: dict[str, Any] = {}
         for l, (L, (gw, gb)) in enumerate(zip(self.layers, grads)):
@@ -168,7 +168,7 @@ class SparseSGD:
     def step(self, X: np.ndarray, y: np.ndarray, lr: float | None = None) -> float:
         """One SGD update on the batch (X, y); returns the batch loss before the update."""
         lr = self.lr if lr is None else real_number(lr, "lr", low=0.0, low_open=True)
-        X, y = self._model.check_inputs(X, y)
+        X, y = self._model.check_inputs(X, y, require_y=True)
         loss, grads = self._loss_and_grads(X, y)
         for L, (gw, gb) in zip(self.layers, grads):
             L.velocity = self._update(L.values, gw, L.velocity, lr, None)

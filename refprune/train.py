@@ -20,11 +20,11 @@ Full-batch training draws nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ._checks import positive_int, real_number
+from ._checks import float_array, positive_int, real_number
 from .mlp import MLP
 from .rng import make_rng
 
@@ -42,9 +42,37 @@ class SGD:
         """Forget the momentum (done on every rewind)."""
         self.velocity = {}
 
-    def step(self, model: MLP, grads: dict[str, np.ndarray], lr: float | None = None) -> None:
-        """Apply one update to ``model.params`` in place."""
-        lr = self.lr if lr is None else lr
+    def step(self, model: MLP, grads: Mapping[str, Any], lr: float | None = None) -> None:
+        """Apply one update to ``model.params`` in place (the rule of the module docstring).
+
+        Two phases: the model, the rate (``lr`` > 0, finite; default ``self.lr``)
+        and the gradients (a finite float array of the parameter's shape for
+        every parameter, and no other name) are checked, the parameters must be
+        writeable, and every new value and velocity is computed; only then are
+        they stored. On any error the model and the optimizer are unchanged.
+        """
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+        lr = self.lr if lr is None else real_number(lr, "lr", low=0.0, low_open=True)
+        if not isinstance(grads, Mapping):
+            raise TypeError(f"grads must be a mapping name -> array, got {type(grads).__name__}")
+        missing = [n for n in model.params if n not in grads]
+        unknown = [n for n in grads if n not in model.params]
+        if missing or unknown:
+            raise ValueError(f"grads must have exactly the model's parameters {list(model.params)}; "
+                             f"missing {missing}, unknown {unknown}")
+        checked = {}
+        for name, w in model.params.items():
+            checked[name] = float_array(grads[name], f"grads[{name!r}]", allow_empty=True)
+            if checked[name].shape != w.shape:
+                raise ValueError(f"grads[{name!r}] must have the parameter's shape {w.shape}, "
+                                 f"got {checked[name].shape}")
+        model.check_writeable(model.params)
+        self._step(model, checked, lr)
+
+    def _step(self, model: MLP, grads: Mapping[str, np.ndarray], lr: float) -> None:
+        """``step`` on checked gradients (the training loop's own, trusted)."""
+        new_params, new_velocity = {}, {}
         for name, w in model.params.items():
             d = grads[name]
             if self.weight_decay:
@@ -52,10 +80,13 @@ class SGD:
             if self.momentum:
                 v = self.velocity.get(name)
                 d = d.copy() if v is None else self.momentum * v + d
-                self.velocity[name] = d
+                new_velocity[name] = d
             if model._pruned[name]:
                 d = d * model.masks[name]
-            w -= lr * d
+            new_params[name] = w - lr * d
+        for name, w in model.params.items():               # commit: nothing here can fail
+            np.copyto(w, new_params[name])
+        self.velocity.update(new_velocity)
 
 
 @dataclass
@@ -94,7 +125,9 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
     momentum : float in [0, 1); weight_decay : float >= 0
         Used to build a new ``SGD`` when ``optimizer`` is None.
     lr_schedule : callable, optional
-        ``lr_schedule(t)`` is the learning rate of update t (t counts from ``start_step``).
+        ``lr_schedule(t)`` is the learning rate of update t (t counts from ``start_step``);
+        it is evaluated for every update before the first one, so that a rate that is not
+        a finite positive number is reported before the model changes.
     seed : int or Generator
         Source of the mini-batch permutations.
     optimizer : SGD, optional
@@ -110,13 +143,17 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
         ``callback(t, model)`` is called with t = start_step before the first
         update and with the number of updates done after each update.
 
+    On any error, including one raised by ``callback``, the model (parameters
+    and masks), the optimizer's velocity and a generator passed as ``seed``
+    are restored to their state at the call: nothing is left half-trained.
+
     Returns
     -------
     History
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
-    X, y = model.check_inputs(X, y)
+    X, y = model.check_inputs(X, y, require_y=True)
     epochs = positive_int(epochs, "epochs")
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size")
@@ -136,26 +173,57 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
         optimizer = SGD(lr, momentum, weight_decay)
     elif not isinstance(optimizer, SGD):
         raise TypeError(f"optimizer must be a refprune SGD, got {type(optimizer).__name__}")
-    rng = make_rng(seed)
-
     n = X.shape[0]
     full_batch = batch_size is None or batch_size >= n
-    history = History()
-    step = int(start_step)
-    if callback is not None:
-        callback(step, model)
     batches_per_epoch = 1 if full_batch else -(-n // batch_size)
     if first_batch >= batches_per_epoch:
-        raise ValueError(f"first_batch must be < the batches per epoch ({batches_per_epoch}), got {first_batch}")
+        raise ValueError(f"first_batch must be < the batches per epoch ({batches_per_epoch}), "
+                         f"got {first_batch}")
+    step = int(start_step)
+    updates = epochs * batches_per_epoch - first_batch
+    rates = (None if lr_schedule is None else
+             [_checked_rate(lr_schedule(t), t) for t in range(step, step + updates)])
+    model.check_writeable(model.params)
+    rng = make_rng(seed)
+
+    # Everything that can be checked has been. What is left (the callback, a signal) is
+    # undone on the way out: the model, the optimizer and a given generator are restored.
+    arrays, values = dict(model.params), {k: p.copy() for k, p in model.params.items()}
+    masks, velocity, rng_state = dict(model.masks), dict(optimizer.velocity), rng.bit_generator.state
+    try:
+        history = _run(model, X, y, X_test, y_test, optimizer, rng, rates, callback, step,
+                       epochs, first_batch, batch_size, full_batch)
+    except BaseException:
+        for k, p in arrays.items():
+            np.copyto(p, values[k])
+        model.params.update(arrays)
+        for k, m in masks.items():
+            model._store_mask(k, m)
+        optimizer.velocity = velocity
+        rng.bit_generator.state = rng_state
+        raise
+    return history
+
+
+def _run(model: MLP, X, y, X_test, y_test, optimizer: SGD, rng: np.random.Generator,
+         rates: list[float] | None, callback, step: int, epochs: int, first_batch: int,
+         batch_size: int | None, full_batch: bool) -> History:
+    """The training loop of ``train`` on checked arguments."""
+    n = X.shape[0]
+    start_step = step
+    history = History()
+    if callback is not None:
+        callback(step, model)
     for epoch in range(epochs):
         order = None if full_batch else rng.permutation(n)
         skip = first_batch if epoch == 0 else 0
-        for start in range(skip * (n if full_batch else batch_size), n, n if full_batch else batch_size):
+        width = n if full_batch else batch_size
+        for start in range(skip * width, n, width):
             idx = None if full_batch else order[start:start + batch_size]
             xb, yb = (X, y) if idx is None else (X[idx], y[idx])
             _, grads = model._loss_and_grads(xb, yb)
-            rate = optimizer.lr if lr_schedule is None else _checked_rate(lr_schedule(step), step)
-            optimizer.step(model, grads, rate)
+            rate = optimizer.lr if rates is None else rates[step - start_step]
+            optimizer._step(model, grads, rate)
             step += 1
             if callback is not None:
                 callback(step, model)
