@@ -398,6 +398,12 @@ class Backend:
         "scope", "rate_multipliers", "rewind" ("init", "step:K", "lr" or "finetune"),
         "epochs" (full-batch updates per round), "lr", "momentum", "milestones" and
         "gamma" (learning rate lr * gamma^(number of milestones <= t) at update t).
+        Optional "sparsities" [s_1, ..., s_R] (non-decreasing): an absolute schedule
+        (one-shot, cubic) instead of "rounds" and "alpha": round r prunes each group
+        (scope "global": the weight matrices with multiplier 1 as one pool, then every
+        other matrix alone; scope "layer": every matrix alone) down to
+        n - fraction_to_count(s_r * m, n) alive entries, n its entries in all, m its
+        multiplier (1 for the pool), by the lowest |w| among its alive entries.
         Round 0 trains w0; round r >= 1 prunes |w| of the trained weights, rewinds,
         resets the momentum and trains again (docs/conformance.md, family lottery).
         Returns {"masks": list over rounds 0..R of the masks of every parameter,
@@ -648,6 +654,7 @@ class ReferenceBackend(Backend):
 
     def imp(self, *, params, X, y, activation, loss, options):
         from refprune.lottery import StepDecayLR, TrainConfig, decode_array, run_imp
+        from refprune.schedules import Schedule
         o = dict(options)
         model = _model(params, activation, loss)
         sched = None
@@ -655,7 +662,12 @@ class ReferenceBackend(Backend):
             sched = StepDecayLR(o["lr"], tuple(o["milestones"]), o.get("gamma", 0.1))
         cfg = TrainConfig(epochs=o["epochs"], lr=o["lr"], batch_size=None, momentum=o.get("momentum", 0.0),
                           lr_schedule=sched)
-        res = run_imp(model, X, y, rounds=o["rounds"], alpha=o["alpha"], scope=o.get("scope", "layer"),
+        schedule = None
+        if o.get("sparsities") is not None:
+            values = tuple(float(v) for v in o["sparsities"])
+            schedule = Schedule("absolute", "absolute", tuple(range(1, len(values) + 1)), values)
+        res = run_imp(model, X, y, rounds=o.get("rounds", 0), alpha=o.get("alpha", 0.0),
+                      schedule=schedule, scope=o.get("scope", "layer"),
                       rate_multipliers=o.get("rate_multipliers"), rewind=o.get("rewind", "init"),
                       train_config=cfg, allow_collapse=True)
         rounds = res.trace["rounds"]

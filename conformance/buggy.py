@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from refprune.activations import get_activation
-from refprune.masks import fraction_to_count, keep_top_k, select_masks
+from refprune.masks import fraction_to_count, keep_top_k, select_masks, select_masks_count
 
 from .backend import ReferenceBackend, flat_names, flatten
 
@@ -824,10 +824,25 @@ def imp_rebuilt(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, 
     trace["masks"].append({n: m.copy() for n, m in masks.items()})
     trace["train_loss"].append(net.loss_value(X, y))
     rewind_params = {"init": init}.get(rewind, snap if rewind.startswith("step:") else None)
-    for _ in range(int(o["rounds"])):
+    sparsities = o.get("sparsities")
+    for r in range(int(o["rounds"]) if sparsities is None else len(sparsities)):
         scores = {n: np.abs(np.where(masks[n], net.params[n], 0.0)) for n in weights}
-        new = select_masks(scores, {n: masks[n] for n in weights}, float(o["alpha"]),
-                           scope=o.get("scope", "layer"), rate_multipliers=o.get("rate_multipliers"))
+        if sparsities is None:
+            new = select_masks(scores, {n: masks[n] for n in weights}, float(o["alpha"]),
+                               scope=o.get("scope", "layer"),
+                               rate_multipliers=o.get("rate_multipliers"))
+        else:                               # absolute targets: each group down to its count
+            mult = o.get("rate_multipliers") or {}
+            pool = ([n for n in weights if mult.get(n, 1.0) == 1.0]
+                    if o.get("scope") == "global" else [])
+            new = {}
+            for group, m in ([(pool, 1.0)] if pool else []) + [([n], mult.get(n, 1.0))
+                                                               for n in weights if n not in pool]:
+                size = sum(masks[n].size for n in group)
+                keep = size - fraction_to_count(float(sparsities[r]) * m, size)
+                alive = sum(int(masks[n].sum()) for n in group)
+                new.update(select_masks_count({n: scores[n] for n in group}, masks,
+                                              max(alive - keep, 0), scope="global"))
         masks.update(new)
         source = net.params if rewind_params is None else rewind_params
         for n in names:

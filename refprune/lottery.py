@@ -65,7 +65,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ._checks import choice, positive_int, real_number
-from .masks import ROUNDINGS, SCOPES, fraction_to_count, prune
+from .masks import (ROUNDINGS, SCOPES, apply_masks, fraction_to_count, prune,
+                    select_masks_count)
 from .mlp import MLP
 from .rng import make_rng
 from .schedules import Schedule, geometric
@@ -262,6 +263,17 @@ def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> dict:
 
 # ---------------------------------------------------------------- one pruning step
 @dataclass(frozen=True)
+class PruneGroup:
+    """Parameters whose alive count is kept as one: their names, how they are ranked
+    (``"global"``: one ranking over the concatenation; ``"layer"``: a single name) and the
+    factor on an absolute sparsity target (1 for the global pool, else the multiplier)."""
+
+    names: tuple[str, ...]
+    scope: str
+    multiplier: float
+
+
+@dataclass(frozen=True)
 class PruneSpec:
     """What a pruning step prunes and how (shared by IMP, its controls and gradual pruning).
 
@@ -301,10 +313,18 @@ class PruneSpec:
         mult = self.rate_multipliers or {}
         return [n for n in self.names if mult.get(n, 1.0) == 1.0]
 
-    def groups(self) -> list[list[str]]:
-        """The groups counts are kept for: the global pool (if any), then each other name."""
+    def groups(self) -> list[PruneGroup]:
+        """The groups counts are kept for: the global pool (if any), then each other name.
+
+        Each group says how it is ranked (the pool as one ranking, scope "global";
+        any other name on its own, scope "layer") and the factor on a target
+        (1 for the pool, the name's multiplier otherwise).
+        """
+        mult = self.rate_multipliers or {}
         pool = self.pool()
-        return ([pool] if pool else []) + [[n] for n in self.names if n not in pool]
+        out = [PruneGroup(tuple(pool), "global", 1.0)] if pool else []
+        return out + [PruneGroup((n,), "layer", float(mult.get(n, 1.0)))
+                      for n in self.names if n not in pool]
 
     def target_alive(self, model: MLP, sparsity: float) -> list[int]:
         """Alive count of each group (``groups()`` order) for an absolute sparsity target.
@@ -312,29 +332,37 @@ class PruneSpec:
         Group of n entries (sizes of the original matrices) with multiplier m
         (1 for the pool): k = n - fraction_to_count(s * m, n, rounding).
         """
-        mult = self.rate_multipliers or {}
-        pool = self.pool()
+        sparsity = real_number(sparsity, "sparsity", low=0.0, high=1.0)
         out = []
         for group in self.groups():
-            f = sparsity if group is pool else sparsity * mult.get(group[0], 1.0)
+            f = sparsity * group.multiplier
             if f > 1.0:
-                raise ValueError(f"sparsity * rate_multipliers[{group[0]!r}] must be <= 1, got {f}")
-            n = sum(model.masks[g].size for g in group)
+                raise ValueError(f"sparsity * rate_multipliers[{group.names[0]!r}] must be <= 1, "
+                                 f"got {f}")
+            n = sum(model.masks[g].size for g in group.names)
             out.append(n - fraction_to_count(f, n, self.rounding))
         return out
 
-    def prune_to_counts(self, model: MLP, scores: Mapping[str, np.ndarray], alive_targets: Sequence[int]) -> None:
+    def prune_to_counts(self, model: MLP, scores: Mapping[str, np.ndarray],
+                        alive_targets: Sequence[int]) -> None:
         """Prune each group from its alive count down to its target (never up), in place.
 
-        Goes through ``refprune.masks.prune`` with the fraction n_prune / alive,
-        which ``fraction_to_count`` maps back to exactly n_prune (round-half-even).
+        The pool is ranked as one group (scope "global"), every other name on its
+        own. All new masks are computed first and applied together with
+        ``refprune.masks.prune_count``, so on any error the model is unchanged.
         """
-        pool = self.pool()
-        for group, k in zip(self.groups(), alive_targets):
-            alive = sum(int(model.masks[g].sum()) for g in group)
+        groups = self.groups()
+        if len(alive_targets) != len(groups):
+            raise ValueError(f"alive_targets must have one count per group ({len(groups)}), "
+                             f"got {len(alive_targets)}")
+        new: dict[str, np.ndarray] = {}
+        for group, k in zip(groups, alive_targets):
+            alive = sum(int(model.masks[g].sum()) for g in group.names)
             if alive > k:
-                prune(model, scores, _fraction_for_count(alive - k, alive), names=group,
-                      scope="global" if group is pool else "layer", allow_collapse=self.allow_collapse)
+                new.update(select_masks_count({g: scores[g] for g in group.names}, model.masks,
+                                              alive - k, scope="global"))
+        if new:
+            apply_masks(model, new, allow_collapse=self.allow_collapse)
 
     def apply(self, model: MLP, scores: Mapping[str, np.ndarray], schedule: Schedule, j: int) -> None:
         """Apply step j of ``schedule`` to ``model`` in place.
@@ -356,14 +384,6 @@ class PruneSpec:
                 else {k: float(v) for k, v in self.rate_multipliers.items()},
                 "rounding": self.rounding, "hessian_method": self.hessian_method,
                 "score_options": dict(self.score_options or {}), "allow_collapse": self.allow_collapse}
-
-
-def _fraction_for_count(n_prune: int, alive: int) -> float:
-    """The fraction f with fraction_to_count(f, alive, "round-half-even") == n_prune."""
-    f = n_prune / alive
-    if fraction_to_count(f, alive) != n_prune:      # cannot happen for alive < 2**52; never silent
-        raise ArithmeticError(f"{n_prune}/{alive} does not map back to {n_prune} entries")
-    return f
 
 
 def _spec(model: MLP, rule, names, scope, rate_multipliers, rounding, hessian_method, score_options,
@@ -716,13 +736,14 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
                     net_c.load_state_dict({"params": base, "masks": random_masks_like(masks[r], names, mask_rng)})
                 else:
                     net_c.load_state_dict({"params": dense_params})
-                    targets = [sum(int(masks[r][g].sum()) for g in group) for group in spec.groups()]
+                    targets = [sum(int(masks[r][g].sum()) for g in group.names)
+                               for group in spec.groups()]
                     spec.prune_to_counts(net_c, dense_scores, targets)
                     rewind_weights(net_c, base)
                 start = {n: p.copy() for n, p in net_c.params.items()}
                 steps = trainer.run(net_c, ctl_segment)
-                trainer.record(trace["controls"][c], net_c, names, r, densities[r - 1], start, weights_format,
-                               steps, progress, c, t0)
+                trainer.record(trace["controls"][c], net_c, names, r, densities[r - 1], start,
+                               weights_format, steps, progress, c, t0)
     return result
 
 

@@ -137,6 +137,18 @@ def test_prune_with_a_bad_last_multiplier_changes_nothing():
     assert_unchanged(m, snap)
 
 
+def test_prune_to_counts_with_scores_missing_for_a_later_group_changes_nothing():
+    m = net()
+    spec = PruneSpec(names=tuple(m.weight_names()), scope="global",
+                     rate_multipliers={"layers.2.weight": 0.5})
+    s = magnitudes(m)
+    del s["layers.2.weight"]
+    snap = snapshot(m)
+    with pytest.raises(KeyError):
+        spec.apply(m, s, one_shot(0.5), 0)
+    assert_unchanged(m, snap)
+
+
 def test_apply_masks_refuses_to_revive_and_changes_nothing():
     m = net()
     prune(m, magnitudes(m), 0.5)

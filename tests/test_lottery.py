@@ -405,3 +405,91 @@ def test_cli_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path, caps
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["lottery", "--rounds", "1", "--plot", str(tmp_path / "a.png")]) == 2
     assert "pip install 'refprune[experiments]'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- global scope, absolute targets
+from unittest import mock  # noqa: E402
+
+from conformance.backend import ReferenceBackend  # noqa: E402
+from conformance.runner import run as run_conformance  # noqa: E402
+from refprune.lottery import PruneSpec  # noqa: E402
+from refprune.masks import fraction_to_count, prune  # noqa: E402
+from refprune.schedules import one_shot  # noqa: E402
+
+
+def test_global_one_shot_prunes_the_pool_as_one_group():
+    # The minimal case: 1-3-1, 6 pooled weights, sparsity 0.5 keeps 3 (layer by layer kept 2).
+    X = np.array([[0.5], [-1.0], [2.0]])
+    res = run_imp(MLP([1, 3, 1], loss="mse", seed=0), X, X, schedule=one_shot(0.5),
+                  scope="global", train_config=TrainConfig(epochs=1, lr=0.01))
+    assert sum(res.trace["rounds"][1]["alive"][n] for n in ("layers.0.weight", "layers.1.weight")) == 3
+
+
+def _pool_is_top_k(net_before, net_after, names, k):
+    w = np.concatenate([np.abs(net_before.params[n]).ravel() for n in names])
+    kept = np.concatenate([net_after.masks[n].ravel() for n in names])
+    assert kept.sum() == k
+    assert np.array_equal(kept, keep_top_k(w, k))
+
+
+@pytest.mark.parametrize("schedule", [one_shot(0.6), cubic(0.2, 0.7, n_steps=2),
+                                      linear(0.1, 0.5, n_steps=3)], ids=["one_shot", "cubic", "linear"])
+def test_absolute_schedules_rank_the_global_pool_across_layers_of_different_scales(schedule):
+    net = model(3)
+    for n, scale in zip(W, (4.0, 1.0, 0.25)):
+        net.params[n] *= scale
+    spec = PruneSpec(names=tuple(W), scope="global", allow_collapse=True)
+    scores = {n: np.abs(net.params[n]) for n in W}
+    for j, s in enumerate(schedule.values):
+        before = net.copy()
+        spec.apply(net, scores, schedule, j)
+        n_pool = sum(net.masks[n].size for n in W)
+        _pool_is_top_k(before, net, W, n_pool - fraction_to_count(s, n_pool))
+
+
+def test_gradual_cubic_in_global_scope_keeps_the_pool_count(data):
+    X, y, _, _ = data
+    sched = cubic(0.2, 0.8, t0=0, dt=3, n_steps=3)
+    res = train_gradual(model(1), X, y, sched, scope="global", train_config=cfg(epochs=4))
+    n_pool = sum(model(1).masks[n].size for n in W)
+    for rec, s in zip(res.trace["steps"], sched.values):
+        assert sum(rec["alive"].values()) == n_pool - fraction_to_count(s, n_pool)
+
+
+def test_one_shot_control_in_global_scope_matches_the_pool_count_of_imp(data):
+    X, y, _, _ = data
+    res = imp(data, rounds=2, alpha=0.5, scope="global", controls=["one_shot"])
+    for rec, ctl in zip(res.trace["rounds"][1:], res.trace["controls"]["one_shot"]):
+        assert sum(ctl["alive"][n] for n in W) == sum(rec["alive"][n] for n in W)
+
+
+def _old_prune_to_counts(self, model, scores, alive_targets):
+    """The defect the golden cases imp/one-shot-global and imp/cubic-global were added for:
+    the pool's count is right, but it is pruned layer by layer (``group is pool`` was never
+    true of the two separately built lists)."""
+    for group, k in zip(self.groups(), alive_targets):
+        alive = sum(int(model.masks[g].sum()) for g in group.names)
+        if alive > k:
+            prune(model, scores, (alive - k) / alive, names=list(group.names), scope="layer",
+                  allow_collapse=self.allow_collapse)
+
+
+class LayerByLayerGlobalBackend(ReferenceBackend):
+    """Prunes a global absolute target layer by layer."""
+
+    def imp(self, **kwargs):
+        with mock.patch.object(PruneSpec, "prune_to_counts", _old_prune_to_counts):
+            return super().imp(**kwargs)
+
+
+def test_conformance_catches_a_global_absolute_target_pruned_layer_by_layer():
+    report = run_conformance(LayerByLayerGlobalBackend(), families=["lottery"], max_examples=10,
+                             shrink=False)
+    failed = {r.id for r in report.failures}
+    names = {r.id: r for r in report.results}
+    failed_cases = {names[i].comment for i in failed if names[i].kind == "golden"}
+    assert any("one-shot to sparsity 0.5 over the pool" in c for c in failed_cases), failed
+    assert any("cubic schedule 0.2 -> 0.7 in 3 rounds, global pool" in c for c in failed_cases)
+    assert {"lottery/imp-absolute-differential"} <= failed
+    assert not any("each matrix on its own" in c for c in failed_cases)   # layer scope unaffected
+

@@ -28,6 +28,10 @@ Rewinding modes: "init" -> w0, training restarts at t = 0 (Frankle and Carbin 20
 "step:K" -> the weights after K updates of round 0, training resumes at t = K (Frankle et al.
 2020); "lr" -> keep the trained weights, replay the schedule from t = 0 (Renda et al. 2020);
 "finetune" -> keep the trained weights, `epochs` more updates at the final rate lr_{T-1}.
+Absolute schedule (option "sparsities" [s_1 .. s_R] instead of "rounds" and "alpha"): round r
+prunes each group down to n - fraction_to_count(s_r * m, n) alive entries (n: all its entries;
+m: its multiplier, 1 for the pool), the lowest |w| of its alive entries first; in global scope
+the weight matrices with multiplier 1 form ONE group ranked together, whatever their scales.
 trace: masks[r] and rewound[r] (the parameters round r starts training from; rewound[0] = w0),
 final (the parameters after round R), train_loss[r] (mean training loss after round r)."""
 
@@ -44,6 +48,9 @@ NOTES = {
     "momentum": "SGD with momentum 0.9, reset at every rewind",
     "lr-decay": "a step learning-rate decay (milestones), which the rewinding modes replay differently",
     "trace": "a multi-round IMP trace",
+    "absolute-schedule": "absolute sparsity targets of the original sizes (one-shot, cubic)",
+    "layer-scales": "weight matrices of very different scales: a global ranking and per-layer "
+                    "rankings keep different weights",
 }
 
 
@@ -104,6 +111,41 @@ def _cases() -> list[CaseSpec]:
                         "3 IMP rounds, global pool with the output layer at half the rate, rewind to w0",
                         ["rewind-init", "trace", "momentum", "lr-decay", "global-scope", "multipliers"],
                         dict(net, options=options)))
+    out += _absolute_cases()
+    return out
+
+
+def _scaled_network(seed: int) -> dict[str, Any]:
+    """A 3-5-4-2 relu network whose three weight matrices differ in scale (x4, x1, x1/4)."""
+    net = network(seed, [3, 5, 4, 2], "relu", "cross_entropy", n=8, scale=1.0)
+    for l, scale in enumerate((4.0, 1.0, 0.25)):
+        net["params"][f"layers.{l}.weight"] = quantize(scale * net["params"][f"layers.{l}.weight"])
+    return net
+
+
+def _absolute_cases() -> list[CaseSpec]:
+    """IMP with absolute targets in global scope: the pool must be ranked as one group."""
+    net = _scaled_network(421)
+    base = {"epochs": 4, "lr": 0.1, "momentum": 0.9, "milestones": [], "gamma": 0.1,
+            "rate_multipliers": None, "rewind": "init"}
+    cubic = [0.2, 0.6375, 0.7]        # refprune.schedules.cubic(0.2, 0.7, n_steps=2).values
+    out = []
+    for key, sparsities, scope, mult, comment in [
+        ("one-shot-global", [0.5], "global", None,
+         "one-shot to sparsity 0.5 over the pool of 3 matrices of scales 4, 1, 1/4: the global "
+         "ranking prunes the small-scale layers first (per-layer pruning keeps half of each)"),
+        ("cubic-global", cubic, "global", None,
+         "cubic schedule 0.2 -> 0.7 in 3 rounds, global pool of matrices of scales 4, 1, 1/4"),
+        ("cubic-global-mult", cubic, "global", {"layers.2.weight": 0.5},
+         "cubic schedule, global pool of the two hidden matrices, output matrix alone at half "
+         "the rate"),
+        ("one-shot-layer", [0.5], "layer", None,
+         "one-shot to sparsity 0.5, each matrix on its own (the control for one-shot-global)"),
+    ]:
+        options = dict(base, sparsities=sparsities, scope=scope, rate_multipliers=mult)
+        flags = ["rewind-init", "trace", "momentum", "absolute-schedule", "layer-scales",
+                 f"{scope}-scope"] + (["multipliers"] if mult else [])
+        out.append(CaseSpec(f"imp/{key}", "imp", comment, flags, dict(net, options=options)))
     return out
 
 
@@ -176,6 +218,47 @@ def _imp_invariants(c, ex):
                           lambda: f"round {r}: {n} after rewinding is not w0 * mask")
 
 
+@st.composite
+def _imp_absolute_example(draw):
+    """IMP with absolute targets, mostly in global scope, on layers of drawn scales."""
+    net = draw(cst.networks(max_layers=3, max_width=3, max_samples=4, activations=("relu", "tanh")))
+    weights = [n for n in net["params"] if n.endswith(".weight")]
+    for n in weights:
+        net["params"][n] = net["params"][n] * draw(st.sampled_from([0.25, 1.0, 4.0]))
+    sparsities = sorted(draw(st.lists(st.sampled_from([0.2, 0.25, 0.5, 0.6, 0.75]), min_size=1,
+                                      max_size=3)))
+    mult = {weights[-1]: 0.5} if len(weights) > 2 and draw(st.booleans()) else None
+    options = {"sparsities": sparsities, "epochs": 2, "lr": 0.1,
+               "momentum": draw(st.sampled_from([0.0, 0.9])), "milestones": [], "gamma": 0.5,
+               "scope": draw(st.sampled_from(["global", "global", "layer"])), "rate_multipliers": mult,
+               "rewind": draw(st.sampled_from(["init", "lr"]))}
+    return dict(net, options=options)
+
+
+def _imp_absolute_counts(c, ex):
+    """After round r each group holds min(alive before, n - fraction_to_count(s_r * m, n))."""
+    from refprune.masks import fraction_to_count
+
+    o = ex["options"]
+    out = c.call("imp", **ex)
+    masks = out["masks"]
+    weights = [n for n in ex["params"] if n.endswith(".weight")]
+    mult = o["rate_multipliers"] or {}
+    pool = [n for n in weights if mult.get(n, 1.0) == 1.0] if o["scope"] == "global" else []
+    groups = ([(pool, 1.0)] if pool else []) + [([n], mult.get(n, 1.0)) for n in weights
+                                                if n not in pool]
+    c.require(len(masks) == len(o["sparsities"]) + 1,
+              lambda: f"{len(masks)} rounds of masks for {len(o['sparsities'])} targets")
+    for r, s in enumerate(o["sparsities"], start=1):
+        for names, m in groups:
+            size = sum(np.asarray(masks[0][n]).size for n in names)
+            before = sum(int(np.sum(masks[r - 1][n])) for n in names)
+            alive = sum(int(np.sum(masks[r][n])) for n in names)
+            want = min(before, size - fraction_to_count(s * m, size))
+            c.require(alive == want, lambda: f"round {r}: {names} keep {alive} weights, the "
+                                             f"target s = {s} (x {m}) keeps {want}")
+
+
 PROPERTIES = [
     Property("lottery/imp-round-differential", ("imp_round",), "one IMP round equals the reference's",
              _round_example(), _round_differential),
@@ -187,6 +270,12 @@ PROPERTIES = [
     Property("lottery/imp-nested-and-rewound", ("imp",),
              "masks are nested across rounds and rewinding to init restores w0 exactly",
              _imp_example(), _imp_invariants),
+    Property("lottery/imp-absolute-differential", ("imp",),
+             "an IMP trace with absolute targets (one pool in global scope) equals the reference's",
+             _imp_absolute_example(), _imp_differential),
+    Property("lottery/imp-absolute-counts", ("imp",),
+             "absolute targets: each group (the global pool as one) keeps exactly its target count",
+             _imp_absolute_example(), _imp_absolute_counts),
 ]
 
 FAMILY = Family(name="lottery", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
