@@ -364,6 +364,31 @@ class PruneSpec:
         if new:
             apply_masks(model, new, allow_collapse=self.allow_collapse)
 
+    def target_densities(self, model: MLP, schedule: Schedule) -> list[float]:
+        """Target density over ``names`` after each step of ``schedule``, multipliers applied.
+
+        Group g (``groups()``) with n_g entries, a_g of them alive in ``model``,
+        and factor m_g is aimed at a_g * prod_{i <= j} (1 - f_i * m_g) alive
+        entries after step j of a relative schedule (left-to-right float64
+        products), at n_g * (1 - s_j * m_g) after an absolute one; the target
+        density is their sum over sum_g n_g. Without multipliers and from all
+        alive, this is ``schedule.densities()``; with them it is what the steps
+        actually aim at (Frankle and Carbin's output layer at half the rate
+        leaves more weights than (1 - alpha)^r).
+        """
+        groups = self.groups()
+        sizes = [sum(model.masks[g].size for g in group.names) for group in groups]
+        alive = [float(sum(int(model.masks[g].sum()) for g in group.names)) for group in groups]
+        out = []
+        for value in schedule.values:
+            for i, group in enumerate(groups):
+                if schedule.kind == "relative":
+                    alive[i] = alive[i] * (1.0 - value * group.multiplier)
+                else:
+                    alive[i] = sizes[i] * (1.0 - value * group.multiplier)
+            out.append(sum(alive) / sum(sizes))
+        return out
+
     def apply(self, model: MLP, scores: Mapping[str, np.ndarray], schedule: Schedule, j: int) -> None:
         """Apply step j of ``schedule`` to ``model`` in place.
 
@@ -449,6 +474,7 @@ def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: flo
 
 # ---------------------------------------------------------------- records
 def _record(model: MLP, names: Sequence[str], *, index: int, target_density: float | None,
+            schedule_density: float | None,
             start_weights: Mapping[str, np.ndarray] | None, weights_format: str, steps: int,
             train_eval: dict, test_eval: dict | None) -> dict:
     alive = {n: int(m.sum()) for n, m in model.masks.items()}
@@ -456,6 +482,7 @@ def _record(model: MLP, names: Sequence[str], *, index: int, target_density: flo
         "round": index,
         "density": model.density(names),
         "target_density": target_density,
+        "schedule_density": schedule_density,
         "alive": alive,
         "layer_density": {n: alive[n] / m.size for n, m in model.masks.items()},
         "mask_sha256": {n: mask_sha256(m) for n, m in model.masks.items()},
@@ -558,10 +585,12 @@ class _Trainer:
         return hist.steps
 
     def record(self, records: list, net: MLP, names, index: int, target, start, weights_format: str,
-               steps: int, progress, kind: str, t0: float) -> None:
+               steps: int, progress, kind: str, t0: float, scheduled: float | None = None) -> None:
         tr = evaluate(net, self.X, self.y)
         te = None if self.X_test is None else evaluate(net, self.X_test, self.y_test)
-        rec = _record(net, names, index=index, target_density=target, start_weights=start,
+        rec = _record(net, names, index=index, target_density=target,
+                      schedule_density=target if scheduled is None else scheduled,
+                      start_weights=start,
                       weights_format=weights_format, steps=steps, train_eval=tr, test_eval=te)
         records.append(rec)
         if self.observe is not None:
@@ -703,6 +732,7 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
 
     segment = {"init": "full", "step": "resume", "lr": "full", "finetune": "finetune"}[rw.mode]
     densities = schedule.densities()
+    applied = spec.target_densities(model, schedule)
     score_rng = make_rng(score_seed)
     for r in range(1, len(schedule) + 1):
         spec.apply(net, spec.scores(net, X, y, score_rng), schedule, r - 1)
@@ -711,8 +741,8 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
         start = {n: p.copy() for n, p in net.params.items()}
         masks.append({n: m.copy() for n, m in net.masks.items()})
         steps = trainer.run(net, segment)
-        trainer.record(trace["rounds"], net, names, r, densities[r - 1], start, weights_format, steps,
-                       progress, "imp", t0)
+        trainer.record(trace["rounds"], net, names, r, applied[r - 1], start, weights_format, steps,
+                       progress, "imp", t0, densities[r - 1])
 
     result = LotteryResult(trace, net, masks, init_params, rewind_params, dense_params)
     if controls:
@@ -742,8 +772,8 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
                     rewind_weights(net_c, base)
                 start = {n: p.copy() for n, p in net_c.params.items()}
                 steps = trainer.run(net_c, ctl_segment)
-                trainer.record(trace["controls"][c], net_c, names, r, densities[r - 1], start,
-                               weights_format, steps, progress, c, t0)
+                trainer.record(trace["controls"][c], net_c, names, r, applied[r - 1], start,
+                               weights_format, steps, progress, c, t0, densities[r - 1])
     return result
 
 
@@ -784,7 +814,9 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
     -------
     GradualResult
         ``trace["steps"]``: per pruning step, its index, update count, target
-        sparsity, alive counts, density and mask checksums; ``trace["final"]``:
+        sparsity (``target_sparsity``: multipliers applied, ``PruneSpec.target_densities``;
+        ``schedule_sparsity``: the schedule's own), alive counts, density and mask
+        checksums; ``trace["final"]``:
         density, train and test loss, accuracy, per-class test accuracy.
     """
     X, y, X_test, y_test = _check_data(model, X, y, X_test, y_test)
@@ -802,6 +834,7 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
     score_rng = make_rng(score_seed)
     names = list(spec.names)
     targets = schedule.sparsities()
+    applied = [1.0 - d for d in spec.target_densities(model, schedule)]
     net = model.copy()
     records: list[dict] = []
     pending = list(range(len(schedule)))
@@ -810,7 +843,8 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
         while pending and schedule.steps[pending[0]] == t:
             j = pending.pop(0)
             spec.apply(m, spec.scores(m, X, y, score_rng), schedule, j)
-            records.append({"index": j, "step": t, "target_sparsity": targets[j], "density": m.density(names),
+            records.append({"index": j, "step": t, "target_sparsity": applied[j],
+                            "schedule_sparsity": targets[j], "density": m.density(names),
                             "alive": {n: int(m.masks[n].sum()) for n in names},
                             "mask_sha256": {n: mask_sha256(m.masks[n]) for n in names}})
 

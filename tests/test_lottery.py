@@ -493,3 +493,33 @@ def test_conformance_catches_a_global_absolute_target_pruned_layer_by_layer():
     assert {"lottery/imp-absolute-differential"} <= failed
     assert not any("each matrix on its own" in c for c in failed_cases)   # layer scope unaffected
 
+
+# ----------------------------------------------------------------- the recorded target
+def test_trace_records_the_applied_target_with_multipliers_and_the_schedules(data):
+    X, y, _, _ = data
+    last = "layers.2.weight"
+    res = run_imp(model(), X, y, rounds=4, alpha=0.2, rate_multipliers={last: 0.5},
+                  train_config=cfg(epochs=1))
+    sizes = {n: model().masks[n].size for n in W}
+    total = sum(sizes.values())
+    for r, rec in enumerate(res.trace["rounds"][1:], start=1):
+        d = {n: 1.0 for n in W}
+        for _ in range(r):
+            d = {n: d[n] * (1.0 - 0.2 * (0.5 if n == last else 1.0)) for n in W}
+        assert rec["target_density"] == pytest.approx(sum(sizes[n] * d[n] for n in W) / total,
+                                                      rel=1e-15)
+        assert rec["schedule_density"] == geometric(0.2, 4).densities()[r - 1]
+        assert rec["target_density"] > rec["schedule_density"]
+        assert abs(rec["density"] - rec["target_density"]) <= len(W) * 1.0 / total   # rounding
+
+
+def test_gradual_trace_records_the_applied_target_sparsity(data):
+    X, y, _, _ = data
+    sched = cubic(0.2, 0.6, t0=0, dt=2, n_steps=2)
+    res = train_gradual(model(), X, y, sched, rate_multipliers={"layers.2.weight": 0.5},
+                        train_config=cfg(epochs=2))
+    sizes = [model().masks[n].size for n in W]
+    for rec, s in zip(res.trace["steps"], sched.values):
+        want = (sizes[0] * s + sizes[1] * s + sizes[2] * s * 0.5) / sum(sizes)
+        assert rec["target_sparsity"] == pytest.approx(want, rel=1e-15)
+        assert rec["schedule_sparsity"] == s
