@@ -535,9 +535,14 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
     entry i of ``layers.{l}.bias`` and column i of ``layers.{l+1}.weight``.
     Higher score = kept. Li et al., ICLR 2017.
 
-    A hidden layer left with no alive unit collapses the network: ``ValueError``
-    unless ``allow_collapse`` (then listed in ``PruneResult.collapsed``). The
-    model is changed only after all checks pass.
+    Layer collapse is what it is everywhere (``collapsed_matrices``): a weight
+    matrix left with no alive entry. Removing every unit of a hidden layer
+    empties ``layers.{l}.weight``; removing units can also empty
+    ``layers.{l+1}.weight`` while the layer keeps units (its remaining alive
+    entries were all in removed columns), and then the output no longer depends
+    on the input either. Either raises ``ValueError`` naming the matrices unless
+    ``allow_collapse`` (then listed in ``PruneResult.collapsed``). The model is
+    changed only after all checks pass (``apply_masks``).
 
     Parameters
     ----------
@@ -584,10 +589,6 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
         new[f"layers.{l + 1}.weight"][:, removed] = False
         unit_alive[l] = kept
     n_units = {l: int(unit_alive[l].sum()) for l in layers}
-    dead = [l for l in layers if n_units[l] == 0]
-    if dead and not allow_collapse:
-        raise ValueError(f"layer collapse: hidden layers {dead} would have no alive unit left; "
-                         "prune less, or pass allow_collapse=True to accept a dead network")
     return _apply(model, new, allow_collapse, n_units)
 
 

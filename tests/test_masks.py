@@ -411,7 +411,7 @@ def test_prune_units_repeated_steps_are_nested_and_count_alive_units():
 def test_prune_units_collapse_raises_and_leaves_the_model_untouched():
     net = small_model(sizes=(4, 3, 2))
     before = net.state_dict()
-    with pytest.raises(ValueError, match=r"hidden layers \[0\]"):
+    with pytest.raises(ValueError, match=r"layer collapse: \['layers.0.weight', 'layers.1.weight'\]"):
         prune_units(net, 1.0)
     assert same_state(before, net.state_dict())
     r = prune_units(net, 1.0, allow_collapse=True)
@@ -599,3 +599,34 @@ def test_synflow_iterating_avoids_the_collapse_one_shot_suffers():
         prune(net.copy(), compute_scores("magnitude", net), 0.9, scope="global")
     r = synflow_prune(net, 0.1, iterations=20)
     assert r.collapsed == [] and all(r.masks[n].any() for n in net.weight_names())
+
+
+# ---------------------------------------------------------------- one definition of layer collapse
+def _two_two_two():
+    """2-2-2 relu net: unit row norms 2 and 0.2; only layers.1.weight[0, 1] alive after it."""
+    net = MLP([2, 2, 2], "relu", seed=0)
+    net.params["layers.0.weight"][:] = [[1.0, 1.0], [0.1, 0.1]]
+    m = np.zeros((2, 2), dtype=bool)
+    m[0, 1] = True
+    net.set_mask("layers.1.weight", m)
+    return net
+
+
+def test_prune_units_collapse_is_an_emptied_weight_matrix_even_when_units_remain():
+    from refprune.masks import collapsed_matrices
+    net = _two_two_two()
+    before = net.state_dict()
+    with pytest.raises(ValueError, match=r"layer collapse: \['layers.1.weight'\]"):
+        prune_units(net, 0.5)
+    assert same_state(before, net.state_dict())
+    r = prune_units(net, 0.5, allow_collapse=True)
+    assert r.collapsed == ["layers.1.weight"] == collapsed_matrices(net, net.masks)
+    assert r.alive_units == {0: 1}                    # the hidden layer keeps a unit
+
+
+def test_collapse_has_one_definition_in_code_and_docs():
+    from pathlib import Path
+    doc = (Path(__file__).parent.parent / "docs" / "masks.md").read_text()
+    assert "A hidden layer left with no unit raises (collapse)" not in doc
+    assert "**Layer collapse** (the one definition" in doc
+    assert "hidden layer left with no alive unit collapses" not in prune_units.__doc__
