@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from typing import Callable
 
 # Per-dataset defaults of the lottery command: network, data and training.
 LOTTERY_DEFAULTS = {
@@ -14,6 +17,71 @@ LOTTERY_DEFAULTS = {
 }
 CONTROL_LABELS = {"imp": "winning ticket", "reinit": "random reinit", "random_masks": "random masks",
                   "one_shot": "one-shot"}
+
+
+# ---------------------------------------------------------------- argument types
+# Each returns the parsed value or raises argparse.ArgumentTypeError, which argparse turns into
+# the usage line and "argument --name: <message>", exit status 2.
+def _integer(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _real(low: float, high: float = math.inf, *, low_open: bool = False,
+          high_open: bool = False) -> Callable[[str], float]:
+    interval = (f"{'(' if low_open else '['}{low:g}, {'inf' if high == math.inf else f'{high:g}'}"
+                f"{')' if high_open or high == math.inf else ']'}")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text}")
+        if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _alpha(text: str) -> float:
+    value = _real(0.0, 1.0)(text)
+    if value == 1.0:
+        raise argparse.ArgumentTypeError("must be < 1: alpha 1 prunes every alive weight in the "
+                                         "first round")
+    return value
+
+
+def _rewind(text: str):
+    from .lottery import Rewind
+
+    try:
+        return Rewind.parse(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _output_path(text: str) -> str:
+    folder = os.path.dirname(os.path.abspath(text)) if text else ""
+    if not text or os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a file path, got {text!r}")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"directory {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"directory {folder!r} is not writable")
+    return text
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -45,34 +113,69 @@ def _fmt(acc) -> str:
     return "  n/a " if acc is None else f"{acc:.4f}"
 
 
-def _lottery(args: argparse.Namespace) -> int:
-    from .lottery import CONTROLS, Rewind, TrainConfig, run_imp
+def _collapsing_round(sizes: list[int], alpha: float, rounds: int, output_rate: float,
+                      scope: str) -> tuple[str, int] | None:
+    """The first (group, round) whose alive count the schedule takes to 0, if any.
+
+    Exact for every group whose count does not depend on the scores: each
+    matrix in layer scope, the pool and the output matrix in global scope.
+    """
+    from .schedules import geometric
+
+    weights = [(f"layers.{l}.weight", sizes[l] * sizes[l + 1]) for l in range(len(sizes) - 1)]
+    last, n_last = weights[-1]
+    if scope == "layer":
+        groups = [(name, n, alpha * (output_rate if name == last else 1.0)) for name, n in weights]
+    elif output_rate == 1.0:
+        groups = [("the global pool", sum(n for _, n in weights), alpha)]
+    else:
+        groups = [("the global pool", sum(n for _, n in weights[:-1]), alpha),
+                  (last, n_last, alpha * output_rate)]
+    for name, n, f in groups:
+        counts = geometric(f, rounds).alive_counts(n)
+        if 0 in counts:
+            return name, counts.index(0) + 1
+    return None
+
+
+def _lottery(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .lottery import CONTROLS, TrainConfig, run_imp
     from .mlp import MLP
 
     defaults = LOTTERY_DEFAULTS[args.dataset]
-    try:
-        rw = Rewind.parse(args.rewind)
-    except (TypeError, ValueError) as exc:
-        print(f"refprune lottery: error: {exc}", file=sys.stderr)
-        return 2
+    if args.alpha * args.output_rate > 1.0:
+        parser.error(f"argument --output-rate: alpha x output rate must be <= 1, got "
+                     f"{args.alpha} x {args.output_rate}")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("refprune lottery: error: --plot needs matplotlib, from the 'experiments' extra: "
-                  "pip install 'refprune[experiments]'", file=sys.stderr)
-            return 2
+            parser.error("argument --plot: needs matplotlib, from the 'experiments' extra: "
+                         "pip install 'refprune[experiments]'")
     try:
         X_tr, X_te, y_tr, y_te = _lottery_data(args.dataset, args.seed)
     except ImportError as exc:
-        print(f"refprune lottery: error: {exc}", file=sys.stderr)
-        return 2
+        parser.error(f"argument --dataset: {exc}")
     hidden = defaults["hidden"]
     sizes = [X_tr.shape[1], *hidden, defaults["classes"]]
+    epochs = defaults["epochs"] if args.epochs is None else args.epochs
+    lr = defaults["lr"] if args.lr is None else args.lr
+    batch_size = defaults["batch_size"] if args.batch_size is None else args.batch_size
+    momentum = defaults["momentum"] if args.momentum is None else args.momentum
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
+                      seed=args.seed)
+    rw = args.rewind
+    total = cfg.epochs * cfg.steps_per_epoch(X_tr.shape[0])
+    if rw.mode == "step" and rw.step > total:
+        parser.error(f"argument --rewind: step K must be in [0, {total}] (the updates of a "
+                     f"round: {cfg.epochs} epochs of {cfg.steps_per_epoch(X_tr.shape[0])}), "
+                     f"got {rw.step}")
+    collapse = _collapsing_round(sizes, args.alpha, args.rounds, args.output_rate, args.scope)
+    if collapse is not None:
+        parser.error(f"argument --alpha: alpha {args.alpha} over {args.rounds} rounds leaves "
+                     f"{collapse[0]} with no alive weight at round {collapse[1]} (layer "
+                     "collapse); lower --alpha or --rounds")
     model = MLP(sizes, "relu", seed=args.seed)
-    cfg = TrainConfig(epochs=args.epochs or defaults["epochs"], lr=args.lr or defaults["lr"],
-                      batch_size=args.batch_size or defaults["batch_size"],
-                      momentum=defaults["momentum"] if args.momentum is None else args.momentum, seed=args.seed)
     last = f"layers.{len(sizes) - 2}.weight"
     multipliers = None if args.output_rate == 1.0 else {last: args.output_rate}
     controls = () if args.no_controls else CONTROLS
@@ -93,9 +196,8 @@ def _lottery(args: argparse.Namespace) -> int:
                       rule=args.rule, scope=args.scope, rate_multipliers=multipliers, rewind=rw,
                       train_config=cfg, score_seed=args.seed, controls=controls, reinit_seed=args.seed + 1,
                       mask_seed=args.seed + 2, weights_format=args.weights, progress=progress)
-    except (TypeError, ValueError) as exc:
-        print(f"refprune lottery: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:          # what only the run can tell (a collapse of one layer of the pool)
+        parser.error(str(exc))
     _summary(res.trace)
     if args.out:
         res.to_json(args.out)
@@ -148,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="refprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a small MLP on Gaussian blobs and print its accuracy")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument("--seed", type=_integer(0), default=0)
+    demo.add_argument("--epochs", type=_integer(1), default=20)
     demo.set_defaults(func=_demo)
 
     lot = sub.add_parser("lottery", help="iterative magnitude pruning with rewinding, and its controls",
@@ -160,23 +262,30 @@ def main(argv: list[str] | None = None) -> int:
                           "8x8 handwritten digits (extra 'experiments')")
     lot.add_argument("--rule", choices=RULES, default="magnitude")
     lot.add_argument("--scope", choices=("layer", "global"), default="layer")
-    lot.add_argument("--rounds", type=int, default=10)
-    lot.add_argument("--alpha", type=float, default=0.2, help="fraction of the alive weights pruned per round")
-    lot.add_argument("--output-rate", type=float, default=0.5,
-                     help="rate multiplier of the output layer (Frankle and Carbin prune it at half the rate)")
-    lot.add_argument("--rewind", default="init", help="init | step:K | lr | finetune")
-    lot.add_argument("--seed", type=int, default=0)
-    lot.add_argument("--epochs", type=int, default=None, help="epochs per round (default per dataset)")
-    lot.add_argument("--lr", type=float, default=None)
-    lot.add_argument("--batch-size", type=int, default=None)
-    lot.add_argument("--momentum", type=float, default=None)
+    lot.add_argument("--rounds", type=_integer(0), default=10, help="pruning rounds (>= 0)")
+    lot.add_argument("--alpha", type=_alpha, default=0.2,
+                     help="fraction of the alive weights pruned per round, in [0, 1)")
+    lot.add_argument("--output-rate", type=_real(0.0), default=0.5,
+                     help="rate multiplier of the output layer, >= 0 (Frankle and Carbin prune it at "
+                          "half the rate)")
+    lot.add_argument("--rewind", type=_rewind, default="init", help="init | step:K | lr | finetune")
+    lot.add_argument("--seed", type=_integer(0), default=0)
+    lot.add_argument("--epochs", type=_integer(1), default=None,
+                     help="epochs per round, >= 1 (default per dataset)")
+    lot.add_argument("--lr", type=_real(0.0, low_open=True), default=None,
+                     help="learning rate, > 0 (default per dataset)")
+    lot.add_argument("--batch-size", type=_integer(1), default=None,
+                     help="mini-batch size, >= 1 (default per dataset)")
+    lot.add_argument("--momentum", type=_real(0.0, 1.0, high_open=True), default=None,
+                     help="SGD momentum in [0, 1) (default per dataset)")
     lot.add_argument("--no-controls", action="store_true", help="skip random reinit, random masks and one-shot")
     lot.add_argument("--weights", choices=("hex", "float", "none"), default="hex",
                      help="how the trace stores the weights right after rewinding")
-    lot.add_argument("--out", default=None, help="write the trace as JSON to this path")
-    lot.add_argument("--plot", default=None,
+    lot.add_argument("--out", type=_output_path, default=None,
+                     help="write the trace as JSON to this path")
+    lot.add_argument("--plot", type=_output_path, default=None,
                      help="write a PNG of test accuracy against density (needs the 'experiments' extra)")
-    lot.set_defaults(func=_lottery)
+    lot.set_defaults(func=lambda args: _lottery(args, lot))
     from .sweep.cli import add_commands
 
     add_commands(sub)

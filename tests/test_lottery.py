@@ -403,8 +403,10 @@ def test_cli_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path, caps
     import sys
     from refprune.__main__ import main
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    assert main(["lottery", "--rounds", "1", "--plot", str(tmp_path / "a.png")]) == 2
-    assert "pip install 'refprune[experiments]'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["lottery", "--rounds", "1", "--plot", str(tmp_path / "a.png")])
+    assert exit_.value.code == 2
+    assert "argument --plot: needs matplotlib" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------- global scope, absolute targets
