@@ -247,6 +247,26 @@ def binomial_acceptance_interval(p: float, trials: int, confidence: float = 0.99
 
 
 # ---------------------------------------------------------------- no free lunch
+PROBABILITY_SUM_TOL = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def _sum_tolerance(x: Any) -> float:
+    """How far from 1 a probability vector's sum may be: sqrt(eps) of its float type, at least
+    sqrt(eps of float64) = 2^-26 ~ 1.5e-8 (NumPy's ``Generator.choice`` check)."""
+    dtype = np.asarray(x).dtype
+    own = float(np.sqrt(np.finfo(dtype).eps)) if dtype.kind == "f" else 0.0
+    return max(PROBABILITY_SUM_TOL, own)
+
+
+def _check_sums_to_one(P: np.ndarray, tol: float, what: str) -> None:
+    """Each row's exact sum (``math.fsum``) must be within ``tol`` of 1."""
+    for i, row in enumerate(P):
+        total = math.fsum(row.tolist())
+        if abs(total - 1.0) > tol:
+            where = f" {i}" if what.endswith("row") else ""
+            raise ValueError(f"{what}{where} must sum to 1 within {tol:.3g}, got {total!r}")
+
+
 def expected_accuracy_random_labels(predictions: Any, n_classes: int,
                                     label_probabilities: Sequence[float] | None = None) -> Fraction:
     """Exact expected accuracy of fixed predictions against labels drawn independently of the inputs.
@@ -271,6 +291,11 @@ def expected_accuracy_random_labels(predictions: Any, n_classes: int,
     predictions : int array (m,) with values in [0, K), or float array (m, K)
     n_classes : int K >= 1
     label_probabilities : sequence of K non-negative floats summing to 1, optional
+        Each probability vector (this one, and every row of soft predictions)
+        must sum to 1 within sqrt(eps) of its float type, at least 2^-26 ~ 1.5e-8
+        (``math.fsum``; the check of NumPy's ``Generator.choice``): float inputs
+        such as [0.1, 0.2, 0.7] pass, rows such as [0.5, 0.5, 0.5] do not. The
+        expectation is then computed exactly for the numbers given.
 
     Returns
     -------
@@ -283,9 +308,8 @@ def expected_accuracy_random_labels(predictions: Any, n_classes: int,
         qa = float_array(label_probabilities, "label_probabilities", ndim=1)
         if qa.shape != (k,) or np.any(qa < 0):
             raise ValueError(f"label_probabilities must be {k} non-negative numbers, got {qa.tolist()}")
+        _check_sums_to_one(qa[None, :], _sum_tolerance(label_probabilities), "label_probabilities")
         q = [Fraction(float(v)) for v in qa]
-        if sum(q) != 1:
-            raise ValueError(f"label_probabilities must sum to 1 exactly, got {float(sum(q))!r}")
     pred = np.asarray(predictions)
     if pred.dtype.kind in "iu":
         if pred.ndim != 1 or pred.size == 0:
@@ -300,6 +324,7 @@ def expected_accuracy_random_labels(predictions: Any, n_classes: int,
     if P.shape[1] != k or np.any(P < 0):
         raise ValueError(f"soft predictions must be an (m, {k}) array of non-negative probabilities, "
                          f"got shape {P.shape}")
+    _check_sums_to_one(P, _sum_tolerance(predictions), "soft predictions: row")
     total = sum(Fraction(float(P[i, j])) * q[j] for i in range(P.shape[0]) for j in range(k))
     return total / P.shape[0]
 

@@ -118,6 +118,22 @@ def test_expected_accuracy_soft_and_non_uniform():
     assert expected_accuracy_random_labels(np.array([1, 1, 0]), 2, q) == Fraction(7, 12)   # (3/4 + 3/4 + 1/4) / 3
 
 
+def test_probability_sums_are_checked_within_the_stated_tolerance():
+    from refprune.theory import PROBABILITY_SUM_TOL
+    q = [0.1, 0.2, 0.7]                               # not exactly 1 as rationals; fsum is 1.0
+    assert expected_accuracy_random_labels(np.array([2, 2]), 3, q) == Fraction(0.7)
+    with pytest.raises(ValueError, match="soft predictions: row 0 must sum to 1"):
+        expected_accuracy_random_labels(np.array([[0.5, 0.5, 0.5]]), 3)
+    with pytest.raises(ValueError, match="soft predictions: row 1 must sum to 1"):
+        expected_accuracy_random_labels(np.array([[0.5, 0.5], [0.5, 0.4]]), 2)
+    with pytest.raises(ValueError, match="label_probabilities must sum to 1"):
+        expected_accuracy_random_labels(np.array([0, 1]), 2, [0.5, 0.5 + 4 * PROBABILITY_SUM_TOL])
+    near = np.array([[0.5, 0.5 + PROBABILITY_SUM_TOL / 2]])          # within: accepted, exact result
+    assert expected_accuracy_random_labels(near, 2) == (1 + Fraction(PROBABILITY_SUM_TOL / 2)) / 2
+    f32 = np.array([[0.2, 0.3, 0.5]], dtype=np.float32)             # float32 rows: float32 tolerance
+    assert abs(float(expected_accuracy_random_labels(f32, 3)) - 1 / 3) < 1e-7
+
+
 def test_random_label_experiment_contains_chance():
     X, _ = make_blobs(400, n_features=6, n_classes=4, seed=0)
     out = random_label_experiment(X, 4, hidden=(16,), rounds=2, alpha=0.5, epochs=5, seed=0)
