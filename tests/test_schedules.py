@@ -194,3 +194,18 @@ def test_exact_arithmetic_check_of_the_bound_derivation():
         k -= drop
         e = (1 - alpha) * e + delta
         assert math.isclose(k - n * (1 - alpha) ** (s + 1), e, abs_tol=1e-9)
+
+
+def test_counts_stall_once_alpha_times_k_is_at_most_one_half():
+    # docs/schedules.md: round-half-even prunes nothing once alpha * k <= 1/2 (1/2 itself
+    # rounds to the even 0), floor once alpha * k < 1, ceil never.
+    from pathlib import Path
+    assert fraction_to_count(0.25, 2) == 0 and fraction_to_count(0.25, 3) == 1      # 0.5, 0.75
+    with pytest.raises(ValueError, match="stops at 2 alive"):
+        rounds_to_density(0.5, 0.25, n=2)
+    for alpha, k in ((0.25, 2), (0.1, 5), (0.5, 1), (0.125, 4)):
+        assert alpha * k == 0.5 and fraction_to_count(alpha, k) == 0
+        assert geometric(alpha, 3).alive_counts(k) == (k, k, k)
+    doc = (Path(__file__).parent.parent / "docs" / "schedules.md").read_text()
+    assert "once alpha * k <= 1/2, round-half-even prunes nothing" in doc
+    assert "alpha * k < 1/2" not in doc
