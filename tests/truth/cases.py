@@ -54,12 +54,13 @@ class Case:
     flags: list[str]
     inputs: dict[str, Any]
     expected: dict[str, Any]
+    tolerance: dict[str, Any] | None = None
 
 
 def load(family: str, directory: Path = GOLDEN) -> list[Case]:
     doc = json.loads((directory / f"{family}.json").read_text())
     return [Case(family, c["id"], c["op"], c["comment"], c["flags"], decode(c["inputs"]),
-                 decode(c["expected"])) for c in doc["cases"]]
+                 decode(c["expected"]), decode(c.get("tolerance"))) for c in doc["cases"]]
 
 
 def rows(a: Array) -> list[list]:

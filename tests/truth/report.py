@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mpmath import mpf
 
+from conformance import accuracy
 from conformance.accuracy import bound
 
 from . import cases, check
@@ -91,13 +92,67 @@ def case_bound(case: cases.Case, result: check.CaseResult) -> float:
 
 
 def failures(result: check.CaseResult) -> list[str]:
-    """Entries beyond the case's bound, and decisions that differ from the exact ones."""
+    """Entries beyond the case's bound, decisions that differ from the exact ones, and
+    stored tolerance scales that do not fit the exact conditioning (``scale_problems``)."""
     U = case_bound(result.case, result)
     out = [f"case {result.case.id} {e.path}: error {unit(e):.3g} > U = {U} "
            f"(reference {e.reference!r}, truth {mpf(e.truth)}, {e.ulps} ulps, "
            f"kappa {e.kappa:.3g})" for e in result.entries if unit(e) > U]
-    return out + [f"case {result.case.id}: {m} differs from the exact decision"
-                  for m in result.mismatches]
+    out += [f"case {result.case.id}: {m} differs from the exact decision"
+            for m in result.mismatches]
+    return out + scale_problems(result, U)
+
+
+#: Operations whose S is the inputs' sensitivity alone, which the stored scales estimate.
+INPUT_SENSITIVITY = ("loss_value", "gradient", "hvp", "full_hessian", "hessian_diag",
+                     "hutchinson_diag", "scores", "sparse_approx_exact")
+
+
+def stored_scales(case: cases.Case) -> list[float | None]:
+    """The golden file's per-entry scale s of every compared float (None: exact or no scale)."""
+    out: list[float | None] = []
+    for name, value in case.expected.items():
+        tol = (case.tolerance or {}).get(name) or {}
+        n = sum(1 for _ in check.leaves({name: value}, {name: value}))
+        if tol.get("kind") == "close" and tol.get("scale") is not None:
+            out += [s for _, s, _ in check.leaves({name: tol["scale"]}, {name: tol["scale"]})]
+        else:
+            out += [None] * n
+    return out
+
+
+def scale_problems(result: check.CaseResult, U: float) -> list[str]:
+    """Where the file stores per-entry scales s (tolerance |x - e| <= R s):
+
+    (B1) |y - t| <= U K 2^-52 s, K = accuracy.SCALE_ESTIMATE_FACTOR: the premise from
+         which the tolerances are derived, for every operation;
+    (B2) max(|t|, S) <= K s where S is the inputs' sensitivity (``INPUT_SENSITIVITY``
+         except OBS): s does not underestimate the conditioning;
+    (B3) s <= 2 max(|t|, S) + 2^-30 max s: s does not inflate a tolerance beyond it.
+    """
+    case = result.case
+    scales = stored_scales(case)
+    if all(s is None for s in scales):
+        return []
+    K = getattr(accuracy, "SCALE_ESTIMATE_FACTOR", 16.0)
+    estimated = case.op in INPUT_SENSITIVITY and case.inputs.get("rule") != "obs"
+    largest = max((s for s in scales if s is not None), default=0.0)
+    out = []
+    for e, s in zip(result.entries, scales, strict=True):
+        if s is None:
+            continue
+        where = f"case {case.id} {e.path}"
+        if e.error > U * K * mpf(2) ** -52 * s:
+            out.append(f"{where}: error {float(e.error):.3g} > U K 2^-52 s (s = {s:.3g})")
+        if estimated:
+            exact = max(abs(e.truth), e.scale)
+            if exact > K * s:
+                out.append(f"{where}: stored scale {s:.3g} < max(|t|, S) / K = "
+                           f"{float(exact) / K:.3g}")
+            if s > 2 * exact + 2.0**-30 * largest:
+                out.append(f"{where}: stored scale {s:.3g} > 2 max(|t|, S) = "
+                           f"{2 * float(exact):.3g}")
+    return out
 
 
 def run(families: tuple[str, ...] = FAMILIES, directory: Path = cases.GOLDEN

@@ -166,3 +166,28 @@ def test_probe_share_of_the_scale_matches_differences() -> None:
                 case.op, check._scaled(case.inputs, path, 1 + h)), case.expected)
             total = [t + abs(m - b) / h for t, m, b in zip(total, moved, base)]
         assert all(abs(a - b) <= mpf(10) ** -10 * (1 + abs(b)) for a, b in zip(total, closed))
+
+
+def _with_scales(case: cases.Case, result: check.CaseResult, factor: float) -> cases.Case:
+    """The case with a stored per-entry scale of ``factor`` max(|t|, S) on its one output."""
+    out = copy.deepcopy(case)
+    (name, value), = case.expected.items()
+    scales = iter(float(factor * max(abs(e.truth), e.scale)) for e in result.entries)
+
+    def mirror(v):
+        if isinstance(v, dict):
+            return {k: mirror(x) for k, x in v.items()}
+        return cases.Array("float64", v.shape, [next(scales) for _ in v.data])
+    out.tolerance = {name: {"kind": "close", "rel": 2.0**-40, "scale": mirror(value)}}
+    return out
+
+
+def test_stored_scales_are_checked_against_the_exact_conditioning() -> None:
+    case = _flag_case("curvature", "gradient", "tanh")
+    result = check.check_case(case)
+    assert not report.failures(result)
+    for factor, fails in [(1.0, False), (1 / 64, True), (64.0, True)]:
+        scaled = _with_scales(case, result, factor)
+        problems = report.scale_problems(check.CaseResult(scaled, result.digits, result.entries,
+                                                          []), REFERENCE_ERROR_BOUND[case.op])
+        assert bool(problems) == fails, (factor, problems[:2])
