@@ -278,6 +278,8 @@ def run_cli(args, capsys):
     ([], "seeds = [0]\nrules = ['biggest']\n", "rules[0]: unknown value 'biggest'"),
     ([], "seed = [0]\n", "seed: unknown key"),
     ([], None, "cannot read"),
+    ([], "seeds = [0]\narchitectures = ['default', [48, 24]]\n",
+     "two entries give the same network"),
 ])
 def test_bad_arguments_and_config_files_get_usage_and_one_line(tmp_path, capsys, args, content,
                                                                message):
@@ -291,12 +293,26 @@ def test_bad_arguments_and_config_files_get_usage_and_one_line(tmp_path, capsys,
     assert "Traceback" not in err
 
 
+def test_digits_without_scikit_learn_is_named_before_anything_runs(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    cfg = tmp_path / "d.toml"
+    cfg.write_text("seeds = [0]\ndatasets = ['digits']\n")
+    code, err = run_cli(["sweep", str(cfg)], capsys)
+    assert code == 2 and "'digits' needs scikit-learn" in err.splitlines()[-1]
+    assert not (tmp_path / "d-sweep").exists()
+
+
 def test_report_of_a_missing_directory_gets_usage(tmp_path, capsys):
     code, err = run_cli(["sweep-report", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and "argument out_dir" in err.splitlines()[-1] and "Traceback" not in err
 
 
-def test_cli_sweep_dry_run_then_run_then_report(tmp_path, capsys):
+def test_cli_sweep_dry_run_then_run_then_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)                     # the default output directory: ./one-sweep
     cfg = tmp_path / "one.toml"
     cfg.write_text(TINY_TOML.replace("seeds = [0, 1]", "seeds = [1]").replace(', "random"]', "]"))
     assert cli(["sweep", str(cfg), "--dry-run"]) == 0

@@ -8,6 +8,7 @@ argument or configuration (argparse's usage line and one message naming it),
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import signal
 import sys
@@ -56,8 +57,8 @@ def add_commands(sub) -> None:
                     "core. Ctrl-C stops; the same command resumes.")
     sw.add_argument("config", help="the sweep's TOML file (docs/sweeps.md)")
     sw.add_argument("--out", default=None,
-                    help="output directory (default: the file's 'out' key, else CONFIG without "
-                         ".toml, plus '-sweep')")
+                    help="output directory (default: the file's 'out' key, else NAME-sweep in "
+                         "the current directory for CONFIG = NAME.toml)")
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive, default=None,
                        help="processes of the local pool (default: one per core)")
@@ -88,12 +89,13 @@ def add_commands(sub) -> None:
 
 
 def _default_out(config_path: str) -> str:
+    """NAME-sweep in the current directory, for CONFIG = .../NAME.toml."""
     p = Path(config_path)
-    return str(p.with_name(p.stem + "-sweep")) if p.suffix == ".toml" else str(p) + "-sweep"
+    return (p.stem if p.suffix == ".toml" else p.name) + "-sweep"
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .config import ConfigError, expand, load_config
+    from .config import DATASETS, ConfigError, expand, load_config
     from .store import RunStore, StoreError
 
     parser = args.parser
@@ -102,12 +104,20 @@ def _sweep(args: argparse.Namespace) -> int:
                      f"got {args.scheduler!r}")
     try:
         cfg = load_config(args.config)
+        plan = expand(cfg)
     except ConfigError as exc:
         named = str(exc).startswith(("cannot read", args.config))
         parser.error(str(exc) if named else f"{args.config}: {exc}")
+    if args.scheduler is None:                      # local workers: their packages are ours
+        for name in cfg.datasets:
+            needs = DATASETS[name].needs
+            if name == "random_labels" and cfg.data.get(name, {}).get("base") == "digits":
+                needs = DATASETS["digits"].needs
+            if needs is not None and importlib.util.find_spec(needs[1]) is None:
+                parser.error(f"{args.config}: datasets: {name!r} needs {needs[0]}: "
+                             "pip install 'refprune[sweep]'")
     out = args.out or cfg.out or _default_out(args.config)
     if args.dry_run:
-        plan = expand(cfg)
         store = RunStore(out)
         try:
             done = sum(store.has_run(r.run_id) for r in plan) if store.runs.exists() else 0
@@ -196,6 +206,9 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"refprune sweep-report: error: {exc}", file=sys.stderr)
         return 1
+    from .report import digest
+
+    print("\n".join(digest(summary)))
     runs = summary["runs"]
     print(f"{runs['finished']} of {runs['planned']} runs reported ({len(runs['failed'])} failed, "
           f"{runs['missing']} not run); files in {summary['report_dir']}:")

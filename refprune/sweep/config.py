@@ -48,7 +48,7 @@ class DatasetSpec:
     params: Mapping[str, Any]
     hidden: tuple[int, ...]
     train: Mapping[str, Any]
-    needs: str | None = None          # an optional package it needs, named in errors
+    needs: tuple[str, str] | None = None      # an optional package it needs: (name, module)
 
 
 # The teacher and digits defaults are those of ``python -m refprune lottery``.
@@ -68,7 +68,7 @@ DATASETS: dict[str, DatasetSpec] = {
     # scikit-learn's 8x8 handwritten digits; LeNet-300-100 as in Frankle and Carbin (2019)
     "digits": DatasetSpec({"test_fraction": 0.25}, (300, 100),
                           {"epochs": 20, "lr": 0.1, "batch_size": 64, "momentum": 0.9},
-                          needs="scikit-learn"),
+                          needs=("scikit-learn", "sklearn")),
 }
 RANDOM_LABEL_BASES = ("gaussian", "digits")
 

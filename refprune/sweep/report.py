@@ -193,26 +193,61 @@ def _fairness(imp: dict, r: int) -> dict:
 
 
 def _chance(rules: dict, confidence: float, interval) -> dict:
-    """No free lunch: is every test accuracy within the binomial acceptance interval of 1/K?"""
-    checks = outside = 0
-    worst = None
-    for kinds in rules.values():
-        for kind, rounds in kinds.items():
-            for r, by_seed in rounds.items():
-                if kind != "imp" and r == 0:
-                    continue                                      # the dense network, counted once
-                for row in by_seed.values():
-                    lo, hi = interval(1.0 / row["n_classes"], row["n_test"], confidence)
-                    checks += 1
-                    inside = lo <= row["test_correct"] <= hi
-                    outside += not inside
-                    if not inside and worst is None:
-                        worst = {k: row[k]
-                                 for k in ("run_id", "kind", "round", "test_correct", "n_test")}
-                    k, m = row["n_classes"], row["n_test"]
-    return {"confidence": confidence, "checks": checks, "outside": outside,
-            "expected_outside_at_most": (1 - confidence) * checks, "chance": 1.0 / k,
-            "interval_correct": [int(lo), int(hi)], "n_test": m, "first_outside": worst}
+    """No free lunch: is every test accuracy within the binomial acceptance interval of 1/K?
+
+    Every row of a group has the same K and test set (one data set), hence one interval.
+    """
+    rows = [row for kinds in rules.values() for kind, rounds in kinds.items()
+            for r, by_seed in rounds.items() if kind == "imp" or r > 0    # dense counted once
+            for row in by_seed.values()]
+    k, m = rows[0]["n_classes"], rows[0]["n_test"]
+    lo, hi = interval(1.0 / k, m, confidence)
+    outside = [row for row in rows if not lo <= row["test_correct"] <= hi]
+    first = outside[0] if outside else None
+    return {"confidence": confidence, "checks": len(rows), "outside": len(outside),
+            "expected_outside_at_most": (1 - confidence) * len(rows), "chance": 1.0 / k,
+            "interval_correct": [int(lo), int(hi)], "n_test": m,
+            "first_outside": None if first is None else
+            {f: first[f] for f in ("run_id", "kind", "round", "test_correct")}}
+
+
+def digest(summary: dict) -> list[str]:
+    """The summary in a few lines per group and rule: the ticket against its controls below
+    10 % density, the classes that pay most at the lowest density, the membership advantage
+    pruned minus dense, and the chance check (medians over seeds; differences x 100)."""
+    lines = []
+    for name, group in summary["groups"].items():
+        lines.append(name)
+        for rule, s in group["rules"].items():
+            lines.append(f"  {rule}:")
+            for b in s["below_10_percent"]:
+                parts = [f"{k[10:]} {_pts(v)}" for k, v in b.items() if k.startswith("imp_minus_")]
+                lines.append(f"    density {b['density']:.3f}: ticket minus " + ", ".join(parts))
+            if s["fairness"]:
+                f = s["fairness"][-1]
+                worst = [c for c in f["classes"] if c["class"] in f["pays_most"]]
+                worst.sort(key=lambda c: f["pays_most"].index(c["class"]))
+                lines.append(f"    density {f['density']:.3f}: classes paying most " + ", ".join(
+                    f"{c['class']} ({100 * c['median']:+.1f} points, {c['pays_in_seeds']}/{c['n']} "
+                    "seeds)" for c in worst))
+            if s["membership"]:
+                mem = s["membership"][-1]
+                lines.append(f"    density {mem['density']:.3f}: membership advantage pruned minus "
+                             f"dense {_pts(mem['imp_minus_dense'])}")
+        if "chance" in group:
+            ch = group["chance"]
+            lines.append(f"  chance: {ch['outside']} of {ch['checks']} test accuracies outside "
+                         f"the {ch['confidence']:.0%} binomial interval around 1/K = "
+                         f"{ch['chance']:.3f}")
+    return lines
+
+
+def _pts(q: dict) -> str:
+    """A paired difference in points: median [q25, q75], positive in k of n seeds."""
+    if q["median"] is None:
+        return "n/a"
+    return (f"{100 * q['median']:+.2f} [{100 * q['q25']:+.2f}, {100 * q['q75']:+.2f}] "
+            f"({q['positive']}/{q['n']} seeds > 0)")
 
 
 # ---------------------------------------------------------------- plots
