@@ -167,6 +167,20 @@ def test_a_run_that_dies_is_retried_once_then_reported_while_the_others_finish(r
     assert not (tmp_path / "out" / "failed" / f"{dead}.json").exists()
 
 
+def test_a_killed_pool_worker_costs_only_the_run_that_kills_it(reference, tmp_path):
+    log = tmp_path / "log"
+    summary = sweep.run(TINY, tmp_path / "out", workers=2,
+                        job_command=logging_job(log, "kill-worker:0:random"))
+    plan = sweep.expand(sweep.SweepConfig.from_dict(TINY))
+    killer = next(r.run_id for r in plan
+                  if r.config["seed"] == 0 and r.config["pruning"]["rule"] == "random")
+    assert list(summary.failed) == [killer] and "BrokenProcessPool" in summary.failed[killer]
+    assert summary.completed == 3
+    assert files(tmp_path / "out") == {k: v for k, v in files(reference).items()
+                                       if k != f"{killer}.json"}
+    assert [rid for what, rid in log_lines(log) if what == "start"].count(killer) == 2
+
+
 def test_sigint_stops_the_sweep_and_a_rerun_finishes_it_running_nothing_twice(reference, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY_TOML)

@@ -6,13 +6,15 @@ worker per core), stores each result as it arrives, and retries a run that
 failed once before reporting it failed. Each executor task starts the run in
 a fresh interpreter (``refprune.sweep.job``), so a run that crashes, calls
 ``os._exit`` or is killed for memory loses only itself, and a worker never
-dies with it. If the executor itself breaks (a pool worker killed from
-outside, a Dask worker lost), the runs it held count one failed attempt each
-and a pool that ``run`` made is made again.
+dies with it. If a pool that ``run`` made breaks (a worker killed from
+outside), the runs it was running count one failed attempt each, the pool is
+made again and those runs are retried one at a time, so that only the run
+that breaks it again is reported failed.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import json
@@ -246,6 +248,13 @@ def _submit_all(todo: list[RunSpec], store: RunStore, summary: SweepSummary,
     by_id = {r.run_id: r for r in todo}
     attempts = dict.fromkeys(by_id, 0)
     pending: dict[cf.Future, str] = {}
+    # The local pool gets no more runs than it has workers, so that a broken pool (a worker
+    # killed from outside) costs an attempt only to the runs that were running; those are then
+    # retried one at a time, so the one that breaks it again is told from its bystanders.
+    # Another executor gets every run at once and schedules them itself.
+    waiting = collections.deque(by_id)
+    window = (workers or os.cpu_count() or 1) if owned else len(todo)
+    suspects: set[str] = set()
 
     def submit(rid: str) -> None:
         nonlocal pool
@@ -260,9 +269,18 @@ def _submit_all(todo: list[RunSpec], store: RunStore, summary: SweepSummary,
             pool = default_executor(workers)
             pending[pool.submit(execute_in_process, *args)] = rid
 
+    def refill() -> None:
+        if suspects:
+            if not pending:
+                rid = next(r for r in waiting if r in suspects)
+                waiting.remove(rid)
+                submit(rid)
+            return
+        while waiting and len(pending) < window:
+            submit(waiting.popleft())
+
     try:
-        for r in todo:
-            submit(r.run_id)
+        refill()
         while pending:
             finished, _ = cf.wait(list(pending), timeout=1.0, return_when=cf.FIRST_COMPLETED)
             for fut in finished:
@@ -274,6 +292,10 @@ def _submit_all(todo: list[RunSpec], store: RunStore, summary: SweepSummary,
                 except Exception as exc:  # noqa: BLE001 - whatever the executor raises, one attempt
                     error = f"executor: {type(exc).__name__}: {exc}"
                     outcome = Outcome(rid, None, error, 0.0, None)
+                    if owned and isinstance(exc, cf.BrokenExecutor):
+                        suspects.add(rid)
+                else:
+                    suspects.discard(rid)
                 if outcome.text is not None:
                     try:
                         store.write_run(rid, outcome.text)
@@ -283,10 +305,12 @@ def _submit_all(todo: list[RunSpec], store: RunStore, summary: SweepSummary,
                 if outcome.text is not None:
                     summary.completed += 1
                 elif attempts[rid] <= retries:
-                    submit(rid)
+                    waiting.appendleft(rid)
                 else:
                     summary.failed[rid] = outcome.error or "unknown error"
                     store.write_failure(rid, by_id[rid].label(), attempts[rid], summary.failed[rid])
+                    suspects.discard(rid)
+            refill()
             report()
     except BaseException:
         for fut in pending:
