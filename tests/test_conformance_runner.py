@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -84,10 +85,11 @@ def test_summary_table_and_timing_are_printed(reference_report):
         assert family in text
 
 
-def test_an_empty_backend_is_not_provided_never_passed_or_failed():
+def test_an_empty_backend_is_not_provided_and_checks_nothing():
     report = run(object(), max_examples=FEW, backend_spec="builtins:object")
-    assert report.ok
     assert {r.status for r in report.results} == {NOT_PROVIDED}
+    assert report.checked == 0 and not report.ok
+    assert "result: FAILED (nothing was checked" in format_report(report)
 
 
 def test_a_backend_can_refuse_one_variant():
@@ -183,7 +185,8 @@ def test_cli_exit_codes_and_json_report(tmp_path, capsys):
     assert code == 0
     data = json.loads(path.read_text())
     assert data["ok"] and data["summary"]["schedules"]["golden"]["passed"] > 0
-    assert set(data["seconds"]) == {"golden", "properties", "total"}
+    assert set(data["seconds"]) == {"start", "golden", "properties", "total"}
+    assert data["isolation"] == "process" and data["checked"] == 25
     code = cli.main(["run", "--backend", "tests.test_conformance_runner:FloorEverywhere", "--family", "masks",
                      "--golden-only"])
     assert code == 1
@@ -246,3 +249,139 @@ def test_usage_errors_exit_2(capsys):
     assert cli.main(["run", "--case", "999999999"]) == 2
     assert cli.main(["run", "--max-examples", "0"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- a tampered golden directory
+def _golden_copy(tmp_path):
+    from conformance import golden
+    directory = tmp_path / "golden"
+    shutil.copytree(golden.GOLDEN_DIR, directory)
+    return directory
+
+
+def _reseal(directory):
+    """Rewrite the manifest, as someone who edits a file and recomputes its digest would."""
+    from conformance import golden
+    (directory / "MANIFEST.txt").write_text(golden.manifest_text(directory), encoding="ascii")
+
+
+def _edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _refusal(directory, capsys, *extra):
+    code = cli.main(["run", "--golden-dir", str(directory), "--golden-only", *extra])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert "Traceback" not in err and out == ""
+    assert err.startswith(f"error: refusing the golden directory {directory}")
+    return err
+
+
+def test_an_untouched_copy_of_the_golden_directory_runs(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    assert cli.main(["run", "--golden-dir", str(directory), "--family", "schedules",
+                     "--golden-only"]) == 0
+    assert "result: OK" in capsys.readouterr().out
+
+
+def test_one_changed_expected_value_is_refused(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    path = directory / "masks.json"
+    text = path.read_text()
+    path.write_text(text.replace('"count": 2}', '"count": 3}', 1))
+    assert path.read_text() != text
+    err = _refusal(directory, capsys)
+    assert "masks.json: SHA-256 differs from MANIFEST.txt" in err
+
+
+def test_an_emptied_file_is_refused_even_with_a_resealed_manifest(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    (directory / "masks.json").write_text("")
+    assert "masks.json: SHA-256 differs" in _refusal(directory, capsys)
+    _reseal(directory)
+    assert "masks.json: the file is empty" in _refusal(directory, capsys)
+
+
+def test_a_truncated_file_is_refused_with_its_name(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    path = directory / "lottery.json"
+    path.write_text(path.read_text()[:5000])
+    _reseal(directory)
+    err = _refusal(directory, capsys)
+    assert "lottery.json: not ASCII JSON" in err
+
+
+def test_a_changed_digest_is_refused(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    manifest = directory / "MANIFEST.txt"
+    lines = manifest.read_text().splitlines(keepends=True)
+    lines[0] = ("0" if lines[0][0] != "0" else "1") + lines[0][1:]
+    manifest.write_text("".join(lines))
+    name = lines[0].split()[1]
+    assert f"{name}: SHA-256 differs from MANIFEST.txt" in _refusal(directory, capsys)
+
+
+def test_missing_and_extra_files_are_refused(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    (directory / "schedules.json").unlink()
+    (directory / "notes.txt").write_text("x\n")
+    err = _refusal(directory, capsys)
+    assert "MANIFEST.txt lists schedules.json, which does not exist" in err
+    assert "notes.txt is not in MANIFEST.txt" in err
+    _reseal(directory)
+    assert "schedules.json is missing" in _refusal(directory, capsys)
+
+
+def test_an_unknown_family_file_is_refused(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    shutil.copy(directory / "masks.json", directory / "extra.json")
+    _reseal(directory)
+    assert "extra.json: no family of the suite is called 'extra'" in _refusal(directory, capsys)
+
+
+def test_a_changed_schema_or_generator_version_is_refused(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    _edit_json(directory / "scores.json", lambda d: d.update(schema_version=99))
+    _reseal(directory)
+    from conformance.golden import SCHEMA_VERSION
+    assert f"scores.json: schema_version 99 != {SCHEMA_VERSION}" in _refusal(directory, capsys)
+    directory = _golden_copy(tmp_path / "again")
+    _edit_json(directory / "scores.json", lambda d: d.update(generator_version="0"))
+    _reseal(directory)
+    err = _refusal(directory, capsys)
+    assert "scores.json: generator_version '0'" in err
+
+
+def test_a_case_missing_a_field_is_refused_with_file_and_case_id(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    holder = {}
+
+    def drop(data):
+        holder["id"] = data["cases"][3]["id"]
+        del data["cases"][3]["expected"]
+    _edit_json(directory / "masks.json", drop)
+    _reseal(directory)
+    err = _refusal(directory, capsys)
+    assert f"masks.json case {holder['id']}: missing field 'expected'" in err
+
+
+def test_a_malformed_case_is_refused_without_a_traceback(tmp_path, capsys):
+    directory = _golden_copy(tmp_path)
+    _edit_json(directory / "curvature.json", lambda d: d["cases"].__setitem__(0, "not a case"))
+    _reseal(directory)
+    assert "curvature.json: malformed" in _refusal(directory, capsys)
+
+
+def test_the_pytest_entry_refuses_a_tampered_directory_too(tmp_path):
+    directory = _golden_copy(tmp_path)
+    (directory / "masks.json").write_text("{}")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "conformance.pytest_plugin", "--pyargs", "conformance",
+                           "--conformance-golden-dir", str(directory)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode not in (0, 1), proc.stdout + proc.stderr
+    assert "refusing the golden directory" in proc.stdout + proc.stderr
+    assert "masks.json: SHA-256 differs" in proc.stdout + proc.stderr
