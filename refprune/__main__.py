@@ -48,7 +48,9 @@ def _real(low: float, high: float = math.inf, *, low_open: bool = False,
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text}")
-        if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if too_low or too_high:
             raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
         return value
 
@@ -122,7 +124,7 @@ def _collapsing_round(sizes: list[int], alpha: float, rounds: int, output_rate: 
     """
     from .schedules import geometric
 
-    weights = [(f"layers.{l}.weight", sizes[l] * sizes[l + 1]) for l in range(len(sizes) - 1)]
+    weights = [(f"layers.{i}.weight", sizes[i] * sizes[i + 1]) for i in range(len(sizes) - 1)]
     last, n_last = weights[-1]
     if scope == "layer":
         groups = [(name, n, alpha * (output_rate if name == last else 1.0)) for name, n in weights]
@@ -196,7 +198,7 @@ def _lottery(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                       rule=args.rule, scope=args.scope, rate_multipliers=multipliers, rewind=rw,
                       train_config=cfg, score_seed=args.seed, controls=controls, reinit_seed=args.seed + 1,
                       mask_seed=args.seed + 2, weights_format=args.weights, progress=progress)
-    except ValueError as exc:          # what only the run can tell (a collapse of one layer of the pool)
+    except ValueError as exc:      # what only the run can tell (one layer of the pool collapsing)
         parser.error(str(exc))
     _summary(res.trace)
     if args.out:
@@ -266,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     lot.add_argument("--alpha", type=_alpha, default=0.2,
                      help="fraction of the alive weights pruned per round, in [0, 1)")
     lot.add_argument("--output-rate", type=_real(0.0), default=0.5,
-                     help="rate multiplier of the output layer, >= 0 (Frankle and Carbin prune it at "
-                          "half the rate)")
+                     help="rate multiplier of the output layer, >= 0 (Frankle and Carbin prune "
+                          "it at half the rate)")
     lot.add_argument("--rewind", type=_rewind, default="init", help="init | step:K | lr | finetune")
     lot.add_argument("--seed", type=_integer(0), default=0)
     lot.add_argument("--epochs", type=_integer(1), default=None,

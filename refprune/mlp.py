@@ -142,7 +142,7 @@ class MLP:
 
     # ------------------------------------------------------------ masks
     def _store_mask(self, name: str, mask: np.ndarray) -> None:
-        """Store a checked mask that the model owns (made read-only); the parameter is not touched."""
+        """Store a checked mask the model owns (made read-only); the parameter is not touched."""
         mask.flags.writeable = False
         self.masks[name] = mask
         if not hasattr(self, "_pruned"):
@@ -178,7 +178,8 @@ class MLP:
         On any error the model is unchanged.
         """
         if not isinstance(masks, Mapping):
-            raise TypeError(f"masks must be a mapping name -> bool array, got {type(masks).__name__}")
+            raise TypeError(f"masks must be a mapping name -> bool array, got "
+                            f"{type(masks).__name__}")
         checked = {}
         for name, mask in masks.items():
             if name not in self.params:

@@ -59,8 +59,8 @@ class SGD:
         missing = [n for n in model.params if n not in grads]
         unknown = [n for n in grads if n not in model.params]
         if missing or unknown:
-            raise ValueError(f"grads must have exactly the model's parameters {list(model.params)}; "
-                             f"missing {missing}, unknown {unknown}")
+            raise ValueError(f"grads must have exactly the model's parameters "
+                             f"{list(model.params)}; missing {missing}, unknown {unknown}")
         checked = {}
         for name, w in model.params.items():
             checked[name] = float_array(grads[name], f"grads[{name!r}]", allow_empty=True)
@@ -189,7 +189,8 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
     # Everything that can be checked has been. What is left (the callback, a signal) is
     # undone on the way out: the model, the optimizer and a given generator are restored.
     arrays, values = dict(model.params), {k: p.copy() for k, p in model.params.items()}
-    masks, velocity, rng_state = dict(model.masks), dict(optimizer.velocity), rng.bit_generator.state
+    masks, velocity = dict(model.masks), dict(optimizer.velocity)
+    rng_state = rng.bit_generator.state
     try:
         history = _run(model, X, y, X_test, y_test, optimizer, rng, rates, callback, step,
                        epochs, first_batch, batch_size, full_batch)

@@ -424,7 +424,8 @@ def test_global_one_shot_prunes_the_pool_as_one_group():
     X = np.array([[0.5], [-1.0], [2.0]])
     res = run_imp(MLP([1, 3, 1], loss="mse", seed=0), X, X, schedule=one_shot(0.5),
                   scope="global", train_config=TrainConfig(epochs=1, lr=0.01))
-    assert sum(res.trace["rounds"][1]["alive"][n] for n in ("layers.0.weight", "layers.1.weight")) == 3
+    alive = res.trace["rounds"][1]["alive"]
+    assert alive["layers.0.weight"] + alive["layers.1.weight"] == 3
 
 
 def _pool_is_top_k(net_before, net_after, names, k):
@@ -435,7 +436,8 @@ def _pool_is_top_k(net_before, net_after, names, k):
 
 
 @pytest.mark.parametrize("schedule", [one_shot(0.6), cubic(0.2, 0.7, n_steps=2),
-                                      linear(0.1, 0.5, n_steps=3)], ids=["one_shot", "cubic", "linear"])
+                                      linear(0.1, 0.5, n_steps=3)],
+                         ids=["one_shot", "cubic", "linear"])
 def test_absolute_schedules_rank_the_global_pool_across_layers_of_different_scales(schedule):
     net = model(3)
     for n, scale in zip(W, (4.0, 1.0, 0.25)):
@@ -458,11 +460,15 @@ def test_gradual_cubic_in_global_scope_keeps_the_pool_count(data):
         assert sum(rec["alive"].values()) == n_pool - fraction_to_count(s, n_pool)
 
 
-def test_one_shot_control_in_global_scope_matches_the_pool_count_of_imp(data):
-    X, y, _, _ = data
-    res = imp(data, rounds=2, alpha=0.5, scope="global", controls=["one_shot"])
+def test_one_shot_control_in_global_scope_keeps_the_pool_top_k_of_the_dense_weights(data):
+    res = imp(data, rounds=3, alpha=0.5, scope="global", controls=["one_shot"])
+    dense = np.concatenate([np.abs(res.dense_params[n]).ravel() for n in W])
+    sizes = [res.dense_params[n].size for n in W]
     for rec, ctl in zip(res.trace["rounds"][1:], res.trace["controls"]["one_shot"]):
-        assert sum(ctl["alive"][n] for n in W) == sum(rec["alive"][n] for n in W)
+        k = sum(rec["alive"][n] for n in W)
+        parts = np.split(keep_top_k(dense, k), np.cumsum(sizes)[:-1])
+        for n, part in zip(W, parts):
+            assert ctl["mask_sha256"][n] == mask_sha256(part.reshape(res.dense_params[n].shape))
 
 
 def _old_prune_to_counts(self, model, scores, alive_targets):

@@ -118,8 +118,9 @@ def _cases() -> list[CaseSpec]:
 def _scaled_network(seed: int) -> dict[str, Any]:
     """A 3-5-4-2 relu network whose three weight matrices differ in scale (x4, x1, x1/4)."""
     net = network(seed, [3, 5, 4, 2], "relu", "cross_entropy", n=8, scale=1.0)
-    for l, scale in enumerate((4.0, 1.0, 0.25)):
-        net["params"][f"layers.{l}.weight"] = quantize(scale * net["params"][f"layers.{l}.weight"])
+    for layer, scale in enumerate((4.0, 1.0, 0.25)):
+        name = f"layers.{layer}.weight"
+        net["params"][name] = quantize(scale * net["params"][name])
     return net
 
 
@@ -230,7 +231,8 @@ def _imp_absolute_example(draw):
     mult = {weights[-1]: 0.5} if len(weights) > 2 and draw(st.booleans()) else None
     options = {"sparsities": sparsities, "epochs": 2, "lr": 0.1,
                "momentum": draw(st.sampled_from([0.0, 0.9])), "milestones": [], "gamma": 0.5,
-               "scope": draw(st.sampled_from(["global", "global", "layer"])), "rate_multipliers": mult,
+               "scope": draw(st.sampled_from(["global", "global", "layer"])),
+               "rate_multipliers": mult,
                "rewind": draw(st.sampled_from(["init", "lr"]))}
     return dict(net, options=options)
 
