@@ -56,10 +56,12 @@ the scores' dtype, as in the library).
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Union
 
@@ -72,7 +74,8 @@ __all__ = [
     "equal_up_to_ties", "tie_mismatch",
     "torch_nparams_toprune", "tfmot_keep_count", "open_lth_prune_count",
     "shrinkbench_threshold", "shrinkbench_fraction_to_keep",
-    "tfmot_constant_sparsity", "tfmot_polynomial_decay", "tfmot_should_prune",
+    "tfmot_constant_sparsity", "tfmot_polynomial_decay", "tfmot_should_prune", "TFMOT_EXECUTIONS",
+    "tfmot_polynomial_decay_keep_count",
 ]
 
 Scores = Union[np.ndarray, Mapping[str, Any]]
@@ -426,25 +429,110 @@ def tfmot_constant_sparsity(target_sparsity: float) -> np.float32:
     return np.float32(_check_real(target_sparsity, "target_sparsity", 0.0, 1.0, high_open=True))
 
 
+TFMOT_EXECUTIONS = ("graph", "eager")
+
+
 def tfmot_polynomial_decay(step: int, initial_sparsity: float, final_sparsity: float,
-                           begin_step: int, end_step: int, power: float = 3) -> np.float32:
+                           begin_step: int, end_step: int, power: float = 3, *,
+                           execution: str = "graph") -> np.float32:
     """Sparsity of TF-MOT's ``PolynomialDecay`` at ``step``, in float32 as TF computes it.
 
-    p = min(1, max(0, f32(step - begin_step) / f32(end_step - begin_step)))
-    s = f32(f32(initial - final) * (1 - p) ** f32(power)) + f32(final)
+    The schedule's formula is s = s_f + (s_i - s_f) * (1 - p)**power with
+    p = clip((step - begin) / (end - begin), 0, 1) (Zhu and Gupta, "To prune,
+    or not to prune", 2017). TF evaluates it with float32 ops, and which ops
+    run depends on how the schedule is executed:
 
-    ``initial - final`` is a Python (float64) difference rounded to float32
-    when it meets the float32 tensor; every other operation is float32. So the
-    sparsity at ``begin_step`` is not always float32(initial): for initial 0.1,
-    final 0.5 it is 0.099999994. The cubic decay is Zhu and Gupta, "To prune,
-    or not to prune", 2017.
+    ``execution="graph"`` (the default: ``model.fit``, any ``tf.function``;
+    Grappler's default rewrites replace x / c by x * (1 / c) and pow(x, 3) by
+    x * square(x), and move the constant factor into that product)::
+
+        p = min(1, max(0, f32(step - begin) * (1 / f32(end - begin))))
+        q = 1 - p
+        s = (d * q) * (q * q) + f32(s_f)          if f32(power) == 3
+        s = d * q**f32(power) + f32(s_f)          otherwise
+
+    ``execution="eager"`` (``run_eagerly=True``, or calling the schedule
+    outside a ``tf.function``)::
+
+        p = min(1, max(0, f32(step - begin) / f32(end - begin)))
+        s = d * (1 - p)**f32(power) + f32(s_f)
+
+    with d = f32(s_i - s_f) (a float64 difference rounded to float32), every
+    operation a correctly rounded float32 operation, evaluated in the order
+    written. So the sparsity at ``begin_step`` is not always f32(s_i): for
+    s_i = 0.1, s_f = 0.5 it is 0.099999994.
+
+    ``q**y`` is the correctly rounded float32 power (``_f32_power``). TF calls
+    the C library's ``powf`` there, which is within an ulp but not always
+    correctly rounded: glibc's powf gives 0.1981553 for 0.583**3 where the
+    exact cube rounds to 0.19815528. Graph execution with power 3 (the
+    default, and Zhu and Gupta's cubic) never calls powf and is reproduced bit
+    for bit; so are powers 1, 2 and 0.5 (identity, square and square root,
+    which TF computes exactly rounded too). Other powers, and power 3 in eager
+    execution, agree with TF wherever the platform's powf is correctly rounded.
+    How this was checked against TF-MOT: ``docs/profiles.md``.
 
     pruning_schedule.py ``PolynomialDecay.__call__``
-    (tensorflow/model-optimization@6fbc2cec3984). The power is NumPy's float32
-    ``power`` (C ``powf``); TF evaluates it with Eigen's float32 ``pow``. Both
-    are within an ulp of the true power; an exact cube or a base of 0 or 1
-    agrees bit for bit, other bases may differ in the last bit.
+    (tensorflow/model-optimization@6fbc2cec3984).
+
+    Parameters
+    ----------
+    step, begin_step, end_step : int, 0 <= begin_step < end_step (step may be outside)
+    initial_sparsity, final_sparsity : float in [0, 1)
+    power : float > 0, finite (rounded to float32, as TF does)
+    execution : {"graph", "eager"}
+
+    Returns
+    -------
+    numpy.float32
     """
+    decayed, final = _tfmot_decay(step, initial_sparsity, final_sparsity, begin_step, end_step,
+                                  power, execution)
+    return np.float32(decayed + final)
+
+
+def tfmot_polynomial_decay_keep_count(n: int, step: int, initial_sparsity: float,
+                                      final_sparsity: float, begin_step: int, end_step: int,
+                                      power: float = 3, *, execution: str = "graph") -> int:
+    """Weights TF-MOT keeps in a tensor of ``n`` weights at ``step`` of a ``PolynomialDecay``.
+
+    Eager execution: ``tfmot_keep_count(tfmot_polynomial_decay(..., execution="eager"), n)``.
+    Graph execution (``model.fit``): the schedule and the mask update are one graph, and
+    Grappler folds ``1 - (m + f32(s_f))`` into ``f32(1 - f32(s_f)) - m``, where m is the
+    decayed term of ``tfmot_polynomial_decay``, so
+
+        k = max(round(f32(n) * (f32(1 - f32(s_f)) - m)), 1)
+
+    in float32, half to even, which is not always the count of the returned sparsity (n = 64,
+    0.1 -> 0.9 over steps 0..1000, step 875: TF keeps 7, the sparsity's count is 6).
+
+    pruning_impl.py ``Pruning._update_mask``, pruning_schedule.py ``PolynomialDecay.__call__``
+    (tensorflow/model-optimization@6fbc2cec3984).
+
+    Parameters
+    ----------
+    n : int >= 1, the number of weights in the tensor
+    step, initial_sparsity, final_sparsity, begin_step, end_step, power, execution
+        As in ``tfmot_polynomial_decay``.
+
+    Returns
+    -------
+    int in [1, n]
+    """
+    decayed, final = _tfmot_decay(step, initial_sparsity, final_sparsity, begin_step, end_step,
+                                  power, execution)
+    if execution == "eager":
+        return tfmot_keep_count(np.float32(decayed + final), n)
+    n = _check_count_n(n)
+    if n == 0:
+        raise ValueError("n must be >= 1: TF-MOT cannot take a threshold of an empty tensor")
+    kept = np.round(np.float32(n) * ((np.float32(1.0) - final) - decayed))
+    return int(max(kept, np.float32(1.0)))
+
+
+def _tfmot_decay(step: int, initial_sparsity: float, final_sparsity: float, begin_step: int,
+                 end_step: int, power: float, execution: str) -> tuple[np.float32, np.float32]:
+    """The two float32 terms of ``PolynomialDecay``: (d * (1 - p)**power, f32(s_f))."""
     for name, v in (("step", step), ("begin_step", begin_step), ("end_step", end_step)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
@@ -455,11 +543,66 @@ def tfmot_polynomial_decay(step: int, initial_sparsity: float, final_sparsity: f
     initial = _check_real(initial_sparsity, "initial_sparsity", 0.0, 1.0, high_open=True)
     final = _check_real(final_sparsity, "final_sparsity", 0.0, 1.0, high_open=True)
     power = _check_real(power, "power", 0.0, math.inf, low_open=True, high_open=True)
+    if execution not in TFMOT_EXECUTIONS:
+        raise ValueError(f"execution must be one of {list(TFMOT_EXECUTIONS)}, got {execution!r}")
     f32 = np.float32
-    p = f32(step - begin_step) / f32(end_step - begin_step)
-    p = np.minimum(f32(1.0), np.maximum(f32(0.0), p))
-    decay = np.power(f32(1.0) - p, f32(power))
-    return f32(f32(initial - final) * decay + f32(final))
+    if power > float(np.finfo(f32).max):
+        raise ValueError(f"power must be a positive float32 number (TF rounds it to float32), "
+                         f"got {power}")
+    y = f32(power)
+    elapsed = f32(np.int64(step - begin_step))                 # tf.cast(int64 -> float32)
+    span = f32(np.int64(end_step - begin_step))
+    if execution == "graph":
+        p = elapsed * (f32(1.0) / span)                        # x / c -> x * (1 / c)
+    else:
+        p = elapsed / span
+    p = min(f32(1.0), max(f32(0.0), p))
+    q = f32(1.0) - p
+    d = f32(initial - final)
+    if execution == "graph" and y == f32(3.0):
+        decayed = (d * q) * (q * q)                            # pow(q, 3) -> q * square(q)
+    else:
+        decayed = d * _f32_power(q, y)
+    return f32(decayed), f32(final)
+
+
+def _f32_power(x: np.float32, y: np.float32) -> np.float32:
+    """x**y correctly rounded to float32 (round half to even), for float32 x >= 0 and y > 0.
+
+    Integer y (up to 4096): the exact rational power, rounded. Other y: the
+    power to 60 significant digits (``decimal``), rounded; an ``ArithmeticError``
+    if that cannot decide the rounding (never a silent guess).
+    """
+    xf, yf = Fraction(float(x)), Fraction(float(y))
+    if xf == 0 or xf == 1:
+        return np.float32(xf)
+    if yf.denominator == 1 and yf <= 4096:
+        return _nearest_f32(xf ** int(yf))
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        value = Fraction(decimal.Decimal(float(x)) ** decimal.Decimal(float(y)))
+    out = _nearest_f32(value)
+    below, above = np.nextafter(out, np.float32(0.0)), np.nextafter(out, np.float32(np.inf))
+    for neighbour in (below, above):
+        midpoint = (Fraction(float(out)) + Fraction(float(neighbour))) / 2
+        if abs(value - midpoint) <= value * Fraction(1, 10 ** 50):
+            raise ArithmeticError(f"cannot round {float(x)!r}**{float(y)!r} to float32: it lies "
+                                  "at a half-way point to 50 digits")
+    return out
+
+
+def _nearest_f32(value: Fraction) -> np.float32:
+    """The float32 nearest to a non-negative rational, ties to the even significand."""
+    guess = np.float32(float(value))          # within one float32 ulp of value
+    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess,
+                  np.nextafter(guess, np.float32(np.inf))]
+    candidates = [c for c in candidates if np.isfinite(c) and c >= 0]
+
+    def key(c: np.float32) -> tuple[Fraction, int]:
+        odd = int(np.array(c, dtype=np.float32).view(np.uint32)) & 1
+        return abs(Fraction(float(c)) - value), odd
+
+    return min(candidates, key=key)
 
 
 # ----------------------------------------------------------------------------
