@@ -1,14 +1,17 @@
 """Comparing a backend's answer with the expected one, and saying readably how they differ.
 
-Tolerances (one per output; see docs/golden_format.md):
+Tolerances (one per output; docs/golden_format.md, "Tolerances", is the specification):
 
 * ``{"kind": "exact"}``: integers, strings and booleans equal; floats equal as
   IEEE-754 numbers (so -0.0 == 0.0); arrays of the same shape and equal entry
   by entry; bool arrays must be bool.
-* ``{"kind": "close", "atol": a, "ulp": u}``: every float entry x of the answer
-  and e of the expected value satisfies |x - e| <= a or ulps(x, e) <= u,
-  where ulps counts the float64 values between them (0 for x == e). NaN never
-  passes.
+* ``{"kind": "close", "rel": R, "scale": S}``: ``S`` mirrors the expected value
+  (the same dicts and lists; each float leaf replaced by its scale, a float or a
+  float64 array of the same shape; every other leaf null). A float entry x
+  passes against e with scale s when |x - e| <= R * s, in float64; NaN never
+  passes. Integers, booleans and strings inside are compared exactly.
+* ``"signed_zeros": true`` (either kind): where the expected float is +0.0 or
+  -0.0 the answer must be that same zero, sign bit included.
 * ``"up_to_ties": {"scores": input}`` on a mask output: when the claimed
   convention profile breaks ties in an unspecified order, the mask is compared
   up to ties of the named input's scores (``conformance.conventions.equal_up_to_ties``):
@@ -86,25 +89,29 @@ def _indices(idx: np.ndarray) -> str:
     return ", ".join(str(i) for i in items) + more
 
 
-def _float_diff(exp: np.ndarray, act: np.ndarray, bad: np.ndarray, where: str, tol: dict) -> str:
+def _float_diff(exp: np.ndarray, act: np.ndarray, bad: np.ndarray, where: str, tol: dict,
+                scale: np.ndarray | None) -> str:
     idx = np.argwhere(bad)
     err = np.abs(act.astype(np.float64) - exp)
-    lines = [f"{where}: {len(idx)} of {exp.size} entries outside the tolerance "
-             f"({_tol_text(tol)}); max |diff| {np.nanmax(np.where(np.isnan(err), np.inf, err)):.3g}"]
+    worst = np.nanmax(np.where(np.isnan(err), np.inf, err))
+    lines = [(f"{where}: {len(idx)} of {exp.size} entries outside the tolerance "
+              f"({_tol_text(tol)}); max |diff| {worst:.3g}")]
     for row in idx[:MAX_SHOWN]:
         key = tuple(int(v) for v in row)
         e, a = float(exp[key]), float(act[key])
+        allowed = "" if scale is None else f" (allowed {tol['rel'] * float(scale[key]):.3g})"
         lines.append(f"  at {key if len(key) != 1 else key[0]}: expected {_fmt(e)}, got {_fmt(a)}, "
-                     f"|diff| {abs(a - e):.3g}")
+                     f"|diff| {abs(a - e):.3g}{allowed}")
     if len(idx) > MAX_SHOWN:
         lines.append(f"  ... and {len(idx) - MAX_SHOWN} more")
     return "\n".join(lines)
 
 
 def _tol_text(tol: dict) -> str:
+    sign = ", zeros signed" if tol.get("signed_zeros") else ""
     if tol.get("kind") == "close":
-        return f"atol {tol['atol']:.3g} or {tol['ulp']} ulp"
-    return "exact"
+        return f"|diff| <= {tol['rel']:.3g} * scale of each entry{sign}"
+    return f"exact{sign}"
 
 
 def compare(expected: Any, actual: Any, tol: dict[str, Any], *, where: str = "result",
@@ -113,11 +120,12 @@ def compare(expected: Any, actual: Any, tol: dict[str, Any], *, where: str = "re
     alternatives = list(tol.get("alternatives") or [])
     if tie_check is not None:
         alternatives += list(tol.get("tie_alternatives") or [])
-    first = _compare(expected, actual, tol, where, inputs, tie_check)
+    scale = tol.get("scale") if tol.get("kind") == "close" else None
+    first = _compare(expected, actual, tol, where, inputs, tie_check, None, scale)
     if first is None:
         return None
     for alt in alternatives:
-        if _compare(alt, actual, tol, where, inputs, tie_check) is None:
+        if _compare(alt, actual, tol, where, inputs, tie_check, None, scale) is None:
             return None
     if alternatives:
         first += f"\n  (nor does it match any of the {len(alternatives)} other acceptable answers)"
@@ -137,8 +145,17 @@ def _tie_inputs(inputs: dict[str, Any] | None, tol: dict, key: str | None):
     return (scores, alive) if isinstance(scores, np.ndarray) else None
 
 
+def _part(scale: Any, key: Any) -> Any:
+    """The part of a scale mirror under ``key`` (None when there is no mirror)."""
+    if isinstance(scale, dict):
+        return scale.get(key)
+    if isinstance(scale, list) and isinstance(key, int) and key < len(scale):
+        return scale[key]
+    return None
+
+
 def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_check,
-             key: str | None = None) -> str | None:
+             key: str | None = None, scale: Any = None) -> str | None:
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return f"{where}: expected a dict with keys {sorted(expected)}, got {type(actual).__name__}"
@@ -155,15 +172,15 @@ def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_chec
                              {n: inputs[spec["scores"]][n] for n in names},
                              None if alive is None else {n: alive[n] for n in names}):
                     return None
-        diffs = [_compare(expected[k], actual[k], tol, f"{where}[{k!r}]", inputs, tie_check, k)
-                 for k in expected]
+        diffs = [_compare(expected[k], actual[k], tol, f"{where}[{k!r}]", inputs, tie_check, k,
+                          _part(scale, k)) for k in expected]
         diffs = [d for d in diffs if d]
         return "\n".join(diffs) if diffs else None
     if isinstance(expected, list):
         if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
             n = len(actual) if isinstance(actual, (list, tuple)) else type(actual).__name__
             return f"{where}: expected a list of {len(expected)}, got {n}"
-        diffs = [_compare(e, a, tol, f"{where}[{i}]", inputs, tie_check, key)
+        diffs = [_compare(e, a, tol, f"{where}[{i}]", inputs, tie_check, key, _part(scale, i))
                  for i, (e, a) in enumerate(zip(expected, actual))]
         diffs = [d for d in diffs if d]
         return "\n".join(diffs) if diffs else None
@@ -186,8 +203,9 @@ def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_chec
                     f"{_indices(np.argwhere(bad))}: expected {expected[bad][:MAX_SHOWN].tolist()}, "
                     f"got {act[bad][:MAX_SHOWN].tolist()}")
         act = act.astype(np.float64)
-        bad = _float_bad(expected, act, tol)
-        return _float_diff(expected, act, bad, where, tol) if bad.any() else None
+        s = _leaf_scale(scale, expected.shape, where)
+        bad = outside(expected, act, tol, s)
+        return _float_diff(expected, act, bad, where, tol, s) if bad.any() else None
     if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
         return None if (actual == expected and type(actual) is type(expected)) else \
             f"{where}: expected {expected!r}, got {actual!r}"
@@ -201,18 +219,39 @@ def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_chec
         if not isinstance(actual, (float, int, np.floating, np.integer)) or isinstance(actual, bool):
             return f"{where}: expected a float, got {actual!r} ({type(actual).__name__})"
         e, a = np.asarray(expected), np.asarray(float(actual))
-        if _float_bad(e, a, tol).any():
+        if outside(e, a, tol, _leaf_scale(scale, (), where)).any():
             return (f"{where}: expected {_fmt(expected)}, got {_fmt(float(actual))} "
                     f"(|diff| {abs(float(actual) - expected):.3g}; tolerance {_tol_text(tol)})")
         return None
     raise TypeError(f"cannot compare an expected value of type {type(expected).__name__}")
 
 
-def _float_bad(expected: np.ndarray, actual: np.ndarray, tol: dict) -> np.ndarray:
-    """Entries of ``actual`` outside the tolerance (NaN always outside)."""
+def _leaf_scale(scale: Any, shape: tuple, where: str) -> np.ndarray | None:
+    """The scale of one float leaf as an array of ``shape`` (None when not a 'close' tolerance)."""
+    if scale is None:
+        return None
+    s = np.asarray(scale, dtype=np.float64)
+    if s.shape != shape and s.ndim != 0:
+        raise ValueError(f"{where}: the tolerance scale has shape {s.shape}, "
+                         f"the expected value {shape}")
+    return np.broadcast_to(s, shape)
+
+
+def outside(expected: np.ndarray, actual: np.ndarray, tol: dict,
+            scale: np.ndarray | None) -> np.ndarray:
+    """Bool array: the float entries of ``actual`` outside the tolerance (NaN always outside).
+
+    ``scale`` is the entries' scale (``tol['scale']``'s part for this array) for a
+    'close' tolerance, None for an exact one.
+    """
     with np.errstate(invalid="ignore", over="ignore"):
         if tol.get("kind") == "close":
-            ok = (np.abs(actual - expected) <= tol["atol"]) | (ulp_distance(actual, expected) <= tol["ulp"])
+            if scale is None:
+                raise ValueError("a 'close' tolerance needs a scale for every float")
+            ok = np.abs(actual - expected) <= tol["rel"] * scale
         else:
             ok = actual == expected
+        if tol.get("signed_zeros"):
+            zero = expected == 0
+            ok &= ~zero | ((actual == 0) & (np.signbit(actual) == np.signbit(expected)))
     return ~ok | np.isnan(actual)

@@ -13,11 +13,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import golden
-from .backend import OPERATIONS, ReferenceBackend
-from .families import CaseSpec, Family, load_families
+import numpy as np
 
-GENERATOR_VERSION = "1"
+from . import accuracy, golden, margins
+from .backend import OPERATIONS, ReferenceBackend
+from .families import COMMON_NOTES, CaseSpec, Family, load_families
+
+GENERATOR_VERSION = "2"
+
+
+def golden_tolerance(family: Family, op: str, value: Any, inputs: dict[str, Any],
+                     reference: Any) -> dict[str, Any]:
+    """The family's tolerance for ``op``; a 'close' one gets per-entry scales and the factor R.
+
+    R = ``accuracy.tolerance_rel(op)``; the scales are ``accuracy.entry_scales`` of the
+    reference's answer (the expected value and its conditioning, entry by entry).
+    """
+    tol = dict(family.tolerance(op, value, inputs))
+    if tol.get("kind") != "close":
+        return tol
+    scale = accuracy.entry_scales(getattr(reference, op), inputs, value)
+    if tol.get("signed_zeros"):
+        for path, leaf in accuracy.float_leaves(value):
+            s = accuracy._at(scale, path)
+            if np.any((np.asarray(leaf) == 0) & (np.asarray(s) != 0)):
+                raise ValueError(f"{op}: signed zeros promised, but an expected zero at {path} "
+                                 "has a non-zero scale")
+    return dict(tol, rel=accuracy.tolerance_rel(op, inputs), scale=scale)
 
 
 def _case_object(family: Family, spec: CaseSpec, case_id: int, reference: Any) -> dict[str, Any]:
@@ -29,15 +51,21 @@ def _case_object(family: Family, spec: CaseSpec, case_id: int, reference: Any) -
     if expected is None:
         expected = {output: getattr(reference, spec.op)(**inputs)}
     expected = golden.decode(golden.encode(expected))
-    tolerance = {name: family.tolerance(spec.op, value, inputs) for name, value in expected.items()}
+    tolerance = {name: golden_tolerance(family, spec.op, value, inputs, reference)
+                 for name, value in expected.items()}
     for name, tol in (spec.tolerance or {}).items():
         tolerance[name] = dict(tol)
-    unknown = sorted(set(spec.flags) - set(family.notes))
+    flags = set(spec.flags)
+    if any(t.get("signed_zeros") for t in tolerance.values()):
+        flags.add("signed-zeros")
+    notes = {**COMMON_NOTES, **family.notes}
+    unknown = sorted(flags - set(notes))
     if unknown:
         raise ValueError(f"{family.name}/{spec.key}: flags {unknown} are not defined in the notes")
-    return {"id": case_id, "op": spec.op, "comment": spec.comment, "flags": sorted(set(spec.flags)),
+    margin = margins.case_margin(spec.op, inputs, expected[output], reference, sorted(flags))
+    return {"id": case_id, "op": spec.op, "comment": spec.comment, "flags": sorted(flags),
             "inputs": golden.encode(inputs), "expected": golden.encode(expected),
-            "tolerance": golden.encode(tolerance)}
+            "tolerance": golden.encode(tolerance), "margin": golden.encode(margin)}
 
 
 def build(family: Family, ids: dict[str, int], reference: Any | None = None) -> dict[str, Any]:
@@ -60,7 +88,7 @@ def build(family: Family, ids: dict[str, int], reference: Any | None = None) -> 
         "generator": "python -m conformance generate",
         "family": family.name,
         "algorithm": family.algorithm.splitlines(),
-        "notes": {flag: family.notes[flag] for flag in used},
+        "notes": {flag: {**COMMON_NOTES, **family.notes}[flag] for flag in used},
         "operations": {op: OPERATIONS[op].summary for op in family.operations
                        if any(c["op"] == op for c in cases)},
         "number_of_cases": len(cases),

@@ -249,7 +249,8 @@ def ids_text(ids: dict[str, int]) -> str:
 # --------------------------------------------------------------------------- lint
 REQUIRED_HEADER = ("schema_version", "generator_version", "family", "algorithm", "notes",
                    "operations", "number_of_cases", "cases")
-REQUIRED_CASE = ("id", "op", "comment", "flags", "inputs", "expected", "tolerance")
+REQUIRED_CASE = ("id", "op", "comment", "flags", "inputs", "expected", "tolerance", "margin")
+MARGIN_QUANTITIES = ("exact", "computed")
 
 
 def _check_value(obj: Any, where: str, problems: list[str]) -> None:
@@ -299,6 +300,109 @@ def _check_value(obj: Any, where: str, problems: list[str]) -> None:
             problems.append(f"{where}: float64 data must be hex strings")
 
 
+def _is_float_value(obj: Any) -> bool:
+    return isinstance(obj, dict) and ("float64" in obj or obj.get("ndarray") == "float64")
+
+
+def _check_scale(scale: Any, expected: Any, where: str, problems: list[str]) -> None:
+    """A 'close' tolerance's scale mirrors the expected value: floats for floats, null elsewhere."""
+    if _is_float_value(expected):
+        if not _is_float_value(scale):
+            problems.append(f"{where}: the scale of a float must be a float64 value")
+            return
+        same_shape = "ndarray" in scale and scale.get("shape") == expected["shape"]
+        if "ndarray" in expected and not same_shape:
+            problems.append(f"{where}: the scale of an array must be a float64 array of its shape")
+            return
+        try:
+            values = decode(scale)
+        except (TypeError, ValueError):
+            return                                       # reported by _check_value
+        if not np.all(np.isfinite(values) & (np.asarray(values) >= 0)):
+            problems.append(f"{where}: scales must be finite and >= 0")
+        return
+    if isinstance(expected, dict) and not _typed(expected):
+        if not isinstance(scale, dict) or set(scale) != set(expected):
+            problems.append(f"{where}: the scale must be a mapping with the expected value's keys")
+            return
+        for k in expected:
+            _check_scale(scale[k], expected[k], f"{where}.{k}", problems)
+        return
+    if isinstance(expected, list):
+        if not isinstance(scale, list) or len(scale) != len(expected):
+            problems.append(f"{where}: the scale must be a list of the expected value's length")
+            return
+        for i, (sv, ev) in enumerate(zip(scale, expected)):
+            _check_scale(sv, ev, f"{where}[{i}]", problems)
+        return
+    if scale is not None:
+        problems.append(f"{where}: the scale of a value that is not a float must be null")
+
+
+def _check_tolerance(tol: Any, expected: Any, inputs: dict[str, Any], where: str,
+                     problems: list[str]) -> None:
+    if not isinstance(tol, dict):
+        problems.append(f"{where}: must be an object")
+        return
+    kind = tol.get("kind")
+    if kind not in TOLERANCE_KINDS:
+        problems.append(f"{where}: unknown kind {kind!r}")
+        return
+    allowed = {"kind", "signed_zeros", "up_to_ties", "alternatives", "tie_alternatives"}
+    if kind == "close":
+        allowed |= {"rel", "scale"}
+        rel = tol.get("rel")
+        try:
+            r = decode(rel) if isinstance(rel, dict) and "float64" in rel else None
+        except (TypeError, ValueError):
+            r = None
+        if r is None or not (r > 0 and math.frexp(r)[0] == 0.5):
+            problems.append(f"{where}: 'close' needs rel, a positive power of two")
+        if "scale" not in tol:
+            problems.append(f"{where}: 'close' needs a scale")
+        else:
+            _check_scale(tol["scale"], expected, f"{where} scale", problems)
+    extra = sorted(set(tol) - allowed)
+    if extra:
+        problems.append(f"{where}: unknown keys {extra}")
+    if "signed_zeros" in tol and tol["signed_zeros"] is not True:
+        problems.append(f"{where}: signed_zeros must be true when present")
+    ties = tol.get("up_to_ties")
+    if ties is not None and ties.get("scores") not in inputs:
+        problems.append(f"{where}: up_to_ties names no input {ties.get('scores')!r}")
+
+
+def _check_margin(case: dict[str, Any], where: str, problems: list[str]) -> None:
+    """null, or {relative_gap, quantity}; a computed decision within MARGIN_BOUND of a tie must
+    be an intended tie (flag ``ties``) that lists its acceptable answers."""
+    from .accuracy import MARGIN_BOUND
+
+    margin = case["margin"]
+    if margin is None:
+        return
+    if not isinstance(margin, dict) or set(margin) != {"relative_gap", "quantity"}:
+        problems.append(f"{where}: margin must be null or have exactly relative_gap and quantity")
+        return
+    if margin["quantity"] not in MARGIN_QUANTITIES:
+        problems.append(f"{where}: margin quantity must be one of {MARGIN_QUANTITIES}")
+        return
+    try:
+        g = decode(margin["relative_gap"])
+    except (TypeError, ValueError, KeyError):
+        g = None
+    if not isinstance(g, float) or not 0.0 <= g <= 2.0:
+        problems.append(f"{where}: margin relative_gap must be a float64 in [0, 2]")
+        return
+    if margin["quantity"] == "computed" and g < MARGIN_BOUND:
+        listed = any(isinstance(t, dict) and (t.get("alternatives") or t.get("tie_alternatives"))
+                     for t in case["tolerance"].values())
+        if "ties" not in case["flags"] or not listed:
+            problems.append(f"{where}: a decision on computed values has relative gap {g:.3g} < "
+                            f"{MARGIN_BOUND:.3g} (rounding could flip it); make the case an "
+                            "intended tie (flag 'ties', acceptable answers listed) or move it "
+                            "off the tie")
+
+
 def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str]:
     """Problems in one golden file: schema, unique ids, every flag defined, counts, encodings."""
     path = Path(path)
@@ -311,7 +415,7 @@ def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str
     for key in REQUIRED_HEADER:
         if key not in data:
             problems.append(f"{path.name}: missing header field {key!r}")
-    if problems:
+    if any(key not in data for key in REQUIRED_HEADER):
         return problems
     if data["schema_version"] != SCHEMA_VERSION:
         problems.append(f"{path.name}: schema_version {data['schema_version']} != {SCHEMA_VERSION}")
@@ -360,15 +464,11 @@ def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str
         if set(c["expected"]) != set(c["tolerance"]):
             problems.append(f"{where}: expected and tolerance must name the same outputs")
         for name, tol in c["tolerance"].items():
-            if tol.get("kind") not in TOLERANCE_KINDS:
-                problems.append(f"{where}: tolerance of {name!r} has unknown kind {tol.get('kind')!r}")
-            if tol.get("kind") == "close" and not ("atol" in tol and "ulp" in tol):
-                problems.append(f"{where}: a 'close' tolerance needs atol and ulp")
-            ties = tol.get("up_to_ties")
-            if ties is not None and ties.get("scores") not in c["inputs"]:
-                problems.append(f"{where}: up_to_ties names no input {ties.get('scores')!r}")
-        for part in ("inputs", "expected"):
+            _check_tolerance(tol, c["expected"].get(name), c["inputs"],
+                             f"{where} tolerance of {name!r}", problems)
+        for part in ("inputs", "expected", "tolerance"):
             _check_value(c[part], f"{where} {part}", problems)
+        _check_margin(c, where, problems)
     for flag in sorted(set(notes) - used):
         problems.append(f"{path.name}: flag {flag!r} is defined but no case uses it")
     return problems

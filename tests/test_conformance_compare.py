@@ -1,4 +1,4 @@
-"""Comparison rules: exact, atol-or-ulp, up to ties, alternatives; readable diffs."""
+"""Comparison rules: exact, per-entry scales, signed zeros, ties, alternatives; readable diffs."""
 
 import math
 
@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from conformance.compare import compare, ulp_distance
 from conformance.conventions import equal_up_to_ties
 
-CLOSE = {"kind": "close", "atol": 1e-12, "ulp": 4}
 EXACT = {"kind": "exact"}
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
@@ -33,16 +32,51 @@ def test_ulp_distance_across_zero():
     assert ulp_distance(-5e-324, 5e-324) == 2
 
 
-def test_close_accepts_atol_or_ulp():
-    e = np.array([1.0, 1e-20, 1e6])
-    a = np.array([np.nextafter(1.0, 2.0), 5e-13, 1e6 + 2 * np.spacing(1e6)])
-    assert compare(e, a, CLOSE) is None
-    bad = compare(e, e + np.array([0.0, 0.0, 1e-6]), CLOSE)
-    assert "1 of 3 entries outside the tolerance" in bad and "at 2:" in bad
+def _close(scale, rel=2.0 ** -40):
+    return {"kind": "close", "rel": rel, "scale": scale}
+
+
+def test_close_is_relative_to_each_entry_scale():
+    e = np.array([1.0, 1e-54, 1e6])
+    tol = _close(np.array([1.0, 1e-54, 2e6]))
+    a = e + np.array([2.0 ** -41, 2.0 ** -41 * 1e-54, 1e-6])
+    assert compare(e, a, tol) is None
+    bad = compare(e, e + np.array([0.0, 0.0, 1e-5]), tol)
+    assert "1 of 3 entries outside the tolerance" in bad and "at 2:" in bad and "allowed" in bad
+
+
+def test_a_tiny_output_cannot_be_answered_with_zeros():
+    e = np.array([3e-54, -1e-54])
+    assert "2 of 2 entries" in compare(e, np.zeros(2), _close(np.abs(e)))
+
+
+def test_the_scale_mirrors_nested_outputs():
+    e = {"masks": [np.array([True, False])], "loss": np.array([0.5, 0.25]), "n": 3}
+    tol = _close({"masks": [None], "loss": np.array([0.5, 1e-3]), "n": None})
+    ok = {"masks": [np.array([True, False])], "loss": np.array([0.5 + 1e-13, 0.25]), "n": 3}
+    assert compare(e, ok, tol) is None
+    bad = dict(ok, loss=np.array([0.5, 0.25 + 1e-13]))
+    assert "'loss'" in compare(e, bad, tol)
+
+
+def test_a_scalar_float_has_a_scalar_scale():
+    assert compare(2.0, 2.0 + 1e-14, _close(2.0)) is None
+    assert "expected 2.0" in compare(2.0, 2.0 + 1e-11, _close(2.0))
 
 
 def test_nan_never_passes():
-    assert compare(np.array([1.0]), np.array([np.nan]), {"kind": "close", "atol": 1e300, "ulp": 10**9})
+    assert compare(np.array([1.0]), np.array([np.nan]), _close(np.array([1e300]), rel=1.0))
+
+
+def test_signed_zeros_when_promised():
+    e = np.array([0.0, -0.0, 1.0])
+    swapped = np.array([-0.0, 0.0, 1.0])
+    assert compare(e, swapped, EXACT) is None
+    assert "2 of 3 entries" in compare(e, swapped, dict(EXACT, signed_zeros=True))
+    assert compare(e, e.copy(), dict(EXACT, signed_zeros=True)) is None
+    tol = dict(_close(np.array([0.0, 0.0, 1.0])), signed_zeros=True)
+    assert "1 of 3 entries" in compare(e, np.array([-0.0, -0.0, 1.0]), tol)
+    assert compare(e, np.array([0.0, -0.0, 1.0 + 1e-15]), tol) is None
 
 
 def test_exact_treats_signed_zeros_as_equal_and_checks_shape_and_dtype():

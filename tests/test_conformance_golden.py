@@ -1,7 +1,14 @@
-"""Golden files: they regenerate byte for byte, pass the lint, match the manifest, round-trip exactly."""
+"""Golden files: they regenerate within their portability guarantee on every BLAS kernel and
+thread count, pass the lint, match the manifest, round-trip exactly, and their tolerances bite."""
 
 import json
 import math
+import os
+import platform
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance import golden
+from conformance import accuracy, golden
 from conformance.backend import OPERATIONS, ReferenceBackend, provides
+from conformance.compare import compare, outside
 from conformance.families import load_families
 from conformance.generate import generate
 
@@ -22,13 +30,178 @@ def regenerated(tmp_path_factory):
     return out
 
 
-def test_regeneration_is_byte_identical(regenerated):
-    committed = sorted(p.name for p in golden.GOLDEN_DIR.iterdir() if p.is_file())
-    fresh = sorted(p.name for p in regenerated.iterdir() if p.is_file())
-    assert fresh == committed, "run `python -m conformance generate` and commit the result"
-    for name in committed:
-        assert (regenerated / name).read_bytes() == (golden.GOLDEN_DIR / name).read_bytes(), \
-            f"{name} drifted from the reference: run `python -m conformance generate`"
+def test_regeneration_matches_the_committed_files(regenerated):
+    """Byte-identical families give the same bytes; bounded ones stay within their bounds."""
+    problems = accuracy.regeneration_problems(golden.GOLDEN_DIR, regenerated)
+    assert problems == [], "run `python -m conformance generate` and commit the result:\n" + \
+        "\n".join(problems[:20])
+
+
+# ------------------------------------------------------------ other BLAS kernels and threads
+# Each variant regenerates the files in a subprocess with the machine's environment plus
+# the variant's settings (the test process's own OPENBLAS_* settings are never changed).
+CHILD = r"""
+import ctypes, json, sys
+import numpy
+from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+from conformance.generate import generate
+
+def openblas():
+    libs = sorted({line.split()[-1] for line in open("/proc/self/maps")
+                   if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+            name = getattr(lib, f"{prefix}_get_corename{suffix}", None)
+            threads = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            if name is not None and threads is not None:
+                name.restype = ctypes.c_char_p
+                return {"corename": name().decode(), "threads": threads()}
+    return None
+
+generate(sys.argv[1])
+print(json.dumps({"openblas": openblas(),
+                  "numpy_dispatch": [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]}))
+"""
+
+
+# Names OpenBLAS reports for a forced kernel (its Prescott kernels are filed under Katmai).
+CORENAMES = {"prescott": ("prescott", "katmai")}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith(("flags", "Features"))
+            for f in line.split(":", 1)[1].split()}
+
+
+def openblas_coretypes() -> list[str]:
+    """The OpenBLAS kernels (OPENBLAS_CORETYPE) this CPU can run, oldest first."""
+    machine, flags = platform.machine().lower(), _cpu_flags()
+    if machine in ("x86_64", "amd64"):
+        out = ["Prescott"]
+        if "avx" in flags:
+            out.append("Sandybridge")
+        if {"avx2", "fma"} <= flags:
+            out.append("Haswell")
+        if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+            out.append("SkylakeX")
+        return out
+    if machine in ("aarch64", "arm64"):
+        out = ["ARMV8"]
+        if "sve" in flags:
+            out.append("NEOVERSEV1")
+        return out
+    return []
+
+
+def _numpy_dispatch() -> list[str]:
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+
+
+def _variants() -> list[tuple[str, dict[str, str]]]:
+    out = [(f"{core}, {threads} thread{'s' if threads > 1 else ''}",
+            {"OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": str(threads)})
+           for core in openblas_coretypes() for threads in (1, 2)]
+    if _numpy_dispatch():
+        out.append(("NumPy's SIMD loops at the baseline only",
+                    {"NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_dispatch())}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def other_machines(tmp_path_factory):
+    """Regenerate the golden files once per variant, two subprocesses at a time."""
+    if not sys.platform.startswith("linux") or not openblas_coretypes():
+        pytest.skip("OpenBLAS kernels are selected by OPENBLAS_CORETYPE only on Linux x86-64 and "
+                    "aarch64 here")
+    root = tmp_path_factory.mktemp("machines")
+
+    def run(item):
+        i, (name, settings) = item
+        out = root / f"v{i}"
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(out)],
+                              env={**os.environ, **settings}, capture_output=True, text=True,
+                              timeout=600, check=False)
+        return name, settings, out, proc
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(run, enumerate(_variants())))
+
+
+@pytest.mark.parametrize("index", range(len(_variants())), ids=[v[0] for v in _variants()])
+def test_regeneration_is_portable(other_machines, index):
+    """Every kernel the CPU runs, 1 and 2 BLAS threads, NumPy's narrowest SIMD: within bounds."""
+    name, settings, out, proc = other_machines[index]
+    assert proc.returncode == 0, f"{name}: generation failed\n{proc.stderr[-3000:]}"
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "OPENBLAS_CORETYPE" in settings:
+        if info["openblas"] is None:
+            pytest.skip("NumPy is not linked against OpenBLAS: no kernel to choose")
+        wanted = settings["OPENBLAS_CORETYPE"].lower()
+        assert info["openblas"]["corename"].lower() in CORENAMES.get(wanted, (wanted,)), info
+        assert info["openblas"]["threads"] == int(settings["OPENBLAS_NUM_THREADS"]), info
+    else:
+        assert info["numpy_dispatch"] == [], info
+    problems = accuracy.regeneration_problems(golden.GOLDEN_DIR, out)
+    assert problems == [], f"{name}:\n" + "\n".join(problems[:20])
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_the_regeneration_check_refuses_what_its_bounds_do_not_allow(tmp_path):
+    base = golden.GOLDEN_DIR
+
+    def problems(change, family):
+        fresh = _copy(base, tmp_path / f"{family}-{len(list(tmp_path.iterdir()))}")
+        _edit(fresh / f"{family}.json", change)
+        return "\n".join(accuracy.regeneration_problems(base, fresh))
+
+    def first(data, op):
+        return next(c for c in data["cases"] if c["op"] == op)
+
+    def nudge(units):
+        def change(data):
+            case = first(data, "hessian_diag")
+            leaf = next(iter(case["expected"]["diag"].values()))
+            scale = next(iter(case["tolerance"]["diag"]["scale"].values()))
+            x, s = float.fromhex(leaf["data"][0]), float.fromhex(scale["data"][0])
+            leaf["data"][0] = (x + units * accuracy.EPS * s).hex()
+        return change
+
+    bound = accuracy.machine_variation("curvature")
+    assert problems(nudge(bound / 2), "curvature") == ""
+    assert "moved" in problems(nudge(bound * 4), "curvature")
+
+    def flip_mask(data):
+        case = first(data, "imp")
+        mask = next(iter(case["expected"]["trace"]["masks"][-1].values()))
+        mask["data"] = ("0" if mask["data"][0] == "1" else "1") + mask["data"][1:]
+    assert "discrete part differs" in problems(flip_mask, "lottery")
+
+    def touch_masks(data):
+        first(data, "keep_top_k")["comment"] += "."
+    assert "must be byte-identical" in problems(touch_masks, "masks")
+
+    def move_margin(data):
+        m = first(data, "imp")["margin"]
+        m["relative_gap"]["float64"] = (float.fromhex(m["relative_gap"]["float64"]) * 1.5).hex()
+    assert "margin moved" in problems(move_margin, "lottery")
 
 
 def test_every_file_passes_the_lint():
@@ -189,3 +362,169 @@ def test_every_operation_is_documented():
     text = (Path(__file__).resolve().parents[1] / "docs" / "conformance.md").read_text()
     for op in OPERATIONS:
         assert f"`{op}`" in text, op
+
+
+# ----------------------------------------------------------------------------- tolerances bite
+def _cases():
+    return [(p.stem, c) for p in golden.family_files() for c in golden.load(p).cases]
+
+
+def _entry_tolerance(tol: dict, scale) -> np.ndarray:
+    """R * s for a 'close' output, 0 for an exact one."""
+    return tol["rel"] * np.asarray(scale, dtype=np.float64) if tol["kind"] == "close" else 0.0
+
+
+def _shift(value, tol, step):
+    """``value`` with every float leaf x moved to step(x, allowed) (allowed = R * s or 0)."""
+    scale = tol.get("scale") if tol["kind"] == "close" else None
+
+    def leaf(path, x):
+        s = accuracy._at(scale, path) if scale is not None else np.zeros(np.shape(x))
+        moved = step(np.asarray(x, dtype=np.float64), np.broadcast_to(_entry_tolerance(tol, s),
+                                                                       np.shape(x)))
+        return float(moved) if isinstance(x, float) else moved
+
+    def walk(v, m):
+        if isinstance(v, dict):
+            return {k: walk(v[k], m[k]) for k in v}
+        if isinstance(v, list):
+            return [walk(x, y) for x, y in zip(v, m)]
+        return v if m is None else m
+    return walk(value, accuracy.mirror(value, leaf))
+
+
+def _ten_times(x, allowed):
+    """10x the tolerance away from x; one ulp away where nothing is allowed."""
+    return np.where(allowed > 0, x + 10 * allowed * np.where(x < 0, -1.0, 1.0),
+                    np.nextafter(x, np.where(x < 0, -np.inf, np.inf)))
+
+
+def _machine_move(x, allowed, tol, units):
+    """x moved by ``units`` units of its scale (a zero with scale 0 keeps its sign)."""
+    delta = units * accuracy.EPS * (allowed / tol["rel"] if tol["kind"] == "close" else 0.0)
+    return np.where(delta == 0, x, x + delta)
+
+
+@pytest.mark.parametrize("family", sorted(accuracy.PORTABILITY))
+def test_every_golden_float_fails_at_10x_its_tolerance_and_passes_at_machine_variation(family):
+    checked = 0
+    units = accuracy.machine_variation(family)
+    for fam, case in _cases():
+        if fam != family:
+            continue
+        for out, expected in case.expected.items():
+            tol = case.tolerance[out]
+            leaves = accuracy.float_leaves(expected)
+            if not leaves:
+                continue
+            far = _shift(expected, tol, _ten_times)
+            assert compare(expected, far, tol, inputs=case.inputs) is not None, case.id
+            scale = tol.get("scale") if tol["kind"] == "close" else None
+            for path, e in leaves:
+                s = None if scale is None else np.asarray(accuracy._at(scale, path))
+                x = np.asarray(accuracy._at(far, path))
+                assert outside(np.asarray(e), x, tol, s).all(), (case.id, path)
+                checked += np.size(e)
+            near = _shift(expected, tol,
+                          lambda x, allowed, tol=tol: _machine_move(x, allowed, tol, units))
+            assert compare(expected, near, tol, inputs=case.inputs) is None, case.id
+    assert checked > 0 or family in ("masks", "profiles"), "no float checked"
+
+
+def test_no_float_output_can_be_answered_with_zeros():
+    for _, case in _cases():
+        for out, expected in case.expected.items():
+            leaves = accuracy.float_leaves(expected)
+            if not leaves or all(not np.any(e) for _, e in leaves):
+                continue
+            zeros = _shift(expected, case.tolerance[out], lambda x, allowed: np.zeros_like(x))
+            assert compare(expected, zeros, case.tolerance[out], inputs=case.inputs), case.id
+
+
+def test_tiny_outputs_have_tiny_tolerances():
+    """An output far below 1 (curvature case 99: entries ~1e-54) is held to its own scale."""
+    tiny = 0
+    for _, case in _cases():
+        for out, expected in case.expected.items():
+            tol = case.tolerance[out]
+            if tol["kind"] != "close":
+                continue
+            for path, e in accuracy.float_leaves(expected):
+                e, s = np.abs(np.asarray(e)), np.asarray(accuracy._at(tol["scale"], path))
+                assert np.all(s >= e), (case.id, path)
+                small = (e > 0) & (e < 1e-30)
+                tiny += int(small.sum())
+                assert np.all(tol["rel"] * s[small] < e[small]), (case.id, path)
+    assert tiny > 0, "no golden float below 1e-30 to check"
+
+
+def test_signed_zeros_are_compared_where_promised():
+    flagged = 0
+    for _, case in _cases():
+        for out, expected in case.expected.items():
+            tol = case.tolerance[out]
+            if not tol.get("signed_zeros"):
+                continue
+            assert "signed-zeros" in case.flags, case.id
+            flipped = _shift(expected, tol, lambda x, allowed: np.where(x == 0, -x, x))
+            if any(np.any(np.asarray(e) == 0) for _, e in accuracy.float_leaves(expected)):
+                assert compare(expected, flipped, tol, inputs=case.inputs), case.id
+                flagged += 1
+    assert flagged > 0
+
+
+def test_tolerances_are_derived_from_the_bound_table():
+    for _, case in _cases():
+        for tol in case.tolerance.values():
+            if tol["kind"] == "close":
+                assert tol["rel"] == accuracy.tolerance_rel(case.op, case.inputs), case.id
+                units = tol["rel"] / accuracy.EPS
+                assert units >= 2 * accuracy.bound(case.op, case.inputs)
+                assert units >= accuracy.TOLERANCE_OVER_VARIATION * \
+                    accuracy.machine_variation(case.family)
+
+
+# ----------------------------------------------------------------------------- margins
+def test_every_decision_records_its_margin():
+    decided = {"fraction_to_count", "keep_top_k", "select_masks", "prune_units", "n_m_mask",
+               "profile_mask", "obs_prune", "synflow_prune", "schedule", "rounds_to_density",
+               "hard_threshold", "soft_threshold", "hard_threshold_prox", "sparse_approx_exact",
+               "ista", "iht", "imp_round", "imp"}
+    seen = set()
+    for _, case in _cases():
+        margin = case.raw["margin"]
+        if case.op not in decided:
+            assert margin is None, case.id
+        elif margin is not None:
+            seen.add(case.op)
+            assert margin["quantity"] in ("exact", "computed")
+    assert seen == decided
+
+
+def test_the_lint_refuses_a_computed_decision_near_a_tie(tmp_path):
+    path = golden.GOLDEN_DIR / "lottery.json"
+    data = json.loads(path.read_text())
+    case = next(c for c in data["cases"] if c["op"] == "imp")
+    case["margin"]["relative_gap"] = golden.encode(1e-9)
+    bad = tmp_path / "lottery.json"
+    bad.write_text(json.dumps(data))
+    assert any("relative gap" in p for p in golden.lint(bad, OPERATIONS))
+    case["flags"] = sorted(case["flags"] + ["ties"])
+    data["notes"]["ties"] = "an intended tie"
+    case["tolerance"]["trace"]["alternatives"] = [case["expected"]["trace"]]
+    bad.write_text(json.dumps(data))
+    assert not any("relative gap" in p for p in golden.lint(bad, OPERATIONS))
+
+
+def test_the_lint_checks_tolerance_scales(tmp_path):
+    path = golden.GOLDEN_DIR / "curvature.json"
+    data = json.loads(path.read_text())
+    tol = next(c for c in data["cases"] if c["op"] == "gradient")["tolerance"]["gradient"]
+    first = next(iter(tol["scale"]))
+    tol["scale"][first]["shape"] = [1, 1]
+    tol["rel"] = golden.encode(3e-13)
+    bad = tmp_path / "curvature.json"
+    bad.write_text(json.dumps(data))
+    problems = "\n".join(golden.lint(bad, OPERATIONS))
+    assert "power of two" in problems and "of its shape" in problems
+

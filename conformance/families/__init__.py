@@ -15,16 +15,36 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ..accuracy import mirror
 from ..backend import OPERATIONS, NotProvided
 from ..compare import compare
 
 EXACT: dict[str, Any] = {"kind": "exact"}
+SIGNED_EXACT: dict[str, Any] = {"kind": "exact", "signed_zeros": True}
+
+# Flags the generator adds by itself, defined once for every family.
+COMMON_NOTES: dict[str, str] = {
+    "signed-zeros": "zeros are compared with their sign: the specification promises +0.0 at "
+                    "pruned and dropped entries (and a copied -0.0 stays -0.0)",
+}
 
 
-def close(expected: Any, rel: float = 1e-12, ulp: int = 64, floor: float = 1.0) -> dict[str, Any]:
-    """A 'close' tolerance scaled to the expected value: atol = rel * max(floor, max |expected|)."""
-    scale = max(floor, _max_abs(expected))
-    return {"kind": "close", "atol": rel * scale, "ulp": ulp}
+def close(expected: Any, rel: float = 1e-12, floor: float = 1.0) -> dict[str, Any]:
+    """A uniform 'close' tolerance for properties: |x - e| <= rel * max(floor, max |expected|).
+
+    Golden cases get per-entry scales instead (``conformance.accuracy.entry_scales``).
+    """
+    uniform = max(floor, _max_abs(expected))
+    return {"kind": "close", "rel": rel,
+            "scale": mirror(expected, lambda path, leaf: np.full(np.shape(leaf), uniform)
+                            if isinstance(leaf, np.ndarray) else uniform)}
+
+
+def relative(expected: Any, rel: float) -> dict[str, Any]:
+    """A 'close' tolerance relative to each entry: |x - e| <= rel * |e|."""
+    return {"kind": "close", "rel": rel,
+            "scale": mirror(expected, lambda path, leaf: np.abs(leaf)
+                            if isinstance(leaf, np.ndarray) else abs(leaf))}
 
 
 def _max_abs(value: Any) -> float:
@@ -166,5 +186,15 @@ def is_half_way(x: float) -> bool:
     return x - math.floor(x) == 0.5
 
 
-__all__ = ["EXACT", "close", "CaseSpec", "Checker", "Property", "Family", "load_families",
-           "NotProvided", "is_half_way"]
+__all__ = ["COMMON_NOTES",
+           "CaseSpec",
+           "Checker",
+           "EXACT",
+           "Family",
+           "NotProvided",
+           "Property",
+           "SIGNED_EXACT",
+           "close",
+           "is_half_way",
+           "load_families",
+           "relative"]

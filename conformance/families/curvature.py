@@ -134,7 +134,7 @@ def _cases() -> list[CaseSpec]:
 
 def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """Relative 1e-10 of the output's largest magnitude (at least 1), or 64 ulp."""
-    return close(expected, rel=1e-10, ulp=64)
+    return close(expected, rel=1e-10)
 
 
 # ----------------------------------------------------------------------------- properties

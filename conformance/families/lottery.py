@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .. import strategies as cst
-from . import CaseSpec, Family, Property, close
+from . import SIGNED_EXACT, CaseSpec, Family, Property, close
 from .networks import network, quantize
 
 ALGORITHM = """\
@@ -151,8 +151,11 @@ def _absolute_cases() -> list[CaseSpec]:
 
 
 def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Masks exact; weights and losses relative 1e-9 (a few training updates amplify rounding)."""
-    return close(expected, rel=1e-9 if op == "imp" else 1e-12, ulp=64)
+    """imp_round: exact, zeros signed (kept entries are bit-for-bit copies, pruned ones +0.0).
+    imp: masks exact; weights and losses close (golden cases: per-entry scales), zeros signed."""
+    if op == "imp_round":
+        return dict(SIGNED_EXACT)
+    return dict(close(expected, rel=1e-9), signed_zeros=True)
 
 
 # ----------------------------------------------------------------------------- properties
