@@ -111,6 +111,8 @@ def generate(out: Path | str = golden.GOLDEN_DIR, *, ids_from: Path | str = gold
         written.append(path)
     (out / golden.IDS).write_text(golden.ids_text(ids), encoding="ascii")
     written.append(out / golden.IDS)
+    (out / golden.SCHEMA).write_text(golden.schema_text(), encoding="ascii")
+    written.append(out / golden.SCHEMA)
     (out / golden.MANIFEST).write_text(golden.manifest_text(out), encoding="ascii")
     written.append(out / golden.MANIFEST)
     return written

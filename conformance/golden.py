@@ -24,6 +24,7 @@ SCHEMA_VERSION = 2
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 MANIFEST = "MANIFEST.txt"
 IDS = "ids.txt"
+SCHEMA = "schema.json"
 VALUE_KEYS = ("float64", "ndarray")     # a JSON object with one of these keys is a typed value
 DTYPES = ("float64", "int64", "bool")
 TOLERANCE_KINDS = ("exact", "close")
@@ -166,8 +167,8 @@ class GoldenFile:
 
 
 def family_files(directory: Path | str = GOLDEN_DIR) -> list[Path]:
-    """The family files of a golden directory (every ``*.json``), sorted by name."""
-    return sorted(Path(directory).glob("*.json"))
+    """The family files of a golden directory (every ``*.json`` but ``schema.json``), by name."""
+    return sorted(p for p in Path(directory).glob("*.json") if p.name != SCHEMA)
 
 
 def decode_tolerance(tol: dict[str, Any]) -> dict[str, Any]:
@@ -244,6 +245,137 @@ def ids_text(ids: dict[str, int]) -> str:
     lines = ["# Golden case ids: 'id key'. An id is never reused; keys no longer generated stay here.\n"]
     lines += [f"{i} {k}\n" for k, i in sorted(ids.items(), key=lambda kv: kv[1])]
     return "".join(lines)
+
+
+# --------------------------------------------------------------------------- JSON Schema
+HEX_FLOAT = r"^-?0x[0-9a-f](\.[0-9a-f]*[1-9a-f])?p[+-][0-9]+$"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a family file; written as ``golden/schema.json``.
+
+    It checks the structure and the encoding; what it cannot say (data lengths that match
+    shapes, ids unique across files, flags defined in the notes, scales mirroring the
+    expected value, margins above the bound) the lint checks on top.
+    """
+    ref = "#/$defs/"           # alternatives are exclusive, so anyOf (it stops at the first)
+    value_kinds = [{"type": ["integer", "string", "boolean", "null"]},
+                   {"type": "array", "items": {"$ref": ref + "value"}},
+                   {"$ref": ref + "float64"}, {"$ref": ref + "ndarray"}, {"$ref": ref + "mapping"}]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://refprune.invalid/conformance/golden/schema.json",
+        "title": f"refprune conformance golden file, schema version {SCHEMA_VERSION}",
+        "description": "One family's golden cases; docs/golden_format.md is the specification.",
+        "type": "object",
+        "required": list(REQUIRED_HEADER),
+        "additionalProperties": False,
+        "properties": {
+            "schema_version": {"const": SCHEMA_VERSION},
+            "generator_version": {"type": "string"},
+            "generator": {"type": "string"},
+            "family": {"type": "string", "pattern": "^[a-z_]+$"},
+            "algorithm": {"type": "array", "items": {"type": "string"}},
+            "notes": {"type": "object", "propertyNames": {"pattern": FLAG_PATTERN.pattern},
+                      "additionalProperties": {"type": "string", "minLength": 1}},
+            "operations": {"type": "object", "additionalProperties": {"type": "string"}},
+            "number_of_cases": {"type": "integer", "minimum": 1},
+            "cases": {"type": "array", "minItems": 1, "items": {"$ref": ref + "case"}},
+        },
+        "$defs": {
+            "hexfloat": {"type": "string", "pattern": HEX_FLOAT},
+            "float64": {"type": "object", "required": ["float64"], "additionalProperties": False,
+                        "properties": {"float64": {"$ref": ref + "hexfloat"}}},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "ndarray": {
+                "type": "object", "required": ["ndarray", "shape", "data"],
+                "additionalProperties": False,
+                "properties": {"ndarray": {"enum": list(DTYPES)}, "shape": {"$ref": ref + "shape"},
+                               "data": {}},                # refined by the anyOf below
+                "anyOf": [
+                    {"properties": {"ndarray": {"const": "float64"},
+                                    "data": {"type": "array",
+                                             "items": {"$ref": ref + "hexfloat"}}}},
+                    {"properties": {"ndarray": {"const": "int64"},
+                                    "data": {"type": "array", "items": {"type": "integer"}}}},
+                    {"properties": {"ndarray": {"const": "bool"},
+                                    "data": {"type": "string", "pattern": "^[01]*$"}}},
+                ],
+            },
+            "mapping": {"type": "object",
+                        "not": {"anyOf": [{"required": ["float64"]}, {"required": ["ndarray"]}]},
+                        "additionalProperties": {"$ref": ref + "value"}},
+            "value": {"anyOf": value_kinds},
+            "scale": {"anyOf": [
+                {"type": "null"}, {"$ref": ref + "float64"},
+                {"allOf": [{"$ref": ref + "ndarray"},
+                           {"properties": {"ndarray": {"const": "float64"}}}]},
+                {"type": "array", "items": {"$ref": ref + "scale"}},
+                {"type": "object", "not": {"anyOf": [{"required": ["float64"]},
+                                                     {"required": ["ndarray"]}]},
+                 "additionalProperties": {"$ref": ref + "scale"}}]},
+            "tolerance": {
+                "type": "object", "required": ["kind"], "additionalProperties": False,
+                "properties": {
+                    "kind": {"enum": list(TOLERANCE_KINDS)},
+                    "rel": {"$ref": ref + "float64"},
+                    "scale": {"$ref": ref + "scale"},
+                    "signed_zeros": {"const": True},
+                    "up_to_ties": {"type": "object", "required": ["scores"],
+                                   "additionalProperties": False,
+                                   "properties": {"scores": {"type": "string"},
+                                                  "alive": {"type": "string"},
+                                                  "pooled": {"type": "boolean"}}},
+                    "alternatives": {"type": "array", "items": {"$ref": ref + "value"}},
+                    "tie_alternatives": {"type": "array", "items": {"$ref": ref + "value"}},
+                },
+                "anyOf": [{"properties": {"kind": {"const": "exact"}},
+                           "not": {"anyOf": [{"required": ["rel"]}, {"required": ["scale"]}]}},
+                          {"properties": {"kind": {"const": "close"}},
+                           "required": ["rel", "scale"]}],
+            },
+            "margin": {"anyOf": [
+                {"type": "null"},
+                {"type": "object", "required": ["relative_gap", "quantity"],
+                 "additionalProperties": False,
+                 "properties": {"relative_gap": {"$ref": ref + "float64"},
+                                "quantity": {"enum": list(MARGIN_QUANTITIES)}}}]},
+            "case": {
+                "type": "object", "required": list(REQUIRED_CASE), "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "integer", "minimum": 1},
+                    "op": {"type": "string"},
+                    "comment": {"type": "string", "pattern": "\\S"},
+                    "flags": {"type": "array", "minItems": 1, "uniqueItems": True,
+                              "items": {"type": "string", "pattern": FLAG_PATTERN.pattern}},
+                    "inputs": {"$ref": ref + "mapping"},
+                    "expected": {"$ref": ref + "mapping"},
+                    "tolerance": {"type": "object",
+                                  "additionalProperties": {"$ref": ref + "tolerance"}},
+                    "margin": {"$ref": ref + "margin"},
+                },
+            },
+        },
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+def schema_problems(path: Path | str, data: Any) -> list[str]:
+    """Violations of ``schema.json`` (an empty list when jsonschema is not installed: the
+    test suite installs it and requires it)."""
+    try:
+        import jsonschema
+    except ImportError:
+        return []
+    validator = jsonschema.Draft202012Validator(json_schema())
+    out = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))[:10]:
+        where = "/".join(str(p) for p in error.absolute_path)
+        out.append(f"{Path(path).name}: schema: at /{where}: {error.message[:200]}")
+    return out
 
 
 # --------------------------------------------------------------------------- lint
@@ -412,6 +544,7 @@ def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str
         data = json.loads(raw.decode("ascii"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return [f"{path.name}: not ASCII JSON ({exc})"]
+    problems += schema_problems(path, data)
     for key in REQUIRED_HEADER:
         if key not in data:
             problems.append(f"{path.name}: missing header field {key!r}")

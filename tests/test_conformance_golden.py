@@ -528,3 +528,26 @@ def test_the_lint_checks_tolerance_scales(tmp_path):
     problems = "\n".join(golden.lint(bad, OPERATIONS))
     assert "power of two" in problems and "of its shape" in problems
 
+
+# ----------------------------------------------------------------------------- JSON Schema
+def test_every_file_is_valid_under_the_json_schema():
+    import jsonschema  # in the test extra: the lint needs it to check the schema
+    schema = json.loads((golden.GOLDEN_DIR / golden.SCHEMA).read_text())
+    assert schema == golden.json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in golden.family_files():
+        errors = list(validator.iter_errors(json.loads(path.read_text())))
+        assert errors == [], (path.name, errors[0].message[:300] if errors else "")
+
+
+def test_the_json_schema_refuses_malformed_files():
+    data = json.loads((golden.GOLDEN_DIR / "sparse_approx.json").read_text())
+    case = data["cases"][0]
+    case["inputs"]["bare"] = 0.5                                       # a float that is not hex
+    del case["margin"]
+    case["tolerance"][next(iter(case["tolerance"]))]["kind"] = "roughly"
+    data["cases"][1]["expected"] = {"u": {"ndarray": "float64", "shape": [1], "data": ["1.5"]}}
+    text = "\n".join(golden.schema_problems("sparse_approx.json", data))
+    assert "/cases/0/inputs/bare" in text and "'margin' is a required property" in text
+    assert "/cases/0/tolerance" in text and "/cases/1/expected/u" in text
