@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from refprune.activations import get_activation
+from refprune.activations import get_activation, softmax_parts
 from refprune.masks import fraction_to_count, keep_top_k, select_masks, select_masks_count
 
 from .backend import ReferenceBackend, flat_names, flatten
@@ -438,11 +438,6 @@ class GGNReportedAsExact(WrongBackend):
                                     method=method)
 
 
-def _softmax(f: np.ndarray) -> np.ndarray:
-    e = np.exp(f - f.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def obd_diagonal(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
                  loss: str, *, sigma2: bool = True) -> dict[str, np.ndarray]:
     """The Becker-LeCun diagonal recursion (the reference's ``"obd"`` method), rebuilt.
@@ -463,11 +458,12 @@ def obd_diagonal(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray,
             a.append(act.value(z[l + 1]))
     f, N = z[L], X.shape[0]
     if loss == "cross_entropy":
-        p = _softmax(f)
+        _, p, q = softmax_parts(f)                 # q = 1 - p without cancellation
+        rows, target = np.arange(N), np.asarray(y)
         delta = p.copy()
-        delta[np.arange(N), np.asarray(y)] -= 1.0
+        delta[rows, target] = -q[rows, target]
         delta /= N
-        h = p * (1.0 - p) / N
+        h = p * q / N
     else:
         K = f.shape[1]
         delta = (f - np.asarray(y, dtype=np.float64)) * (2.0 / (N * K))
