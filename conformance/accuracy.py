@@ -88,7 +88,7 @@ def bound(op: str, inputs: Mapping[str, Any] | None = None) -> float:
 
 # Units a bounded family's floats may move between machines: about 4x the worst measured over
 # OpenBLAS's Prescott, Sandybridge, Haswell and SkylakeX kernels, 1 and 2 threads, and NumPy's
-# baseline SIMD loops (measured worst: curvature 4.6, scores 62, sparse_approx 1.5, lottery 2.1).
+# baseline SIMD loops (measured worst: curvature 3.2, scores 44, sparse_approx 1.2, lottery 2.1).
 MACHINE_VARIATION_BOUND: dict[str, float] = {
     "curvature": 32.0,
     "scores": 256.0,
