@@ -34,21 +34,6 @@ TieCheck = Callable[[Any, Any, Any, Any], bool]
 MAX_SHOWN = 8
 
 
-def ulp_distance(a: Any, b: Any) -> np.ndarray:
-    """Number of float64 values between ``a`` and ``b``, elementwise (0 when equal; -0.0 == 0.0).
-
-    Each float is mapped to an integer that is monotone in its value (the bit
-    pattern, negatives reflected), and the distance is the unsigned difference.
-    """
-    def ordered(x):
-        i = np.asarray(x, dtype=np.float64).view(np.int64)
-        return np.where(i < 0, np.iinfo(np.int64).min - i, i)
-    ia, ib = np.broadcast_arrays(ordered(a), ordered(b))
-    hi, lo = np.maximum(ia, ib).astype(np.uint64), np.minimum(ia, ib).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        return np.subtract(hi, lo)  # modular arithmetic gives the exact distance, < 2**64
-
-
 def _fmt(x: float) -> str:
     return f"{x!r} ({float(x).hex()})"
 

@@ -501,6 +501,29 @@ def test_every_decision_records_its_margin():
     assert seen == decided
 
 
+def test_margin_helpers():
+    from conformance import margins
+    assert margins.gap(1.0, 1.0) == 0.0 and margins.gap(0.0, 0.0) == 0.0
+    assert margins.gap(2.0, 1.0) == 0.5
+    assert margins.selection_gap(np.array([3.0, 1.0, 2.0]), np.array([True, False, True])) == 0.5
+    assert margins.selection_gap(np.array([1.0, 2.0]), np.array([True, True])) is None
+    with pytest.raises(ValueError, match="outranks"):
+        margins.selection_gap(np.array([1.0, 2.0]), np.array([True, False]))
+    alive = np.array([True, False, True])                    # a dead entry takes no part
+    assert margins.selection_gap(np.array([3.0, 9.0, 1.0]), np.array([True, False, False]),
+                                 alive) == 2.0 / 3.0
+    assert margins.rounding_gap(3.5, "round-half-even") == 0.0       # on the boundary
+    assert margins.rounding_gap(5.0, "floor") == 0.0
+    assert margins.rounding_gap(3.25, "round-half-even") == 0.25 / 3.5
+    assert margins.exactly_summed(np.array([1.0, -2.0, 0.5]))
+    assert not margins.exactly_summed(np.array([0.1, 0.2]))
+    assert not margins.exactly_summed(np.array([1.0, 2.0 ** -60]))
+    assert margins.exactly_squared(np.array([1.5, 3.0])) and not margins.exactly_squared([0.1])
+    assert margins.record(exact=[0.0], computed=[0.5, None]) == \
+        {"relative_gap": 0.5, "quantity": "computed"}
+    assert margins.record(exact=[None]) is None
+
+
 def test_the_lint_refuses_a_computed_decision_near_a_tie(tmp_path):
     path = golden.GOLDEN_DIR / "lottery.json"
     data = json.loads(path.read_text())
