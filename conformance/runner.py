@@ -44,7 +44,7 @@ from .backend import OPERATIONS, NotProvided, ReferenceBackend, backend_name, lo
 from .compare import compare
 from .families import Checker, Family, Property, load_families
 from .wire import (DEFAULT_TIMEOUT, START_TIMEOUT, BackendError, ProcessBackend, ProcessFailure,
-                   changed_arguments, child_environment, dumps, serve_command)
+                   changed_arguments, child_environment, dumps, serve_command, snapshot)
 
 PASSED, FAILED, XFAIL, XPASS, NOT_PROVIDED = ("passed", "failed", "expected-fail", "xpass",
                                               "not provided")
@@ -447,7 +447,7 @@ def run_case(case: golden.Case, target: Target, profile: Any) -> Result:
         else:
             inputs = copy.deepcopy(case.inputs)
             actual = getattr(backend, case.op)(**inputs)
-            changed = changed_arguments(case.inputs, inputs)
+            changed = changed_arguments(snapshot(case.inputs), inputs)
     except NotProvided:
         res.status = NOT_PROVIDED
         return res
@@ -562,7 +562,7 @@ class _Guarded:
             return method
 
         def call(**kwargs: Any) -> Any:
-            before = copy.deepcopy(kwargs)
+            before = snapshot(kwargs)
             out = method(**kwargs)
             changed = changed_arguments(before, kwargs)
             if changed:
@@ -686,7 +686,9 @@ def _apply_xfail(res: Result, xfails: set[str]) -> None:
 
 # --------------------------------------------------------------------------- printing
 def nothing_checked_message(report: Report) -> str:
-    if not report.operations:
+    if not report.results:
+        why = f"no check was selected (none applies under the profile {report.profile})"
+    elif not report.operations:
         why = "the backend provides no operation of the protocol"
     else:
         why = ("the backend provides none of the operations the selected checks need "

@@ -23,7 +23,6 @@ next call. A process that cannot start or whose hello is wrong is a usage error
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -167,25 +166,29 @@ def decode_value(obj: Any, where: str) -> Any:
 
 
 def changed_arguments(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Names of the arguments whose value differs bit for bit from a copy taken before the call."""
-    return [k for k in before if _mutated(before[k], after.get(k))]
+    """Names of the arguments whose value differs bit for bit from ``before``.
+
+    ``before`` is ``snapshot(args)`` taken before the call, ``after`` the arguments after it.
+    """
+    now = snapshot(after)
+    return [k for k in before if before[k] != now.get(k)]
 
 
-def _mutated(before: Any, after: Any) -> bool:
-    if isinstance(before, dict):
-        return not isinstance(after, dict) or any(_mutated(before[k], after.get(k)) for k in before)
-    if isinstance(before, list):
-        return (not isinstance(after, list) or len(after) != len(before)
-                or any(_mutated(b, a) for b, a in zip(before, after)))
-    if isinstance(before, np.ndarray):
-        if not (isinstance(after, np.ndarray) and after.shape == before.shape
-                and after.dtype == before.dtype):
-            return True
-        if before.dtype.kind in "fc":       # bit for bit: -0.0 differs from 0.0, NaN equals NaN
-            return not np.array_equal(np.ascontiguousarray(before).view(np.uint8),
-                                      np.ascontiguousarray(after).view(np.uint8))
-        return not np.array_equal(before, after)
-    return False
+def snapshot(value: Any) -> Any:
+    """A comparable copy of ``value``: arrays as (dtype, shape, bytes), floats by their bits.
+
+    Two snapshots are equal exactly when the values are equal bit for bit (-0.0 differs
+    from 0.0, a NaN equals itself), containers included.
+    """
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [snapshot(v) for v in value])
+    if isinstance(value, (float, np.floating)):
+        return ("float", float(value).hex())
+    return value
 
 
 # --------------------------------------------------------------------------- the client
@@ -590,7 +593,7 @@ def answer(backend: Any, ops: Sequence[str], line: bytes) -> dict[str, Any]:
         args = decode_value(message["args"], "args")
     except ValueError as exc:
         return error_message(call_id, "ProtocolError", f"cannot decode the arguments: {exc}")
-    before = copy.deepcopy(args)
+    before = snapshot(args)
     try:
         value = getattr(backend, op)(**args)
     except NotProvided as exc:

@@ -385,3 +385,12 @@ def test_the_pytest_entry_refuses_a_tampered_directory_too(tmp_path):
     assert proc.returncode not in (0, 1), proc.stdout + proc.stderr
     assert "refusing the golden directory" in proc.stdout + proc.stderr
     assert "masks.json: SHA-256 differs" in proc.stdout + proc.stderr
+
+
+def test_a_selection_that_runs_no_check_is_not_ok():
+    from conformance import golden
+    torch_case = next(c.id for c in golden.load_family("profiles").cases
+                      if "profile:torch" in c.flags)
+    report = run(ReferenceBackend(), case_ids=[torch_case])
+    assert report.results == [] and not report.ok
+    assert "nothing was checked: no check was selected" in format_report(report)

@@ -16,7 +16,7 @@ from conformance.backend import OPERATIONS, ReferenceBackend
 from conformance.runner import FAILED, PASSED, format_report, run
 from conformance.wire import (HandshakeError, ProcessBackend, ProcessFailure, answer,
                               changed_arguments, child_environment, dumps, message_problem,
-                              serve_command)
+                              serve_command, snapshot)
 
 HERE = Path(__file__).resolve().parent
 FAKE = f"{sys.executable} {HERE / 'wire_fake_backend.py'}"
@@ -354,14 +354,21 @@ def test_serve_answers_every_kind_of_call():
 
 
 def test_changed_arguments_is_bit_for_bit():
-    before = {"a": np.array([0.0, 1.0]), "b": {"c": np.array([True])}, "d": [np.arange(3)]}
-    same = {"a": np.array([0.0, 1.0]), "b": {"c": np.array([True])}, "d": [np.arange(3)]}
-    assert changed_arguments(before, same) == []
-    assert changed_arguments(before, dict(same, a=np.array([-0.0, 1.0]))) == ["a"]
-    assert changed_arguments(before, dict(same, b={"c": np.array([False])})) == ["b"]
-    assert changed_arguments(before, dict(same, d=[])) == ["d"]
+    def changed(before, after):
+        return changed_arguments(snapshot(before), after)
+
+    before = {"a": np.array([0.0, 1.0]), "b": {"c": np.array([True])}, "d": [np.arange(3)],
+              "e": float("nan"), "f": ["x"]}
+    same = {"a": np.array([0.0, 1.0]), "b": {"c": np.array([True])}, "d": [np.arange(3)],
+            "e": float("nan"), "f": ["x"]}
+    assert changed(before, same) == []
+    assert changed(before, dict(same, a=np.array([-0.0, 1.0]))) == ["a"]
+    assert changed(before, dict(same, a=np.array([0.0, 1.0], dtype=np.float32))) == ["a"]
+    assert changed(before, dict(same, b={"c": np.array([False])})) == ["b"]
+    assert changed(before, dict(same, d=[])) == ["d"]
+    assert changed(before, dict(same, f=["x", "y"])) == ["f"]
     strided = np.arange(12.0).reshape(3, 4)[:, ::2]
-    assert changed_arguments({"x": strided}, {"x": strided.copy()}) == []
+    assert changed({"x": strided}, {"x": strided.copy()}) == []
 
 
 def test_serve_from_the_command_line():
