@@ -496,6 +496,11 @@ class ReferenceBackend(Backend):
 
     name = "refprune reference"
 
+    def __init__(self) -> None:
+        # Import refprune now: a worker process (python -m conformance serve) then does it
+        # before its hello, while the runner reads the golden files, not in its first call.
+        import refprune  # noqa: F401
+
     # ------------------------------------------------------------------ masks
     def fraction_to_count(self, *, fraction, n, rounding):
         from refprune.masks import fraction_to_count
