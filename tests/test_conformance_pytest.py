@@ -37,7 +37,8 @@ def test_defects_fail_and_gaps_skip_from_pytest(tmp_path):
 
 def test_reference_passes_from_a_checkout_path():
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "conformance", "--conformance-backend", "conformance.backend:ReferenceBackend",
+                           "conformance",
+                           "--conformance-backend", "conformance.backend:ReferenceBackend",
                            "--conformance-family", "schedules",
                            "--conformance-max-examples", "2"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
