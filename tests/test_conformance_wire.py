@@ -448,3 +448,24 @@ def test_values_follow_the_schema(value):
 def test_malformed_values_are_refused_by_the_schema(value):
     validator = _validator()
     assert not validator.is_valid({"type": "result", "id": 1, "value": value})
+
+
+def test_values_are_defined_as_in_the_golden_files_schema():
+    """One definition of the value encoding: the wire schema's equals the golden files' schema's.
+
+    (Only the hex-float pattern differs: an answer may hold inf or nan, and trailing zeros.)
+    """
+    path = HERE.parent / "conformance" / "golden" / "schema.json"
+    if not path.exists():
+        pytest.skip("no golden/schema.json")
+    theirs = json.loads(path.read_text())["$defs"]
+
+    def plain(node):
+        if isinstance(node, dict):
+            return {k: plain(v) for k, v in node.items() if k != "description"}
+        if isinstance(node, list):
+            return [plain(v) for v in node]
+        return node
+
+    for name in ("value", "float64", "ndarray", "mapping", "shape"):
+        assert plain(SCHEMA["$defs"][name]) == plain(theirs[name]), name
