@@ -78,6 +78,9 @@ def scale_rule(op: str, inputs: dict[str, Any]) -> tuple[frozenset, Callable | N
 
 PRECISIONS = (30, 50, 80, 130, 210, 340)
 AGREE = mpf(10) ** -20
+#: A settled truth below NOISE * S is the rounding noise of the evaluation's own terms
+#: (an exact zero reached through cancellation) and is taken as 0.
+NOISE = mpf(10) ** -40
 
 
 @dataclass
@@ -283,7 +286,7 @@ class CaseResult:
 
 def check_case(case: Case) -> CaseResult:
     truth, digits, scale = settled(case.op, case.inputs, case.expected)
-    entries = [Entry(p, e, t if abs(t) > AGREE * s else mpf(0), s)
+    entries = [Entry(p, e, t if abs(t) > NOISE * s else mpf(0), s)
                for (p, e, t), s in zip(leaves(case.expected, truth), scale)]
     return CaseResult(case, digits, entries, discrete_mismatches(case.expected, truth))
 
