@@ -3,7 +3,9 @@
 One module per idea, layered one way (no module imports a later one):
 
     rng, activations -> autograd -> mlp -> train -> curvature -> scores -> masks
-    -> data, sparse_approx, schedules -> lottery;  theory;  metrics;  sparse (the SciPy path)
+    -> data, sparse_approx, schedules -> lottery;  theory;  metrics;
+    sparse/ (pool -> products -> plan -> forward -> train: the SciPy path, on top of mlp;
+             nothing else imports it)
     and on top of them all, not imported here: sweep (grids of runs on a pool or Dask)
 
 Conventions (float64, seeds, the one rounding rule and the one tie rule,
@@ -12,21 +14,20 @@ Higher score = more important = kept, everywhere.
 """
 
 from . import (activations, autograd, curvature, data, lottery, masks, metrics, mlp, rng,
-               schedules, scores, sparse, sparse_approx, sparse_train, theory, train)
+               schedules, scores, sparse, sparse_approx, theory, train)
 from .masks import (PruneResult, fraction_to_count, keep_top_k, n_m_mask, prune, prune_count,
                     prune_n_m, prune_units, select_masks)
 from .mlp import MLP
 from .rng import make_rng
 from .scores import RULES, compute_scores
-from .sparse import SparseMLP, to_sparse
-from .sparse_train import SparseSGD
+from .sparse import SparseMLP, SparseSGD, to_sparse
 from .train import SGD, History
 
 __version__ = "0.1.0"
 
 __all__ = [
     "activations", "autograd", "curvature", "data", "lottery", "masks", "metrics", "mlp", "rng",
-    "schedules", "scores", "sparse", "sparse_approx", "sparse_train", "theory", "train",
+    "schedules", "scores", "sparse", "sparse_approx", "theory", "train",
     "SparseMLP", "to_sparse", "SparseSGD",
     "MLP", "SGD", "History", "make_rng", "RULES", "compute_scores",
     "PruneResult", "fraction_to_count", "keep_top_k", "select_masks", "prune", "prune_count",
