@@ -4,7 +4,9 @@ Equalities are norm-wise: max|a - b| <= tol * max|b| (a per-entry relative error
 is meaningless where a pre-activation cancels to ~0).
 """
 
+import importlib.util
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -606,3 +608,32 @@ def test_a_failed_step_changes_nothing():
     with pytest.raises(ValueError):
         opt.step(np.zeros((2, 6)), np.array([0, 9]))
     assert all(np.array_equal(p, before[n]) for n, p in opt.to_model().params.items())
+
+
+# ------------------------------------------------------------------ benchmark smoke run (no timing)
+def test_benchmark_quick_run_writes_its_json(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sparse.py"
+    spec = importlib.util.spec_from_file_location("bench_sparse", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(
+        [
+            "--quick",
+            "--skip-kernels",
+            "--json",
+            str(tmp_path / "out.json"),
+            "--markdown",
+            str(tmp_path / "out.md"),
+        ]
+    )
+    result = json.loads((tmp_path / "out.json").read_text())
+    text = (tmp_path / "out.md").read_text()
+    assert text.count("| 64-32-10 |") == len(result["forward"]) + len(result["training"])
+    assert {"machine", "forward", "training", "threads", "overhead", "targets"} <= set(result)
+    assert all(
+        {"dense_us", "sdense_us", "auto_us", "auto_best", "repeats", "plan"} <= set(r)
+        for r in result["forward"]
+    )
+    assert all("bound_us" in r for r in result["forward"] if "sparse_us" in r)
+    assert all(t["verdict"] in ("PASS", "FAIL", "n/a") for t in result["targets"])
+    assert len(result["targets"]) >= 4  # threads, overhead, auto here, reliability
