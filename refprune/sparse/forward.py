@@ -220,7 +220,9 @@ class SparseMLP:
             return self._forward_dense(X)
         return self._forward_chunks(X, schedule)
 
-    def _layers(self, aT: np.ndarray, first: int, end: int, how: str, threads: int = 1) -> np.ndarray:
+    def _layers(
+        self, aT: np.ndarray, first: int, end: int, how: str, threads: int = 1
+    ) -> np.ndarray:
         """z_l^T = W_l a_l^T + b_l and a_{l+1}^T = sigma(z_l^T) for layers first .. end-1, all
         dense or all sparse; aT feature-major, (width, n) or (width,) for one sample."""
         for l in range(first, end):
@@ -267,7 +269,9 @@ class SparseMLP:
         for first, end, how, threads in schedule.runs:
             rows = threads if len(bounds) == 1 else 1  # one chunk: its products' rows in blocks
 
-            def run(c: int, first: int = first, end: int = end, how: str = how) -> None:
+            def run(
+                c: int, first: int = first, end: int = end, how: str = how, rows: int = rows
+            ) -> None:
                 a = acts[c]
                 if first == 0:  # into feature-major: a copy for SciPy, a view for BLAS
                     a = _feature_major(a) if how == "sparse" else a.T
@@ -333,7 +337,7 @@ class SparseMLP:
         first, last = l == 0, l == self.n_layers - 1
         rng = np.random.default_rng(l)
         out_w, in_w = layer.shape
-        m = min(n, chunk)
+        m = chunk if n >= chunk else 1 << (n.bit_length() - 1)  # measured at a power of two
 
         def sparse() -> float:
             key = ("sparse", m, first, last)
@@ -347,7 +351,7 @@ class SparseMLP:
                     layer.timings[key] = planning.best_time(
                         lambda: _moved(layer.weight @ (_feature_major(X) if first else xT), last)
                     )
-            return layer.timings[key] * n_chunks
+            return layer.timings[key] * n / m
 
         def dense() -> float:
             nd = 1 if n == 1 else 1 << (min(n, 256).bit_length() - 1)
