@@ -321,9 +321,13 @@ class SparseSGD:
                 how, ts = self._choose(l, L, forced, n, step, n_chunks, cal)
                 executions.append(how)
                 seconds += ts
+            big_dense = any(  # a dense product that BLAS itself runs on several threads
+                how == "dense" and L.shape[0] * L.shape[1] * step >= planning.CHUNK_WORK
+                for L, how in zip(self.layers, executions)
+            )
             if all(how == "dense" for how in executions):  # BLAS on the whole batch
                 step, threads = n, 1
-            elif any(how == "dense" for how in executions):  # BLAS has threads of its own
+            elif big_dense:  # BLAS has threads of its own
                 threads = 1
             else:
                 threads = split_pays(seconds, n_chunks, self.threads, cal)
