@@ -166,6 +166,7 @@ def test_no_explicit_zeros_are_stored():
             assert np.all(stored != 0)
             assert layer.nnz == np.count_nonzero(model.effective_params()[name].astype(dtype))
             assert layer.weight.has_canonical_format
+            assert layer.weight.indices.dtype == layer.weight.indptr.dtype == np.int32
 
 
 @pytest.fixture
@@ -306,7 +307,7 @@ def test_calibration_is_cached_pinned_and_forgotten():
         (3, 10, 8, 1, 512),  # one chunk: tiny work
     ],
 )
-def test_chunks_depend_on_the_batch_the_widths_and_the_work_only(n, width, itemsize, work, expected):
+def test_chunks_depend_on_the_batch_widths_and_work_only(n, width, itemsize, work, expected):
     assert planning.chunk_size(n, width, itemsize, work) == expected
 
 
