@@ -168,6 +168,9 @@ def run_parallel(task: Callable[[int], object], n: int, threads: int) -> None:
                 if i >= n:
                     return
                 task(i)
+        except BaseException:
+            stop[0] = True  # no further tasks once one has failed
+            raise
         finally:
             running.remove(token)
 
