@@ -206,6 +206,17 @@ def dense_bound(out: int, width: int, n: int, cal: Calibration) -> float:
     return out * width * n / (PEAK_MARGIN * rate)
 
 
+def measuring() -> bool:
+    """Whether layers are timed at first use (``set_measure``)."""
+    return _MEASURE[0]
+
+
+def sparse_estimate(nnz: int, n: int, cal: Calibration) -> float:
+    """Seconds of a CSR product with nnz stored weights and n samples on one thread, at the
+    calibrated best rate (used instead of a timing when measurement is off)."""
+    return nnz * n / (cal.sparse_rate_1 if n == 1 else cal.sparse_rate)
+
+
 def sparse_bound(nnz: int, n: int, cal: Calibration) -> float:
     """Seconds a CSR product with nnz stored weights and n samples cannot beat on one thread."""
     rate = cal.sparse_rate_1 if n == 1 else cal.sparse_rate
