@@ -11,25 +11,27 @@ Which thread runs a task never changes its result.
 The rules that make this safe:
 
 * **One pool, created lazily, never shut down or replaced** while the process
-  lives (except in a forked child, below). Its size is fixed at creation (the
-  cores this process may use, at least 1); a call asking for more threads
-  than that gets at most that many helpers. Concurrent callers share the pool:
-  each caller runs tasks itself and only waits for tasks a worker has already
-  started, so no caller can wait on a queue behind another caller's work, and
-  nothing can deadlock. A task that itself calls ``run_parallel`` (on a worker)
-  runs its tasks inline.
-* **Interrupts.** ``KeyboardInterrupt`` (Ctrl-C, a notebook's interrupt, any
-  signal handler that raises) only ever reaches the main thread. If it
-  arrives while the main thread is inside ``run_parallel``, the call stops
-  handing out tasks, cancels the submitted tasks that have not started, waits
-  for the started ones to finish (a further interrupt during that wait is held
-  back and re-raised afterwards), and re-raises: the product is abandoned, no
-  worker is left writing into memory the caller will see, and the pool stays
-  usable. The pool's threads are started by a short-lived helper thread,
-  which signals cannot reach, so an interrupt can never leave a half-started
-  worker that would block the interpreter at exit; the waits here use
-  ``Future.result`` on one future at a time (never ``concurrent.futures.wait``,
-  whose multi-lock acquisition an interrupt can leave half done).
+  lives (except in a forked child, below). Its size is fixed: the cores this
+  process may use; a call asking for more threads gets at most that many
+  helpers. Concurrent callers share the pool: each caller runs tasks itself
+  and only waits for tasks a worker has already started (the others are
+  cancelled), so no caller waits behind another caller's work and nothing can
+  deadlock. A task that itself calls ``run_parallel`` (on a worker) runs its
+  tasks inline.
+* **Interrupts.** ``KeyboardInterrupt`` (Ctrl-C, ``_thread.interrupt_main``)
+  reaches only the main thread, at any bytecode boundary, and the executor's
+  own code is not written to survive that: an interrupt raised inside the
+  Python-level ``__enter__`` of the ``threading.Semaphore`` that ``submit``
+  consults, or of a ``Future``'s ``Condition``, leaves its lock taken forever,
+  and every thread that touches it next hangs (observed: the main thread in
+  ``submit``, both workers releasing the semaphore). So while the main thread
+  is inside ``run_parallel``, a SIGINT handled in Python is *deferred*: the
+  handler only records it and stops the handing out of tasks; the started
+  tasks finish (each is a chunk or a row block, milliseconds), and then the
+  original handler runs, raising ``KeyboardInterrupt`` (``_deferred_sigint``).
+  The product is abandoned, no worker goes on writing into memory the caller
+  will see, the pool stays usable and the process exits normally. Signals
+  other than SIGINT whose handlers raise are not deferred.
 * **Fork.** ``os.register_at_fork`` gives a forked child a fresh state: the
   parent's workers do not exist in the child, so its first parallel call
   starts a pool of its own.
@@ -37,12 +39,14 @@ The rules that make this safe:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import FrameType
 
 __all__ = ["available_cores", "pool_size", "run_parallel"]
 
@@ -56,13 +60,12 @@ def available_cores() -> int:
 
 
 class _State:
-    """The process's pool and the locks that guard its creation (fresh in a forked child)."""
+    """The process's pool, its size and the lock that guards its creation (fresh after fork)."""
 
     def __init__(self) -> None:
         self.executor: ThreadPoolExecutor | None = None
-        self.size = 0
-        self.create_lock = threading.Lock()  # one creation attempt at a time (callers)
-        self.install_lock = threading.Lock()  # held only by the helper thread that installs it
+        self.size = available_cores()
+        self.lock = threading.Lock()
 
 
 _STATE = _State()
@@ -82,74 +85,62 @@ def _mark_worker() -> None:
     _LOCAL.worker = True
 
 
-def _install(state: _State, size: int) -> None:
-    """Create the executor and start all its threads (on a helper thread: never interrupted)."""
-    with state.install_lock:
-        if state.executor is not None:
-            return
-        executor = ThreadPoolExecutor(
-            max_workers=size, thread_name_prefix="refprune-sparse", initializer=_mark_worker
-        )
-        # every worker blocks on the barrier until all have started, so each submit
-        # starts a new thread: the pool is complete before anyone uses it
-        barrier = threading.Barrier(size + 1)
-        for _ in range(size):
-            executor.submit(barrier.wait, 60.0)
-        barrier.wait(60.0)
-        state.size = size
-        state.executor = executor
-
-
 def _executor(state: _State) -> ThreadPoolExecutor:
-    """The process's pool, created on first use by a helper thread."""
+    """The process's pool, created on first use (its threads start as tasks arrive)."""
     if state.executor is None:
-        with state.create_lock:
+        with state.lock:
             if state.executor is None:
-                helper = threading.Thread(
-                    target=_install,
-                    args=(state, available_cores()),
-                    name="refprune-sparse-start",
-                    daemon=True,
+                state.executor = ThreadPoolExecutor(
+                    max_workers=state.size,
+                    thread_name_prefix="refprune-sparse",
+                    initializer=_mark_worker,
                 )
-                helper.start()
-                helper.join()  # if interrupted here, the helper still installs the pool
-    executor = state.executor
-    if executor is None:  # pragma: no cover - the helper failed to start threads
-        raise RuntimeError("could not start the worker threads of refprune.sparse")
-    return executor
+    return state.executor
 
 
 def pool_size() -> int:
-    """Worker threads of the process's pool (starts it if needed)."""
-    state = _STATE
-    _executor(state)
-    return state.size
+    """Worker threads of the process's pool (the cores this process may use)."""
+    return _STATE.size
 
 
-def _settle(futures: list[Future]) -> BaseException | None:
-    """Cancel every future that has not started and wait for the others to finish.
+@contextlib.contextmanager
+def _deferred_sigint(on_interrupt: Callable[[], None]) -> Iterator[None]:
+    """Within: a SIGINT handled in Python calls ``on_interrupt`` and is held; on exit the
+    original handler runs for it (raising ``KeyboardInterrupt``, for the default handler).
 
-    An exception raised meanwhile (an interrupt) does not cut the wait short:
-    the first one is returned, for the caller to raise once nothing runs.
+    Only the main thread receives signals and may change handlers; elsewhere, or when
+    SIGINT is not handled in Python (ignored, or the default action), this does nothing.
     """
-    held: BaseException | None = None
-    while futures:
-        try:
-            future = futures[-1]
-            if not future.cancel():
-                future.exception()  # waits; the task's own error is read later
-            futures.pop()
-        except BaseException as exc:  # noqa: BLE001 - an interrupt during the wait
-            held = held if held is not None else exc
-    return held
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield
+        return
+    held: list[tuple[int, FrameType | None]] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if not held:
+            held.append((signum, frame))
+        on_interrupt()
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(*held[0])
 
 
 def run_parallel(task: Callable[[int], object], n: int, threads: int) -> None:
     """Run ``task(i)`` for i in 0 .. n-1 on the calling thread and up to ``threads - 1`` workers.
 
-    Returns when every task has run; re-raises the first error of a task. With
-    ``threads <= 1``, ``n <= 1``, or when called from a worker, the tasks run
-    in order on the calling thread.
+    Returns when every task has run; re-raises the first error of a task (no task
+    starts after one has failed). With ``threads <= 1``, ``n <= 1``, or when
+    called from a worker, the tasks run in order on the calling thread. An
+    interrupt stops the handing out of tasks and is raised once the started
+    ones have finished.
     """
     if threads <= 1 or n <= 1 or getattr(_LOCAL, "worker", False):
         for i in range(n):
@@ -157,48 +148,33 @@ def run_parallel(task: Callable[[int], object], n: int, threads: int) -> None:
         return
     claim = itertools.count()  # next() on it is atomic under the GIL
     stop = [False]
-    running: list[int] = []  # one entry per drain in progress (list ops are atomic)
 
     def drain() -> None:
-        token = threading.get_ident()
-        running.append(token)
-        try:
-            while not stop[0]:
-                i = next(claim)
-                if i >= n:
-                    return
+        while not stop[0]:
+            i = next(claim)
+            if i >= n:
+                return
+            try:
                 task(i)
-        except BaseException:
-            stop[0] = True  # no further tasks once one has failed
-            raise
-        finally:
-            running.remove(token)
+            except BaseException:
+                stop[0] = True  # no further tasks once one has failed
+                raise
+
+    def halt() -> None:
+        stop[0] = True
 
     state = _STATE
     futures: list[Future] = []
-    try:
-        executor = _executor(state)
-        for _ in range(min(threads, n, state.size + 1) - 1):
-            futures.append(executor.submit(drain))
-        drain()
-    except BaseException:
-        stop[0] = True
-        _settle(list(futures))
-        _wait_until_empty(running)  # a drain whose future was lost to the interrupt
-        raise
-    held = _settle(list(futures))
-    if held is not None:
-        raise held
-    for future in futures:
-        if not future.cancelled() and future.exception() is not None:
-            raise future.exception()  # type: ignore[misc]
-
-
-def _wait_until_empty(running: list[int]) -> None:
-    """Poll until no drain runs, holding back interrupts (only on the interrupted path)."""
-    later: list[BaseException] = []  # further interrupts: dropped, one is propagating
-    while running:
+    error: BaseException | None = None
+    with _deferred_sigint(halt):
         try:
-            time.sleep(1e-4)
-        except BaseException as exc:  # noqa: BLE001 - keep waiting
-            later.append(exc)
+            executor = _executor(state)
+            for _ in range(min(threads, n, state.size + 1) - 1):
+                futures.append(executor.submit(drain))
+            drain()
+        finally:
+            for future in futures:  # cancel what has not started, wait for the rest
+                if not future.cancel():
+                    error = error or future.exception()
+    if error is not None:
+        raise error
