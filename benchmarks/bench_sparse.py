@@ -3,8 +3,8 @@
 One command measures everything and prints, at the end, each target with its
 measured value and a verdict (PASS / FAIL):
 
-    python benchmarks/bench_sparse.py --json run.json --markdown run.md    # about 45 minutes
-    python benchmarks/bench_sparse.py --quick                              # smoke run, ~1 minute
+    python benchmarks/bench_sparse.py --json run.json --markdown run.md    # ~50 minutes (estimate)
+    python benchmarks/bench_sparse.py --quick                              # smoke run, < 1 minute
 
 Forward pass: a 784-300-100-10 ReLU MLP and a single 4096x4096 layer, every
 weight matrix pruned to density d by a random mask (``keep_top_k`` of uniform
