@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from mpmath import mpf
 
 from .cases import Array
-from .ulps import exact
+from .ulps import exact, to_mpf
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def targets(name: str, options: dict[str, Any]) -> tuple[list[Run], list[Run]]:
 
 
 def _array(runs: list[Run], field: str) -> Array:
-    return Array("float64", (len(runs),), [mpf(getattr(r, field)) for r in runs])
+    return Array("float64", (len(runs),), [to_mpf(getattr(r, field)) for r in runs])
 
 
 def truth(op: str, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import mpmath
 from mpmath import mpf
 
 from .cases import Array, rows
-from .ulps import exact
+from .ulps import exact, to_mpf
 
 DRIFT_ULPS = 64          # the multiple of u per step assumed when certifying IHT's supports
 
@@ -58,7 +58,7 @@ def _fractions(a: Array) -> list[Fraction]:
 
 def _mp(a: Array) -> Array:
     """Exact rationals to mpf (exact: they are sums of two floats at most)."""
-    return Array(a.dtype, a.shape, [mpf(x) if isinstance(x, Fraction) else x for x in a.data])
+    return Array(a.dtype, a.shape, [to_mpf(x) if isinstance(x, Fraction) else x for x in a.data])
 
 
 def hard_threshold(w: Array, k: int) -> Array:

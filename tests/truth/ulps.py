@@ -26,6 +26,13 @@ def exact(x: mpf | float | Fraction) -> Fraction:
     return -value if sign else value
 
 
+def to_mpf(x: mpf | float | Fraction) -> mpf:
+    """x as an mpf at the working precision; mpmath 1.3 does not take a Fraction itself."""
+    if isinstance(x, Fraction):
+        return mpf(x.numerator) / x.denominator
+    return mpf(x)
+
+
 def round_to_float(x: mpf | Fraction) -> float:
     """The float64 nearest to x (ties to even), subnormals included: CPython's int / int."""
     q = exact(x)
