@@ -809,6 +809,10 @@ class Profile:
         True when the library ranks |score| rather than the signed score.
     ignored_count_as_alive : bool
         True when tensors in ``ignore`` still count towards the alive total.
+    signed_zeros : bool
+        False when the library writes a pruned weight as ``w * 0`` (which is
+        -0.0 for a negative w) instead of +0.0; comparisons then accept
+        either sign of zero (``honour``).
     citations : tuple of Citation
     extras : mapping name -> function
         The library's related arithmetic (schedules, size formulas).
@@ -827,6 +831,13 @@ class Profile:
     _count: Callable[[Any, int], int] | None = field(default=None, repr=False, compare=False)
     extras: Mapping[str, Callable[..., Any]] = field(default_factory=lambda: MappingProxyType({}),
                                                      repr=False, compare=False)
+    signed_zeros: bool = True
+
+    def honour(self, tolerance: dict[str, Any]) -> dict[str, Any]:
+        """``tolerance`` as this profile allows it: zeros' signs dropped unless promised."""
+        if self.signed_zeros or "signed_zeros" not in tolerance:
+            return tolerance
+        return {k: v for k, v in tolerance.items() if k != "signed_zeros"}
 
     def keep_masks(self, scores: Scores, amount: Any, *, alive: Any = None, scope: str = "layer",
                    ignore: Sequence[str] = ()) -> np.ndarray | dict[str, np.ndarray]:
@@ -956,9 +967,12 @@ TORCH = Profile(
         _cite("global: scores and masks of all parameters concatenated (parameters_to_vector), "
               "then the same container rule", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE,
               "global_unstructured"),
+        _cite("the pruned tensor is weight_orig * weight_mask, so a pruned negative weight "
+              "reads -0.0", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE, "BasePruningMethod.apply_mask"),
     ),
     _select=_torch_select,
     _count=_torch_count,
+    signed_zeros=False,
 )
 
 TFMOT = Profile(

@@ -458,8 +458,8 @@ def run_case(case: golden.Case, target: Target, profile: Any) -> Result:
         res.detail = f"{case.op} raised {type(exc).__name__}: {exc}\n" + _short_traceback(exc)
     else:
         output = OPERATIONS[case.op].output
-        diff = _compare(case.expected[output], actual, case.tolerance[output], output,
-                        case.inputs, _case_tie_check(case, profile))
+        diff = _compare(case.expected[output], actual, profile.honour(case.tolerance[output]),
+                        output, case.inputs, _case_tie_check(case, profile))
         if changed:
             diff = (diff + "\n" if diff else "") + f"{case.op} modified its arguments {changed}"
         if diff:

@@ -1,4 +1,4 @@
-"""The PyTorch adapter: the suite passes it under the torch profile except where torch's ties differ.
+"""The PyTorch adapter: the suite passes it under the torch profile up to its declared deviations.
 
 Runs only when torch is installed (the ``torch`` extra); the import test at the
 end runs everywhere.
@@ -24,8 +24,12 @@ from conformance.runner import read_xfails, run
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 XFAILS = Path(__file__).resolve().parents[1] / "conformance" / "adapters" / "torch_xfails.txt"
-DEVIATIONS = {"masks/keep-top-k-differential", "masks/prune-units-differential",
-              "lottery/imp-round-differential"}
+# Golden curvature cases where torch's own derivatives of a saturated tanh or softmax lose
+# digits the reference keeps, and structured pruning's notion of an alive unit; no deviation
+# is about ties (those the profile allows).
+ACCURACY = {"97", "98", "99", "424", "425", "426", "427", "428", "431", "432", "433", "434"}
+UNITS = "masks/prune-units-differential"   # reported "xpass" when no example meets the case
+DEVIATIONS = ACCURACY | {UNITS}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def test_the_suite_passes_torch_up_to_its_declared_deviations(torch_backend):
         assert summary[family]["golden"]["passed"] > 0, family
 
 
-def test_the_declared_deviations_are_properties_only():
+def test_the_declared_deviations_are_accuracy_only():
     assert read_xfails(XFAILS) == DEVIATIONS
 
 

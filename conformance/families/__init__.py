@@ -120,6 +120,8 @@ class Checker:
     def same(self, op: str, expected: Any, actual: Any, inputs: dict[str, Any]) -> None:
         name = OPERATIONS[op].output
         tol = self.family.tolerance(op, expected, inputs)
+        if self.profile is not None:
+            tol = self.profile.honour(tol)
         diff = compare(expected, actual, tol, where=name, inputs=inputs, tie_check=self.tie_check)
         if diff:
             raise AssertionError(f"{op} differs from the reference:\n{diff}")
