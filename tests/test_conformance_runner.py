@@ -16,6 +16,7 @@ from conformance.runner import (FAILED, NOT_PROVIDED, PASSED, XFAIL, XPASS, form
                                 py_literal, read_xfails, run)
 
 FEW = 5                                  # Hypothesis examples per property in these tests
+HANG = 1800                              # a guard against a hung child, not a speed limit
 
 
 class TiesToHigherIndex(ReferenceBackend):
@@ -381,7 +382,7 @@ def test_the_pytest_entry_refuses_a_tampered_directory_too(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "-p", "conformance.pytest_plugin", "--pyargs", "conformance",
                            "--conformance-golden-dir", str(directory)],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=HANG, cwd=tmp_path)
     assert proc.returncode not in (0, 1), proc.stdout + proc.stderr
     assert "refusing the golden directory" in proc.stdout + proc.stderr
     assert "masks.json: SHA-256 differs" in proc.stdout + proc.stderr
