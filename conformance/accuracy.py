@@ -79,6 +79,11 @@ REFERENCE_ERROR_BOUND: dict[str, float] = {
     # provisional bound, 30 times its largest move between machines (2.1 units)
     "imp_round": 0,
     "imp": 64,
+    # sparse_execution: reordered sums of at most 9 terms (fan-in 8 and the bias) in at most
+    # 3 layers, and the activations' few ulps, bound the error by about 16 units of the
+    # magnitude of the terms (docs/conformance.md, family sparse_execution)
+    "sparse_forward": 16,
+    "sparse_train_step": 16,
 }
 
 
@@ -98,6 +103,7 @@ MACHINE_VARIATION_BOUND: dict[str, float] = {
     "scores": 256.0,
     "sparse_approx": 8.0,
     "lottery": 16.0,
+    "sparse_execution": 8.0,
 }
 TOLERANCE_OVER_VARIATION = 8.0         # a tolerance is at least this many machine variations
 # The stored scale s is an estimate of S (4 sign vectors see about the 2-norm of the per-input
@@ -117,6 +123,7 @@ PORTABILITY: dict[str, str] = {
     "scores": "bounded",
     "sparse_approx": "bounded",
     "lottery": "bounded",
+    "sparse_execution": "bounded",
 }
 
 PERTURBATION = 2.0 ** -24              # relative size of the perturbations of entry_scales

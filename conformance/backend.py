@@ -103,6 +103,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
     Operation("imp_round", "lottery", "result", "one IMP round: prune trained weights, then rewind"),
     Operation("imp", "lottery", "trace",
               "a full-batch IMP run: per-round masks, rewound weights and losses"),
+    Operation("sparse_forward", "sparse_execution", "logits",
+              "outputs of the pruned MLP computed in the backend's own sparse format"),
+    Operation("sparse_train_step", "sparse_execution", "step",
+              "one masked SGD step through the backend's own sparse format"),
 ]}
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(op.family for op in OPERATIONS.values()))
@@ -413,6 +417,33 @@ class Backend:
         """
         raise NotProvided
 
+    # ------------------------------------------------------- sparse execution
+    def sparse_forward(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+                       X: np.ndarray, activation: str) -> np.ndarray:
+        """Outputs f(X) (N, K) of the pruned MLP, run on the backend's own sparse format.
+
+        The function is the dense masked network's: z_{l+1} = a_l (W_l * M_l)^T +
+        b_l * Mb_l, hidden activation, last layer linear; ``masks`` holds a mask for
+        every parameter. How the backend stores the pruned layers (CSR, COO, blocks, a
+        GPU kernel) is its own business; only the sums may run in another order
+        (docs/conformance.md, family sparse_execution, for the tolerance). Whatever
+        ``params`` holds at a pruned entry is never read.
+        """
+        raise NotProvided
+
+    def sparse_train_step(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+                          X: np.ndarray, y: np.ndarray, activation: str, loss: str, lr: float,
+                          weight_decay: float) -> dict[str, Any]:
+        """One masked SGD step on the batch (X, y), through the backend's own sparse format.
+
+        With w the effective parameters (params * masks) and g the gradient of the mean
+        loss of the masked network: d = g + weight_decay * w; w' = w - lr * (d * M).
+        Every alive entry is updated, an alive weight whose value is 0.0 (or -0.0)
+        included; every pruned entry of the result is +0.0. Returns {"params": w'
+        (every parameter), "loss": the mean loss before the step (float)}.
+        """
+        raise NotProvided
+
 
 def provides(backend: Any, op: str) -> bool:
     """True when ``backend`` has a callable ``op`` that is not ``Backend``'s placeholder."""
@@ -464,6 +495,17 @@ def _model(params: Params, activation: str, loss: str):
     sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
     model = MLP(sizes, activation, loss=loss, seed=0)
     model.load_state_dict({"params": dict(params)})
+    return model
+
+
+def _masked_model(params: Params, masks: Mapping[str, np.ndarray], activation: str, loss: str):
+    """``_model`` with ``masks`` (of every parameter) set: pruned entries become 0.0."""
+    model = _model(params, activation, loss)
+    names = set(model.params)
+    if not isinstance(masks, Mapping) or set(masks) != names:
+        raise ValueError(f"masks must have exactly the names {sorted(names)}, got "
+                         f"{sorted(masks) if isinstance(masks, Mapping) else type(masks).__name__}")
+    model.set_masks(masks)
     return model
 
 
@@ -680,3 +722,18 @@ class ReferenceBackend(Backend):
                 "rewound": [{n: decode_array(e) for n, e in r["rewound_weights"].items()} for r in rounds],
                 "final": {n: p.copy() for n, p in res.model.params.items()},
                 "train_loss": np.array([r["train_loss"] for r in rounds], dtype=np.float64)}
+
+    # ------------------------------------------------------- sparse execution
+    # refprune.sparse with every layer forced sparse on one thread: SciPy's CSR products,
+    # the same bits on every machine (no BLAS, no measured plan).
+    def sparse_forward(self, *, params, masks, X, activation):
+        from refprune.sparse import SparseMLP
+        model = _masked_model(params, masks, activation, "mse")
+        return SparseMLP(model, execution="sparse", threads=1).forward(X)
+
+    def sparse_train_step(self, *, params, masks, X, y, activation, loss, lr, weight_decay):
+        from refprune.sparse import SparseSGD
+        model = _masked_model(params, masks, activation, loss)
+        sgd = SparseSGD(model, lr=lr, weight_decay=weight_decay, execution="sparse", threads=1)
+        value = sgd.step(X, y)
+        return {"params": {n: p.copy() for n, p in sgd.to_model().params.items()}, "loss": value}

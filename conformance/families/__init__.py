@@ -165,7 +165,8 @@ class Family:
 
 
 def family_modules() -> list[str]:
-    return ["curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery"]
+    return ["curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery",
+            "sparse_execution"]
 
 
 def load_families() -> dict[str, Family]:

@@ -31,7 +31,7 @@ from typing import Any
 import mpmath
 from mpmath import mp, mpf
 
-from . import curvature, lottery, schedules, scores, sparse_approx
+from . import curvature, lottery, schedules, scores, sparse_approx, sparse_execution
 from .cases import Array, Case
 from .network import KINKS
 from .ulps import U, round_to_float, ulp, ulp_distance
@@ -40,7 +40,7 @@ from .ulps import U, round_to_float, ulp, ulp_distance
 TRUTHS: dict[str, Callable[[str, dict[str, Any], Any], dict[str, Any]]] = {}
 #: outputs that are copies of inputs or one IEEE operation on them: 0 ulps required
 CORRECTLY_ROUNDED = ("hard_threshold", "soft_threshold", "hard_threshold_prox", "imp_round")
-for _module in (curvature, scores, sparse_approx, schedules):
+for _module in (curvature, scores, sparse_approx, schedules, sparse_execution):
     for _op in _module.OPS:
         TRUTHS[_op] = lambda op, inputs, expected, _m=_module: _m.truth(op, inputs)
 TRUTHS["imp_round"] = lottery.truth

@@ -29,7 +29,8 @@ from conformance.accuracy import bound
 
 from . import cases, check
 
-FAMILIES = ("curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery")
+FAMILIES = ("curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery",
+            "sparse_execution")
 
 #: Operations whose outputs have no truth here, and why.
 EXCLUDED: dict[str, str] = {

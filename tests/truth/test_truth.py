@@ -21,7 +21,7 @@ from conformance.accuracy import REFERENCE_ERROR_BOUND
 from . import cases, check, curvature, report, scores
 from .network import Net
 
-COMPARED = ("curvature", "scores", "schedules", "sparse_approx", "lottery")
+COMPARED = ("curvature", "scores", "schedules", "sparse_approx", "lottery", "sparse_execution")
 
 
 def _cases(family: str) -> list[cases.Case]:
