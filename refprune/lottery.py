@@ -59,7 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -411,17 +411,6 @@ class PruneSpec:
                 "score_options": dict(self.score_options or {}), "allow_collapse": self.allow_collapse}
 
 
-def _spec(model: MLP, rule, names, scope, rate_multipliers, rounding, hessian_method, score_options,
-          allow_collapse) -> PruneSpec:
-    return PruneSpec(rule, tuple(_check_names(model, names)), scope,
-                     None if rate_multipliers is None else dict(rate_multipliers), rounding, hessian_method,
-                     None if score_options is None else dict(score_options), allow_collapse)
-
-
-def _check_names(model: MLP, names) -> list[str]:
-    return model.check_names(names)
-
-
 def _check_data(model: MLP, X, y, X_test, y_test):
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
@@ -464,7 +453,10 @@ def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: flo
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
-    spec = _spec(model, rule, names, scope, rate_multipliers, rounding, hessian_method, None, allow_collapse)
+    spec = _pruning_spec(model, None, dict(rule=rule, names=names, scope=scope,
+                                           rate_multipliers=rate_multipliers, rounding=rounding,
+                                           hessian_method=hessian_method,
+                                           allow_collapse=allow_collapse))
     net = model.copy()
     prune(net, spec.scores(net, X, y, make_rng(seed)), fraction, names=list(spec.names), scope=spec.scope,
           rate_multipliers=spec.rate_multipliers, rounding=spec.rounding, allow_collapse=spec.allow_collapse)
@@ -541,15 +533,41 @@ class LotteryResult:
 
 
 # ---------------------------------------------------------------- IMP
+_SEGMENTS = {"init": "full", "step": "resume", "lr": "full", "finetune": "finetune"}
+_PRUNE_KEYWORDS = ("rule", "names", "scope", "rate_multipliers", "rounding", "hessian_method",
+                   "score_options", "allow_collapse")
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The control runs of IMP (``run_imp``) and the seeds they draw from.
+
+    names : subset of ``CONTROLS`` ("reinit", "random_masks", "one_shot"), run in this order.
+    reinit_seed : seed of the fresh weights of "reinit" (``reinit_like``).
+    mask_seed : seed of the random masks of "random_masks" (``random_masks_like``).
+    """
+
+    names: tuple[str, ...] = ()
+    reinit_seed: int = 1
+    mask_seed: int = 2
+
+    def __post_init__(self):
+        names = (self.names,) if isinstance(self.names, str) else tuple(self.names)
+        for c in names:
+            choice(c, "controls[i]", CONTROLS)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "reinit_seed", positive_int(self.reinit_seed, "reinit_seed", minimum=0))
+        object.__setattr__(self, "mask_seed", positive_int(self.mask_seed, "mask_seed", minimum=0))
+
+
 class _Trainer:
     """Trains one round the way the rewinding mode says (shared by IMP and its controls)."""
 
-    def __init__(self, X, y, X_test, y_test, cfg: TrainConfig, rw: Rewind):
-        self.X, self.y, self.X_test, self.y_test, self.cfg, self.rw = X, y, X_test, y_test, cfg, rw
+    def __init__(self, X, y, cfg: TrainConfig, rw: Rewind):
+        self.X, self.y, self.cfg, self.rw = X, y, cfg, rw
         self.spe = cfg.steps_per_epoch(X.shape[0])
         self.total = cfg.epochs * self.spe
         self.optimizer = SGD(cfg.lr, cfg.momentum, cfg.weight_decay)
-        self.observe: Callable[[str, int, MLP], None] | None = None
 
     def run(self, net: MLP, segment: str, callback=None) -> int:
         """Train ``net`` in place and return the number of updates.
@@ -584,31 +602,115 @@ class _Trainer:
                      first_batch=first_batch, callback=callback)
         return hist.steps
 
-    def record(self, records: list, net: MLP, names, index: int, target, start, weights_format: str,
-               steps: int, progress, kind: str, t0: float, scheduled: float | None = None) -> None:
-        tr = evaluate(net, self.X, self.y)
-        te = None if self.X_test is None else evaluate(net, self.X_test, self.y_test)
-        rec = _record(net, names, index=index, target_density=target,
-                      schedule_density=target if scheduled is None else scheduled,
-                      start_weights=start,
-                      weights_format=weights_format, steps=steps, train_eval=tr, test_eval=te)
-        records.append(rec)
+
+class _Recorder:
+    """Builds the trace of one IMP run: its header, then one record per trained network.
+
+    ``add(kind, r, net, start, steps)`` evaluates ``net`` on the training and test
+    data, appends the record of round r to ``trace["rounds"]`` (kind "imp") or to
+    ``trace["controls"][kind]``, then calls ``observe`` and ``progress``.
+    """
+
+    def __init__(self, trace: dict, names: list[str], data: tuple, targets: list[float],
+                 scheduled: list[float], weights_format: str, progress, observe):
+        self.trace, self.names, self.data = trace, names, data
+        self.targets, self.scheduled = targets, scheduled      # index r: round r (0: as given)
+        self.weights_format, self.progress, self.observe = weights_format, progress, observe
+        self.t0 = time.perf_counter()
+
+    def add(self, kind: str, r: int, net: MLP, start: Mapping[str, np.ndarray], steps: int) -> None:
+        X, y, X_test, y_test = self.data
+        te = None if X_test is None else evaluate(net, X_test, y_test)
+        rec = _record(net, self.names, index=r, target_density=self.targets[r],
+                      schedule_density=self.scheduled[r], start_weights=start,
+                      weights_format=self.weights_format, steps=steps,
+                      train_eval=evaluate(net, X, y), test_eval=te)
+        (self.trace["rounds"] if kind == "imp" else self.trace["controls"][kind]).append(rec)
         if self.observe is not None:
-            self.observe(kind, index, net)
-        if progress is not None:
-            progress(kind, dict(rec, elapsed=time.perf_counter() - t0))
+            self.observe(kind, r, net)
+        if self.progress is not None:
+            self.progress(kind, dict(rec, elapsed=time.perf_counter() - self.t0))
+
+
+def _copy(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {n: a.copy() for n, a in arrays.items()}
+
+
+def _trace_header(model: MLP, X, X_test, schedule: Schedule, pruning: PruneSpec, rw: Rewind,
+                  cfg: TrainConfig, score_seed: int, controls: Controls, weights_format: str) -> dict:
+    """The trace before any round: ``format``, ``version``, the whole ``config``, empty records."""
+    arch = {"sizes": list(model.sizes), "activation": model.activation, "loss": model.loss,
+            "init": model.init, "sigma": model.sigma}
+    config = {"model": arch, "n_train": int(X.shape[0]),
+              "n_test": None if X_test is None else int(X_test.shape[0]),
+              "schedule": schedule.to_dict(), "pruning": pruning.to_dict(), "rewind": str(rw),
+              "train": cfg.to_dict(), "score_seed": score_seed, "controls": list(controls.names),
+              "reinit_seed": controls.reinit_seed, "mask_seed": controls.mask_seed,
+              "weights_format": weights_format, "mask_checksum": MASK_CHECKSUM}
+    return {"format": TRACE_FORMAT, "version": TRACE_VERSION, "config": config,
+            "rounds": [], "controls": {c: [] for c in controls.names}}
+
+
+def _pruning_spec(model: MLP, pruning: PruneSpec | None, keywords: dict) -> PruneSpec:
+    """``pruning`` with its names resolved, or a PruneSpec from the flat keywords of its fields."""
+    if pruning is None:
+        fields = {k: keywords.pop(k) for k in _PRUNE_KEYWORDS if k in keywords}
+        names = model.check_names(fields.pop("names", None))
+        for key in ("rate_multipliers", "score_options"):
+            if fields.get(key) is not None:
+                fields[key] = dict(fields[key])
+        return PruneSpec(names=tuple(names), **fields)
+    if not isinstance(pruning, PruneSpec):
+        raise TypeError(f"pruning must be a PruneSpec, got {type(pruning).__name__}")
+    given = [k for k in _PRUNE_KEYWORDS if k in keywords]
+    if given:
+        raise TypeError(f"give either pruning or its fields as keywords, not both (got {given})")
+    return replace(pruning, names=tuple(model.check_names(pruning.names or None)))
+
+
+def _check_imp(model: MLP, X, y, X_test, y_test, schedule, pruning, train_config, rewind, controls,
+               score_seed, weights_format, progress, observe, keywords: dict) -> tuple:
+    """Validate run_imp's arguments once; return them as spec objects."""
+    data = _check_data(model, X, y, X_test, y_test)
+    rounds, alpha = keywords.pop("rounds", 10), keywords.pop("alpha", 0.2)
+    if schedule is None:
+        schedule = geometric(alpha, rounds)
+    elif not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a refprune Schedule, got {type(schedule).__name__}")
+    pruning = _pruning_spec(model, pruning, keywords)
+    if not isinstance(controls, Controls):
+        controls = Controls(controls, keywords.pop("reinit_seed", 1), keywords.pop("mask_seed", 2))
+    if keywords:
+        raise TypeError(f"run_imp() got unexpected keyword arguments {sorted(keywords)}")
+    rw = Rewind.parse(rewind)
+    cfg = TrainConfig() if train_config is None else train_config
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
+    score_seed = positive_int(score_seed, "score_seed", minimum=0)
+    choice(weights_format, "weights_format", WEIGHT_FORMATS)
+    for name, f in (("progress", progress), ("observe", observe)):
+        if f is not None and not callable(f):
+            raise TypeError(f"{name} must be callable, got {type(f).__name__}")
+    total = cfg.epochs * cfg.steps_per_epoch(data[0].shape[0])
+    if rw.mode == "step" and rw.step > total:
+        raise ValueError(f"rewind step K must be in [0, {total}] (the updates of a round), "
+                         f"got {rw.step}")
+    if "reinit" in controls.names and all(
+            np.array_equal(reinit_like(model, controls.reinit_seed)[n], model.params[n])
+            for n in pruning.names):
+        raise ValueError(f"reinit_seed={controls.reinit_seed} draws the model's own initial "
+                         "weights; choose a seed other than the model's")
+    return data, schedule, pruning, cfg, rw, controls, score_seed
 
 
 def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | None = None,
-            y_test: np.ndarray | None = None, rounds: int = 10, alpha: float = 0.2,
-            schedule: Schedule | None = None, rule: str = "magnitude", names: Sequence[str] | None = None,
-            scope: str = "layer", rate_multipliers: Mapping[str, float] | None = None,
-            rounding: str = "round-half-even", rewind: str | Rewind = "init",
-            train_config: TrainConfig | None = None, score_seed: int = 0, hessian_method: str = "exact",
-            score_options: Mapping[str, Any] | None = None, controls: Sequence[str] = (),
-            reinit_seed: int = 1, mask_seed: int = 2, weights_format: str = "hex",
-            allow_collapse: bool = False, progress: Callable[[str, dict], None] | None = None,
-            observe: Callable[[str, int, MLP], None] | None = None) -> LotteryResult:
+            y_test: np.ndarray | None = None, schedule: Schedule | None = None,
+            pruning: PruneSpec | None = None, train_config: TrainConfig | None = None,
+            rewind: str | Rewind = "init", controls: Controls | Sequence[str] = (),
+            score_seed: int = 0, weights_format: str = "hex",
+            progress: Callable[[str, dict], None] | None = None,
+            observe: Callable[[str, int, MLP], None] | None = None,
+            **keywords: Any) -> LotteryResult:
     """Iterative pruning with rewinding (the Lottery Ticket procedure), with optional controls.
 
     Round 0 trains a copy of ``model`` (``model`` itself is never modified).
@@ -619,10 +721,97 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
     ``Schedule.alive_counts``); rewind (``Rewind``); reset the momentum; train.
     Frankle and Carbin, ICLR 2019; Frankle et al., ICML 2020; Renda et al., ICLR 2020.
 
-    Controls, one run per round r >= 1, each trained exactly as round r is
-    (the same segment of the schedule; for "lr" and "finetune" rewinding the
-    full schedule from step 0, as those modes keep no earlier weights), and
-    recorded under ``trace["controls"][name]``:
+    Controls (``run_controls``), one run per round r >= 1, each trained exactly
+    as round r is, recorded under ``trace["controls"][name]``: "reinit" (round
+    r's masks on fresh weights), "random_masks" (round r's alive counts placed
+    at random, on the rewind weights), "one_shot" (one pruning step from the
+    dense trained network to round r's alive counts, on the rewind weights).
+
+    Parameters
+    ----------
+    model : MLP
+        Architecture, initial weights w0 and initial masks.
+    X, y : training data; X_test, y_test : optional held-out data.
+    schedule : Schedule, optional
+        Round r applies its r-th step (relative: a fraction of the alive;
+        absolute: a sparsity of the original sizes). Default
+        ``geometric(alpha, rounds)`` (keywords ``rounds=10``, ``alpha=0.2``).
+    pruning : PruneSpec, optional
+        Rule, names (empty: the weight matrices), scope, rate multipliers,
+        rounding, Hessian method, score options, layer collapse (Frankle and
+        Carbin prune the output layer at half the rate: ``rate_multipliers=
+        {"layers.<L-1>.weight": 0.5}``). Its fields may instead be given as keywords.
+    train_config : TrainConfig, optional
+    rewind : "init", "step:K", "lr", "finetune", or a ``Rewind``
+    controls : Controls, or a subset of ("reinit", "random_masks", "one_shot")
+        With a plain sequence, the keywords ``reinit_seed=1`` and ``mask_seed=2``
+        give the seeds.
+    score_seed : int >= 0
+        ``make_rng(score_seed)`` feeds the rules that draw ("random"), continued
+        round after round.
+    weights_format : {"hex", "float", "none"}
+        How the weights right after rewinding are stored in the trace.
+    progress : callable, optional
+        ``progress(kind, record)`` after every round (kind "imp") and every
+        control run (kind = the control's name); the record has an ``elapsed`` entry.
+    observe : callable, optional
+        ``observe(kind, round, net)`` with the trained network, right after the
+        record of each round (kind "imp") and each control run, for measurements
+        the trace does not hold (e.g. per-example losses). It must not modify ``net``.
+    **keywords
+        ``rounds``, ``alpha``, the fields of ``PruneSpec`` and the seeds of
+        ``Controls``, as flat keywords.
+
+    Returns
+    -------
+    LotteryResult
+    """
+    (X, y, X_test, y_test), schedule, pruning, cfg, rw, controls, score_seed = _check_imp(
+        model, X, y, X_test, y_test, schedule, pruning, train_config, rewind, controls,
+        score_seed, weights_format, progress, observe, dict(keywords))
+    names = list(pruning.names)
+    trace = _trace_header(model, X, X_test, schedule, pruning, rw, cfg, score_seed, controls,
+                          weights_format)
+    rec = _Recorder(trace, names, (X, y, X_test, y_test),
+                    [model.density(names), *pruning.target_densities(model, schedule)],
+                    [model.density(names), *schedule.densities()], weights_format, progress, observe)
+    trainer = _Trainer(X, y, cfg, rw)
+    net = model.copy()
+    w0, w_k = _copy(net.params), {}
+    steps = trainer.run(net, "full", callback=_snapshot_at(rw, w_k))
+    rewind_to = {"init": w0, "step": w_k}.get(rw.mode)
+    dense, masks = _copy(net.params), [_copy(net.masks)]
+    rec.add("imp", 0, net, w0, steps)
+    score_rng = make_rng(score_seed)
+    for r in range(1, len(schedule) + 1):
+        pruning.apply(net, pruning.scores(net, X, y, score_rng), schedule, r - 1)
+        if rewind_to is not None:
+            rewind_weights(net, rewind_to)
+        start = _copy(net.params)
+        masks.append(_copy(net.masks))
+        steps = trainer.run(net, _SEGMENTS[rw.mode])
+        rec.add("imp", r, net, start, steps)
+    result = LotteryResult(trace, net, masks, w0, rewind_to, dense)
+    run_controls(model, result, controls, pruning, trainer, rec, score_seed)
+    return result
+
+
+def _snapshot_at(rw: Rewind, into: dict) -> Callable[[int, MLP], None]:
+    """Training callback that copies the parameters w_K into ``into`` (late rewinding)."""
+    def grab(t: int, m: MLP) -> None:
+        if rw.mode == "step" and t == rw.step:
+            into.update(_copy(m.params))
+    return grab
+
+
+def run_controls(model: MLP, result: LotteryResult, controls: Controls, pruning: PruneSpec,
+                 trainer: _Trainer, rec: _Recorder, score_seed: int) -> None:
+    """Train and record each control of ``controls`` for rounds 1 .. R of ``result``.
+
+    Each run starts from the network the control builds for round r (below),
+    is trained as round r is (late rewinding: updates K .. T-1; every other
+    mode: the full schedule from step 0, as "lr" and "finetune" keep no
+    earlier weights) and recorded under ``trace["controls"][name]``.
 
     * ``"reinit"``: round r's masks on fresh weights ``reinit_like(model,
       reinit_seed)`` (the same fresh draw in every round);
@@ -633,148 +822,60 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
     * ``"one_shot"``: a single pruning step from the dense trained network
       (round 0's result, scored once) to round r's alive counts (per parameter
       in layer scope; the pool count in global scope), on the same rewind weights.
-
-    Parameters
-    ----------
-    model : MLP
-        Architecture, initial weights w0 and initial masks.
-    X, y : training data; X_test, y_test : optional held-out data.
-    rounds : int >= 0; alpha : float in [0, 1]
-        The default schedule ``geometric(alpha, rounds)`` (unused when ``schedule`` is given).
-    schedule : Schedule, optional
-        Round r applies its r-th step (relative: a fraction of the alive;
-        absolute: a sparsity of the original sizes).
-    rule : one of ``refprune.scores.RULES``
-    names : sequence of str, optional
-        Parameters to prune (default: the weight matrices).
-    scope : {"layer", "global"}; rate_multipliers : mapping name -> float, optional;
-    rounding : {"round-half-even", "floor", "ceil"}
-        As in ``refprune.masks.select_masks`` (Frankle and Carbin prune the output
-        layer at half the rate: ``{"layers.<L-1>.weight": 0.5}``).
-    rewind : "init", "step:K", "lr", "finetune", or a ``Rewind``
-    train_config : TrainConfig, optional
-    score_seed : int >= 0
-        ``make_rng(score_seed)`` feeds the rules that draw ("random"), continued
-        round after round.
-    hessian_method, score_options : passed to ``compute_scores``.
-    controls : subset of ("reinit", "random_masks", "one_shot")
-    reinit_seed, mask_seed : int >= 0
-    weights_format : {"hex", "float", "none"}
-        How the weights right after rewinding are stored in the trace.
-    allow_collapse : bool
-        Passed to ``refprune.masks.prune`` (layer collapse is an error by default).
-    progress : callable, optional
-        ``progress(kind, record)`` after every round (kind "imp") and every
-        control run (kind = the control's name); the record has an ``elapsed`` entry.
-    observe : callable, optional
-        ``observe(kind, round, net)`` with the trained network, right after the
-        record of each round (kind "imp") and each control run, for measurements
-        the trace does not hold (e.g. per-example losses). It must not modify ``net``.
-
-    Returns
-    -------
-    LotteryResult
     """
-    X, y, X_test, y_test = _check_data(model, X, y, X_test, y_test)
-    if schedule is None:
-        schedule = geometric(alpha, rounds)
-    elif not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a refprune Schedule, got {type(schedule).__name__}")
-    spec = _spec(model, rule, names, scope, rate_multipliers, rounding, hessian_method, score_options,
-                 allow_collapse)
-    rw = Rewind.parse(rewind)
-    cfg = TrainConfig() if train_config is None else train_config
-    if not isinstance(cfg, TrainConfig):
-        raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
-    score_seed = positive_int(score_seed, "score_seed", minimum=0)
-    reinit_seed = positive_int(reinit_seed, "reinit_seed", minimum=0)
-    mask_seed = positive_int(mask_seed, "mask_seed", minimum=0)
-    controls = (controls,) if isinstance(controls, str) else tuple(controls)
-    for c in controls:
-        choice(c, "controls[i]", CONTROLS)
-    choice(weights_format, "weights_format", WEIGHT_FORMATS)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable, got {type(progress).__name__}")
-    if observe is not None and not callable(observe):
-        raise TypeError(f"observe must be callable, got {type(observe).__name__}")
-    trainer = _Trainer(X, y, X_test, y_test, cfg, rw)
-    trainer.observe = observe
-    if rw.mode == "step" and rw.step > trainer.total:
-        raise ValueError(f"rewind step K must be in [0, {trainer.total}] (the updates of a round), "
-                         f"got {rw.step}")
+    segment = "resume" if trainer.rw.mode == "step" else "full"
+    for name in controls.names:
+        start_of = _CONTROLS[name](model, result, controls, pruning, trainer, score_seed)
+        for r in range(1, len(result.masks)):
+            net = start_of(r)
+            start = _copy(net.params)
+            steps = trainer.run(net, segment)
+            rec.add(name, r, net, start, steps)
 
-    t0 = time.perf_counter()
-    names = list(spec.names)
-    trace = {"format": TRACE_FORMAT, "version": TRACE_VERSION,
-             "config": {"model": {"sizes": list(model.sizes), "activation": model.activation,
-                                  "loss": model.loss, "init": model.init, "sigma": model.sigma},
-                        "n_train": int(X.shape[0]), "n_test": None if X_test is None else int(X_test.shape[0]),
-                        "schedule": schedule.to_dict(), "pruning": spec.to_dict(), "rewind": str(rw),
-                        "train": cfg.to_dict(), "score_seed": score_seed, "controls": list(controls),
-                        "reinit_seed": reinit_seed, "mask_seed": mask_seed, "weights_format": weights_format,
-                        "mask_checksum": MASK_CHECKSUM},
-             "rounds": [], "controls": {c: [] for c in controls}}
 
-    net = model.copy()
-    init_params = {n: p.copy() for n, p in net.params.items()}
-    snap: dict[str, np.ndarray] = {}
+def _rewound(result: LotteryResult) -> dict[str, np.ndarray]:
+    return result.init_params if result.rewind_params is None else result.rewind_params
 
-    def grab(t: int, m: MLP) -> None:               # w_K, a deep copy, during round 0
-        if rw.mode == "step" and t == rw.step:
-            snap.update({n: p.copy() for n, p in m.params.items()})
 
-    steps = trainer.run(net, "full", callback=grab)
-    rewind_params = {"init": init_params, "step": snap}.get(rw.mode)
-    dense_params = {n: p.copy() for n, p in net.params.items()}
-    masks = [{n: m.copy() for n, m in net.masks.items()}]
-    trainer.record(trace["rounds"], net, names, 0, model.density(names), init_params, weights_format, steps,
-                   progress, "imp", t0)
+def _reinit_control(model, result, controls, pruning, trainer, score_seed):
+    fresh = reinit_like(model, controls.reinit_seed)
 
-    segment = {"init": "full", "step": "resume", "lr": "full", "finetune": "finetune"}[rw.mode]
-    densities = schedule.densities()
-    applied = spec.target_densities(model, schedule)
-    score_rng = make_rng(score_seed)
-    for r in range(1, len(schedule) + 1):
-        spec.apply(net, spec.scores(net, X, y, score_rng), schedule, r - 1)
-        if rewind_params is not None:
-            rewind_weights(net, rewind_params)
-        start = {n: p.copy() for n, p in net.params.items()}
-        masks.append({n: m.copy() for n, m in net.masks.items()})
-        steps = trainer.run(net, segment)
-        trainer.record(trace["rounds"], net, names, r, applied[r - 1], start, weights_format, steps,
-                       progress, "imp", t0, densities[r - 1])
+    def start_of(r: int) -> MLP:
+        net = model.copy()
+        net.load_state_dict({"params": fresh, "masks": result.masks[r]})
+        return net
+    return start_of
 
-    result = LotteryResult(trace, net, masks, init_params, rewind_params, dense_params)
-    if controls:
-        base = init_params if rewind_params is None else rewind_params
-        ctl_segment = "resume" if rw.mode == "step" else "full"
-        fresh = reinit_like(model, reinit_seed)
-        if "reinit" in controls and all(np.array_equal(fresh[n], init_params[n]) for n in names):
-            raise ValueError(f"reinit_seed={reinit_seed} draws the model's own initial weights; "
-                             "choose a seed other than the model's")
-        mask_rng = make_rng(mask_seed)
-        dense = model.copy()
-        dense.load_state_dict({"params": dense_params})
-        for c in controls:
-            if c == "one_shot":
-                dense_scores = spec.scores(dense, X, y, make_rng(score_seed))
-            for r in range(1, len(masks)):
-                net_c = model.copy()
-                if c == "reinit":
-                    net_c.load_state_dict({"params": fresh, "masks": masks[r]})
-                elif c == "random_masks":
-                    net_c.load_state_dict({"params": base, "masks": random_masks_like(masks[r], names, mask_rng)})
-                else:
-                    net_c.load_state_dict({"params": dense_params})
-                    targets = [sum(int(masks[r][g].sum()) for g in group.names)
-                               for group in spec.groups()]
-                    spec.prune_to_counts(net_c, dense_scores, targets)
-                    rewind_weights(net_c, base)
-                start = {n: p.copy() for n, p in net_c.params.items()}
-                steps = trainer.run(net_c, ctl_segment)
-                trainer.record(trace["controls"][c], net_c, names, r, applied[r - 1], start,
-                               weights_format, steps, progress, c, t0, densities[r - 1])
-    return result
+
+def _random_masks_control(model, result, controls, pruning, trainer, score_seed):
+    rng = make_rng(controls.mask_seed)
+
+    def start_of(r: int) -> MLP:
+        net = model.copy()
+        masks = random_masks_like(result.masks[r], pruning.names, rng)
+        net.load_state_dict({"params": _rewound(result), "masks": masks})
+        return net
+    return start_of
+
+
+def _one_shot_control(model, result, controls, pruning, trainer, score_seed):
+    dense = model.copy()
+    dense.load_state_dict({"params": result.dense_params})
+    scores = pruning.scores(dense, trainer.X, trainer.y, make_rng(score_seed))
+
+    def start_of(r: int) -> MLP:
+        net = model.copy()
+        net.load_state_dict({"params": result.dense_params})
+        targets = [sum(int(result.masks[r][g].sum()) for g in group.names)
+                   for group in pruning.groups()]
+        pruning.prune_to_counts(net, scores, targets)
+        rewind_weights(net, _rewound(result))
+        return net
+    return start_of
+
+
+_CONTROLS = {"reinit": _reinit_control, "random_masks": _random_masks_control,
+             "one_shot": _one_shot_control}
 
 
 # ---------------------------------------------------------------- gradual pruning
@@ -792,10 +893,8 @@ class GradualResult:
 
 def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, *,
                   X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
-                  rule: str = "magnitude", names: Sequence[str] | None = None, scope: str = "layer",
-                  rate_multipliers: Mapping[str, float] | None = None, rounding: str = "round-half-even",
-                  train_config: TrainConfig | None = None, score_seed: int = 0, hessian_method: str = "exact",
-                  score_options: Mapping[str, Any] | None = None, allow_collapse: bool = False) -> GradualResult:
+                  pruning: PruneSpec | None = None, train_config: TrainConfig | None = None,
+                  score_seed: int = 0, **keywords: Any) -> GradualResult:
     """Prune during one training run, following ``schedule`` (Zhu and Gupta 2017).
 
     ``schedule.steps`` count updates: step j is applied when the training
@@ -810,6 +909,15 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
     Zhu and Gupta, "To prune, or not to prune: exploring the efficacy of
     pruning for model compression", arXiv:1710.01878, 2017.
 
+    Parameters
+    ----------
+    pruning : PruneSpec, optional
+        What each step prunes, as in ``run_imp``; its fields may instead be
+        given as keywords (``rule=``, ``scope=``, ...).
+    train_config : TrainConfig, optional
+    score_seed : int >= 0
+        ``make_rng(score_seed)`` feeds the rules that draw, continued step after step.
+
     Returns
     -------
     GradualResult
@@ -822,8 +930,9 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
     X, y, X_test, y_test = _check_data(model, X, y, X_test, y_test)
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a refprune Schedule, got {type(schedule).__name__}")
-    spec = _spec(model, rule, names, scope, rate_multipliers, rounding, hessian_method, score_options,
-                 allow_collapse)
+    spec = _pruning_spec(model, pruning, keywords)
+    if keywords:
+        raise TypeError(f"train_gradual() got unexpected keyword arguments {sorted(keywords)}")
     cfg = TrainConfig() if train_config is None else train_config
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
@@ -865,4 +974,5 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
 
 __all__ = ["Rewind", "StepDecayLR", "TrainConfig", "PruneSpec", "LotteryResult", "GradualResult",
            "REWIND_MODES", "CONTROLS", "mask_sha256", "encode_array", "decode_array", "random_masks_like",
-           "reinit_like", "rewind_weights", "evaluate", "imp_round", "run_imp", "train_gradual"]
+           "reinit_like", "rewind_weights", "evaluate", "imp_round", "run_imp", "run_controls",
+           "Controls", "train_gradual"]

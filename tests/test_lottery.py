@@ -531,3 +531,23 @@ def test_gradual_trace_records_the_applied_target_sparsity(data):
         want = (sizes[0] * s + sizes[1] * s + sizes[2] * s * 0.5) / sum(sizes)
         assert rec["target_sparsity"] == pytest.approx(want, rel=1e-15)
         assert rec["schedule_sparsity"] == s
+
+
+# ---------------------------------------------------------------- spec objects
+def test_spec_objects_and_flat_keywords_give_the_same_trace(data):
+    from refprune.lottery import Controls, PruneSpec
+    last = {"layers.2.weight": 0.5}
+    flat = imp(data, rounds=2, alpha=0.3, rule="random", scope="global", rate_multipliers=last,
+               rewind="step:2", score_seed=3, controls=CONTROLS, reinit_seed=11, mask_seed=5)
+    spec = imp(data, schedule=geometric(0.3, 2), rewind=Rewind("step", 2), score_seed=3,
+               pruning=PruneSpec("random", scope="global", rate_multipliers=last),
+               controls=Controls(CONTROLS, reinit_seed=11, mask_seed=5))
+    assert spec.to_json() == flat.to_json()
+
+
+def test_pruning_spec_and_its_fields_as_keywords_are_refused_together(data):
+    from refprune.lottery import PruneSpec
+    with pytest.raises(TypeError, match="either pruning or its fields"):
+        imp(data, rounds=1, pruning=PruneSpec(), scope="global")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['epochs'\\]"):
+        imp(data, rounds=1, epochs=3)
