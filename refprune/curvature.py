@@ -48,10 +48,14 @@ import numpy as np
 
 from ._checks import choice, float_array, positive_int
 from .activations import Activation, get_activation, softmax_parts
-from .mlp import MLP
+from .mlp import MLP, check_model, check_param_dict, flatten_params, n_params, unflatten_params
 from .rng import make_rng
 
 METHODS = ("exact", "ggn", "obd", "hutchinson")
+#: Largest difference allowed between a ``_fast`` route and its definition, relative to
+#: the largest magnitude of the array (each parameter's array on its own); checked in
+#: tests/test_curvature.py and tests/test_rescoring.py (worst seen: 2e-14).
+FAST_BOUND = 1e-10
 DEFAULT_MAX_PARAMS = 2000
 
 # Work-array budget (float64 entries) for one chunk of samples or probes: about
@@ -59,98 +63,14 @@ DEFAULT_MAX_PARAMS = 2000
 _CHUNK_FLOATS = 1 << 19
 
 __all__ = ["METHODS", "DEFAULT_MAX_PARAMS", "gradient", "hvp", "full_hessian",
-           "hessian_diag", "flatten_params", "unflatten_params", "n_params"]
+           "hessian_diag", "flatten_params", "unflatten_params", "n_params", "FAST_BOUND"]
 
 
 # ====================================================================== checks
-def _check_model(model: Any) -> MLP:
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune.mlp.MLP, got {type(model).__name__}")
-    return model
-
-
 def _check_batch(model: MLP, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     if y is None:
         raise TypeError("y must be given: labels (cross_entropy) or targets (mse), got None")
     return model.check_inputs(X, y)
-
-
-def _check_param_dict(d: Any, model: MLP, name: str, *, allow_bool: bool = False
-                      ) -> dict[str, np.ndarray]:
-    """Copy of ``d`` checked to hold exactly the model's parameter names and shapes."""
-    if not isinstance(d, Mapping):
-        raise TypeError(f"{name} must be a mapping from parameter name to array, "
-                        f"got {type(d).__name__}")
-    missing = [n for n in model.params if n not in d]
-    extra = [n for n in d if n not in model.params]
-    if missing or extra:
-        raise ValueError(f"{name} must have exactly the model's parameter names "
-                         f"{list(model.params)}; missing {missing}, unexpected {extra}")
-    out = {}
-    for n, p in model.params.items():
-        arr = np.asarray(d[n])
-        if allow_bool and arr.dtype == np.bool_:
-            arr = arr.copy()
-        else:
-            arr = float_array(d[n], f"{name}[{n!r}]", allow_empty=True)
-        if arr.shape != p.shape:
-            raise ValueError(f"{name}[{n!r}] must have shape {p.shape}, got {arr.shape}")
-        out[n] = arr
-    return out
-
-
-# ====================================================================== flat vectors
-def n_params(model: MLP) -> int:
-    """Number P of scalar parameters (weights and biases, pruned ones included)."""
-    return int(sum(p.size for p in _check_model(model).params.values()))
-
-
-def flatten_params(d: Mapping[str, np.ndarray], model: MLP) -> np.ndarray:
-    """Concatenate a per-parameter dict into one vector of length P.
-
-    The order is that of ``model.params`` (``layers.0.weight``, ``layers.0.bias``,
-    ``layers.1.weight``, ...), each array raveled in C order; this is the order of
-    the rows and columns of ``full_hessian``.
-
-    Parameters
-    ----------
-    d : mapping str -> array
-        Exactly the model's parameter names, each with its parameter's shape.
-        Floating arrays (must be finite) give a float64 vector; if every array is
-        boolean (a set of masks) the vector is boolean.
-    model : MLP
-
-    Returns
-    -------
-    numpy.ndarray of shape (P,), a new array.
-    """
-    _check_model(model)
-    checked = _check_param_dict(d, model, "d", allow_bool=True)
-    kinds = {a.dtype == np.bool_ for a in checked.values()}
-    if len(kinds) > 1:
-        raise TypeError("d must hold either all float arrays or all boolean arrays, got a mix")
-    return np.concatenate([checked[n].ravel(order="C") for n in model.params])
-
-
-def unflatten_params(vec: Any, model: MLP) -> dict[str, np.ndarray]:
-    """Split a vector of length P into a dict shaped like ``model.params``.
-
-    Inverse of ``flatten_params`` (same order, C order within each array).
-    A float vector must be finite and becomes float64 arrays; a boolean vector
-    gives boolean arrays. The returned arrays are new (never views of ``vec``).
-    """
-    _check_model(model)
-    arr = np.asarray(vec)
-    if arr.dtype != np.bool_:
-        arr = float_array(vec, "vec", ndim=1)
-    P = n_params(model)
-    if arr.ndim != 1 or arr.shape[0] != P:
-        raise ValueError(f"vec must have shape ({P},) (the model's parameter count), got {arr.shape}")
-    out, start = {}, 0
-    for n, p in model.params.items():
-        out[n] = arr[start:start + p.size].reshape(p.shape).copy()
-        start += p.size
-    return out
 
 
 # ====================================================================== loss at the output
@@ -260,38 +180,72 @@ def _masked(model: MLP, d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 # ====================================================================== gradient
-def gradient(model: MLP, X: Any, y: Any) -> dict[str, np.ndarray]:
+def gradient(model: MLP, X: Any, y: Any, *, fast: bool = True) -> dict[str, np.ndarray]:
     """Gradient of the mean loss by hand-derived backpropagation.
 
     The textbook equations (``docs/curvature.md``, section "Gradient"), independent
-    of the autograd engine::
+    of the autograd engine, for each sample n (summed over n)::
 
-        delta_L = dL/df          (p - onehot(y)) / N  or  2 (f - t) / (N K)
-        delta_l = (delta_{l+1} W_l) * sigma'(z_l)          l = L-1 .. 1
-        dL/dW_l = delta_{l+1}^T a_l,   dL/db_l = sum_n delta_{l+1, n}
+        delta_L = dL/df_n        (p_n - onehot(y_n)) / N  or  2 (f_n - t_n) / (N K)
+        delta_l = (W_l^T delta_{l+1}) * sigma'(z_l)          l = L-1 .. 1
+        dL/dW_l += delta_{l+1} a_l^T,   dL/db_l += delta_{l+1}
 
     Rumelhart, Hinton and Williams, "Learning representations by back-propagating
     errors", Nature 323, 1986.
+
+    The loop over samples below (``fast=False``) is the definition. The default,
+    ``_gradient_fast``, runs the same equations on the whole batch as matrix
+    products; ``tests/test_curvature.py`` checks the two agree within
+    ``FAST_BOUND`` (relative to the largest entry of each array) for every
+    activation, both losses and pruned, unpruned and collapsed masks.
 
     Parameters
     ----------
     model : MLP
     X : array (N, in)
     y : int labels (N,) for cross-entropy, targets (N, K) for mse
+    fast : bool, default True
+        False runs the per-sample definition.
 
     Returns
     -------
     dict name -> array, shaped like ``model.params``; derivative of L(theta * M)
     with respect to theta, so exactly 0.0 at pruned entries.
     """
-    _check_model(model)
+    check_model(model)
     X, y = _check_batch(model, X, y)
+    if fast:
+        return _gradient_fast(model, X, y)
+    act, (Ws, bs), N = get_activation(model.activation), _effective(model), X.shape[0]
+    gW, gb = [np.zeros(w.shape) for w in Ws], [np.zeros(b.shape) for b in bs]
+    for n in range(N):
+        a, z = [X[n]], [None]
+        for l in range(len(Ws)):                               # z_{l+1} = W_l a_l + b_l
+            z.append(Ws[l] @ a[l] + bs[l])
+            a.append(act.value(z[-1]))                         # (the last one is unused)
+        delta = _Output(z[-1][None, :], y[n:n + 1], model.loss, N).grad[0]
+        for l in range(len(Ws) - 1, -1, -1):
+            gW[l] += np.outer(delta, a[l])
+            gb[l] += delta
+            if l > 0:
+                delta = (Ws[l].T @ delta) * act.first(z[l])
+    return _masked(model, _by_name(gW, gb))
+
+
+def _gradient_fast(model: MLP, X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """``gradient`` on the whole batch at once: dL/dW_l = delta_{l+1}^T a_l (N rows)."""
     fw = _Pass(model, X, y)
-    g = {}
-    for l in range(fw.L):
-        g[f"layers.{l}.weight"] = fw.delta[l + 1].T @ fw.a[l]
-        g[f"layers.{l}.bias"] = fw.delta[l + 1].sum(axis=0)
-    return _masked(model, g)
+    gW = [fw.delta[l + 1].T @ fw.a[l] for l in range(fw.L)]
+    gb = [fw.delta[l + 1].sum(axis=0) for l in range(fw.L)]
+    return _masked(model, _by_name(gW, gb))
+
+
+def _by_name(weights: list[np.ndarray], biases: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-layer lists into a dict in ``model.params`` order."""
+    out = {}
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        out[f"layers.{l}.weight"], out[f"layers.{l}.bias"] = w, b
+    return out
 
 
 # ====================================================================== Hessian-vector products
@@ -383,9 +337,9 @@ def hvp(model: MLP, X: Any, y: Any, v: Mapping[str, np.ndarray]) -> dict[str, np
     dict name -> array: ``H v`` with H the Hessian of L(theta * M) in theta, that is
     ``M * Heff (M * v)``; 0.0 at pruned entries, and v's pruned entries have no effect.
     """
-    _check_model(model)
+    check_model(model)
     X, y = _check_batch(model, X, y)
-    vflat = flatten_params(_check_param_dict(v, model, "v"), model)
+    vflat = flatten_params(check_param_dict(v, model, "v"), model)
     fw = _Pass(model, X, y)
     return unflatten_params(_hvp_flat(model, fw, vflat[None, :])[0], model)
 
@@ -415,7 +369,7 @@ def full_hessian(model: MLP, X: Any, y: Any, *, max_params: int = DEFAULT_MAX_PA
     -------
     numpy.ndarray of shape (P, P), float64.
     """
-    _check_model(model)
+    check_model(model)
     max_params = positive_int(max_params, "max_params")
     if not isinstance(allow_large, (bool, np.bool_)):
         raise TypeError(f"allow_large must be a bool, got {type(allow_large).__name__}")
@@ -538,8 +492,8 @@ def _preact_diags(fw: _Pass, rows: slice, method: str) -> list[np.ndarray | None
 
 
 def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
-                 n_samples: int | None = None,
-                 seed: int | np.random.Generator | None = None) -> dict[str, np.ndarray]:
+                 n_samples: int | None = None, seed: int | np.random.Generator | None = None,
+                 fast: bool = True) -> dict[str, np.ndarray]:
     """Diagonal of the Hessian of the mean loss (exact, or one of three approximations).
 
     Every method uses that W_l[i, j] reaches the loss only through z_{l+1, i}, so
@@ -576,6 +530,16 @@ def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
       included (so the draws do not depend on the masks). The products v_s * H v_s
       are added in probe order, s = 0 first, and the sum is divided by S.
 
+    For "exact", "ggn" and "obd" the loop over samples below (``fast=False``)
+    is the definition: per sample, the Hessian H_l in z_l as a matrix, the
+    recursion above applied as written ("ggn": without the sigma'' term; "obd":
+    H_{l+1} replaced by its diagonal before each step, from diag(H_out)). The
+    default, ``_hessian_diag_fast``, gets the same diagonals without forming
+    H_l (factors, chunks of samples); ``tests/test_curvature.py`` checks the
+    two agree within ``FAST_BOUND`` (relative to the largest entry of each
+    array) for every activation, both losses and pruned, unpruned and
+    collapsed masks.
+
     Citations: LeCun, Denker and Solla, "Optimal Brain Damage", NIPS 1990; Becker
     and LeCun 1988 (diagonal second-order backpropagation); Pearlmutter 1994 (HVP);
     Hutchinson 1990 (stochastic diagonal/trace estimator); Schraudolph 2002 (GGN).
@@ -587,31 +551,76 @@ def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
     method : {"exact", "ggn", "obd", "hutchinson"}
     n_samples : int >= 1, required for (and only accepted with) "hutchinson"
     seed : int or numpy Generator, required for (and only accepted with) "hutchinson"
+    fast : bool, default True
+        False runs the per-sample definition ("hutchinson" has one route only).
 
     Returns
     -------
     dict name -> array shaped like ``model.params``: the diagonal of the Hessian of
     L(theta * M) in theta, exactly 0.0 at pruned entries.
     """
-    _check_model(model)
-    method = choice(method, "method", METHODS)
+    rng, n_samples = _check_diag_options(model, method, n_samples, seed)
+    X, y = _check_batch(model, X, y)
+    if method == "hutchinson":
+        return _hutchinson(model, X, y, n_samples, rng)
+    if fast:
+        return _hessian_diag_fast(model, X, y, method)
+    fw, act = _Pass(model, X, y), get_activation(model.activation)
+    Ws, L = fw.Ws, fw.L
+    dW, db = [np.zeros(w.shape) for w in Ws], [np.zeros(w.shape[0]) for w in Ws]
+    for n in range(X.shape[0]):
+        H = _output_hessian(fw.out, n)                        # in z_L = f
+        for l in range(L - 1, -1, -1):                        # H: the Hessian in z_{l+1}
+            if method == "obd":
+                H = np.diag(np.diag(H))
+            dW[l] += np.outer(np.diag(H), fw.a[l][n] ** 2)  # h_{l+1}[i] a_l[j]**2
+            db[l] += np.diag(H)
+            if l > 0:                                         # H_l = D W^T H W D (+ sigma'')
+                d = act.first(fw.z[l][n])
+                H = d[:, None] * (Ws[l].T @ H @ Ws[l]) * d[None, :]
+                if method != "ggn":
+                    H = H + np.diag(act.second(fw.z[l][n]) * fw.back[l][n])
+    return _masked(model, _by_name(dW, db))
+
+
+def _output_hessian(out: _Output, n: int) -> np.ndarray:
+    """H_out of sample n (K, K): (diag(p) - p p^T) / N, or 2 I / (N K) for mse."""
+    if out.loss == "cross_entropy":
+        p = out.p[n]
+        H = -np.outer(p, p)
+        H[np.diag_indices(out.k)] = p * out.q[n]               # p (1 - p), 1 - p kept exact
+        return H / out.n_total
+    return np.eye(out.k) * (2.0 / (out.n_total * out.k))
+
+
+def _check_diag_options(model: Any, method: str, n_samples: Any, seed: Any) -> tuple:
+    """Check hessian_diag's method and its Hutchinson options: (generator, n_samples) or Nones."""
+    check_model(model)
+    choice(method, "method", METHODS)
     if method == "hutchinson":
         if n_samples is None:
             raise ValueError("n_samples must be given for method='hutchinson'")
         n_samples = positive_int(n_samples, "n_samples")
         if seed is None:
             raise ValueError("seed must be given for method='hutchinson' (draws are reproducible)")
-        rng = make_rng(seed)
-    else:
-        if n_samples is not None:
-            raise ValueError(f"n_samples is used only by method='hutchinson', got {n_samples!r} "
-                             f"with method={method!r}")
-        if seed is not None:
-            raise ValueError(f"seed is used only by method='hutchinson', got one with method={method!r}")
-    X, y = _check_batch(model, X, y)
+        return make_rng(seed), n_samples
+    if n_samples is not None:
+        raise ValueError(f"n_samples is used only by method='hutchinson', got {n_samples!r} "
+                         f"with method={method!r}")
+    if seed is not None:
+        raise ValueError(f"seed is used only by method='hutchinson', got one with method={method!r}")
+    return None, None
+
+
+def _hessian_diag_fast(model: MLP, X: np.ndarray, y: np.ndarray, method: str
+                       ) -> dict[str, np.ndarray]:
+    """``hessian_diag`` for "exact", "ggn", "obd" without forming per-sample matrices.
+
+    Chunks of samples (sizes from the array shapes only); the pre-activation
+    Hessians carried as factors (``_preact_diags``), summed as
+    h_{l+1}^T (a_l * a_l) over each chunk.
+    """
     N = X.shape[0]
-    if method == "hutchinson":
-        return _hutchinson(model, X, y, n_samples, rng)
     Ws, bs = _effective(model)
     diag = [np.zeros(w.shape) for w in Ws], [np.zeros(b.shape) for b in bs]
     step = _sample_chunk(model, method)
@@ -629,10 +638,7 @@ def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
             a = fw.a[l][sub]
             diag[0][l] += h[l + 1].T @ (a * a)            # sum_n h_{l+1}[n, i] a_l[n, j]^2
             diag[1][l] += h[l + 1].sum(axis=0)
-    out = {}
-    for l in range(model.n_layers):
-        out[f"layers.{l}.weight"], out[f"layers.{l}.bias"] = diag[0][l], diag[1][l]
-    return _masked(model, out)
+    return _masked(model, _by_name(*diag))
 
 
 def _hutchinson(model: MLP, X: np.ndarray, y: np.ndarray, n_samples: int,

@@ -333,3 +333,88 @@ class MLP:
     def __repr__(self) -> str:
         return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"density={self.density():.4f})")
+
+
+# ---------------------------------------------------------------- checks and flat vectors
+def check_model(model: Any, name: str = "model") -> MLP:
+    """``model`` if it is a refprune MLP, else TypeError naming ``name``."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"{name} must be a refprune.mlp.MLP, got {type(model).__name__}")
+    return model
+
+
+def check_param_dict(d: Any, model: MLP, name: str, *, allow_bool: bool = False
+                      ) -> dict[str, np.ndarray]:
+    """Copy of ``d`` checked to hold exactly the model's parameter names and shapes."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{name} must be a mapping from parameter name to array, "
+                        f"got {type(d).__name__}")
+    missing = [n for n in model.params if n not in d]
+    extra = [n for n in d if n not in model.params]
+    if missing or extra:
+        raise ValueError(f"{name} must have exactly the model's parameter names "
+                         f"{list(model.params)}; missing {missing}, unexpected {extra}")
+    out = {}
+    for n, p in model.params.items():
+        arr = np.asarray(d[n])
+        if allow_bool and arr.dtype == np.bool_:
+            arr = arr.copy()
+        else:
+            arr = float_array(d[n], f"{name}[{n!r}]", allow_empty=True)
+        if arr.shape != p.shape:
+            raise ValueError(f"{name}[{n!r}] must have shape {p.shape}, got {arr.shape}")
+        out[n] = arr
+    return out
+
+
+def n_params(model: MLP) -> int:
+    """Number P of scalar parameters (weights and biases, pruned ones included)."""
+    return int(sum(p.size for p in check_model(model).params.values()))
+
+
+def flatten_params(d: Mapping[str, np.ndarray], model: MLP) -> np.ndarray:
+    """Concatenate a per-parameter dict into one vector of length P.
+
+    The order is that of ``model.params`` (``layers.0.weight``, ``layers.0.bias``,
+    ``layers.1.weight``, ...), each array raveled in C order; this is the order of
+    the rows and columns of ``full_hessian``.
+
+    Parameters
+    ----------
+    d : mapping str -> array
+        Exactly the model's parameter names, each with its parameter's shape.
+        Floating arrays (must be finite) give a float64 vector; if every array is
+        boolean (a set of masks) the vector is boolean.
+    model : MLP
+
+    Returns
+    -------
+    numpy.ndarray of shape (P,), a new array.
+    """
+    check_model(model)
+    checked = check_param_dict(d, model, "d", allow_bool=True)
+    kinds = {a.dtype == np.bool_ for a in checked.values()}
+    if len(kinds) > 1:
+        raise TypeError("d must hold either all float arrays or all boolean arrays, got a mix")
+    return np.concatenate([checked[n].ravel(order="C") for n in model.params])
+
+
+def unflatten_params(vec: Any, model: MLP) -> dict[str, np.ndarray]:
+    """Split a vector of length P into a dict shaped like ``model.params``.
+
+    Inverse of ``flatten_params`` (same order, C order within each array).
+    A float vector must be finite and becomes float64 arrays; a boolean vector
+    gives boolean arrays. The returned arrays are new (never views of ``vec``).
+    """
+    check_model(model)
+    arr = np.asarray(vec)
+    if arr.dtype != np.bool_:
+        arr = float_array(vec, "vec", ndim=1)
+    P = n_params(model)
+    if arr.ndim != 1 or arr.shape[0] != P:
+        raise ValueError(f"vec must have shape ({P},) (the model's parameter count), got {arr.shape}")
+    out, start = {}, 0
+    for n, p in model.params.items():
+        out[n] = arr[start:start + p.size].reshape(p.shape).copy()
+        start += p.size
+    return out

@@ -538,3 +538,43 @@ def test_bad_input_raises_a_clear_error(call, exc, words):
 def test_full_hessian_above_the_limit_runs_when_allowed():
     H = cv.full_hessian(*PB, max_params=10, allow_large=True)
     assert H.shape == (26, 26)
+
+
+# ---------------------------------------------------------------- fast routes equal their definitions
+MASKINGS = ("none", "random", "dead_unit", "collapsed_layer")
+
+
+def _masks(model: MLP, masking: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    masks = {n: np.ones(p.shape, dtype=bool) for n, p in model.params.items()}
+    if masking == "random":
+        masks = {n: rng.random(m.shape) < 0.6 for n, m in masks.items()}
+    elif masking == "dead_unit":                 # a hidden unit without inputs nor bias
+        masks["layers.0.weight"][0, :] = False
+        masks["layers.0.bias"][0] = False
+    elif masking == "collapsed_layer":
+        masks["layers.1.weight"][:] = False
+    return masks
+
+
+@given(act=st.sampled_from(ACTIVATIONS), loss=st.sampled_from(LOSSES),
+       masking=st.sampled_from(MASKINGS), hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+       n=st.integers(1, 12), scale=st.sampled_from([0.1, 1.0, 4.0]), chunk=st.sampled_from([None, 40]),
+       seed=st.integers(0, 2**16))
+def test_fast_routes_equal_their_definitions(act, loss, masking, hidden, n, scale, chunk, seed):
+    """gradient and hessian_diag ("exact", "ggn", "obd"): the default route equals the
+    per-sample definition (fast=False) within FAST_BOUND of each array's largest entry,
+    and both are exactly 0.0 at pruned entries; ``chunk`` forces small sample chunks."""
+    rng = make_rng(seed)
+    sizes = [3, *hidden, 3]
+    model = MLP(sizes, act, loss=loss, seed=seed)
+    model.set_masks(_masks(model, masking, rng))
+    X = scale * rng.standard_normal((n, 3))
+    y = rng.integers(0, 3, n) if loss == "cross_entropy" else rng.standard_normal((n, 3))
+    routes = [lambda **kw: cv.gradient(model, X, y, **kw)]
+    routes += [lambda m=m, **kw: cv.hessian_diag(model, X, y, m, **kw) for m in ("exact", "ggn", "obd")]
+    with mock.patch.object(cv, "_CHUNK_FLOATS", chunk or cv._CHUNK_FLOATS):
+        for route in routes:
+            fast, definition = route(), route(fast=False)
+            for name, mask in model.masks.items():
+                assert rel_err(fast[name], definition[name]) <= cv.FAST_BOUND, name
+                assert np.all(fast[name][~mask] == 0.0) and np.all(definition[name][~mask] == 0.0)
