@@ -620,7 +620,7 @@ class ReferenceBackend(Backend):
                               hessian_method=options.get("hessian_method", "exact"), **extra)
 
     def obs_prune(self, *, params, X, y, activation, loss, masks, n_remove, damping):
-        from refprune.masks import obs_prune
+        from refprune.rescoring import obs_prune
         model = _model(params, activation, loss)
         if masks is not None:
             model.set_masks(masks)
@@ -628,7 +628,7 @@ class ReferenceBackend(Backend):
         return {"params": result.params, "masks": result.masks}
 
     def synflow_prune(self, *, params, masks, density, iterations, rounding):
-        from refprune.masks import synflow_prune
+        from refprune.rescoring import synflow_prune
         model = _model(params, "relu", "mse")
         if masks is not None:
             model.set_masks(masks)

@@ -70,6 +70,22 @@ def positive_int(x: Any, name: str, *, minimum: int = 1) -> int:
     return int(x)
 
 
+def count_in(k: Any, name: str, n: int, what: str = "the number of alive entries") -> int:
+    """Return ``k`` as an int in [0, n] (``what`` says what n counts), or raise naming ``name``."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(k).__name__}")
+    if not 0 <= k <= n:
+        raise ValueError(f"{name} must be in [0, {n}] ({what}), got {k}")
+    return int(k)
+
+
+def boolean(x: Any, name: str) -> bool:
+    """Return ``x`` if it is a Python bool, else TypeError naming ``name``."""
+    if not isinstance(x, bool):
+        raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
+    return bool(x)
+
+
 def real_number(x: Any, name: str, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> float:
     """Return ``x`` as a finite float within the given bounds, or raise naming ``name``."""

@@ -20,9 +20,9 @@ On top of those two, everything that turns scores into masks:
   with layer collapse reported (an error unless explicitly allowed).
 * ``unit_scores`` / ``prune_units``: structured pruning of whole hidden units.
 * ``n_m_mask`` / ``prune_n_m``: N:M semi-structured sparsity.
-* ``obs_prune`` and ``synflow_prune``: the two rules whose selection and
-  scoring alternate (Optimal Brain Surgeon removes one weight at a time and
-  compensates; SynFlow re-scores between rounds).
+
+The two rules whose selection and scoring alternate, ``obs_prune`` and
+``synflow_prune``, build on this module in ``refprune.rescoring``.
 
 "Alive" is the mask, never the weight's value. The spec is ``docs/masks.md``.
 """
@@ -36,11 +36,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._checks import bool_array, choice, float_array, positive_int, real_number
-from .curvature import flatten_params, unflatten_params
-from .mlp import MLP
-from .scores import (DEFAULT_OBS_DAMPING, damped_inverse_hessian, obs_downdate, obs_saliency,
-                     obs_update, synflow_scores)
+from ._checks import bool_array, boolean, choice, count_in, float_array, positive_int, real_number
+from .mlp import MLP, check_model
 
 ROUNDINGS = ("round-half-even", "floor", "ceil")
 
@@ -68,10 +65,7 @@ def fraction_to_count(fraction: float, n: int, rounding: str = "round-half-even"
     int in [0, n]
     """
     fraction = real_number(fraction, "fraction", low=0.0, high=1.0)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"n must be an integer, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    n = positive_int(n, "n", minimum=0)
     choice(rounding, "rounding", ROUNDINGS)
     x = fraction * float(n)
     if rounding == "floor":
@@ -98,11 +92,8 @@ def keep_top_k(scores: Any, k: int) -> np.ndarray:
     bool array of ``scores.shape``
     """
     s = float_array(scores, "scores", allow_empty=True)
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
     n = s.size
-    if not 0 <= k <= n:
-        raise ValueError(f"k must be in [0, {n}] (the number of scores), got {k}")
+    k = count_in(k, "k", n, "the number of scores")
     flat = s.ravel()
     keep = np.zeros(n, dtype=bool)
     if k == n:
@@ -223,7 +214,7 @@ def select_masks_count(scores: Mapping[str, Any], masks: Mapping[str, Any],
     s, m = _check_scores_masks(scores, masks)
     choice(scope, "scope", SCOPES)
     if scope == "global":
-        counts = [(list(s), _count(n_prune, "n_prune", sum(int(m[n].sum()) for n in s)))]
+        counts = [(list(s), count_in(n_prune, "n_prune", sum(int(m[n].sum()) for n in s)))]
     else:
         if not isinstance(n_prune, Mapping):
             raise TypeError("n_prune must be a mapping name -> int when scope='layer', "
@@ -231,21 +222,13 @@ def select_masks_count(scores: Mapping[str, Any], masks: Mapping[str, Any],
         extra = [n for n in n_prune if n not in s]
         if extra or len(n_prune) != len(s):
             raise ValueError(f"n_prune must have exactly the names of scores {list(s)}, got {list(n_prune)}")
-        counts = [([n], _count(n_prune[n], f"n_prune[{n!r}]", int(m[n].sum()))) for n in s]
+        counts = [([n], count_in(n_prune[n], f"n_prune[{n!r}]", int(m[n].sum()))) for n in s]
     return _prune_groups(s, m, counts)
 
 
 def alive_counts(masks: Mapping[str, Any]) -> dict[str, int]:
     """Number of alive (True) entries of each mask."""
     return {n: int(np.count_nonzero(v)) for n, v in masks.items()}
-
-
-def _count(k: Any, name: str, n: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(k).__name__}")
-    if not 0 <= k <= n:
-        raise ValueError(f"{name} must be in [0, {n}] (the number of alive entries), got {k}")
-    return int(k)
 
 
 def _check_scores_masks(scores: Any, masks: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -389,19 +372,13 @@ def prune_count(model: MLP, scores: Mapping[str, Any], n_prune: int | Mapping[st
 
 def _named_scores(model: Any, scores: Any, names: Sequence[str] | None) -> dict[str, Any]:
     """The scores of the parameters to prune, in pruning order (checks model, names, scores)."""
-    names = _check_model_names(model, names)
+    names = check_model(model).check_names(names)
     if not isinstance(scores, Mapping):
         raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
     missing = [n for n in names if n not in scores]
     if missing:
         raise ValueError(f"scores must have an entry for every pruned parameter; missing {missing}")
     return {n: scores[n] for n in names}
-
-
-def _check_model_names(model: Any, names: Sequence[str] | None) -> list[str]:
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
-    return model.check_names(names)
 
 
 def apply_masks(model: MLP, masks: Mapping[str, Any], *,
@@ -434,10 +411,8 @@ def apply_masks(model: MLP, masks: Mapping[str, Any], *,
 
 def _apply(model: MLP, new: Mapping[str, Any], allow_collapse: bool,
            alive_units: dict[int, int] | None = None) -> PruneResult:
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
-    if not isinstance(allow_collapse, bool):
-        raise TypeError(f"allow_collapse must be a bool, got {type(allow_collapse).__name__}")
+    check_model(model)
+    boolean(allow_collapse, "allow_collapse")
     if not isinstance(new, Mapping):
         raise TypeError(f"masks must be a mapping name -> bool array, got {type(new).__name__}")
     checked = {}
@@ -559,8 +534,7 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
     -------
     PruneResult (``alive_units`` holds the alive units per pruned layer)
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    check_model(model)
     if layers is None:
         layers = list(range(model.n_layers - 1))
         if not layers:
@@ -593,8 +567,7 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
 
 
 def _check_hidden_layer(model: Any, layer: Any) -> int:
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    check_model(model)
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
         raise TypeError(f"layer must be an integer, got {type(layer).__name__}")
     if not 0 <= layer <= model.n_layers - 2:
@@ -631,9 +604,8 @@ def n_m_mask(scores: Any, n: int, m: int, *, alive: Any = None) -> np.ndarray:
     if s.ndim == 0:
         raise ValueError("scores must have at least one dimension, got a scalar")
     m = positive_int(m, "m")
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"n must be an integer, got {type(n).__name__}")
-    if not 0 <= n <= m:
+    n = positive_int(n, "n", minimum=0)
+    if n > m:
         raise ValueError(f"n must be in [0, m] = [0, {m}], got {n}")
     if s.shape[-1] % m:
         raise ValueError(f"m must divide the length of the last axis of scores ({s.shape[-1]}), got m={m}")
@@ -668,7 +640,7 @@ def prune_n_m(model: MLP, scores: Mapping[str, Any], n: int, m: int, *, names: S
     -------
     PruneResult
     """
-    names = _check_model_names(model, names)
+    names = check_model(model).check_names(names)
     if not isinstance(scores, Mapping):
         raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
     new = {}
@@ -683,181 +655,3 @@ def prune_n_m(model: MLP, scores: Mapping[str, Any], n: int, m: int, *, names: S
             raise ValueError(f"m must divide the input dimension of {name!r} ({s.shape[-1]}), got m={m}")
         new[name] = n_m_mask(s, n, m, alive=model.masks[name])
     return _apply(model, new, allow_collapse)
-
-
-# ---------------------------------------------------------------- procedures that prune and score in turn
-@dataclass(frozen=True)
-class ObsResult:
-    """Outcome of ``obs_prune``.
-
-    Attributes
-    ----------
-    model : MLP
-        A new model (a copy) holding ``params`` and ``masks``.
-    params, masks : dict name -> array, for every parameter
-        Weights after the compensating updates (pruned entries exactly 0.0) and masks.
-    removed : list of (name, index)
-        The removed entries in removal order (index is a tuple into the parameter).
-    saliencies : list of float
-        The OBS saliency of each removed entry at the time of its removal: the
-        increase of the quadratic model it causes, so their sum is the predicted
-        total loss increase.
-    """
-
-    model: MLP
-    params: dict[str, np.ndarray]
-    masks: dict[str, np.ndarray]
-    removed: list[tuple[str, tuple[int, ...]]]
-    saliencies: list[float]
-
-
-def obs_prune(model: MLP, X: Any, y: Any, n_remove: int, damping: float = DEFAULT_OBS_DAMPING, *,
-              names: Sequence[str] | None = None) -> ObsResult:
-    """Optimal Brain Surgeon: remove ``n_remove`` weights one at a time, compensating each removal.
-
-    With F the alive parameters (weights and biases of every layer), w their
-    values and Hinv = (H_FF + damping I)^-1 (``scores.damped_inverse_hessian``),
-    repeat ``n_remove`` times:
-
-    1. saliency L_q = w_q**2 / (2 Hinv_qq) of every alive candidate q (an alive
-       entry of ``names``); remove the lowest (higher saliency = kept; among
-       equal saliencies the later candidate goes, the tie rule of
-       ``keep_top_k``, candidates ordered by ``names`` then C order);
-    2. update every free parameter: w <- w - (w_q / Hinv_qq) Hinv e_q
-       (``scores.obs_update``), then set w_q to exactly 0.0 and mask it;
-    3. Hinv <- Hinv - Hinv e_q e_q^T Hinv / Hinv_qq with row and column q
-       deleted (``scores.obs_downdate``): the inverse of H over the remaining
-       free parameters, by block inversion, without a new factorisation.
-
-    The Hessian is computed once, at the starting weights: later removals use
-    the same quadratic model. For a quadratic loss at its minimum (damping 0)
-    the result is the exact minimiser with those weights forced to 0 and the
-    saliencies add up to the exact loss increase. Biases are never removed
-    unless named, but they move to compensate. The input model is not changed.
-
-    Hassibi and Stork, "Second order derivatives for network pruning: Optimal
-    Brain Surgeon", NeurIPS 5, 1993.
-
-    Parameters
-    ----------
-    model : MLP (tiny: P <= 2000 parameters; not mutated)
-    X, y : the batch defining the loss
-    n_remove : int in [0, number of alive candidates]
-    damping : float >= 0 (default 1e-4)
-    names : candidate parameters (default the weight matrices)
-
-    Returns
-    -------
-    ObsResult
-    """
-    names = _check_model_names(model, names)
-    hinv, free = damped_inverse_hessian(model, X, y, damping)
-    flat_names = np.concatenate([np.full(p.size, i) for i, p in enumerate(model.params.values())])
-    offsets = dict(zip(model.params, np.cumsum([0] + [p.size for p in model.params.values()])))
-    # candidate flat indices in names order, C order within each
-    cand = np.concatenate([offsets[n] + np.flatnonzero(model.masks[n].ravel()) for n in names])
-    n_remove = _count(n_remove, "n_remove", cand.size)
-    w = flatten_params(model.effective_params(), model)
-    alive = np.zeros(w.size, dtype=bool)
-    alive[free] = True
-    removed, saliencies = [], []
-    for _ in range(n_remove):
-        pos = np.searchsorted(free, cand)                        # positions of the candidates in free
-        s = obs_saliency(w[cand], np.diag(hinv)[pos])
-        out = int(np.flatnonzero(~keep_top_k(s, s.size - 1))[0])
-        j, q = int(pos[out]), int(cand[out])
-        w[free] += obs_update(w[free], hinv, j)
-        w[q] = 0.0
-        hinv = obs_downdate(hinv, j)
-        free = np.delete(free, j)
-        cand = np.delete(cand, out)
-        alive[q] = False
-        name = list(model.params)[flat_names[q]]
-        removed.append((name, tuple(int(i) for i in np.unravel_index(q - offsets[name],
-                                                                    model.params[name].shape))))
-        saliencies.append(float(s[out]))
-    params, masks = unflatten_params(w, model), unflatten_params(alive, model)
-    masks = {n: masks[n] & model.masks[n] for n in model.params}
-    new_model = model.copy()
-    new_model.load_state_dict({"params": params, "masks": masks})
-    return ObsResult(model=new_model, params=new_model.state_dict()["params"], masks=masks,
-                     removed=removed, saliencies=saliencies)
-
-
-@dataclass(frozen=True)
-class SynflowResult:
-    """Outcome of ``synflow_prune``.
-
-    Attributes
-    ----------
-    masks : dict name -> bool array, the final masks of the pruned weight matrices
-    scores : dict name -> float array, the SynFlow scores of the last round
-        (computed on the masks before that round's pruning)
-    alive : list of int, alive weights in the pool after each round k = 1 .. n
-    collapsed : list of str, weight matrices left with no alive entry
-    """
-
-    masks: dict[str, np.ndarray]
-    scores: dict[str, np.ndarray]
-    alive: list[int]
-    collapsed: list[str]
-
-
-def synflow_prune(model: MLP, density: float, *, iterations: int = 100, names: Sequence[str] | None = None,
-                  rounding: str = "round-half-even", allow_collapse: bool = False) -> SynflowResult:
-    """Iterative SynFlow pruning to ``density`` (data-free); the model is not changed.
-
-    With n0 the alive weights of ``names`` at the start and n = ``iterations``,
-    round k = 1 .. n computes ``scores.synflow_scores`` on the current masks
-    and prunes globally over ``names`` (``select_masks_count``, scope "global")
-    down to the target of round k:
-
-        pruned_k = fraction_to_count(1 - density ** (k / n), n0, rounding)
-
-    so the density relative to n0 follows density**(k/n) up to rounding and
-    ends at exactly n0 - fraction_to_count(1 - density, n0) alive weights, the
-    count a one-shot prune to the same density keeps. Higher score = kept; ties
-    by position in the pool. Re-scoring between rounds is what avoids layer
-    collapse (the paper's point); a collapse is still reported: ``ValueError``
-    unless ``allow_collapse``.
-
-    Tanaka, Kunin, Yamins and Ganguli, "Pruning neural networks without any
-    data by iteratively conserving synaptic flow", NeurIPS 2020 (n = 100).
-
-    Parameters
-    ----------
-    model : MLP (not mutated)
-    density : float in [0, 1], the final fraction of the n0 weights kept
-    iterations : int >= 1
-    names : weight matrices to prune (default all)
-    rounding : see ``fraction_to_count``
-    allow_collapse : bool
-
-    Returns
-    -------
-    SynflowResult (apply with ``model.set_masks(result.masks)``)
-    """
-    names = _check_model_names(model, names)
-    bad = [n for n in names if n not in model.weight_names()]
-    if bad:
-        raise ValueError(f"synflow prunes weight matrices only; names has {bad}")
-    density = real_number(density, "density", low=0.0, high=1.0)
-    iterations = positive_int(iterations, "iterations")
-    choice(rounding, "rounding", ROUNDINGS)
-    if not isinstance(allow_collapse, bool):
-        raise TypeError(f"allow_collapse must be a bool, got {type(allow_collapse).__name__}")
-    work = model.copy()
-    n0 = sum(int(work.masks[n].sum()) for n in names)
-    alive, scores = [], {}
-    for k in range(1, iterations + 1):
-        target = fraction_to_count(1.0 - density ** (k / iterations), n0, rounding)
-        scores = synflow_scores(work, names=names)
-        now = sum(int(work.masks[n].sum()) for n in names)
-        new = select_masks_count(scores, work.masks, max(0, target - (n0 - now)), scope="global")
-        work.set_masks(new)
-        alive.append(sum(int(work.masks[n].sum()) for n in names))
-    masks = {n: work.masks[n].copy() for n in names}
-    collapsed = collapsed_matrices(model, masks)
-    if collapsed and not allow_collapse:
-        raise ValueError(_collapse_message(collapsed, "raise density"))
-    return SynflowResult(masks=masks, scores=scores, alive=alive, collapsed=collapsed)

@@ -38,7 +38,7 @@ import scipy.linalg
 
 from . import curvature
 from ._checks import choice, float_array, positive_int, real_number
-from .mlp import MLP
+from .mlp import MLP, check_model, flatten_params, unflatten_params
 from .rng import make_rng
 
 RULES = ("magnitude", "random", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs",
@@ -380,10 +380,10 @@ def obs_scores(model: MLP, X: Any, y: Any, *, names: Sequence[str] | None = None
     """
     names = _check_names(model, names)
     hinv, free = damped_inverse_hessian(model, X, y, damping)
-    w = curvature.flatten_params(model.effective_params(), model)
+    w = flatten_params(model.effective_params(), model)
     s = np.zeros(w.size)
     s[free] = obs_saliency(w[free], np.diag(hinv).copy())
-    return _select(curvature.unflatten_params(s, model), names)
+    return _select(unflatten_params(s, model), names)
 
 
 def damped_inverse_hessian(model: MLP, X: Any, y: Any, damping: float = DEFAULT_OBS_DAMPING
@@ -391,8 +391,7 @@ def damped_inverse_hessian(model: MLP, X: Any, y: Any, damping: float = DEFAULT_
     """(H_FF + damping I)^-1 over the alive parameters F, for Optimal Brain Surgeon.
 
     H is ``refprune.curvature.full_hessian`` (flat order of
-    ``curvature.flatten_params``), symmetrised as (H + H^T) / 2, restricted to
-    the rows and columns of alive entries, damped and inverted by Cholesky.
+    ``mlp.flatten_params``); ``damped_inverse`` does the rest.
 
     Returns
     -------
@@ -403,11 +402,17 @@ def damped_inverse_hessian(model: MLP, X: Any, y: Any, damping: float = DEFAULT_
     ------
     ValueError if the damped matrix is not positive definite.
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    check_model(model)
     damping = real_number(damping, "damping", low=0.0)
-    H = curvature.full_hessian(model, X, y)
-    free = np.flatnonzero(curvature.flatten_params(model.masks, model))
+    free = np.flatnonzero(flatten_params(model.masks, model))
+    return damped_inverse(curvature.full_hessian(model, X, y), free, damping), free
+
+
+def damped_inverse(H: np.ndarray, free: np.ndarray, damping: float) -> np.ndarray:
+    """(A + damping I)^-1 with A = (H + H^T) / 2 restricted to the rows and columns ``free``.
+
+    Inverted by Cholesky; ValueError if the damped matrix is not positive definite.
+    """
     A = H[np.ix_(free, free)]
     A = 0.5 * (A + A.T) + damping * np.eye(free.size)
     try:
@@ -416,7 +421,7 @@ def damped_inverse_hessian(model: MLP, X: Any, y: Any, damping: float = DEFAULT_
         raise ValueError(f"the Hessian over the alive parameters plus damping * I is not positive "
                          f"definite (damping={damping}); Optimal Brain Surgeon assumes a minimum: "
                          f"train further or increase damping") from None
-    return scipy.linalg.cho_solve(factor, np.eye(free.size)), free
+    return scipy.linalg.cho_solve(factor, np.eye(free.size))
 
 
 def grasp_scores(model: MLP, X: Any, y: Any, *, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -451,7 +456,7 @@ def synflow_scores(model: MLP, *, names: Sequence[str] | None = None) -> dict[st
     s_l[i, j] = r_{l+1}[i] |W_l[i, j] M_l[i, j]| a_l[j] with the path sums of the
     absolute masked weights (see ``synflow``); data-free. Higher = kept. The
     iterative procedure of the paper (n rounds, density rho^(k/n) after round k)
-    is ``refprune.masks.synflow_prune``.
+    is ``refprune.rescoring.synflow_prune``.
 
     Tanaka, Kunin, Yamins and Ganguli, NeurIPS 2020.
 
@@ -569,8 +574,7 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
 
 # ====================================================================== helpers
 def _check_names(model: Any, names: Sequence[str] | None) -> list[str]:
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    check_model(model)
     return model.check_names(names)
 
 

@@ -37,6 +37,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._checks import choice, float_array, positive_int, real_number
+from .data import random_labels, train_test_split
+from .lottery import TrainConfig, run_imp
+from .mlp import MLP
 from .rng import make_rng
 
 TICKET_RULES = ("threshold", "top_s")
@@ -368,10 +371,6 @@ def random_label_experiment(X: Any, n_classes: int, *, hidden: Sequence[int] = (
     ``correct``, ``ci`` (Clopper-Pearson), ``contains_chance`` and
     ``expected_accuracy`` (exact, as a "p/q" string).
     """
-    from .data import random_labels, train_test_split
-    from .lottery import TrainConfig, run_imp
-    from .mlp import MLP
-
     X = float_array(X, "X", ndim=2)
     k = positive_int(n_classes, "n_classes", minimum=2)
     rounds = positive_int(rounds, "rounds")
