@@ -67,7 +67,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from refprune.masks import fraction_to_count, keep_top_k, select_masks
+from refprune.masks import SCOPES, fraction_to_count, keep_top_k, select_masks
 
 __all__ = [
     "Citation", "Profile", "PROFILES", "get_profile", "reference_profile",
@@ -79,7 +79,6 @@ __all__ = [
 ]
 
 Scores = Union[np.ndarray, Mapping[str, Any]]
-SCOPES = ("layer", "global")
 
 # The source each rule was read from. Commits are the exact revisions read.
 TORCH_REPO, TORCH_COMMIT = "pytorch/pytorch", "03459473c0ec8fea0afc2b32d0d5f45346c2a072"

@@ -24,11 +24,13 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from refprune.activations import ACTIVATIONS as _ACTIVATIONS
+from refprune.masks import ROUNDINGS
+from refprune.mlp import LOSSES
+
 data = st.data
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
-LOSSES = ("cross_entropy", "mse")
-ROUNDINGS = ("round-half-even", "floor", "ceil")
+ACTIVATIONS = tuple(_ACTIVATIONS)
 
 #: Values that break implementations: signed zeros, the smallest subnormal, 1 and its neighbours.
 EDGE_FLOATS = (0.0, -0.0, 5e-324, -5e-324, 1.0, -1.0, 0.5, 1.0 + 2.0 ** -52, 1.0 - 2.0 ** -53,

@@ -64,10 +64,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._checks import choice, positive_int, real_number
+from ._checks import boolean, choice, positive_int, real_number
 from .masks import (ROUNDINGS, SCOPES, apply_masks, fraction_to_count, prune,
                     select_masks_count)
-from .mlp import MLP
+from .mlp import MLP, check_model
 from .rng import make_rng
 from .schedules import Schedule, geometric
 from .scores import DIAG_RULES, RULES, compute_scores
@@ -297,8 +297,7 @@ class PruneSpec:
         choice(self.rule, "rule", RULES)
         choice(self.scope, "scope", SCOPES)
         choice(self.rounding, "rounding", ROUNDINGS)
-        if not isinstance(self.allow_collapse, bool):
-            raise TypeError(f"allow_collapse must be a bool, got {type(self.allow_collapse).__name__}")
+        boolean(self.allow_collapse, "allow_collapse")
 
     def scores(self, model: MLP, X, y, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """compute_scores(rule, model, X, y, names); ``rng`` is passed only to the rules that draw."""
@@ -412,8 +411,7 @@ class PruneSpec:
 
 
 def _check_data(model: MLP, X, y, X_test, y_test):
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    check_model(model)
     X, y = model.check_inputs(X, y, require_y=True)
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together")
@@ -451,8 +449,7 @@ def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: flo
     seed : int or Generator
         For the rules that draw ("random"); ignored by the others.
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    check_model(model)
     spec = _pruning_spec(model, None, dict(rule=rule, names=names, scope=scope,
                                            rate_multipliers=rate_multipliers, rounding=rounding,
                                            hessian_method=hessian_method,

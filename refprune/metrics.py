@@ -34,7 +34,7 @@ import numpy as np
 from ._checks import float_array, int_labels, positive_int, real_number
 from .activations import softmax_parts
 from .masks import fraction_to_count
-from .mlp import MLP
+from .mlp import MLP, check_model
 from .rng import make_rng
 
 
@@ -100,8 +100,7 @@ def per_example_loss(model: MLP, X: Any, y: Any) -> np.ndarray:
     ``refprune.autograd.cross_entropy``, so the mean of the result is the
     model's mean loss. Lower = better fit. Only for cross-entropy models.
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
+    check_model(model)
     if model.loss != "cross_entropy":
         raise ValueError(f"per_example_loss needs a cross_entropy model, got loss {model.loss!r}")
     X, y = model.check_inputs(X, y)
