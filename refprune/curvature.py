@@ -46,7 +46,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._checks import choice, float_array, positive_int
+from ._checks import choice, positive_int
 from .activations import Activation, get_activation, softmax_parts
 from .mlp import MLP, check_model, check_param_dict, flatten_params, n_params, unflatten_params
 from .rng import make_rng

@@ -450,10 +450,10 @@ def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: flo
         For the rules that draw ("random"); ignored by the others.
     """
     check_model(model)
-    spec = _pruning_spec(model, None, dict(rule=rule, names=names, scope=scope,
-                                           rate_multipliers=rate_multipliers, rounding=rounding,
-                                           hessian_method=hessian_method,
-                                           allow_collapse=allow_collapse))
+    spec = _pruning_spec(model, None, {"rule": rule, "names": names, "scope": scope,
+                                       "rate_multipliers": rate_multipliers, "rounding": rounding,
+                                       "hessian_method": hessian_method,
+                                       "allow_collapse": allow_collapse})
     net = model.copy()
     prune(net, spec.scores(net, X, y, make_rng(seed)), fraction, names=list(spec.names), scope=spec.scope,
           rate_multipliers=spec.rate_multipliers, rounding=spec.rounding, allow_collapse=spec.allow_collapse)
@@ -553,8 +553,8 @@ class Controls:
         for c in names:
             choice(c, "controls[i]", CONTROLS)
         object.__setattr__(self, "names", names)
-        object.__setattr__(self, "reinit_seed", positive_int(self.reinit_seed, "reinit_seed", minimum=0))
-        object.__setattr__(self, "mask_seed", positive_int(self.mask_seed, "mask_seed", minimum=0))
+        for seed in ("reinit_seed", "mask_seed"):
+            object.__setattr__(self, seed, positive_int(getattr(self, seed), seed, minimum=0))
 
 
 class _Trainer:
@@ -634,7 +634,8 @@ def _copy(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _trace_header(model: MLP, X, X_test, schedule: Schedule, pruning: PruneSpec, rw: Rewind,
-                  cfg: TrainConfig, score_seed: int, controls: Controls, weights_format: str) -> dict:
+                  cfg: TrainConfig, score_seed: int, controls: Controls,
+                  weights_format: str) -> dict:
     """The trace before any round: ``format``, ``version``, the whole ``config``, empty records."""
     arch = {"sizes": list(model.sizes), "activation": model.activation, "loss": model.loss,
             "init": model.init, "sigma": model.sigma}
@@ -769,9 +770,10 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
     names = list(pruning.names)
     trace = _trace_header(model, X, X_test, schedule, pruning, rw, cfg, score_seed, controls,
                           weights_format)
+    dense_density = model.density(names)
     rec = _Recorder(trace, names, (X, y, X_test, y_test),
-                    [model.density(names), *pruning.target_densities(model, schedule)],
-                    [model.density(names), *schedule.densities()], weights_format, progress, observe)
+                    [dense_density, *pruning.target_densities(model, schedule)],
+                    [dense_density, *schedule.densities()], weights_format, progress, observe)
     trainer = _Trainer(X, y, cfg, rw)
     net = model.copy()
     w0, w_k = _copy(net.params), {}

@@ -21,11 +21,24 @@ import numpy as np
 
 from ._checks import boolean, choice, count_in, positive_int, real_number
 from .curvature import full_hessian
-from .masks import (ROUNDINGS, _collapse_message, collapsed_matrices, fraction_to_count, keep_top_k,
-                    select_masks_count)
+from .masks import (
+    ROUNDINGS,
+    _collapse_message,
+    collapsed_matrices,
+    fraction_to_count,
+    keep_top_k,
+    select_masks_count,
+)
 from .mlp import MLP, check_model, flatten_params, unflatten_params
-from .scores import (DEFAULT_OBS_DAMPING, damped_inverse, damped_inverse_hessian, obs_downdate,
-                     obs_saliency, obs_update, synflow_scores)
+from .scores import (
+    DEFAULT_OBS_DAMPING,
+    damped_inverse,
+    damped_inverse_hessian,
+    obs_downdate,
+    obs_saliency,
+    obs_update,
+    synflow_scores,
+)
 
 __all__ = ["ObsResult", "obs_prune", "SynflowResult", "synflow_prune"]
 
@@ -138,7 +151,7 @@ def _obs_prune_fast(model: MLP, X: Any, y: Any, n_remove: Any, damping: Any,
     alive[free] = True
     removed, saliencies = [], []
     for _ in range(n_remove):
-        pos = np.searchsorted(free, cand)                        # positions of the candidates in free
+        pos = np.searchsorted(free, cand)                     # positions of the candidates in free
         s = obs_saliency(w[cand], np.diag(hinv)[pos])
         out = int(np.flatnonzero(~keep_top_k(s, s.size - 1))[0])
         j, q = int(pos[out]), int(cand[out])

@@ -6,10 +6,11 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from refprune.mlp import MLP
 from refprune.curvature import FAST_BOUND
+from refprune.mlp import MLP
 from refprune.rescoring import obs_prune
 from refprune.rng import make_rng
 
@@ -24,8 +25,8 @@ def rel_err(a, b) -> float:
 
 @given(act=st.sampled_from(("relu", "tanh", "sigmoid", "identity")),
        loss=st.sampled_from(("cross_entropy", "mse")), masking=st.sampled_from(MASKINGS),
-       hidden=st.integers(1, 4), n_remove=st.integers(0, 6), damping=st.sampled_from([0.1, 1.0, 10.0]),
-       names=st.sampled_from([None, "all"]), seed=st.integers(0, 2**16))
+       hidden=st.integers(1, 4), n_remove=st.integers(0, 6),
+       damping=st.sampled_from([0.1, 1.0, 10.0]), names=st.sampled_from([None, "all"]), seed=st.integers(0, 2**16))
 def test_obs_fast_equals_the_definition(act, loss, masking, hidden, n_remove, damping, names, seed):
     """Same removals in the same order; params and saliencies within FAST_BOUND
     of each array's largest magnitude; identical masks. Where the damped Hessian is
