@@ -14,4 +14,16 @@ without any of them installed.
         python -m conformance run --backend conformance.adapters.torch_backend:TorchBackend --profile torch
 
     What it passes and where it deviates: ``docs/torch_adapter.md``.
+
+``conformance.adapters.jax_backend:JaxBackend``
+    JAX: ``jax.grad``, ``jax.jvp`` (forward-over-reverse Hessian-vector
+    products) and ``jax.hessian`` in float64 for loss, gradient, Hessian-vector
+    products, the Hessian and its diagonals, and the derivative-based scores.
+    Needs the ``jax`` extra. ``docs/jax_adapter.md``.
+
+``conformance.adapters.tfmot_backend:TfmotBackend``
+    TensorFlow Model Optimization: the ``prune_low_magnitude`` mask update
+    (``pruning_impl.Pruning``) and the ``PolynomialDecay`` / ``ConstantSparsity``
+    schedules, under the ``tfmot`` profile. Needs the ``tfmot`` extra.
+    ``docs/tfmot_adapter.md``.
 """
