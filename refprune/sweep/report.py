@@ -350,9 +350,9 @@ def plot_chance(plt, group: dict, rows: list[dict], path: Path) -> None:
     ax.axhspan(lo / ch["n_test"], hi / ch["n_test"], color="0.85", zorder=0,
                label=f"{ch['confidence']:.0%} binomial interval")
     ax.axhline(ch["chance"], color="k", lw=0.8, label="1/K")
-    ax.set_title(_title(group) + f"\n{ch['outside']} of {ch['checks']} accuracies outside the "
-                 "interval", fontsize=9)
     _curve_axes(ax, "test accuracy", "")
+    ax.set_title(_title(group) + f"\n{ch['outside']} of {ch['checks']} accuracies outside the "
+                 "interval", fontsize=9)                   # after _curve_axes, which sets one
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=80)
     plt.close(fig)
