@@ -211,21 +211,37 @@ def decode_array(entry: Mapping[str, Any]) -> np.ndarray:
 
 
 def random_masks_like(masks: Mapping[str, Any], names: Sequence[str],
-                      seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
+                      seed: int | np.random.Generator = 0, *,
+                      within: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Random masks with exactly the same alive count per parameter as ``masks``.
 
     For each name in ``names``, in order: k = alive entries of ``masks[name]``,
-    n = its size, ``perm = rng.permutation(n)`` (rng = ``make_rng(seed)``), and the
-    entries at flat C-order indices perm[:k] are alive. Exact counts, not
-    Bernoulli draws (the random-pruning control of Frankle and Carbin 2019).
-    Names not in ``names`` keep their masks.
+    c = the candidate entries (the flat C-order indices of the alive entries of
+    ``within[name]``; all n entries when ``within`` is None or has no such name),
+    ``perm = rng.permutation(len(c))`` (rng = ``make_rng(seed)``, continued from
+    name to name), and the entries c[perm[:k]] are alive. Exact counts, not
+    Bernoulli draws (the random-pruning control of Frankle and Carbin 2019); every
+    set of k candidates is equally likely, and with ``within`` the new mask is
+    nested in it. Names not in ``names`` keep their masks.
     """
     rng = make_rng(seed)
     out = {n: np.asarray(m, dtype=bool).copy() for n, m in masks.items()}
     for name in names:
         m = out[name]
+        k = int(m.sum())
+        if within is None or name not in within:
+            candidates = np.arange(m.size)
+        else:
+            w = np.asarray(within[name], dtype=bool)
+            if w.shape != m.shape:
+                raise ValueError(f"within[{name!r}] must have the mask's shape {m.shape}, "
+                                 f"got {w.shape}")
+            candidates = np.flatnonzero(w)
+        if k > candidates.size:
+            raise ValueError(f"masks[{name!r}] has {k} alive entries, more than the "
+                             f"{candidates.size} alive in within[{name!r}]")
         new = np.zeros(m.size, dtype=bool)
-        new[rng.permutation(m.size)[:int(m.sum())]] = True
+        new[candidates[rng.permutation(candidates.size)[:k]]] = True
         out[name] = new.reshape(m.shape)
     return out
 

@@ -301,16 +301,23 @@ class MLP:
         X, y = self.check_inputs(X, y, require_y=True)
         return float(self._graph(X, y)[0].data)
 
-    def _graph(self, X: np.ndarray, y: np.ndarray) -> tuple[ag.Tensor, dict[str, ag.Tensor]]:
-        """Build the loss graph: returns the loss node and the parameter leaves."""
+    def _graph(self, X: np.ndarray, y: np.ndarray, masked: bool = True
+               ) -> tuple[ag.Tensor, dict[str, ag.Tensor]]:
+        """Build the loss graph: returns the loss node and the parameter leaves.
+
+        ``masked=False`` leaves the masks out of the graph: the forward pass uses the
+        stored values (pruned entries are 0.0 there too) and the gradient of a pruned
+        entry is the dense network's, as when a library multiplies the weights by the
+        mask after each update instead of inside the forward pass.
+        """
         act = getattr(ag, self.activation)
         leaves = {n: ag.Tensor(p, requires_grad=True) for n, p in self.params.items()}
         a = ag.Tensor(X)
         for l in range(self.n_layers):
             w, b = leaves[f"layers.{l}.weight"], leaves[f"layers.{l}.bias"]
-            if self._pruned[w_name := f"layers.{l}.weight"]:
+            if masked and self._pruned[w_name := f"layers.{l}.weight"]:
                 w = w * ag.Tensor(self.masks[w_name].astype(np.float64))
-            if self._pruned[b_name := f"layers.{l}.bias"]:
+            if masked and self._pruned[b_name := f"layers.{l}.bias"]:
                 b = b * ag.Tensor(self.masks[b_name].astype(np.float64))
             z = a @ w.T + b
             a = act(z) if l < self.n_layers - 1 else z
@@ -325,8 +332,8 @@ class MLP:
         X, y = self.check_inputs(X, y, require_y=True)
         return self._loss_and_grads(X, y)
 
-    def _loss_and_grads(self, X, y):
-        loss, leaves = self._graph(X, y)
+    def _loss_and_grads(self, X, y, masked: bool = True):
+        loss, leaves = self._graph(X, y, masked)
         loss.backward()
         return float(loss.data), {n: leaves[n].grad for n in self.params}
 
