@@ -84,6 +84,8 @@ REFERENCE_ERROR_BOUND: dict[str, float] = {
     # magnitude of the terms (docs/conformance.md, family sparse_execution)
     "sparse_forward": 16,
     "sparse_train_step": 16,
+    # training: full-batch SGD trajectories, not re-derived either: the provisional bound of imp
+    "train_steps": 64,
 }
 
 
@@ -104,6 +106,7 @@ MACHINE_VARIATION_BOUND: dict[str, float] = {
     "sparse_approx": 8.0,
     "lottery": 16.0,
     "sparse_execution": 8.0,
+    "training": 16.0,
 }
 TOLERANCE_OVER_VARIATION = 8.0         # a tolerance is at least this many machine variations
 # The stored scale s is an estimate of S (4 sign vectors see about the 2-norm of the per-input
@@ -124,6 +127,7 @@ PORTABILITY: dict[str, str] = {
     "sparse_approx": "bounded",
     "lottery": "bounded",
     "sparse_execution": "bounded",
+    "training": "bounded",
 }
 
 PERTURBATION = 2.0 ** -24              # relative size of the perturbations of entry_scales

@@ -107,6 +107,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
               "outputs of the pruned MLP computed in the backend's own sparse format"),
     Operation("sparse_train_step", "sparse_execution", "step",
               "one masked SGD step through the backend's own sparse format"),
+    Operation("train_steps", "training", "trajectory",
+              "full-batch masked SGD steps (momentum, Nesterov, weight decay, pruning, rewinding)"),
 ]}
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(op.family for op in OPERATIONS.values()))
@@ -444,6 +446,42 @@ class Backend:
         """
         raise NotProvided
 
+    # --------------------------------------------------------------- training
+    def train_steps(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None,
+                    X: np.ndarray, y: np.ndarray, activation: str, loss: str,
+                    lr_schedule: np.ndarray, momentum: float, nesterov: bool,
+                    weight_decay: float, decoupled: bool, mask_at: str,
+                    prune_at: list[dict[str, Any]] | None, record: str) -> dict[str, list]:
+        """T = len(lr_schedule) full-batch SGD updates of the masked network (docs/training.md).
+
+        theta_0 = ``params``, M = ``masks`` (None: all alive). Update t, with g the
+        gradient of the mean loss over all of (X, y) in the effective weights
+        theta * M (the dense network's gradient there, not masked), mu = momentum,
+        wd = weight_decay (torch.optim.SGD with dampening 0; SGDW for decoupled):
+
+            d = g * M [not under "weights"]  + wd * theta [coupled only]
+            v = mu * v + d          (v = d at the first update and after a rewind)
+            u = d + mu * v if nesterov, v if mu > 0, d otherwise
+            s = u + wd * theta [decoupled only]
+            theta = theta - lr_schedule[t] * s
+
+        ``mask_at``: "update" -- s is multiplied by M, and theta and v are set to
+        0.0 at pruned entries at the start and whenever entries are pruned (the
+        velocity of a weight pruned at step t is zeroed); "weights" -- g is not
+        masked, theta = (theta - lr s) * M after every update and at pruning, v is
+        never masked; "gradient" -- torch.nn.utils.prune's reparametrisation: only
+        g is masked, theta (weight_orig) is never zeroed, v is kept at pruning.
+        ``prune_at``: None or a list of {"step": t, "masks": masks of every parameter,
+        nested in the current ones, "rewind": params or None}, steps increasing in
+        [0, T): before update t the masks become "masks"; with a "rewind", theta =
+        the rewind values and the velocity is reset; then the state is zeroed as
+        ``mask_at`` says. Returns {"params": [theta_0 .. theta_T] (theta_0 after the
+        initial zeroing), "velocity": [v_1 .. v_T]} (v = d when momentum is 0) for
+        ``record`` "all", {"params": [theta_T], "velocity": [v_T]} for "last". Raise
+        ``NotProvided`` for a ``mask_at`` the backend does not implement.
+        """
+        raise NotProvided
+
 
 def provides(backend: Any, op: str) -> bool:
     """True when ``backend`` has a callable ``op`` that is not ``Backend``'s placeholder."""
@@ -737,3 +775,11 @@ class ReferenceBackend(Backend):
         sgd = SparseSGD(model, lr=lr, weight_decay=weight_decay, execution="sparse", threads=1)
         value = sgd.step(X, y)
         return {"params": {n: p.copy() for n, p in sgd.to_model().params.items()}, "loss": value}
+    # --------------------------------------------------------------- training
+    def train_steps(self, *, params, masks, X, y, activation, loss, lr_schedule, momentum,
+                    nesterov, weight_decay, decoupled, mask_at, prune_at, record):
+        from refprune.train import train_steps
+        return train_steps(params, masks, X, y, activation=activation, loss=loss,
+                           lr_schedule=lr_schedule, momentum=momentum, nesterov=nesterov,
+                           weight_decay=weight_decay, decoupled=decoupled, mask_at=mask_at,
+                           prune_at=prune_at, record=record)

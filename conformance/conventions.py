@@ -815,6 +815,10 @@ class Profile:
     citations : tuple of Citation
     extras : mapping name -> function
         The library's related arithmetic (schedules, size formulas).
+    mask_at : str or None
+        Where the library's training applies the mask (family ``training``,
+        docs/training.md): "update", "weights" or "gradient"; None where this
+        project has not read it from the library's source.
     """
 
     name: str
@@ -831,6 +835,7 @@ class Profile:
     extras: Mapping[str, Callable[..., Any]] = field(default_factory=lambda: MappingProxyType({}),
                                                      repr=False, compare=False)
     signed_zeros: bool = True
+    mask_at: str | None = None
 
     def honour(self, tolerance: dict[str, Any]) -> dict[str, Any]:
         """``tolerance`` as this profile allows it: zeros' signs dropped unless promised."""
@@ -938,6 +943,7 @@ def reference_profile(rounding: str = "round-half-even") -> Profile:
                             "refprune/masks.py", "-", "fraction_to_count, keep_top_k, select_masks"),),
         _select=_reference_select(rounding),
         _count=lambda amount, n: fraction_to_count(amount, n, rounding),
+        mask_at="update",
     )
 
 
@@ -968,10 +974,21 @@ TORCH = Profile(
               "global_unstructured"),
         _cite("the pruned tensor is weight_orig * weight_mask, so a pruned negative weight "
               "reads -0.0", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE, "BasePruningMethod.apply_mask"),
+        _cite("training (mask_at 'gradient'): the parameter is re-registered as name_orig, the "
+              "mask as the buffer name_mask, and a forward pre-hook recomputes name = "
+              "name_orig * name_mask; name_orig is never zeroed, so autograd masks only its "
+              "gradient", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE,
+              "BasePruningMethod.apply, BasePruningMethod.apply_mask"),
+        _cite("training: d_p = grad + weight_decay * param; buf = clone(d_p) at the first step, "
+              "else buf * momentum + (1 - dampening) * d_p; nesterov: d_p = d_p + momentum * buf, "
+              "else d_p = buf; param -= lr * d_p; the state (momentum_buffer) is keyed by the "
+              "parameter object, which pruning keeps (renamed name_orig)", TORCH_REPO,
+              TORCH_COMMIT, "torch/optim/sgd.py", "_single_tensor_sgd"),
     ),
     _select=_torch_select,
     _count=_torch_count,
     signed_zeros=False,
+    mask_at="gradient",
 )
 
 TFMOT = Profile(

@@ -264,7 +264,7 @@ def test_every_mask_rounding_mode_and_profile_is_covered():
 
 def test_golden_files_stay_small():
     total = sum(p.stat().st_size for p in golden.GOLDEN_DIR.iterdir())
-    assert total < 1_000_000, f"golden files total {total} bytes"
+    assert total < 1_250_000, f"golden files total {total} bytes"
 
 
 def test_lint_reports_each_kind_of_problem(tmp_path):

@@ -30,7 +30,7 @@ from conformance.accuracy import bound
 from . import cases, check
 
 FAMILIES = ("curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery",
-            "sparse_execution")
+            "sparse_execution", "training")
 
 #: Operations whose outputs have no truth here, and why.
 EXCLUDED: dict[str, str] = {
@@ -43,6 +43,7 @@ EXCLUDED: dict[str, str] = {
     "rounds_to_density": "an integer defined by float64 products, by definition",
     "imp": "full-batch SGD on a non-convex loss: no a-priori bound on error growth",
     "scores:random": "draws from NumPy's PCG64 stream, not a computation",
+    "train_steps": "full-batch SGD on a non-convex loss: no a-priori bound on error growth",
 }
 
 
