@@ -86,6 +86,8 @@ REFERENCE_ERROR_BOUND: dict[str, float] = {
     "sparse_train_step": 16,
     # training: full-batch SGD trajectories, not re-derived either: the provisional bound of imp
     "train_steps": 64,
+    # controls: copies of NumPy's draws times a float64 constant (one product, correctly rounded)
+    "reinit": 0.5,
 }
 
 
@@ -128,6 +130,7 @@ PORTABILITY: dict[str, str] = {
     "lottery": "bounded",
     "sparse_execution": "bounded",
     "training": "bounded",
+    "controls": "byte-identical",
 }
 
 PERTURBATION = 2.0 ** -24              # relative size of the perturbations of entry_scales

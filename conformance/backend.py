@@ -109,6 +109,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in [
               "one masked SGD step through the backend's own sparse format"),
     Operation("train_steps", "training", "trajectory",
               "full-batch masked SGD steps (momentum, Nesterov, weight decay, pruning, rewinding)"),
+    Operation("random_masks", "controls", "masks",
+              "random masks with exactly the alive count of each given mask"),
+    Operation("reinit", "controls", "params",
+              "fresh initial weights of the same architecture, the masks kept"),
 ]}
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(op.family for op in OPERATIONS.values()))
@@ -482,6 +486,36 @@ class Backend:
         """
         raise NotProvided
 
+    # --------------------------------------------------------------- controls
+    def random_masks(self, *, masks: dict[str, np.ndarray], names: list[str], seed: int,
+                     within: dict[str, np.ndarray] | None, generator: str) -> dict[str, np.ndarray]:
+        """Random masks with exactly the alive count of ``masks[name]`` for each name in ``names``.
+
+        The k alive entries are drawn uniformly among the alive entries of
+        ``within[name]`` (within None: all entries), so the result is nested in
+        ``within``; masks of other names are returned unchanged. ``generator``
+        "reference": rng = Generator(PCG64(seed)); for each name in order, c = the
+        flat C-order indices of the candidates, perm = rng.permutation(len(c)), alive
+        = c[perm[:k]] (refprune.lottery.random_masks_like). "own": the backend's own
+        generator seeded with ``seed`` (only counts, nesting, determinism and
+        uniformity are checked). Raise ``NotProvided`` for "reference" if the
+        backend cannot reproduce NumPy's stream.
+        """
+        raise NotProvided
+
+    def reinit(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray], init: str,
+               sigma: float | None, seed: int, generator: str) -> dict[str, np.ndarray]:
+        """Fresh initial parameters of ``params``' architecture with the masks kept.
+
+        W_l ~ N(0, std_l^2) entrywise, biases 0.0, std_l = sqrt(2 / in_l) for
+        "kaiming", sqrt(2 / (in_l + out_l)) for "glorot", ``sigma`` for "normal";
+        then every entry pruned by ``masks`` is 0.0. ``generator`` "reference":
+        rng = Generator(PCG64(seed)), W_l = std_l * rng.standard_normal((out_l, in_l))
+        for l = 0 .. L-1 in order (refprune.mlp.MLP's draw order); "own": the
+        backend's own generator seeded with ``seed``.
+        """
+        raise NotProvided
+
 
 def provides(backend: Any, op: str) -> bool:
     """True when ``backend`` has a callable ``op`` that is not ``Backend``'s placeholder."""
@@ -783,3 +817,34 @@ class ReferenceBackend(Backend):
                            lr_schedule=lr_schedule, momentum=momentum, nesterov=nesterov,
                            weight_decay=weight_decay, decoupled=decoupled, mask_at=mask_at,
                            prune_at=prune_at, record=record)
+
+    # --------------------------------------------------------------- controls
+    def random_masks(self, *, masks, names, seed, within, generator):
+        from refprune.lottery import random_masks_like
+        _generator(generator)
+        unknown = [n for n in names if n not in masks]
+        if unknown:
+            raise ValueError(f"names must be keys of masks, got {unknown}")
+        return random_masks_like(masks, list(names), seed, within=within)
+
+    def reinit(self, *, params, masks, init, sigma, seed, generator):
+        from refprune.lottery import reinit_like
+        _generator(generator)
+        model = _model(params, "relu", "mse")
+        fresh = _model(reinit_like(_architecture(model, init, sigma), seed), "relu", "mse")
+        fresh.set_masks(masks)
+        return {n: p.copy() for n, p in fresh.params.items()}
+
+
+GENERATORS = ("reference", "own")
+
+
+def _generator(generator: str) -> None:
+    if generator not in GENERATORS:
+        raise ValueError(f"generator must be one of {list(GENERATORS)}, got {generator!r}")
+
+
+def _architecture(model, init: str, sigma: float | None):
+    """An MLP of ``model``'s sizes with the initialisation ``init`` (weights not used)."""
+    from refprune.mlp import MLP
+    return MLP(model.sizes, model.activation, loss=model.loss, init=init, sigma=sigma, seed=0)

@@ -819,6 +819,9 @@ class Profile:
         Where the library's training applies the mask (family ``training``,
         docs/training.md): "update", "weights" or "gradient"; None where this
         project has not read it from the library's source.
+    generator : str
+        "reference" when the library's random controls reproduce NumPy's PCG64
+        stream, "own" when it draws from its own generator (family ``controls``).
     """
 
     name: str
@@ -836,6 +839,7 @@ class Profile:
                                                      repr=False, compare=False)
     signed_zeros: bool = True
     mask_at: str | None = None
+    generator: str = "own"
 
     def honour(self, tolerance: dict[str, Any]) -> dict[str, Any]:
         """``tolerance`` as this profile allows it: zeros' signs dropped unless promised."""
@@ -944,6 +948,7 @@ def reference_profile(rounding: str = "round-half-even") -> Profile:
         _select=_reference_select(rounding),
         _count=lambda amount, n: fraction_to_count(amount, n, rounding),
         mask_at="update",
+        generator="reference",
     )
 
 
@@ -989,6 +994,7 @@ TORCH = Profile(
     _count=_torch_count,
     signed_zeros=False,
     mask_at="gradient",
+    generator="own",
 )
 
 TFMOT = Profile(

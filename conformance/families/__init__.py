@@ -166,7 +166,7 @@ class Family:
 
 def family_modules() -> list[str]:
     return ["curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery",
-            "sparse_execution", "training"]
+            "sparse_execution", "training", "controls"]
 
 
 def load_families() -> dict[str, Family]:

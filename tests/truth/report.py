@@ -30,7 +30,7 @@ from conformance.accuracy import bound
 from . import cases, check
 
 FAMILIES = ("curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery",
-            "sparse_execution", "training")
+            "sparse_execution", "training", "controls")
 
 #: Operations whose outputs have no truth here, and why.
 EXCLUDED: dict[str, str] = {
@@ -44,6 +44,8 @@ EXCLUDED: dict[str, str] = {
     "imp": "full-batch SGD on a non-convex loss: no a-priori bound on error growth",
     "scores:random": "draws from NumPy's PCG64 stream, not a computation",
     "train_steps": "full-batch SGD on a non-convex loss: no a-priori bound on error growth",
+    "random_masks": "a mask: a permutation drawn from NumPy's PCG64 stream",
+    "reinit": "draws from NumPy's PCG64 stream times a correctly rounded standard deviation",
 }
 
 
