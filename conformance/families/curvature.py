@@ -154,6 +154,24 @@ def _diag_differential(c, ex):
 
 
 @st.composite
+def _smooth_deep_nets(draw):
+    """Networks with one or two hidden layers of tanh or sigmoid units, where the three
+    diagonals differ (sigma'' != 0)."""
+    sizes = draw(st.lists(st.integers(1, 4), min_size=3, max_size=4))
+    loss = draw(st.sampled_from(cst.LOSSES))
+    if loss == "cross_entropy":
+        sizes[-1] = max(sizes[-1], 2)
+    X, y = draw(cst.batches(sizes, loss))
+    return {"params": draw(cst.params(sizes)), "X": X, "y": y,
+            "activation": draw(st.sampled_from(["tanh", "sigmoid"])), "loss": loss}
+
+
+def _every_diag_differential(c, net):
+    for method in ("exact", "ggn", "obd"):
+        c.agree("hessian_diag", **net, method=method)
+
+
+@st.composite
 def _with_vector(draw):
     net = draw(cst.networks())
     return net, draw(cst.like(net["params"])), draw(cst.like(net["params"]))
@@ -294,6 +312,9 @@ PROPERTIES = [
     Property("curvature/hessian-diag-differential", ("hessian_diag",),
              "every Hessian-diagonal method equals the reference's",
              st.tuples(_nets(), st.sampled_from(["exact", "ggn", "obd"])), _diag_differential),
+    Property("curvature/hessian-diag-smooth-differential", ("hessian_diag",),
+             "on deep tanh and sigmoid networks, where they differ, each of the three diagonals "
+             "equals the reference's", _smooth_deep_nets(), _every_diag_differential),
     Property("curvature/exact-diag-is-diag-of-full", ("hessian_diag", "full_hessian"),
              "the exact diagonal is the diagonal of the (symmetric) full Hessian",
              cst.networks(max_layers=2, max_width=3), _exact_is_diag_of_full),

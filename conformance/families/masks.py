@@ -413,6 +413,23 @@ def _keep_top_k_permutation(c, ex):
 
 
 @st.composite
+def _edge_pool_scores(draw):
+    """Small arrays whose values come from a pool holding 0.0 and -0.0 and up to two of the
+    smallest subnormals and +-1: every threshold lands on a tie of such values."""
+    pool = [0.0, -0.0] + draw(st.lists(st.sampled_from([5e-324, -5e-324, 1.0, -1.0]),
+                                       max_size=2, unique=True))
+    shape = draw(cst.shapes(max_side=4))
+    values = draw(st.lists(st.sampled_from(pool), min_size=int(np.prod(shape)),
+                           max_size=int(np.prod(shape))))
+    return np.array(values, dtype=np.float64).reshape(shape)
+
+
+def _keep_top_k_every_k(c, s):
+    for k in range(s.size + 1):
+        c.agree("keep_top_k", scores=s, k=k)
+
+
+@st.composite
 def _selection(draw, ties: bool = True):
     scores = draw(cst.param_scores(ties=ties))
     masks = {n: draw(cst.masks(v.shape)) for n, v in scores.items()}
@@ -512,6 +529,9 @@ PROPERTIES = [
     Property("masks/keep-top-k-differential", ("keep_top_k",),
              "keep_top_k equals the reference on scores with ties", _top_k_example(),
              _keep_top_k_differential),
+    Property("masks/keep-top-k-edge-ties", ("keep_top_k",),
+             "keep_top_k equals the reference for every k on arrays of signed zeros, subnormals "
+             "and +-1, where only the tie rule decides", _edge_pool_scores(), _keep_top_k_every_k),
     Property("masks/keep-top-k-count", ("keep_top_k",),
              "keep_top_k keeps exactly k, and no pruned score exceeds a kept one", _top_k_example(),
              _keep_top_k_count),
