@@ -59,6 +59,10 @@ NOTES = {
     "bias-not-in-norm": "a unit's bias would change the ranking if it were (wrongly) part of the norm",
     "layer-collapse": "a layer is left with no alive weight or unit",
     "n-m": "N:M semi-structured pattern",
+    "norm-disagreement": "the l1 and l2 norms (and mean |w|, which ranks as l1) rank the units "
+                         "differently at the cut, so the norm decides which unit goes",
+    "both-axes": "both axes are multiples of m: grouping along the first axis instead of the last "
+                 "is possible and keeps other entries",
 }
 
 
@@ -258,6 +262,22 @@ def _cases() -> list[CaseSpec]:
         inputs={"params": big_bias, "masks": _alive(big_bias), "fraction": 0.5, "norm": "l1",
                 "rounding": "round-half-even"}))
 
+    # l1 and l2 rank the units of layer 0 differently at the cut: l1 = 3, 4.5, 8, 7;
+    # l2 = 3, 2.598, 5.657, 5.196 (mean |w| ranks as l1: every row has three entries)
+    against = {"layers.0.weight": np.array([[3.0, 0.0, 0.0], [1.5, -1.5, 1.5], [4.0, 4.0, 0.0],
+                                            [-5.0, 1.0, 1.0]]),
+               "layers.0.bias": np.array([0.0, 0.5, -0.5, 0.25]),
+               "layers.1.weight": np.array([[1.0, -1.0, 0.5, 2.0], [0.5, 1.0, -2.0, 1.0]]),
+               "layers.1.bias": np.array([0.0, 0.1])}
+    for norm, gone, other in [("l2", 1, 0), ("l1", 0, 1)]:
+        out.append(CaseSpec(
+            key=f"prune_units/{norm}-ranks-against-{'l1' if norm == 'l2' else 'l2'}", op="prune_units",
+            comment=f"one unit of four goes: by the {norm} norm unit {gone}, by the other norm (or by "
+                    f"mean |w|{' for l2' if norm == 'l2' else ''}) unit {other} would",
+            flags=[f"{norm}-norm", "norm-disagreement", "distinct"],
+            inputs={"params": against, "masks": _alive(against), "fraction": 0.25, "norm": norm,
+                    "rounding": "round-half-even"}))
+
     # n_m_mask ----------------------------------------------------------------------
     w = np.array([[0.1, -0.9, 0.5, 0.3, 0.0, 0.2, 0.2, 0.2],
                   [1.0, 1.0, 1.0, 1.0, -0.5, 0.7, -0.0, 0.0]])
@@ -276,6 +296,13 @@ def _cases() -> list[CaseSpec]:
         out.append(CaseSpec(key=f"n_m_mask/{key}", op="n_m_mask", comment=comment,
                             flags=sorted(set(flags + ["n-m", "multi-dim"])),
                             inputs={"scores": w, "n": n, "m": m, "alive": al}))
+    square = np.array([[0.9, 0.1, 0.8, 0.2], [0.7, 0.6, 0.3, 0.4], [0.5, 0.95, 0.15, 0.05],
+                       [0.25, 0.35, 0.45, 0.55]])
+    out.append(CaseSpec(key="n_m_mask/2of4-both-axes", op="n_m_mask",
+                        comment="2:4 on a 4 x 4 array: groups run along the last axis (rows); "
+                                "groups down the columns would keep other entries",
+                        flags=["n-m", "multi-dim", "both-axes", "distinct"],
+                        inputs={"scores": square, "n": 2, "m": 4, "alive": None}))
     return out
 
 
@@ -484,7 +511,7 @@ def _select_twice_nested(c, ex):
 @st.composite
 def _n_m_example(draw):
     m = draw(st.sampled_from([1, 2, 4, 8]))
-    rows = draw(st.integers(1, 3))
+    rows = draw(st.sampled_from([1, 2, 3, m]))          # m rows: groups along either axis fit
     groups = draw(st.integers(1, 3))
     s = draw(cst.scores((rows, m * groups)))
     n = draw(st.integers(0, m))
@@ -519,10 +546,30 @@ def _units_differential(c, ex):
     c.agree("prune_units", **ex)
 
 
+def _units_every_norm_and_cut(c, ex):
+    """Both norms, and cuts at several fractions, on the same network: the unit that goes
+    differs between l1 and l2 only at some cuts."""
+    for norm in ("l1", "l2"):
+        for fraction in (0.2, 0.4, 0.5, 0.6, 0.8):
+            c.agree("prune_units", **dict(ex, norm=norm, fraction=fraction,
+                                          rounding="round-half-even"))
+
+
+def _fraction_to_count_decimal(c, ex):
+    fraction, n = ex
+    for rounding in cst.ROUNDINGS:
+        c.agree("fraction_to_count", fraction=fraction, n=n, rounding=rounding)
+
+
 PROPERTIES = [
     Property("masks/fraction-to-count-differential", ("fraction_to_count",),
              "fraction_to_count equals the reference for every rounding mode",
              st.tuples(cst.fractions(), st.integers(0, 10**6)), _fraction_to_count_differential),
+    Property("masks/fraction-to-count-decimal-products", ("fraction_to_count",),
+             "fraction_to_count equals the reference for every rounding mode on k/100 times a "
+             "multiple of 100, whose float64 product is often an ulp off the integer k n / 100",
+             st.tuples(st.integers(1, 99).map(lambda k: k / 100),
+                       st.integers(1, 50).map(lambda m: 100 * m)), _fraction_to_count_decimal),
     Property("masks/fraction-to-count-order", ("fraction_to_count",),
              "0 <= floor <= round-half-even <= ceil <= n, and ceil - floor <= 1",
              st.tuples(cst.fractions(), st.integers(0, 10**6)), _fraction_to_count_order),
@@ -557,6 +604,9 @@ PROPERTIES = [
              _n_m_example(), _n_m_counts),
     Property("masks/prune-units-differential", ("prune_units",),
              "prune_units equals the reference", _units_example(), _units_differential),
+    Property("masks/prune-units-every-norm-and-cut", ("prune_units",),
+             "prune_units equals the reference for both norms at five fractions of one network",
+             _units_example(), _units_every_norm_and_cut),
 ]
 
 FAMILY = Family(name="masks", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Mapping
 
 import numpy as np
 
-from refprune.masks import fraction_to_count, keep_top_k, select_masks
+from refprune.masks import fraction_to_count, keep_top_k, select_masks, select_masks_count
 
 from .base import WrongBackend
 
@@ -275,23 +277,39 @@ class NMIgnoresAlive(WrongBackend):
 
 
 def _prune_units(params: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray], fraction: float,
-                 norm: str, rounding: str, *, with_bias: bool) -> dict[str, np.ndarray]:
+                 norm: str, rounding: str, *, with_bias: bool = False, unit_norm: str | None = None,
+                 masked_rows: bool = True, of_all_units: bool = False) -> dict[str, np.ndarray]:
     """Structured pruning of hidden units (``refprune.masks.prune_units`` rebuilt on its public
-    parts), with the unit's bias inside its norm when ``with_bias``."""
+    parts) with four switches, each off by default: ``with_bias`` puts the unit's bias inside its
+    norm; ``unit_norm`` replaces the norm asked for ("l1", "l2" or "mean_abs"); ``masked_rows=False``
+    takes the norm of the whole incoming row, dead weights included; ``of_all_units`` counts the
+    units to remove from every unit of the layer instead of the alive ones."""
     n_layers = sum(1 for n in params if n.endswith(".weight"))
     new = {n: np.asarray(masks[n], dtype=bool).copy() for n in params}
     old = {n: np.asarray(masks[n], dtype=bool) for n in params}
     scores, alive = {}, {}
+    kind = unit_norm or norm
     for l in range(n_layers - 1):                           # every layer scored before any removal
-        rows = np.where(old[f"layers.{l}.weight"], params[f"layers.{l}.weight"], 0.0)
+        rows = np.asarray(params[f"layers.{l}.weight"], dtype=np.float64)
+        if masked_rows:
+            rows = np.where(old[f"layers.{l}.weight"], rows, 0.0)
         if with_bias:
             b = np.where(old[f"layers.{l}.bias"], params[f"layers.{l}.bias"], 0.0)
             rows = np.concatenate([rows, b[:, None]], axis=1)
-        scores[l] = np.abs(rows).sum(axis=1) if norm == "l1" else np.sqrt((rows * rows).sum(axis=1))
+        if kind == "l1":
+            scores[l] = np.abs(rows).sum(axis=1)
+        elif kind == "mean_abs":
+            scores[l] = np.abs(rows).mean(axis=1)
+        else:
+            scores[l] = np.sqrt((rows * rows).sum(axis=1))
         alive[l] = (old[f"layers.{l}.weight"].any(axis=1) | old[f"layers.{l}.bias"]
                     | old[f"layers.{l + 1}.weight"].any(axis=0))
     for l in scores:
-        kept = select_masks({"u": scores[l]}, {"u": alive[l]}, fraction, rounding=rounding)["u"]
+        if of_all_units:
+            n_prune = min(fraction_to_count(fraction, alive[l].size, rounding), int(alive[l].sum()))
+            kept = select_masks_count({"u": scores[l]}, {"u": alive[l]}, n_prune)["u"]
+        else:
+            kept = select_masks({"u": scores[l]}, {"u": alive[l]}, fraction, rounding=rounding)["u"]
         removed = alive[l] & ~kept
         new[f"layers.{l}.weight"][removed, :] = False
         new[f"layers.{l}.bias"][removed] = False
@@ -299,7 +317,18 @@ def _prune_units(params: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarra
     return new
 
 
-class UnitNormWithBias(WrongBackend):
+class _UnitsBackend(WrongBackend):
+    """``prune_units`` through ``_prune_units`` with the switches set by the class attributes."""
+
+    switches: dict = {}
+
+    def prune_units(self, *, params, masks, fraction, norm, rounding):
+        super().prune_units(params=params, masks=masks, fraction=fraction, norm=norm,
+                            rounding=rounding)                   # the reference's argument checks
+        return _prune_units(params, masks, fraction, norm, rounding, **self.switches)
+
+
+class UnitNormWithBias(_UnitsBackend):
     """Structured pruning scores each unit by the norm of its incoming weights *and its bias*.
 
     The documented unit score is the norm of the masked incoming row only.
@@ -310,8 +339,161 @@ class UnitNormWithBias(WrongBackend):
 
     name = "unit norm includes the bias"
     family = "masks"
+    switches = {"with_bias": True}
 
-    def prune_units(self, *, params, masks, fraction, norm, rounding):
-        super().prune_units(params=params, masks=masks, fraction=fraction, norm=norm,
-                            rounding=rounding)                   # the reference's argument checks
-        return _prune_units(params, masks, fraction, norm, rounding, with_bias=True)
+
+class UnitNormL1ForL2(_UnitsBackend):
+    """Units always ranked by the l1 norm of their incoming weights, whatever norm is asked for.
+
+    Right for ``norm="l1"``; for "l2" a unit with one large weight and one with
+    many small ones swap places. Models a hard-coded ``p=1`` (as in
+    ``torch.nn.utils.prune.ln_structured(module, "weight", amount, n=1, dim=0)``
+    copied from an example) where the norm is a parameter.
+    """
+
+    name = "unit norm l1 for l2"
+    family = "masks"
+    switches = {"unit_norm": "l1"}
+
+
+class UnitNormMeanAbsForL2(_UnitsBackend):
+    """The unit norm computed as the mean |w| of the incoming row, whatever norm is asked for.
+
+    Mean |w| ranks units as the l1 norm does (every row has the same length),
+    so for "l2" it disagrees wherever l1 and l2 disagree. Models
+    ``w.abs().mean(dim=1)``, the "average magnitude" filter criterion common in
+    channel-pruning code, used for an l2 ranking.
+    """
+
+    name = "unit norm mean |w| for l2"
+    family = "masks"
+    switches = {"unit_norm": "mean_abs"}
+
+
+class UnitNormOfDeadWeights(_UnitsBackend):
+    """A unit's norm taken over its whole incoming row, pruned weights included.
+
+    The documented norm is of the masked row, so a unit whose large weights
+    were already pruned ranks as if they were alive. Models scoring
+    ``weight_orig`` (``torch.nn.utils.prune`` keeps the unpruned values there)
+    instead of the effective ``weight``.
+    """
+
+    name = "unit norm of dead weights"
+    family = "masks"
+    switches = {"masked_rows": False}
+
+
+class UnitFractionOfAllUnits(_UnitsBackend):
+    """The number of units to remove taken as a fraction of every unit of the layer, not of the
+    alive ones.
+
+    A layer with 3 of 5 units alive pruned at 0.4 loses round(2.0) = 2 units
+    instead of round(1.2) = 1. Models
+    ``int(amount * layer.out_features)`` recomputed every round, as
+    ``FractionOfAllWeights`` does for weights.
+    """
+
+    name = "unit fraction of all units"
+    family = "masks"
+    switches = {"of_all_units": True}
+
+
+class RoundHalfUpForRoundHalfEven(SelectionBackend):
+    """round-half-even implemented as floor(x + 1/2), rounding every half-way count up.
+
+    0.5 * 5 = 2.5 gives 3 instead of 2; 0.35 * 10 = 3.5 gives 4, right by luck.
+    Models ``int(x + 0.5)`` (or JavaScript's ``Math.round``), the schoolbook
+    rounding, where Python's ``round`` rounds half to even.
+    """
+
+    name = "round half up for round-half-even"
+    family = "masks"
+
+    def count(self, fraction, n_alive, n_total, rounding):
+        if rounding != "round-half-even":
+            return fraction_to_count(fraction, n_alive, rounding)
+        return min(int(math.floor(fraction * n_alive + 0.5)), n_alive)
+
+
+class CeilForRoundHalfEven(SelectionBackend):
+    """round-half-even implemented as ceil: every fractional count rounds up.
+
+    0.25 * 10 = 2.5 gives 3 instead of 2, and 0.3 * 10 = 3.0000000000000004
+    gives 4. Models ``math.ceil(amount * n)``, the rule of libraries that
+    never want to prune less than asked, used where round-half-even is
+    documented.
+    """
+
+    name = "ceil for round-half-even"
+    family = "masks"
+
+    def count(self, fraction, n_alive, n_total, rounding):
+        if rounding == "round-half-even":
+            rounding = "ceil"
+        return fraction_to_count(fraction, n_alive, rounding)
+
+
+class CountFromExactDecimalProduct(SelectionBackend):
+    """The product fraction * n taken exactly, as decimals, instead of in float64.
+
+    0.07 * 100 is exactly 7 as decimals but 7.000000000000001 in float64, so
+    ceil gives 7 where the reference gives 8; 0.1 * 35 and similar products
+    move across half-way points too. Models computing the count with
+    ``Decimal(str(amount)) * n`` or ``Fraction``, "more exact" than the float64
+    product the specification fixes.
+    """
+
+    name = "count from the exact decimal product"
+    family = "masks"
+
+    def count(self, fraction, n_alive, n_total, rounding):
+        x = Fraction(repr(float(fraction))) * n_alive
+        if rounding == "floor":
+            c = math.floor(x)
+        elif rounding == "ceil":
+            c = math.ceil(x)
+        else:
+            c = round(x)                                 # Fraction rounds half to even
+        return min(int(c), n_alive)
+
+
+class GlobalScopeIgnoresMultipliers(WrongBackend):
+    """Under global scope every tensor joins the pool; the rate multipliers are ignored.
+
+    A tensor asked to be pruned at half the rate (or not at all, multiplier 0)
+    competes in the global pool like the others. Models
+    ``torch.nn.utils.prune.global_unstructured``, which has no per-tensor
+    rates, used for a "global, output layer at half rate" recipe.
+    """
+
+    name = "global scope ignores the multipliers"
+    family = "masks"
+
+    def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
+        super().select_masks(scores=scores, masks=masks, fraction=fraction, scope=scope,
+                             rate_multipliers=rate_multipliers, rounding=rounding)   # checks
+        if scope == "global":
+            rate_multipliers = None
+        return super().select_masks(scores=scores, masks=masks, fraction=fraction, scope=scope,
+                                    rate_multipliers=rate_multipliers, rounding=rounding)
+
+
+class NMGroupsAlongFirstAxis(WrongBackend):
+    """N:M groups formed along the first axis (down the columns) instead of the last.
+
+    Where the row count is a multiple of m, the groups are m consecutive rows of
+    one column. Models the layout mix-up between PyTorch's (out, in) weights,
+    grouped along the input dimension, and a TensorFlow (in, out) kernel
+    grouped the same way without transposing.
+    """
+
+    name = "N:M groups along the first axis"
+    family = "masks"
+
+    def n_m_mask(self, *, scores, n, m, alive):
+        s = np.asarray(scores)
+        if s.ndim != 2 or s.shape[0] % m:
+            return super().n_m_mask(scores=scores, n=n, m=m, alive=alive)
+        a = None if alive is None else np.asarray(alive).T
+        return np.ascontiguousarray(super().n_m_mask(scores=s.T, n=n, m=m, alive=a).T)
