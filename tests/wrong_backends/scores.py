@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.backend import _model
+from refprune import curvature
+
 from .base import WrongBackend
 
 
@@ -30,3 +33,182 @@ class OBDWithAbsoluteWeight(WrongBackend):
         h = self.hessian_diag(params=w, X=X, y=y, activation=activation, loss=loss,
                               method=(options or {}).get("hessian_method", "exact"))
         return {n: np.where(m[n], 0.5 * h[n] * np.abs(w[n]), 0.0) for n in result}
+
+
+class _RulesBackend(WrongBackend):
+    """``scores`` rebuilt from refprune's derivatives for the rules in ``rules``: the subclass's
+    ``rule_scores`` gives the raw scores, pruned entries then score 0.0 as documented."""
+
+    rules: tuple[str, ...] = ()
+
+    def scores(self, *, rule, params, X, y, activation, loss, masks, options):
+        result = super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
+                                masks=masks, options=options)    # argument checks, other rules
+        if rule not in self.rules:
+            return result
+        model = _model(params, activation, loss)
+        if masks is not None:
+            model.set_masks(masks)
+        raw = self.rule_scores(rule, model, X, y, dict(options or {}), list(result))
+        return {n: np.where(model.masks[n], raw[n], 0.0) for n in result}
+
+    def rule_scores(self, rule, model, X, y, options, names):
+        raise NotImplementedError
+
+    @staticmethod
+    def pieces(model, X, y, options):
+        """w = theta * M, the gradient g and the Hessian diagonal h of the method asked for."""
+        w = model.effective_params()
+        g = curvature.gradient(model, X, y)
+        h = curvature.hessian_diag(model, X, y, options.get("hessian_method", "exact"))
+        return w, g, h
+
+
+class OBDWithoutHalf(_RulesBackend):
+    """OBD saliency without its factor 1/2: s = h w**2.
+
+    Every score is twice the documented one: the ranking is unchanged, but the
+    values (which a saliency-weighted method, or a comparison with taylor2's
+    second-order term, reads) are not. Models dropping the 1/2 of the Taylor
+    expansion dL = 1/2 h dw**2 when the constant "does not change the ranking".
+    """
+
+    name = "OBD without 1/2"
+    family = "scores"
+    rules = ("obd",)
+
+    def rule_scores(self, rule, model, X, y, options, names):
+        w, _, h = self.pieces(model, X, y, options)
+        return {n: h[n] * (w[n] * w[n]) for n in names}
+
+
+class SignedTaylor1(_RulesBackend):
+    """taylor1 as the signed first-order change -g w instead of its magnitude |g w|.
+
+    Weights whose removal would lower the loss score negative and go first,
+    where SNIP and Molchanov et al. rank by |g w|. Models the missing ``abs``
+    in ``(weight * weight.grad)`` scores, as in a first-order Taylor score
+    written from the loss-change formula.
+    """
+
+    name = "signed taylor1"
+    family = "scores"
+    rules = ("taylor1",)
+
+    def rule_scores(self, rule, model, X, y, options, names):
+        w = model.effective_params()
+        g = curvature.gradient(model, X, y)
+        return {n: -g[n] * w[n] for n in names}
+
+
+class Taylor2FirstOrderSignFlipped(_RulesBackend):
+    """taylor2 with the first-order term's sign flipped: g w + 1/2 h w**2.
+
+    Removing w_i moves it by dw_i = -w_i, so the change is -g_i w_i + 1/2 h_ii
+    w_i**2; using dw_i = +w_i flips the first term. Models the sign slip
+    between "the perturbation" and "the weight" in the OBD/OBS expansion.
+    """
+
+    name = "taylor2 first-order sign flipped"
+    family = "scores"
+    rules = ("taylor2", "taylor2_abs")
+
+    def rule_scores(self, rule, model, X, y, options, names):
+        w, g, h = self.pieces(model, X, y, options)
+        s = {n: g[n] * w[n] + 0.5 * h[n] * (w[n] * w[n]) for n in names}
+        return {n: np.abs(v) for n, v in s.items()} if rule == "taylor2_abs" else s
+
+
+class GraspPaperSign(_RulesBackend):
+    """GraSP returned with the paper's sign, S = -w (H g), where the protocol's keep-score is
+    s = w (H g) (higher kept).
+
+    Every GraSP score has the wrong sign, so selection keeps exactly the weights
+    it should prune. Models copying the paper's score (highest removed) into a
+    library whose convention is "higher score = kept".
+    """
+
+    name = "GraSP with the paper's sign"
+    family = "scores"
+    rules = ("grasp",)
+
+    def rule_scores(self, rule, model, X, y, options, names):
+        names_all = list(names)
+        g = curvature.gradient(model, X, y)
+        v = {n: (g[n] if n in names_all else np.zeros_like(g[n])) for n in model.params}
+        hg = curvature.hvp(model, X, y, v)
+        w = model.effective_params()
+        return {n: -(w[n] * hg[n]) for n in names}
+
+
+class MagnitudeOfUnmaskedWeights(_RulesBackend):
+    """Magnitude scores read from the stored weights, not the masked ones.
+
+    A pruned weight scores its old |theta| instead of 0.0; where it was large it
+    outranks alive weights (selection that ranks every entry then revives it).
+    Models ``weight_orig.abs()`` under ``torch.nn.utils.prune``, which keeps
+    the unpruned values in ``weight_orig`` and the product in ``weight``.
+    """
+
+    name = "magnitude of unmasked weights"
+    family = "scores"
+    rules = ("magnitude",)
+
+    def scores(self, *, rule, params, X, y, activation, loss, masks, options):
+        result = super(_RulesBackend, self).scores(rule=rule, params=params, X=X, y=y,
+                                                   activation=activation, loss=loss, masks=masks,
+                                                   options=options)
+        if rule not in self.rules:
+            return result
+        return {n: np.abs(np.asarray(params[n], dtype=np.float64)) for n in result}
+
+
+class SynflowWithoutAbs(_RulesBackend):
+    """SynFlow path sums taken through the signed weights instead of |W|.
+
+    R = 1^T W_{L-1} ... W_0 1 lets positive and negative paths cancel, so a
+    weight on a path that cancels scores low. Models skipping the
+    "linearise" step of SynFlow's code (replace every parameter by its
+    absolute value before the forward pass).
+    """
+
+    name = "SynFlow without |W|"
+    family = "scores"
+    rules = ("synflow",)
+
+    def rule_scores(self, rule, model, X, y, options, names):
+        w = model.effective_params()
+        Ws = [w[n] for n in model.params if n.endswith(".weight")]
+        a = [np.ones(Ws[0].shape[1])]
+        for W in Ws:
+            a.append(W @ a[-1])
+        r = [np.ones(Ws[-1].shape[0])]
+        for W in reversed(Ws):
+            r.append(W.T @ r[-1])
+        r.reverse()
+        s = [np.abs(np.outer(r[l + 1], a[l]) * Ws[l]) for l in range(len(Ws))]
+        by_name = dict(zip([n for n in model.params if n.endswith(".weight")], s))
+        return {n: by_name[n] for n in names}
+
+
+class HessianMethodIgnored(WrongBackend):
+    """The curvature rules always use the exact Hessian diagonal, whatever ``hessian_method``
+    asks for.
+
+    OBD and taylor2 with "ggn" or "obd" silently return the exact-diagonal
+    scores; equal for relu and identity networks, different for tanh and
+    sigmoid. Models an option accepted by the public function but not
+    passed down to the curvature call.
+    """
+
+    name = "hessian method ignored"
+    family = "scores"
+
+    def scores(self, *, rule, params, X, y, activation, loss, masks, options):
+        super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
+                       masks=masks, options=options)             # argument checks
+        options = dict(options or {})
+        if rule in ("obd", "taylor2", "taylor2_abs"):
+            options["hessian_method"] = "exact"
+        return super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
+                              masks=masks, options=options)
