@@ -201,3 +201,103 @@ class SortedKeyFlatOrder(WrongBackend):
             reread.append(flatten(tree))
         return super().hutchinson_diag(params=params, X=X, y=y, activation=activation, loss=loss,
                                        probes=np.array(reread).reshape(probes.shape))
+
+
+class OBDReportedAsExact(WrongBackend):
+    """The OBD recursion's diagonal returned when the exact Hessian diagonal is asked for.
+
+    The recursion drops the off-diagonal couplings between units of a layer,
+    so it is exact for a network without hidden layers and differs as soon
+    as there is one. Models taking Becker and LeCun's cheap recursion for "the"
+    Hessian diagonal, as OBD implementations often describe it.
+    """
+
+    name = "OBD reported as exact"
+    family = "curvature"
+
+    def hessian_diag(self, *, params, X, y, activation, loss, method):
+        if method == "exact":
+            method = "obd"
+        return super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
+                                    method=method)
+
+
+class ExactReportedAsGGN(WrongBackend):
+    """The exact Hessian diagonal returned when the Gauss-Newton diagonal is asked for.
+
+    Equal for relu and identity networks; for tanh and sigmoid the exact
+    diagonal keeps the sigma'' terms and can be negative, where the GGN is
+    positive semi-definite. Models a "ggn" option that falls through to the
+    default (exact) branch of a method switch.
+    """
+
+    name = "exact reported as GGN"
+    family = "curvature"
+
+    def hessian_diag(self, *, params, X, y, activation, loss, method):
+        if method == "ggn":
+            method = "exact"
+        return super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
+                                    method=method)
+
+
+class CrossEntropySummedOverBatch(WrongBackend):
+    """Cross-entropy summed over the batch instead of averaged: every derivative N times too large.
+
+    L = sum_n -log p_n[y_n] where the protocol's loss is the mean over the N
+    samples. Models ``CrossEntropyLoss(reduction="sum")`` (or a hand-written
+    ``-log_probs[range(N), y].sum()``), invisible with a batch of one.
+    """
+
+    name = "cross-entropy summed over the batch"
+    family = "curvature"
+
+    @staticmethod
+    def _n(X, loss) -> float:
+        return float(np.shape(X)[0]) if loss == "cross_entropy" else 1.0
+
+    def _scaled(self, d, X, loss):
+        k = self._n(X, loss)
+        return {n: v * k for n, v in d.items()}
+
+    def loss_value(self, *, params, X, y, activation, loss):
+        return super().loss_value(params=params, X=X, y=y, activation=activation, loss=loss) \
+            * self._n(X, loss)
+
+    def gradient(self, *, params, X, y, activation, loss):
+        return self._scaled(super().gradient(params=params, X=X, y=y, activation=activation,
+                                             loss=loss), X, loss)
+
+    def hvp(self, *, params, X, y, v, activation, loss):
+        return self._scaled(super().hvp(params=params, X=X, y=y, v=v, activation=activation,
+                                        loss=loss), X, loss)
+
+    def full_hessian(self, *, params, X, y, activation, loss):
+        return super().full_hessian(params=params, X=X, y=y, activation=activation, loss=loss) \
+            * self._n(X, loss)
+
+    def hessian_diag(self, *, params, X, y, activation, loss, method):
+        return self._scaled(super().hessian_diag(params=params, X=X, y=y, activation=activation,
+                                                 loss=loss, method=method), X, loss)
+
+    def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
+        return self._scaled(super().hutchinson_diag(params=params, X=X, y=y, activation=activation,
+                                                    loss=loss, probes=probes), X, loss)
+
+
+class HutchinsonSummedOverProbes(WrongBackend):
+    """Hutchinson's estimate summed over the S probes instead of averaged.
+
+    diag ~ sum_s v_s * (H v_s), S times the documented 1/S sum: right with one
+    probe only. Models accumulating ``est += v * Hv`` in a loop and
+    forgetting the final division by the number of samples.
+    """
+
+    name = "Hutchinson summed over the probes"
+    family = "curvature"
+
+    def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
+        out = super().hutchinson_diag(params=params, X=X, y=y, activation=activation, loss=loss,
+                                      probes=probes)
+        S = float(np.shape(probes)[0])
+        return {n: v * S for n, v in out.items()}
