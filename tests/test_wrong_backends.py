@@ -30,7 +30,7 @@ from tests.wrong_backends import lottery as wrong_lottery
 from tests.wrong_backends import masks as wrong_masks
 from tests.wrong_backends._table import KILLS, Table
 
-MIN_CATALOGUE = 25
+MIN_CATALOGUE = 40
 
 
 @pytest.fixture(scope="module")

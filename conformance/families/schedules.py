@@ -183,6 +183,25 @@ def _rounds_differential(c, ex):
     c.agree("rounds_to_density", **ex)
 
 
+@st.composite
+def _reached_exactly_example(draw):
+    alpha = draw(st.sampled_from([0.5, 0.25, 0.2, 0.1, 0.75]))
+    return alpha, draw(st.integers(0, 8)), draw(st.one_of(st.none(), st.integers(1, 1000)))
+
+
+def _rounds_reached_exactly(c, ex):
+    """The target is the density (or k_S / n) after S rounds itself: "reached" includes equal."""
+    alpha, S, n = ex
+    if S == 0:
+        target = 1.0
+    else:
+        sched = c.ref("schedule", name="geometric", options={"alpha": alpha, "rounds": S, "start": 1},
+                      n=1 if n is None else n, rounding="round-half-even")
+        target = (float(sched["densities"][-1]) if n is None
+                  else int(sched["alive_counts"][-1]) / n)
+    c.agree("rounds_to_density", target_density=target, alpha=alpha, n=n, rounding="round-half-even")
+
+
 PROPERTIES = [
     Property("schedules/differential", ("schedule",), "every schedule equals the reference's",
              _schedule_example(), _schedule_differential),
@@ -194,6 +213,10 @@ PROPERTIES = [
              _geometric_example(), _geometric_bound),
     Property("schedules/rounds-to-density-differential", ("rounds_to_density",),
              "rounds_to_density equals the reference's", _rounds_example(), _rounds_differential),
+    Property("schedules/rounds-to-density-reached-exactly", ("rounds_to_density",),
+             "rounds_to_density equals the reference's when the target is a density the schedule "
+             "reaches exactly (d_S <= target counts as reached)", _reached_exactly_example(),
+             _rounds_reached_exactly),
 ]
 
 FAMILY = Family(name="schedules", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,

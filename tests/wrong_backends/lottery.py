@@ -261,3 +261,71 @@ class RewindToWrongStep(_IMPBackend):
     name = "rewind to the wrong step"
     family = "lottery"
     snapshot_offset = 1
+
+
+class _RewindSwapped(WrongBackend):
+    """``imp`` with one rewinding mode run as another (``swap``: asked -> run)."""
+
+    swap: dict = {}
+
+    def run_as(self, rewind: str) -> str:
+        if rewind.startswith("step:") and "step:K" in self.swap:
+            return self.swap["step:K"]
+        return self.swap.get(rewind, rewind)
+
+    def imp(self, *, params, X, y, activation, loss, options):
+        options = dict(options)
+        options["rewind"] = self.run_as(str(options.get("rewind", "init")))
+        return super().imp(params=params, X=X, y=y, activation=activation, loss=loss,
+                           options=options)
+
+
+class LateRewindingToInit(_RewindSwapped):
+    """Late rewinding ("step:K") rewinds to the initial weights instead of those after K updates,
+    and restarts the schedule at update 0.
+
+    Models a rewind point that is never saved (the checkpoint hook at step K
+    not wired up) so the code falls back to the only weights it kept, w0: the
+    original lottery-ticket recipe where Frankle et al. (2020) ask for the
+    stabilised one.
+    """
+
+    name = "late rewinding to init"
+    family = "lottery"
+    swap = {"step:K": "init"}
+
+
+class FinetuneReplaysTheSchedule(_RewindSwapped):
+    """Fine-tuning ("finetune") replays the learning-rate schedule from update 0 instead of
+    training at the final rate: it runs as learning-rate rewinding ("lr").
+
+    Models restarting the LR scheduler along with the training loop after
+    pruning, which is exactly Renda et al.'s learning-rate rewinding, when the
+    fine-tuning baseline keeps the last, small rate.
+    """
+
+    name = "finetune replays the schedule"
+    family = "lottery"
+    swap = {"finetune": "lr"}
+
+
+class PrunedWeightsRewoundNotZeroed(WrongBackend):
+    """An IMP round rewinds every weight, pruned ones included, to its rewind value.
+
+    The returned parameters hold w0 at pruned entries where the protocol has
+    +0.0 (the mask is right). Models ``model.load_state_dict(w0)`` after
+    pruning: it overwrites the zeroed weights, and code that applies the mask
+    only in the forward pass never notices, while the parameters it exports
+    are not sparse.
+    """
+
+    name = "pruned weights rewound, not zeroed"
+    family = "lottery"
+
+    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers,
+                  rounding):
+        out = super().imp_round(trained=trained, rewind_params=rewind_params, masks=masks,
+                                fraction=fraction, scope=scope, rate_multipliers=rate_multipliers,
+                                rounding=rounding)
+        params = {n: np.asarray(rewind_params[n], dtype=np.float64).copy() for n in out["params"]}
+        return {"masks": out["masks"], "params": params}

@@ -38,3 +38,95 @@ class CubicExponentTwo(WrongBackend):
                 "values": np.array(sched.values, dtype=np.float64),
                 "densities": np.array(sched.densities(), dtype=np.float64),
                 "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
+
+
+def _with_counts(result: dict, values, n: int, rounding: str, kind: str | None = None) -> dict:
+    """A schedule answer with other values (and its densities and counts) from ``Schedule``."""
+    from refprune.schedules import Schedule
+    sched = Schedule(str(result["kind"]) if kind is None else kind, str(result["kind"]),
+                     tuple(int(t) for t in result["steps"]), tuple(float(v) for v in values))
+    return {"kind": sched.kind, "steps": np.array(sched.steps, dtype=np.int64),
+            "values": np.array(sched.values, dtype=np.float64),
+            "densities": np.array(sched.densities(), dtype=np.float64),
+            "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
+
+
+class PolynomialSpanOneStepLong(WrongBackend):
+    """Cubic and linear schedules interpolated over n + 1 intervals instead of n.
+
+    u = 1 - j / (n + 1) (cubic) and j / (n + 1) (linear): the last step stops
+    short of the final sparsity and every target in between is low. Models the
+    off-by-one between the number of pruning steps and the number of
+    intervals between them (``end_step`` inclusive or exclusive, as
+    TF-MOT's ``PolynomialDecay`` and hand-written loops disagree).
+    """
+
+    name = "polynomial span one step long"
+    family = "schedules"
+
+    def schedule(self, *, name, options, n, rounding):
+        result = super().schedule(name=name, options=options, n=n, rounding=rounding)
+        if name not in ("cubic", "linear"):
+            return result
+        o = dict(options)
+        s_i, s_f = float(o["initial_sparsity"]), float(o["final_sparsity"])
+        span = len(result["steps"])                         # n_steps + 1 intervals
+        if name == "cubic":
+            values = [s_f + (s_i - s_f) * ((1.0 - j / span) ** 3) for j in range(span)]
+        else:
+            values = [s_i + (s_f - s_i) * (j / span) for j in range(span)]
+        return _with_counts(result, values, n, rounding, kind=name)
+
+
+class GeometricFractionOfInitialCount(WrongBackend):
+    """Geometric rounds each prune alpha of the *initial* count instead of alpha of the alive one.
+
+    k_j = k_{j-1} - round(alpha n) instead of k_{j-1} - round(alpha k_{j-1}):
+    the density falls linearly, 1 - j alpha, not as (1 - alpha)^j. Models
+    ``n_prune = int(rate * total_weights)`` computed once before the loop, the
+    schedule-level twin of ``FractionOfAllWeights``.
+    """
+
+    name = "geometric fraction of the initial count"
+    family = "schedules"
+
+    def schedule(self, *, name, options, n, rounding):
+        from refprune.masks import fraction_to_count
+        result = super().schedule(name=name, options=options, n=n, rounding=rounding)
+        if name != "geometric":
+            return result
+        k, counts = n, []
+        for v in result["values"]:
+            k = max(k - fraction_to_count(float(v), n, rounding), 0)
+            counts.append(k)
+        return dict(result, alive_counts=np.array(counts, dtype=np.int64))
+
+
+class RoundsToDensityStrict(WrongBackend):
+    """rounds_to_density stops only once the density is strictly below the target.
+
+    The documented S is the fewest rounds with d_S <= target; with "<" a target
+    reached exactly (0.5 after one halving, 0.64 after two rounds of 0.2) takes
+    one round more. Models ``while density >= target`` for
+    ``while density > target``.
+    """
+
+    name = "rounds to density, strict"
+    family = "schedules"
+
+    def rounds_to_density(self, *, target_density, alpha, n, rounding):
+        from refprune.masks import fraction_to_count
+        super().rounds_to_density(target_density=target_density, alpha=alpha, n=n,
+                                  rounding=rounding)             # checks, unreachable targets
+        if n is None:
+            d, s = 1.0, 0
+            while d >= target_density and s < 100_000:
+                d, s = d * (1.0 - alpha), s + 1
+            return s
+        k, s = n, 0
+        while k / n >= target_density and k > 0:
+            drop = fraction_to_count(alpha, k, rounding)
+            if drop == 0:
+                raise ValueError("the count stalls before the target")
+            k, s = k - drop, s + 1
+        return s
