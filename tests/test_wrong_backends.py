@@ -12,9 +12,10 @@ the session and written to ``.pytest_cache/d/wrong_backends/kill_table.txt``;
 ``python -m tests.wrong_backends`` prints it too.
 
 The computations the catalogue rebuilds (mask selection, structured pruning,
-the OBD recursion, an IMP round, a full IMP run) are run through the suite with
-their defect switched off and must pass it, so each wrong backend differs from
-the reference by its one defect.
+the OBD recursion, the saliency rules, the polynomial schedules and
+rounds_to_density, ISTA, an IMP round, a full IMP run) are run through the
+same checks with their defect switched off and must pass them, so each wrong
+backend differs from the reference by its one defect.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import pytest
 
 from conformance.backend import FAMILIES, ReferenceBackend
 from conformance.families import load_families
-from conformance.runner import run
 from tests.wrong_backends import CATALOGUE, WrongBackend, changed_operations
 from tests.wrong_backends import curvature as wrong_curvature
 from tests.wrong_backends import lottery as wrong_lottery
 from tests.wrong_backends import masks as wrong_masks
+from tests.wrong_backends import schedules as wrong_schedules
+from tests.wrong_backends import scores as wrong_scores
+from tests.wrong_backends import sparse_approx as wrong_sparse
 from tests.wrong_backends._table import KILLS, Table
 
 MIN_CATALOGUE = 40
@@ -65,12 +68,11 @@ def test_each_wrong_backend_is_caught_by_goldens_alone_and_by_properties_alone(n
 
 # ------------------------------------------------------------------ one defect each
 class _SelectionUndamaged(wrong_masks.SelectionBackend):
-    """Mask selection through the hooks, both left at the reference's rule."""
+    """Mask selection through the hooks, all left at the reference's rule."""
 
 
-class _UnitsUndamaged(WrongBackend):
-    def prune_units(self, *, params, masks, fraction, norm, rounding):
-        return wrong_masks._prune_units(params, masks, fraction, norm, rounding, with_bias=False)
+class _UnitsUndamaged(wrong_masks._UnitsBackend):
+    """Structured pruning rebuilt, every switch off."""
 
 
 class _OBDUndamaged(WrongBackend):
@@ -79,6 +81,30 @@ class _OBDUndamaged(WrongBackend):
             return super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
                                         method=method)
         return wrong_curvature.obd_diagonal(params, X, y, activation, loss, sigma2=True)
+
+
+class _RulesUndamaged(wrong_scores._RulesBackend):
+    """Every rebuilt saliency rule, every switch off."""
+
+    rules = ("taylor1", "obd", "taylor2", "taylor2_abs", "grasp", "synflow")
+
+
+class _SchedulesUndamaged(WrongBackend):
+    def schedule(self, *, name, options, n, rounding):
+        result = super().schedule(name=name, options=options, n=n, rounding=rounding)
+        if name not in ("cubic", "linear"):
+            return result
+        return wrong_schedules.polynomial_rebuilt(name, options, result, n, rounding)
+
+    def rounds_to_density(self, *, target_density, alpha, n, rounding):
+        super().rounds_to_density(target_density=target_density, alpha=alpha, n=n,
+                                  rounding=rounding)
+        return wrong_schedules.rounds_rebuilt(target_density, alpha, n, rounding)
+
+
+class _ISTAUndamaged(WrongBackend):
+    def ista(self, *, A, y, lam, step, n_iter):
+        return wrong_sparse.ista_rebuilt(A, y, lam, step, n_iter)
 
 
 class _IMPRoundUndamaged(WrongBackend):
@@ -92,11 +118,19 @@ class _IMPUndamaged(wrong_lottery._IMPBackend):
     """The rebuilt IMP loop: momentum reset, update masked, snapshot after K updates."""
 
 
-@pytest.mark.parametrize("backend, family", [
-    (_SelectionUndamaged, "masks"), (_UnitsUndamaged, "masks"), (_OBDUndamaged, "curvature"),
-    (_IMPRoundUndamaged, "lottery"), (_IMPUndamaged, "lottery"),
-], ids=lambda x: x if isinstance(x, str) else x.__name__.strip("_"))
-def test_rebuilt_computations_pass_the_suite_with_their_defect_switched_off(backend, family):
-    report = run(backend(), families=[family], max_examples=10)
-    assert report.ok, "\n".join(f"{r.id}: {r.detail}" for r in report.failures)
-    assert any(r.status == "passed" for r in report.results)
+UNDAMAGED = [(_SelectionUndamaged, "masks"), (_UnitsUndamaged, "masks"),
+             (_OBDUndamaged, "curvature"), (_RulesUndamaged, "scores"),
+             (_SchedulesUndamaged, "schedules"), (_ISTAUndamaged, "sparse_approx"),
+             (_IMPRoundUndamaged, "lottery"), (_IMPUndamaged, "lottery")]
+
+
+@pytest.mark.parametrize("backend, family", UNDAMAGED,
+                         ids=lambda x: x if isinstance(x, str) else x.__name__.strip("_"))
+def test_rebuilt_computations_pass_the_checks_with_their_defect_switched_off(backend, family,
+                                                                          table):
+    """Each rebuilt computation, with no defect, passes every check that calls what it changes
+    (so a wrong backend built on it differs from the reference by its one defect)."""
+    cls = type(backend.__name__, (backend,), {"family": family})
+    kill = table.kill(backend.__name__, cls, max_examples=10)
+    assert kill.golden_run and kill.properties_run
+    assert not kill.golden and not kill.properties, (kill.golden, kill.properties)

@@ -51,6 +51,24 @@ def _with_counts(result: dict, values, n: int, rounding: str, kind: str | None =
             "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
 
 
+def polynomial_rebuilt(name: str, options, result: dict, n: int, rounding: str, *,
+                       extra_intervals: int = 0) -> dict:
+    """The cubic or linear schedule rebuilt on the steps of ``result``, interpolated over
+    n_steps + ``extra_intervals`` intervals: u = 1.0 - j / span; cubic s_f + (s_i - s_f) *
+    (u * u * u), linear s_i + (s_f - s_i) * (j / span)."""
+    o = dict(options)
+    s_i, s_f = float(o["initial_sparsity"]), float(o["final_sparsity"])
+    span = len(result["steps"]) - 1 + extra_intervals
+    if name == "cubic":
+        values = []
+        for j in range(len(result["steps"])):
+            u = 1.0 - j / span
+            values.append(s_f + (s_i - s_f) * (u * u * u))
+    else:
+        values = [s_i + (s_f - s_i) * (j / span) for j in range(len(result["steps"]))]
+    return _with_counts(result, values, n, rounding, kind=name)
+
+
 class PolynomialSpanOneStepLong(WrongBackend):
     """Cubic and linear schedules interpolated over n + 1 intervals instead of n.
 
@@ -68,14 +86,7 @@ class PolynomialSpanOneStepLong(WrongBackend):
         result = super().schedule(name=name, options=options, n=n, rounding=rounding)
         if name not in ("cubic", "linear"):
             return result
-        o = dict(options)
-        s_i, s_f = float(o["initial_sparsity"]), float(o["final_sparsity"])
-        span = len(result["steps"])                         # n_steps + 1 intervals
-        if name == "cubic":
-            values = [s_f + (s_i - s_f) * ((1.0 - j / span) ** 3) for j in range(span)]
-        else:
-            values = [s_i + (s_f - s_i) * (j / span) for j in range(span)]
-        return _with_counts(result, values, n, rounding, kind=name)
+        return polynomial_rebuilt(name, options, result, n, rounding, extra_intervals=1)
 
 
 class GeometricFractionOfInitialCount(WrongBackend):
@@ -115,18 +126,29 @@ class RoundsToDensityStrict(WrongBackend):
     family = "schedules"
 
     def rounds_to_density(self, *, target_density, alpha, n, rounding):
-        from refprune.masks import fraction_to_count
         super().rounds_to_density(target_density=target_density, alpha=alpha, n=n,
                                   rounding=rounding)             # checks, unreachable targets
-        if n is None:
-            d, s = 1.0, 0
-            while d >= target_density and s < 100_000:
-                d, s = d * (1.0 - alpha), s + 1
-            return s
-        k, s = n, 0
-        while k / n >= target_density and k > 0:
-            drop = fraction_to_count(alpha, k, rounding)
-            if drop == 0:
-                raise ValueError("the count stalls before the target")
-            k, s = k - drop, s + 1
+        return rounds_rebuilt(target_density, alpha, n, rounding, strict=True)
+
+
+def rounds_rebuilt(target: float, alpha: float, n: int | None, rounding: str, *,
+                   strict: bool = False) -> int:
+    """rounds_to_density rebuilt: the fewest S with d_S <= target (``strict``: d_S < target),
+    d_S the repeated float64 product (n None) or k_S / n for the integer counts."""
+    from refprune.masks import fraction_to_count
+
+    def above(d: float) -> bool:
+        return d >= target if strict else d > target
+
+    if n is None:
+        d, s = 1.0, 0
+        while above(d) and s < 100_000:
+            d, s = d * (1.0 - alpha), s + 1
         return s
+    k, s = n, 0
+    while above(k / n) and k > 0:
+        drop = fraction_to_count(alpha, k, rounding)
+        if drop == 0:
+            raise ValueError("the count stalls before the target")
+        k, s = k - drop, s + 1
+    return s

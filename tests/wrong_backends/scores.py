@@ -35,11 +35,46 @@ class OBDWithAbsoluteWeight(WrongBackend):
         return {n: np.where(m[n], 0.5 * h[n] * np.abs(w[n]), 0.0) for n in result}
 
 
+def rule_scores(rule: str, model, X, y, options: dict, names: list[str], *, obd_half: float = 0.5,
+                taylor1_abs: bool = True, taylor2_first_sign: float = -1.0,
+                grasp_sign: float = 1.0, synflow_abs: bool = True) -> dict[str, np.ndarray]:
+    """The raw scores (before pruned entries are zeroed) of the data rules and SynFlow, rebuilt
+    from refprune's derivatives, with five switches: the factor of OBD (1/2), taylor1 as |g w|
+    or -g w, the sign of taylor2's first-order term (-g w), GraSP's sign (w (H g)), and SynFlow's
+    path sums through |W| or W."""
+    w = model.effective_params()
+    if rule == "synflow":
+        order = [n for n in model.params if n.endswith(".weight")]
+        Ws = [np.abs(w[n]) if synflow_abs else w[n] for n in order]
+        a = [np.ones(Ws[0].shape[1])]
+        for W in Ws:
+            a.append(W @ a[-1])
+        r = [np.ones(Ws[-1].shape[0])]
+        for W in reversed(Ws):
+            r.append(W.T @ r[-1])
+        r.reverse()
+        s = {n: np.abs(np.outer(r[l + 1], a[l]) * Ws[l]) for l, n in enumerate(order)}
+        return {n: s[n] for n in names}
+    g = curvature.gradient(model, X, y)
+    if rule == "grasp":
+        v = {n: (g[n] if n in names else np.zeros_like(g[n])) for n in model.params}
+        hg = curvature.hvp(model, X, y, v)
+        return {n: grasp_sign * (w[n] * hg[n]) for n in names}
+    if rule == "taylor1":
+        return {n: np.abs(g[n] * w[n]) if taylor1_abs else -g[n] * w[n] for n in names}
+    h = curvature.hessian_diag(model, X, y, options.get("hessian_method", "exact"))
+    if rule == "obd":
+        return {n: obd_half * h[n] * (w[n] * w[n]) for n in names}
+    t2 = {n: taylor2_first_sign * g[n] * w[n] + 0.5 * h[n] * (w[n] * w[n]) for n in names}
+    return {n: np.abs(v) for n, v in t2.items()} if rule == "taylor2_abs" else t2
+
+
 class _RulesBackend(WrongBackend):
-    """``scores`` rebuilt from refprune's derivatives for the rules in ``rules``: the subclass's
-    ``rule_scores`` gives the raw scores, pruned entries then score 0.0 as documented."""
+    """``scores`` of the rules in ``rules`` through ``rule_scores`` with the switches set by
+    ``switches``; pruned entries then score 0.0 as documented."""
 
     rules: tuple[str, ...] = ()
+    switches: dict = {}
 
     def scores(self, *, rule, params, X, y, activation, loss, masks, options):
         result = super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
@@ -49,19 +84,8 @@ class _RulesBackend(WrongBackend):
         model = _model(params, activation, loss)
         if masks is not None:
             model.set_masks(masks)
-        raw = self.rule_scores(rule, model, X, y, dict(options or {}), list(result))
+        raw = rule_scores(rule, model, X, y, dict(options or {}), list(result), **self.switches)
         return {n: np.where(model.masks[n], raw[n], 0.0) for n in result}
-
-    def rule_scores(self, rule, model, X, y, options, names):
-        raise NotImplementedError
-
-    @staticmethod
-    def pieces(model, X, y, options):
-        """w = theta * M, the gradient g and the Hessian diagonal h of the method asked for."""
-        w = model.effective_params()
-        g = curvature.gradient(model, X, y)
-        h = curvature.hessian_diag(model, X, y, options.get("hessian_method", "exact"))
-        return w, g, h
 
 
 class OBDWithoutHalf(_RulesBackend):
@@ -76,10 +100,7 @@ class OBDWithoutHalf(_RulesBackend):
     name = "OBD without 1/2"
     family = "scores"
     rules = ("obd",)
-
-    def rule_scores(self, rule, model, X, y, options, names):
-        w, _, h = self.pieces(model, X, y, options)
-        return {n: h[n] * (w[n] * w[n]) for n in names}
+    switches = {"obd_half": 1.0}
 
 
 class SignedTaylor1(_RulesBackend):
@@ -94,11 +115,7 @@ class SignedTaylor1(_RulesBackend):
     name = "signed taylor1"
     family = "scores"
     rules = ("taylor1",)
-
-    def rule_scores(self, rule, model, X, y, options, names):
-        w = model.effective_params()
-        g = curvature.gradient(model, X, y)
-        return {n: -g[n] * w[n] for n in names}
+    switches = {"taylor1_abs": False}
 
 
 class Taylor2FirstOrderSignFlipped(_RulesBackend):
@@ -112,11 +129,7 @@ class Taylor2FirstOrderSignFlipped(_RulesBackend):
     name = "taylor2 first-order sign flipped"
     family = "scores"
     rules = ("taylor2", "taylor2_abs")
-
-    def rule_scores(self, rule, model, X, y, options, names):
-        w, g, h = self.pieces(model, X, y, options)
-        s = {n: g[n] * w[n] + 0.5 * h[n] * (w[n] * w[n]) for n in names}
-        return {n: np.abs(v) for n, v in s.items()} if rule == "taylor2_abs" else s
+    switches = {"taylor2_first_sign": 1.0}
 
 
 class GraspPaperSign(_RulesBackend):
@@ -131,17 +144,10 @@ class GraspPaperSign(_RulesBackend):
     name = "GraSP with the paper's sign"
     family = "scores"
     rules = ("grasp",)
-
-    def rule_scores(self, rule, model, X, y, options, names):
-        names_all = list(names)
-        g = curvature.gradient(model, X, y)
-        v = {n: (g[n] if n in names_all else np.zeros_like(g[n])) for n in model.params}
-        hg = curvature.hvp(model, X, y, v)
-        w = model.effective_params()
-        return {n: -(w[n] * hg[n]) for n in names}
+    switches = {"grasp_sign": -1.0}
 
 
-class MagnitudeOfUnmaskedWeights(_RulesBackend):
+class MagnitudeOfUnmaskedWeights(WrongBackend):
     """Magnitude scores read from the stored weights, not the masked ones.
 
     A pruned weight scores its old |theta| instead of 0.0; where it was large it
@@ -152,13 +158,11 @@ class MagnitudeOfUnmaskedWeights(_RulesBackend):
 
     name = "magnitude of unmasked weights"
     family = "scores"
-    rules = ("magnitude",)
 
     def scores(self, *, rule, params, X, y, activation, loss, masks, options):
-        result = super(_RulesBackend, self).scores(rule=rule, params=params, X=X, y=y,
-                                                   activation=activation, loss=loss, masks=masks,
-                                                   options=options)
-        if rule not in self.rules:
+        result = super().scores(rule=rule, params=params, X=X, y=y, activation=activation,
+                                loss=loss, masks=masks, options=options)
+        if rule != "magnitude":
             return result
         return {n: np.abs(np.asarray(params[n], dtype=np.float64)) for n in result}
 
@@ -175,20 +179,7 @@ class SynflowWithoutAbs(_RulesBackend):
     name = "SynFlow without |W|"
     family = "scores"
     rules = ("synflow",)
-
-    def rule_scores(self, rule, model, X, y, options, names):
-        w = model.effective_params()
-        Ws = [w[n] for n in model.params if n.endswith(".weight")]
-        a = [np.ones(Ws[0].shape[1])]
-        for W in Ws:
-            a.append(W @ a[-1])
-        r = [np.ones(Ws[-1].shape[0])]
-        for W in reversed(Ws):
-            r.append(W.T @ r[-1])
-        r.reverse()
-        s = [np.abs(np.outer(r[l + 1], a[l]) * Ws[l]) for l in range(len(Ws))]
-        by_name = dict(zip([n for n in model.params if n.endswith(".weight")], s))
-        return {n: by_name[n] for n in names}
+    switches = {"synflow_abs": False}
 
 
 class HessianMethodIgnored(WrongBackend):

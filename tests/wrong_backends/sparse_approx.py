@@ -60,6 +60,20 @@ class HardThresholdBySignedValue(WrongBackend):
         return np.where(keep_top_k(w, k), w, 0.0)
 
 
+def ista_rebuilt(A, y, lam: float, step: float | None, n_iter: int, *,
+                 shrink_by_step: bool = True) -> np.ndarray:
+    """ISTA (the protocol's ``ista``) rebuilt from ``soft_threshold``: from x = 0, x <-
+    soft_threshold(x - step A^T (A x - y), step lam); ``shrink_by_step=False`` shrinks by lam."""
+    from refprune.sparse_approx import soft_threshold
+    A, y = np.asarray(A, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if step is None:
+        step = 1.0 / np.linalg.norm(A, 2) ** 2
+    x = np.zeros(A.shape[1])
+    for _ in range(int(n_iter)):
+        x = soft_threshold(x - step * (A.T @ (A @ x - y)), step * lam if shrink_by_step else lam)
+    return x
+
+
 class ISTAThresholdWithoutStep(WrongBackend):
     """ISTA's shrinkage at lam instead of step * lam.
 
@@ -73,12 +87,5 @@ class ISTAThresholdWithoutStep(WrongBackend):
     family = "sparse_approx"
 
     def ista(self, *, A, y, lam, step, n_iter):
-        from refprune.sparse_approx import soft_threshold
         super().ista(A=A, y=y, lam=lam, step=step, n_iter=n_iter)   # checks
-        A, y = np.asarray(A, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        if step is None:
-            step = 1.0 / np.linalg.norm(A, 2) ** 2
-        x = np.zeros(A.shape[1])
-        for _ in range(int(n_iter)):
-            x = soft_threshold(x - step * (A.T @ (A @ x - y)), lam)
-        return x
+        return ista_rebuilt(A, y, lam, step, n_iter, shrink_by_step=False)
