@@ -132,6 +132,21 @@ def _schedule_differential(c, ex):
     c.agree("schedule", **ex)
 
 
+@st.composite
+def _polynomial_example(draw):
+    a, b = sorted(draw(st.lists(st.integers(0, 20), min_size=2, max_size=2, unique=True)))
+    options = {"initial_sparsity": a / 20, "final_sparsity": b / 20, "t0": draw(st.integers(0, 5)),
+               "dt": draw(st.integers(1, 5)), "n_steps": draw(st.integers(2, 12))}
+    return {"options": options, "n": draw(st.integers(1, 10**6)), "rounding": draw(cst.roundings())}
+
+
+def _polynomial_differential(c, ex):
+    """Cubic and linear between two different sparsities with at least two intervals, where
+    the exponent and the span show in every intermediate target."""
+    for name in ("cubic", "linear"):
+        c.agree("schedule", name=name, **ex)
+
+
 def _counts_consistent(c, ex):
     """Alive counts never increase, stay in [0, n], and follow fraction_to_count exactly."""
     out = c.call("schedule", **ex)
@@ -205,6 +220,9 @@ def _rounds_reached_exactly(c, ex):
 PROPERTIES = [
     Property("schedules/differential", ("schedule",), "every schedule equals the reference's",
              _schedule_example(), _schedule_differential),
+    Property("schedules/polynomial-differential", ("schedule",),
+             "cubic and linear schedules between two different sparsities equal the reference's",
+             _polynomial_example(), _polynomial_differential),
     Property("schedules/counts-follow-rounding", ("schedule",),
              "alive counts stay in [0, n], never increase, and follow fraction_to_count",
              _schedule_example(), _counts_consistent),
