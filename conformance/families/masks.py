@@ -476,6 +476,16 @@ def _select_differential(c, ex):
     c.agree("select_masks", **ex)
 
 
+@st.composite
+def _global_with_multiplier(draw):
+    scores = draw(cst.param_scores(n_tensors=(2, 3)))
+    masks = {n: draw(cst.masks(v.shape)) for n, v in scores.items()}
+    last = list(scores)[-1]
+    return {"scores": scores, "masks": masks, "fraction": draw(st.sampled_from([0.2, 0.25, 0.4, 0.5])),
+            "scope": "global", "rate_multipliers": {last: draw(st.sampled_from([0.0, 0.5, 2.0]))},
+            "rounding": draw(cst.roundings())}
+
+
 def _select_nesting_counts(c, ex):
     new = c.call("select_masks", **ex)
     c.require(set(new) == set(ex["scores"]), f"expected masks for {sorted(ex['scores'])}, got {sorted(new)}")
@@ -591,6 +601,10 @@ PROPERTIES = [
     Property("masks/select-differential", ("select_masks",),
              "select_masks equals the reference (layer and global scope, multipliers, dead entries)",
              _selection(), _select_differential),
+    Property("masks/select-global-multipliers-differential", ("select_masks",),
+             "select_masks equals the reference under global scope with a rate multiplier on the "
+             "last tensor (pruned on its own, outside the pool)", _global_with_multiplier(),
+             _select_differential),
     Property("masks/select-nesting-counts", ("select_masks",),
              "new masks are nested in the old and each group loses fraction_to_count of its alive entries",
              _selection(), _select_nesting_counts),
