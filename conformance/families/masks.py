@@ -486,6 +486,12 @@ def _global_with_multiplier(draw):
             "rounding": draw(cst.roundings())}
 
 
+def _select_every_scope(c, ex):
+    """The same tensors under layer scope, global scope, and global scope with a multiplier."""
+    for scope, mult in (("layer", None), ("global", None), ("global", ex["rate_multipliers"])):
+        c.agree("select_masks", **dict(ex, scope=scope, rate_multipliers=mult))
+
+
 def _select_nesting_counts(c, ex):
     new = c.call("select_masks", **ex)
     c.require(set(new) == set(ex["scores"]), f"expected masks for {sorted(ex['scores'])}, got {sorted(new)}")
@@ -601,10 +607,10 @@ PROPERTIES = [
     Property("masks/select-differential", ("select_masks",),
              "select_masks equals the reference (layer and global scope, multipliers, dead entries)",
              _selection(), _select_differential),
-    Property("masks/select-global-multipliers-differential", ("select_masks",),
-             "select_masks equals the reference under global scope with a rate multiplier on the "
-             "last tensor (pruned on its own, outside the pool)", _global_with_multiplier(),
-             _select_differential),
+    Property("masks/select-every-scope-differential", ("select_masks",),
+             "select_masks equals the reference on the same tensors under layer scope, global "
+             "scope, and global scope with a rate multiplier on the last tensor (pruned on its "
+             "own, outside the pool)", _global_with_multiplier(), _select_every_scope),
     Property("masks/select-nesting-counts", ("select_masks",),
              "new masks are nested in the old and each group loses fraction_to_count of its alive entries",
              _selection(), _select_nesting_counts),
