@@ -562,6 +562,17 @@ def _units_differential(c, ex):
     c.agree("prune_units", **ex)
 
 
+@st.composite
+def _units_wide_example(draw):
+    """Networks whose hidden units have at least two incoming weights and whose hidden layers
+    have at least three units, so the two norms can rank them differently."""
+    sizes = [draw(st.integers(2, 5))] + draw(st.lists(st.integers(3, 5), min_size=1, max_size=2)) \
+        + [draw(st.integers(1, 4))]
+    p = draw(cst.params(sizes, zeros=False))
+    masks = {n: draw(cst.masks(v.shape)) for n, v in p.items()}
+    return {"params": p, "masks": masks, "fraction": 0.5, "norm": "l2", "rounding": "round-half-even"}
+
+
 def _units_every_norm_and_cut(c, ex):
     """Both norms, and cuts at several fractions, on the same network: the unit that goes
     differs between l1 and l2 only at some cuts."""
@@ -626,7 +637,7 @@ PROPERTIES = [
              "prune_units equals the reference", _units_example(), _units_differential),
     Property("masks/prune-units-every-norm-and-cut", ("prune_units",),
              "prune_units equals the reference for both norms at five fractions of one network",
-             _units_example(), _units_every_norm_and_cut),
+             _units_wide_example(), _units_every_norm_and_cut),
 ]
 
 FAMILY = Family(name="masks", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
