@@ -252,6 +252,12 @@ def _imp_differential(c, ex):
     c.agree("imp", **ex)
 
 
+def _imp_every_rewind(c, ex):
+    """The same network and options under each rewinding mode: a mode run as another differs."""
+    for rewind in ("init", "step:1", "lr", "finetune"):
+        c.agree("imp", **dict(ex, options=dict(ex["options"], rewind=rewind)))
+
+
 def _imp_invariants(c, ex):
     """Masks nested across rounds; rewind to init restores w0 on the survivors exactly."""
     out = c.call("imp", **ex)
@@ -319,6 +325,9 @@ PROPERTIES = [
              _round_example(), _round_rewinds),
     Property("lottery/imp-differential", ("imp",), "a short IMP trace equals the reference's",
              _imp_example(), _imp_differential),
+    Property("lottery/imp-every-rewind-differential", ("imp",),
+             "a short IMP trace equals the reference's under every rewinding mode, on the same "
+             "network", _imp_example(), _imp_every_rewind),
     Property("lottery/imp-nested-and-rewound", ("imp",),
              "masks are nested across rounds and rewinding to init restores w0 exactly",
              _imp_example(), _imp_invariants),
