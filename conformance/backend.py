@@ -170,14 +170,18 @@ class Backend:
 
         ``masks`` are the current masks of every parameter. In every hidden layer l
         (the outputs of layers.{l}, l < L-1), unit i is scored by the norm of its
-        masked incoming weights, ||W_l[i, :] * M_l[i, :]|| (``norm`` "l1" or "l2"; the
-        bias is not part of it), all layers scored before anything is removed. A unit
-        is alive unless its row, bias and outgoing column are all pruned.
-        fraction_to_count(fraction, alive units, rounding) alive units with the lowest
-        norms go (ties: the lower unit index kept). Removing unit i masks row i of
-        layers.{l}.weight, entry i of layers.{l}.bias and column i of
-        layers.{l+1}.weight. A layer left with no unit is returned as such. Returns
-        masks for every parameter.
+        masked incoming weights, x_j = W_l[i, j] * M_l[i, j] (``norm`` "l1": the sum of
+        |x_j|; "l2": the square root of the sum of the float64 squares x_j * x_j; the
+        sums taken in index order j = 0, 1, ..., as the reference adds the rows of the
+        suite, which have at most 5 entries; the bias is not part of it). A unit is
+        alive unless its row, bias and outgoing column are all pruned. The scores and
+        the alive units of every layer are taken from ``masks`` as given, before
+        anything is removed (a unit whose row is emptied by the removals in layer l-1
+        still counts as alive in layer l). fraction_to_count(fraction, alive units,
+        rounding) alive units with the lowest norms go (ties: the lower unit index
+        kept). Removing unit i masks row i of layers.{l}.weight, entry i of
+        layers.{l}.bias and column i of layers.{l+1}.weight. A layer left with no unit
+        is returned as such. Returns masks for every parameter.
         """
         raise NotProvided
 
