@@ -58,6 +58,8 @@ NOTES = {
     "l2-norm": "units scored by the l2 norm of their incoming weights",
     "bias-not-in-norm": "a unit's bias would change the ranking if it were (wrongly) part of the norm",
     "layer-collapse": "a layer is left with no alive weight or unit",
+    "alive-before-removal": "a unit emptied by the removals in the layer before still counts as "
+                            "alive: alive units, like norms, are read from the masks as given",
     "n-m": "N:M semi-structured pattern",
     "norm-disagreement": "the l1 and l2 norms (and mean |w|, which ranks as l1) rank the units "
                          "differently at the cut, so the norm decides which unit goes",
@@ -277,6 +279,26 @@ def _cases() -> list[CaseSpec]:
             flags=[f"{norm}-norm", "norm-disagreement", "distinct"],
             inputs={"params": against, "masks": _alive(against), "fraction": 0.25, "norm": norm,
                     "rounding": "round-half-even"}))
+
+    # Unit 0 of layer 1 has one alive incoming weight, from unit 0 of layer 0, and no alive
+    # bias or outgoing weight. Removing unit 0 of layer 0 empties its row; it still counts
+    # as alive in layer 1, because alive units, like norms, are read before anything goes.
+    chain = {"layers.0.weight": np.array([[0.1, 0.1], [1.0, 1.0]]), "layers.0.bias": np.zeros(2),
+             "layers.1.weight": np.array([[0.5, 0.0], [1.0, 1.0], [1.5, 1.5]]),
+             "layers.1.bias": np.zeros(3),
+             "layers.2.weight": np.array([[1.0, 1.0, 1.0]]), "layers.2.bias": np.zeros(1)}
+    chain_masks = _alive(chain)
+    chain_masks["layers.1.weight"] = np.array([[True, False], [True, True], [True, True]])
+    chain_masks["layers.1.bias"] = np.array([False, True, True])
+    chain_masks["layers.2.weight"] = np.array([[False, True, True]])
+    out.append(CaseSpec(
+        key="prune_units/alive-before-removal", op="prune_units",
+        comment="unit 0 of layer 1 loses its only alive weight when unit 0 of layer 0 goes, but "
+                "alive units are read before anything is removed: layer 1 has 3 alive units and "
+                "floor(0.5 * 3) = 1 goes, unit 0 (norm 0.5); read after, unit 1 would go",
+        flags=["alive-before-removal", "l1-norm", "nesting", "rounding-floor"],
+        inputs={"params": chain, "masks": chain_masks, "fraction": 0.5, "norm": "l1",
+                "rounding": "floor"}))
 
     # n_m_mask ----------------------------------------------------------------------
     w = np.array([[0.1, -0.9, 0.5, 0.3, 0.0, 0.2, 0.2, 0.2],
