@@ -46,7 +46,7 @@ def test_the_suite_passes_torch_up_to_its_declared_deviations(torch_backend):
     assert report.ok, "\n\n".join(f"{r.id} {r.flags}: {r.detail}" for r in report.failures)
     assert not report.unmatched_xfails
     summary = report.summary()
-    for family in ("masks", "profiles", "scores", "curvature", "lottery"):
+    for family in ("masks", "profiles", "scores", "curvature", "lottery", "sparse_execution"):
         assert summary[family]["golden"]["passed"] > 0, family
 
 
@@ -174,6 +174,39 @@ def test_forward_over_reverse_hvp_fails_only_through_mse_loss(torch_backend):
     else:
         want = ReferenceBackend().hvp(**mse)
         assert all(np.allclose(got[n], want[n], rtol=1e-12, atol=1e-14) for n in want)
+
+
+# ------------------------------------------------------------------ sparse execution
+def _one_layer(bias, bias_mask, weight=((0.0, 1.0), (2.0, 0.5))):
+    return dict(params={"layers.0.weight": np.array(weight), "layers.0.bias": np.array(bias)},
+                masks={"layers.0.weight": np.array([[True, True], [False, True]]),
+                       "layers.0.bias": np.array(bias_mask)},
+                X=np.array([[1.0, -2.0], [0.5, 1.0]]), y=np.array([[0.0, 1.0], [1.0, 0.0]]),
+                activation="relu", loss="mse", lr=0.5, weight_decay=0.0)
+
+
+def test_to_sparse_csr_drops_alive_zeros_so_the_step_builds_its_pattern_from_the_mask(torch_backend):
+    """Tensor.to_sparse_csr() keeps the non-zeros: the alive 0.0 at (0, 0) is not stored. The
+    adapter's training pattern is the mask, so that weight gets its gradient and moves."""
+    torch = torch_backend.torch
+    args = _one_layer([0.25, -0.5], [True, True])
+    w = torch.tensor(args["params"]["layers.0.weight"] * args["masks"]["layers.0.weight"])
+    with pytest.warns(UserWarning, match="beta"):
+        assert w.to_sparse_csr().values().numel() == 2            # 3 alive, the 0.0 dropped
+    got = torch_backend.sparse_train_step(**args)
+    want = ReferenceBackend().sparse_train_step(**args)
+    assert got["params"]["layers.0.weight"][0, 0] != 0.0
+    for n, v in want["params"].items():
+        assert np.allclose(got["params"][n], v, rtol=1e-14, atol=1e-15)
+
+
+def test_a_pruned_negative_bias_comes_out_of_the_reparametrisation_as_negative_zero(torch_backend):
+    """torch.nn.utils.prune computes bias = bias_mask * bias_orig (apply_mask): 0.0 * -3.0 is
+    -0.0 where the reference writes +0.0; the torch profile does not promise the sign of zero."""
+    got = torch_backend.sparse_train_step(**_one_layer([-3.0, 3.0], [False, False]))
+    bias = got["params"]["layers.0.bias"]
+    assert bias.tolist() == [0.0, 0.0]
+    assert np.signbit(bias).tolist() == [True, False]
 
 
 # ------------------------------------------------------------------ torch stays optional

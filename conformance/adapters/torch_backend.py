@@ -45,6 +45,13 @@ scores              the rules' formulas on ``torch.func`` derivatives of L(theta
                     ``grad``, h from ``hessian_diag`` ("exact", "ggn"), H g from ``hvp``;
                     SynFlow's dR/dW from ``torch.autograd.grad``. "random" (NumPy's stream),
                     "obs" and the "obd" Hessian method: not provided.
+sparse_forward      each layer's ``weight`` (``weight_orig * weight_mask`` after
+                    ``prune.custom_from_mask``) converted by ``Tensor.to_sparse_csr()``;
+                    z^T = ``torch.sparse.mm``(W, a^T) + bias.
+sparse_train_step   ``torch.sparse_csr_tensor`` on the mask's pattern (alive zeros stored:
+                    ``to_sparse_csr`` would drop them), its values a Parameter; biases
+                    through ``prune.custom_from_mask``; one ``torch.optim.SGD(lr,
+                    weight_decay)`` step after ``backward()`` through ``torch.sparse.mm``.
 ==================  ==========================================================================
 
 N:M masks, schedules, the sparse-approximation operators and a whole IMP run
@@ -59,7 +66,9 @@ the conformance package does not depend on it (``pip install 'refprune[torch]'``
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -76,6 +85,14 @@ def _import_torch():
         raise ImportError("the PyTorch backend needs torch; install it with "
                           "pip install 'refprune[torch]'") from exc
     return torch
+
+
+@contextlib.contextmanager
+def _sparse_beta():
+    """torch warns at every CSR tensor that its sparse CSR support is "in beta state"."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        yield
 
 
 class TorchBackend(Backend):
@@ -395,6 +412,100 @@ class TorchBackend(Backend):
         for v in V:                                       # summed in probe order, then / S
             acc = acc + v * self._hvp(loss_of, theta, v)
         return self._tree(acc / V.shape[0], params)
+
+
+    # ============================================================== sparse execution
+    def _activation(self, activation: str):
+        torch = self.torch
+        acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+                "identity": lambda z: z}
+        if activation not in acts:
+            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+        return acts[activation]
+
+    def _pruned_linear(self, params, masks, l: int):
+        """``nn.Linear`` holding layer ``l``, its weight and bias masks installed with
+        ``prune.custom_from_mask`` (``weight = weight_orig * weight_mask``, the same for bias)."""
+        torch = self.torch
+        W = np.array(params[f"layers.{l}.weight"], dtype=np.float64)
+        lin = torch.nn.Linear(W.shape[1], W.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(W))
+            lin.bias.copy_(torch.tensor(np.array(params[f"layers.{l}.bias"], dtype=np.float64)))
+        for kind in ("weight", "bias"):
+            mask = np.array(masks[f"layers.{l}.{kind}"], dtype=bool)
+            self.prune.custom_from_mask(lin, kind, mask=torch.tensor(mask))
+        return lin
+
+    def sparse_forward(self, *, params, masks, X, activation):
+        with _sparse_beta():
+            return self._sparse_forward(params, masks, X, activation)
+
+    def sparse_train_step(self, *, params, masks, X, y, activation, loss, lr, weight_decay):
+        with _sparse_beta():
+            return self._sparse_train_step(params, masks, X, y, activation, loss, lr,
+                                           weight_decay)
+
+    def _sparse_forward(self, params, masks, X, activation):
+        """Each pruned weight (``weight_orig * weight_mask``) converted with
+        ``Tensor.to_sparse_csr()``; z^T = ``torch.sparse.mm``(W, a^T) + b."""
+        torch = self.torch
+        act = self._activation(activation)
+        n_layers = len(flat_names(params)) // 2
+        aT = torch.tensor(np.array(X, dtype=np.float64)).T
+        with torch.no_grad():
+            for l in range(n_layers):
+                lin = self._pruned_linear(params, masks, l)
+                W = lin.weight.to_sparse_csr()
+                zT = torch.sparse.mm(W, aT) + lin.bias[:, None]
+                aT = act(zT) if l < n_layers - 1 else zT
+        return aT.T.numpy().copy()
+
+    def _sparse_train_step(self, params, masks, X, y, activation, loss, lr, weight_decay):
+        """One ``torch.optim.SGD`` step (lr, weight_decay) on CSR weights whose pattern is the
+        mask: ``torch.sparse_csr_tensor`` over the alive positions, its values the optimized
+        parameter; biases through ``prune.custom_from_mask`` (``bias_orig`` optimized,
+        ``prune.remove`` makes ``bias_orig * bias_mask`` the result)."""
+        torch = self.torch
+        F = torch.nn.functional
+        act = self._activation(activation)
+        names = flat_names(params)
+        n_layers = len(names) // 2
+        layers = []
+        for l in range(n_layers):
+            mask = np.array(masks[f"layers.{l}.weight"], dtype=bool)
+            rows, cols = np.nonzero(mask)                     # C order: CSR order
+            # a copy: np.nonzero's arrays are strided views, and torch.tensor keeps a stride
+            # of 2 on a one-element one, which sparse_csr_tensor refuses as "not contiguous"
+            crow = torch.tensor(np.searchsorted(rows, np.arange(mask.shape[0] + 1)))
+            values = torch.nn.Parameter(torch.tensor(
+                np.array(params[f"layers.{l}.weight"], dtype=np.float64)[rows, cols]))
+            layers.append((crow, torch.tensor(cols.copy()), values, mask.shape,
+                           self._pruned_linear(params, masks, l)))
+        opt = torch.optim.SGD([p for _, _, v, _, lin in layers for p in (v, lin.bias_orig)],
+                              lr=lr, weight_decay=weight_decay)
+        aT = torch.tensor(np.array(X, dtype=np.float64)).T
+        for l, (crow, col, values, shape, lin) in enumerate(layers):
+            W = torch.sparse_csr_tensor(crow, col, values, size=shape, check_invariants=True)
+            zT = torch.sparse.mm(W, aT) + lin.bias[:, None]
+            aT = act(zT) if l < n_layers - 1 else zT
+        if loss == "cross_entropy":
+            value = F.cross_entropy(aT.T, torch.tensor(np.array(y, dtype=np.int64)))
+        elif loss == "mse":
+            value = F.mse_loss(aT.T, torch.tensor(np.array(y, dtype=np.float64)))
+        else:
+            raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        out = {}
+        with torch.no_grad():
+            for l, (crow, col, values, shape, lin) in enumerate(layers):
+                W = torch.sparse_csr_tensor(crow, col, values, size=shape, check_invariants=True)
+                out[f"layers.{l}.weight"] = W.to_dense().numpy().copy()
+                self.prune.remove(lin, "bias")
+                out[f"layers.{l}.bias"] = lin.bias.numpy().copy()
+        return {"params": out, "loss": float(value.item())}
 
 
 class TorchForwardOverReverse(TorchBackend):
