@@ -26,7 +26,8 @@ Tolerances (one per output; docs/golden_format.md, "Tolerances", is the specific
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

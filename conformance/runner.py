@@ -33,9 +33,10 @@ import os
 import shlex
 import time
 import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,18 @@ from . import golden
 from .backend import OPERATIONS, NotProvided, ReferenceBackend, backend_name, load_backend, provides
 from .compare import compare
 from .families import Checker, Family, Property, load_families
-from .wire import (DEFAULT_TIMEOUT, START_TIMEOUT, BackendError, ProcessBackend, ProcessFailure,
-                   changed_arguments, child_environment, dumps, serve_command, snapshot)
+from .wire import (
+    DEFAULT_TIMEOUT,
+    START_TIMEOUT,
+    BackendError,
+    ProcessBackend,
+    ProcessFailure,
+    changed_arguments,
+    child_environment,
+    dumps,
+    serve_command,
+    snapshot,
+)
 
 PASSED, FAILED, XFAIL, XPASS, NOT_PROVIDED = ("passed", "failed", "expected-fail", "xpass",
                                               "not provided")

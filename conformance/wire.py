@@ -35,7 +35,8 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import IO, Any, Sequence
+from collections.abc import Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -314,7 +315,7 @@ class ProcessBackend:
             self._stderr.close()
             self._stderr = None
 
-    def __enter__(self) -> "ProcessBackend":
+    def __enter__(self) -> ProcessBackend:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -449,7 +450,7 @@ class ProcessBackend:
         raise ProcessFailure(f"{message}{status}{self._tail()}")
 
 
-def _read_lines(stream: IO[bytes], lines: "queue.Queue[bytes | None]") -> None:
+def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes | None]) -> None:
     try:
         for line in stream:
             lines.put(line)
@@ -458,7 +459,7 @@ def _read_lines(stream: IO[bytes], lines: "queue.Queue[bytes | None]") -> None:
     lines.put(None)
 
 
-def _write_lines(stream: IO[bytes], writes: "queue.Queue[bytes | None]") -> None:
+def _write_lines(stream: IO[bytes], writes: queue.Queue[bytes | None]) -> None:
     while True:
         data = writes.get()
         if data is None:

@@ -6,7 +6,7 @@ import argparse
 import math
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 # Per-dataset defaults of the lottery command: network, data and training.
 LOTTERY_DEFAULTS = {

@@ -34,7 +34,8 @@ so every entry is within a few ulps of the exact derivative at the float64 z.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

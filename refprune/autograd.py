@@ -19,7 +19,7 @@ Losses are means over the batch:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "op")
 
     def __init__(self, data, requires_grad: bool = False,
-                 _parents: Sequence["Tensor"] = (), op: str = ""):
+                 _parents: Sequence[Tensor] = (), op: str = ""):
         self.data = np.asarray(data, dtype=np.float64) if not isinstance(data, np.ndarray) else data
         self.grad: np.ndarray | None = None
         self.requires_grad = requires_grad or any(p.requires_grad for p in _parents)
@@ -92,7 +92,7 @@ class Tensor:
     def __matmul__(self, other): return matmul(self, as_tensor(other))
 
     @property
-    def T(self) -> "Tensor":
+    def T(self) -> Tensor:
         return transpose(self)
 
     def __repr__(self) -> str:

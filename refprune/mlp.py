@@ -24,13 +24,14 @@ fan-in, ReLU gain), sqrt(2 / (in_l + out_l)) for "glorot" (Glorot and Bengio
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import autograd as ag
 from ._checks import bool_array, choice, float_array, int_labels, positive_int, real_number
-from .activations import ACTIVATIONS, get_activation
+from .activations import get_activation
 from .rng import make_rng
 
 INITS = ("kaiming", "glorot", "normal")
@@ -243,7 +244,7 @@ class MLP:
             self._store_mask(n, m)
         self.params.update(params)
 
-    def copy(self) -> "MLP":
+    def copy(self) -> MLP:
         return copy.deepcopy(self)
 
     # ------------------------------------------------------------ computation

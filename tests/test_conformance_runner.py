@@ -12,8 +12,17 @@ import pytest
 from conformance import __main__ as cli
 from conformance.backend import Backend, NotProvided, ReferenceBackend, load_backend, provides
 from conformance.conventions import PROFILES, get_profile
-from conformance.runner import (FAILED, NOT_PROVIDED, PASSED, XFAIL, XPASS, format_report, golden_case,
-                                py_literal, read_xfails, run)
+from conformance.runner import (
+    NOT_PROVIDED,
+    PASSED,
+    XFAIL,
+    XPASS,
+    format_report,
+    golden_case,
+    py_literal,
+    read_xfails,
+    run,
+)
 
 FEW = 5                                  # Hypothesis examples per property in these tests
 HANG = 1800                              # a guard against a hung child, not a speed limit

@@ -14,9 +14,18 @@ from conformance import __main__ as cli
 from conformance import golden
 from conformance.backend import OPERATIONS, ReferenceBackend
 from conformance.runner import FAILED, PASSED, format_report, run
-from conformance.wire import (HandshakeError, ProcessBackend, ProcessFailure, answer,
-                              changed_arguments, child_environment, dumps, message_problem,
-                              serve_command, snapshot)
+from conformance.wire import (
+    HandshakeError,
+    ProcessBackend,
+    ProcessFailure,
+    answer,
+    changed_arguments,
+    child_environment,
+    dumps,
+    message_problem,
+    serve_command,
+    snapshot,
+)
 
 HERE = Path(__file__).resolve().parent
 FAKE = f"{sys.executable} {HERE / 'wire_fake_backend.py'}"

@@ -2,9 +2,16 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from refprune.data import make_blobs, make_teacher_student, random_labels, train_test_split, load_digits
+from refprune.data import (
+    load_digits,
+    make_blobs,
+    make_teacher_student,
+    random_labels,
+    train_test_split,
+)
 from refprune.mlp import MLP
 from refprune.rng import make_rng
 from refprune.train import SGD, train

@@ -19,11 +19,22 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.conventions import (PROFILES, Profile, equal_up_to_ties, get_profile,
-                                  open_lth_prune_count, reference_profile, shrinkbench_fraction_to_keep,
-                                  shrinkbench_threshold, tfmot_constant_sparsity, tfmot_keep_count,
-                                  tfmot_polynomial_decay, tfmot_should_prune, tie_mismatch,
-                                  torch_nparams_toprune)
+from conformance.conventions import (
+    PROFILES,
+    Profile,
+    equal_up_to_ties,
+    get_profile,
+    open_lth_prune_count,
+    reference_profile,
+    shrinkbench_fraction_to_keep,
+    shrinkbench_threshold,
+    tfmot_constant_sparsity,
+    tfmot_keep_count,
+    tfmot_polynomial_decay,
+    tfmot_should_prune,
+    tie_mismatch,
+    torch_nparams_toprune,
+)
 from refprune.masks import select_masks
 
 REF, TORCH, TFMOT, OLTH, SB = (PROFILES[n] for n in

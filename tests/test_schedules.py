@@ -8,8 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refprune.masks import ROUNDINGS, fraction_to_count, select_masks
-from refprune.schedules import (Schedule, constant, cubic, geometric, geometric_error_bound, linear, one_shot,
-                                rounds_to_density)
+from refprune.schedules import (
+    Schedule,
+    constant,
+    cubic,
+    geometric,
+    geometric_error_bound,
+    linear,
+    one_shot,
+    rounds_to_density,
+)
 
 alphas = st.one_of(st.sampled_from([1.0, 0.5, 0.2, 0.1, 1e-3]), st.floats(1e-3, 1.0))
 sizes = st.one_of(st.sampled_from([1, 2, 3, 7, 10, 100, 1024]), st.integers(1, 10**6))

@@ -6,16 +6,32 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refprune import autograd as ag
 from refprune.curvature import hessian_diag
 from refprune.masks import keep_top_k, prune, select_masks
 from refprune.mlp import MLP
-from refprune.scores import (RULES, compute_scores, grasp, gradient, magnitude, obd, obs_downdate,
-                             obs_saliency, obs_scores, obs_update, random_scores, synflow, synflow_scores,
-                             taylor1, taylor2, taylor2_abs)
+from refprune.scores import (
+    RULES,
+    compute_scores,
+    gradient,
+    grasp,
+    magnitude,
+    obd,
+    obs_downdate,
+    obs_saliency,
+    obs_scores,
+    obs_update,
+    random_scores,
+    synflow,
+    synflow_scores,
+    taylor1,
+    taylor2,
+    taylor2_abs,
+)
 
 FINITE = st.floats(-10.0, 10.0, allow_nan=False, allow_subnormal=False)
 

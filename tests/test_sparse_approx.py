@@ -15,16 +15,27 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refprune.masks import keep_top_k
 from refprune.rng import make_rng
 from refprune.scores import obd, obs_downdate, obs_saliency, obs_update
-from refprune.sparse_approx import (DEFAULT_MAX_N, best_k_sparse_nonnegative, best_k_sparse_quadratic,
-                                    best_k_sparse_weighted, best_k_term_error, hard_threshold,
-                                    hard_threshold_prox, ista, iht, quadratic_fit_on_support,
-                                    sensing_problem, soft_threshold)
+from refprune.sparse_approx import (
+    DEFAULT_MAX_N,
+    best_k_sparse_nonnegative,
+    best_k_sparse_quadratic,
+    best_k_sparse_weighted,
+    best_k_term_error,
+    hard_threshold,
+    hard_threshold_prox,
+    iht,
+    ista,
+    quadratic_fit_on_support,
+    sensing_problem,
+    soft_threshold,
+)
 
 # ---------------------------------------------------------------- strategies
 # Few distinct values, so ties (in |w| too: 1.0 and -1.0) are common; -0.0 and 0.0 both present.

@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.conventions import (tfmot_keep_count, tfmot_polynomial_decay,
-                                  tfmot_polynomial_decay_keep_count)
+from conformance.conventions import (
+    tfmot_keep_count,
+    tfmot_polynomial_decay,
+    tfmot_polynomial_decay_keep_count,
+)
 
 STEP_168 = dict(step=168, initial_sparsity=0.1, final_sparsity=0.9, begin_step=0, end_step=1000)
 

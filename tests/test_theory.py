@@ -10,9 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refprune.data import make_blobs
-from refprune.theory import (binomial_acceptance_interval, clopper_pearson, expected_accuracy_random_labels,
-                             random_label_experiment, survival_probability, threshold_ticket_probability,
-                             ticket_monte_carlo, ticket_probability, top_s_ticket_probability)
+from refprune.theory import (
+    binomial_acceptance_interval,
+    clopper_pearson,
+    expected_accuracy_random_labels,
+    random_label_experiment,
+    survival_probability,
+    threshold_ticket_probability,
+    ticket_monte_carlo,
+    ticket_probability,
+    top_s_ticket_probability,
+)
 
 CONFIDENCE = 0.999   # the Monte-Carlo checks below fail by chance with probability <= 0.1 % each
 

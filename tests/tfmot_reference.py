@@ -40,8 +40,12 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
-from conformance.conventions import (tfmot_keep_count, tfmot_polynomial_decay,  # noqa: E402
-                                  tfmot_polynomial_decay_keep_count, tfmot_should_prune)
+from conformance.conventions import (  # noqa: E402
+    tfmot_keep_count,
+    tfmot_polynomial_decay,
+    tfmot_polynomial_decay_keep_count,
+    tfmot_should_prune,
+)
 
 EXACT_GRAPH_POWERS = (1.0, 2.0, 3.0, 0.5)
 
@@ -213,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
-    from tensorflow_model_optimization.python.core.sparsity.keras import (pruning_impl,
-                                                                          pruning_schedule)
+    from tensorflow_model_optimization.python.core.sparsity.keras import (
+        pruning_impl,
+        pruning_schedule,
+    )
 
     t0 = time.perf_counter()
     print(f"TensorFlow {tf.__version__}, TF-MOT {tfmot.__version__}, tf-keras {keras.__version__}, "

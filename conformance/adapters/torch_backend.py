@@ -69,7 +69,8 @@ from __future__ import annotations
 import contextlib
 import numbers
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Checker:
     pasting the recorded calls.
     """
 
-    def __init__(self, family: "Family", backend: Any, reference: Any, tie_check=None,
+    def __init__(self, family: Family, backend: Any, reference: Any, tie_check=None,
                  profile: Any = None):
         self.family = family
         self.profile = profile

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from .. import strategies as cst
 from . import EXACT, CaseSpec, Family, Property, close
-from .networks import describe, network, quantize
+from .networks import describe, network
 
 RULES = ("magnitude", "random", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs", "obs", "grasp",
          "synflow")

@@ -230,7 +230,9 @@ def _exact_is_optimal(c, ex):
     c.require(np.count_nonzero(u) <= k, lambda: f"{np.count_nonzero(u)} non-zeros, at most {k} allowed")
     if problem == "nonnegative":
         c.require(np.all(u >= 0), lambda: "a negative entry in a non-negative approximation")
-    cost = lambda v: _sq(v, w, d, H)
+    def cost(v):
+        return _sq(v, w, d, H)
+
     best = np.inf
     for S in itertools.combinations(range(w.size), k):
         keep = np.zeros(w.size, dtype=bool)
