@@ -10,13 +10,15 @@ without touching the caller's data.
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from collections.abc import Collection
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
 def float_array(x: Any, name: str, *, ndim: int | None = None,
-                allow_empty: bool = False, dtype=np.float64) -> np.ndarray:
+                allow_empty: bool = False, dtype: DTypeLike = np.float64) -> np.ndarray:
     """Return ``x`` as a new finite floating array, or raise naming ``name``.
 
     Booleans, integers, strings and objects are rejected: a reference must not
@@ -43,7 +45,7 @@ def bool_array(x: Any, name: str, *, shape: tuple[int, ...] | None = None) -> np
         raise TypeError(f"{name} must be a boolean array, got dtype {arr.dtype}")
     if shape is not None and arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    return arr.copy()
+    return cast(np.ndarray, arr.copy())
 
 
 def int_labels(y: Any, name: str, *, n_classes: int | None = None) -> np.ndarray:
@@ -104,7 +106,7 @@ def real_number(x: Any, name: str, *, low: float | None = None, high: float | No
     return v
 
 
-def choice(x: Any, name: str, options) -> str:
+def choice(x: Any, name: str, options: Collection[str]) -> str:
     if not isinstance(x, str):
         raise TypeError(f"{name} must be a string, one of {sorted(options)}, got {type(x).__name__}")
     if x not in options:

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 class Activation(NamedTuple):
@@ -48,27 +49,27 @@ class Activation(NamedTuple):
     piecewise_linear: bool
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
     # exp of a non-positive number only, so no overflow warning for large |z|
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _sigmoid_first(z: np.ndarray) -> np.ndarray:
+def _sigmoid_first(z: NDArray[np.float64]) -> NDArray[np.float64]:
     e = np.exp(-np.abs(z))
     return e / ((1.0 + e) * (1.0 + e))                 # s (1 - s)
 
 
-def _sigmoid_second(z: np.ndarray) -> np.ndarray:
+def _sigmoid_second(z: NDArray[np.float64]) -> NDArray[np.float64]:
     return _sigmoid_first(z) * -np.tanh(0.5 * z)       # s (1 - s) (1 - 2 s)
 
 
-def _tanh_first(z: np.ndarray) -> np.ndarray:
+def _tanh_first(z: NDArray[np.float64]) -> NDArray[np.float64]:
     e = np.exp(-2.0 * np.abs(z))
     return 4.0 * e / ((1.0 + e) * (1.0 + e))           # 1 - tanh(z)**2
 
 
-def _tanh_second(z: np.ndarray) -> np.ndarray:
+def _tanh_second(z: NDArray[np.float64]) -> NDArray[np.float64]:
     return -2.0 * np.tanh(z) * _tanh_first(z)          # -2 tanh(z) (1 - tanh(z)**2)
 
 

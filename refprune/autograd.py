@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .activations import get_activation, softmax_parts
 
@@ -31,11 +32,11 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "op")
 
-    def __init__(self, data, requires_grad: bool = False,
+    def __init__(self, data: ArrayLike, requires_grad: bool = False,
                  _parents: Sequence[Tensor] = (), op: str = ""):
         self.data = np.asarray(data, dtype=np.float64) if not isinstance(data, np.ndarray) else data
         self.grad: np.ndarray | None = None
-        self.requires_grad = requires_grad or any(p.requires_grad for p in _parents)
+        self.requires_grad: bool = requires_grad or any(p.requires_grad for p in _parents)
         self._parents = tuple(_parents)
         self._backward: Callable[[np.ndarray], None] = lambda g: None
         self.op = op
@@ -82,14 +83,14 @@ class Tensor:
         self.grad = None
 
     # operator sugar
-    def __add__(self, other): return add(self, as_tensor(other))
-    def __radd__(self, other): return add(as_tensor(other), self)
-    def __mul__(self, other): return mul(self, as_tensor(other))
-    def __rmul__(self, other): return mul(as_tensor(other), self)
-    def __neg__(self): return mul(self, as_tensor(-1.0))
-    def __sub__(self, other): return add(self, -as_tensor(other))
-    def __rsub__(self, other): return add(as_tensor(other), -self)
-    def __matmul__(self, other): return matmul(self, as_tensor(other))
+    def __add__(self, other: Tensor | ArrayLike) -> Tensor: return add(self, as_tensor(other))
+    def __radd__(self, other: Tensor | ArrayLike) -> Tensor: return add(as_tensor(other), self)
+    def __mul__(self, other: Tensor | ArrayLike) -> Tensor: return mul(self, as_tensor(other))
+    def __rmul__(self, other: Tensor | ArrayLike) -> Tensor: return mul(as_tensor(other), self)
+    def __neg__(self) -> Tensor: return mul(self, as_tensor(-1.0))
+    def __sub__(self, other: Tensor | ArrayLike) -> Tensor: return add(self, -as_tensor(other))
+    def __rsub__(self, other: Tensor | ArrayLike) -> Tensor: return add(as_tensor(other), -self)
+    def __matmul__(self, other: Tensor | ArrayLike) -> Tensor: return matmul(self, as_tensor(other))
 
     @property
     def T(self) -> Tensor:
@@ -99,7 +100,7 @@ class Tensor:
         return f"Tensor(shape={self.data.shape}, op={self.op!r}, requires_grad={self.requires_grad})"
 
 
-def as_tensor(x) -> Tensor:
+def as_tensor(x: Tensor | ArrayLike) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float64))
 
 
@@ -116,8 +117,12 @@ def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 # ---------------------------------------------------------------- elementwise
 def add(a: Tensor, b: Tensor) -> Tensor:
     out = Tensor(a.data + b.data, _parents=(a, b), op="add")
-    out._backward = lambda g: (a._accumulate(_unbroadcast(g, a.shape)),
-                               b._accumulate(_unbroadcast(g, b.shape)))
+
+    def backward(g: np.ndarray) -> None:
+        a._accumulate(_unbroadcast(g, a.shape))
+        b._accumulate(_unbroadcast(g, b.shape))
+
+    out._backward = backward
     return out
 
 

@@ -6,7 +6,8 @@ order, so another backend can rebuild the same arrays.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def make_blobs(n_samples: int = 300, n_features: int = 2, n_classes: int = 3, *,
     return X, y
 
 
-def make_teacher_student(n_samples: int = 1000, sizes=(20, 32, 4), *, density: float = 0.2,
+def make_teacher_student(n_samples: int = 1000, sizes: Sequence[int] = (20, 32, 4), *, density: float = 0.2,
                          activation: str = "relu", task: str = "classification", noise: float = 0.0,
                          seed: int | np.random.Generator = 0) -> tuple[np.ndarray, np.ndarray, MLP]:
     """Data labelled by a sparse random teacher MLP ("the true network is sparse").
@@ -87,11 +88,12 @@ def random_labels(y: Any, n_classes: int, *, seed: int | np.random.Generator = 0
     if y.ndim < 1 or y.shape[0] == 0:
         raise ValueError(f"y must be a non-empty array of labels, got shape {y.shape}")
     k = positive_int(n_classes, "n_classes")
-    return make_rng(seed).integers(0, k, size=y.shape[0]).astype(np.int64)
+    return cast(np.ndarray, make_rng(seed).integers(0, k, size=y.shape[0]).astype(np.int64))
 
 
 def train_test_split(X: Any, y: Any, *, test_fraction: float = 0.25,
-                     seed: int | np.random.Generator = 0):
+                     seed: int | np.random.Generator = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split rows into train and test sets.
 
     n_test = fraction_to_count(test_fraction, N) (round-half-even); the draw is

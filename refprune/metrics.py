@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def per_example_loss(model: MLP, X: Any, y: Any) -> np.ndarray:
         raise ValueError(f"per_example_loss needs a cross_entropy model, got loss {model.loss!r}")
     X, y = model.check_inputs(X, y)
     logp, _, _ = softmax_parts(model._forward(X))
-    return -logp[np.arange(X.shape[0]), y]
+    return cast(np.ndarray, -logp[np.arange(X.shape[0]), y])
 
 
 def _losses(x: Any, name: str) -> np.ndarray:
@@ -193,7 +193,7 @@ class MembershipResult:
     n_calibration: tuple[int, int]
     n_evaluation: tuple[int, int]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready; an infinite threshold becomes None."""
         return {"advantage": self.advantage, "tpr": self.tpr, "fpr": self.fpr,
                 "threshold": self.threshold if np.isfinite(self.threshold) else None,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def init_std(init: str, fan_in: int, fan_out: int, sigma: float | None = None) -
         return float(np.sqrt(2.0 / fan_in))
     if init == "glorot":
         return float(np.sqrt(2.0 / (fan_in + fan_out)))
-    return float(sigma)
+    return float(cast(float, sigma))
 
 
 class MLP:
@@ -248,6 +248,13 @@ class MLP:
         return copy.deepcopy(self)
 
     # ------------------------------------------------------------ computation
+    @overload
+    def check_inputs(self, X: Any, y: Any, *,
+                     require_y: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def check_inputs(self, X: Any, y: Any = None, *,
+                     require_y: bool = False) -> tuple[np.ndarray, np.ndarray | None]: ...
+
     def check_inputs(self, X: Any, y: Any = None, *,
                      require_y: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate a batch for this model; returns new arrays (inputs are never modified).
@@ -292,7 +299,7 @@ class MLP:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class predictions argmax_k f(x)_k (first maximum on ties)."""
-        return np.argmax(self.forward(X), axis=1)
+        return cast(np.ndarray, np.argmax(self.forward(X), axis=1))
 
     def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
         X, y = self.check_inputs(X, y, require_y=True)

@@ -28,6 +28,7 @@ The derivation of the geometric error bound, ``|k_S / n - (1 - alpha)^S| <=
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ._checks import choice, positive_int, real_number
 from .masks import ROUNDINGS, fraction_to_count
@@ -60,7 +61,7 @@ class Schedule:
     steps: tuple[int, ...]
     values: tuple[float, ...]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         choice(self.kind, "kind", KINDS)
         for j, t in enumerate(self.steps):
             positive_int(t, f"steps[{j}]", minimum=0)
@@ -121,14 +122,14 @@ class Schedule:
         alive = (positive_int(n, "n", minimum=0),) + self.alive_counts(n, rounding)
         return tuple(a - b for a, b in zip(alive, alive[1:]))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (values as Python floats, exact under JSON round trip)."""
         return {"name": self.name, "kind": self.kind, "steps": list(self.steps),
                 "values": [float(v) for v in self.values]}
 
 
 # ---------------------------------------------------------------- constructors
-def _fraction(x, name: str) -> float:
+def _fraction(x: Any, name: str) -> float:
     return real_number(x, name, low=0.0, high=1.0)
 
 

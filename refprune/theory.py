@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -323,20 +323,20 @@ def expected_accuracy_random_labels(predictions: Any, n_classes: int,
                              f"[{pred.min()}, {pred.max()}]")
         counts = np.bincount(pred, minlength=k)
         total = sum(int(c) * q[j] for j, c in enumerate(counts))
-        return total / pred.size
+        return cast(Fraction, total / pred.size)
     P = float_array(predictions, "predictions", ndim=2)
     if P.shape[1] != k or np.any(P < 0):
         raise ValueError(f"soft predictions must be an (m, {k}) array of non-negative probabilities, "
                          f"got shape {P.shape}")
     _check_sums_to_one(P, _sum_tolerance(predictions), "soft predictions: row")
     total = sum(Fraction(float(P[i, j])) * q[j] for i in range(P.shape[0]) for j in range(k))
-    return total / P.shape[0]
+    return cast(Fraction, total / P.shape[0])
 
 
 def random_label_experiment(X: Any, n_classes: int, *, hidden: Sequence[int] = (64, 32), rounds: int = 3,
                             alpha: float = 0.5, test_fraction: float = 0.5, epochs: int = 20, lr: float = 0.05,
                             batch_size: int | None = 32, momentum: float = 0.9, confidence: float = 0.99,
-                            seed: int = 0) -> dict:
+                            seed: int = 0) -> dict[str, Any]:
     """Train a dense and an IMP-pruned network on random labels; report test accuracy with a binomial CI.
 
     Labels are ``refprune.data.random_labels`` (uniform over K, independent of
