@@ -41,7 +41,7 @@ import itertools
 import math
 import numbers
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def _check_k(k: Any, n: int, of: str = "the number of entries of w") -> int:
     k = positive_int(k, "k", minimum=0)
     if k > n:
         raise ValueError(f"k must be in [0, {n}] ({of}), got {k}")
-    return k
+    return cast(int, k)
 
 
 def _check_step(step: Any) -> float | None:
@@ -203,7 +203,7 @@ def best_k_term_error(w: Any, k: int, p: float = 2.0) -> float:
     top = float(pruned.max())
     if p == math.inf:
         return top
-    return top * float(np.sum((pruned / top) ** p)) ** (1.0 / p)
+    return cast(float, top * float(np.sum((pruned / top) ** p)) ** (1.0 / p))
 
 
 def best_k_sparse_nonnegative(w: Any, k: int) -> SparseApproximation:
@@ -621,9 +621,9 @@ def iht(A: Any, y: Any, k: int, *, step: float | str | None = None, n_iter: int 
         if normalized:
             if not np.any(g):
                 return IterativeResult(x, it, True)
-            mu = _niht_step(A, g, support)
+            mu = _niht_step(A, g, cast(np.ndarray, support))
             x_new, new_support = _hard_k(x - mu * g, k)
-            while not np.array_equal(new_support, support):
+            while not np.array_equal(new_support, cast(np.ndarray, support)):
                 diff = x_new - x
                 a_diff = A @ diff
                 denom = float(a_diff @ a_diff)

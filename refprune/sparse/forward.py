@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,7 +60,7 @@ def check_dtype(dtype: Any) -> np.dtype:
         raise TypeError(f"dtype must be float64 or float32, got {dtype!r}") from exc
     if dt.name not in DTYPES:
         raise ValueError(f"dtype must be float64 or float32, got {dt.name}")
-    return dt
+    return cast(np.dtype[Any], dt)
 
 
 def check_execution(execution: Any, n_layers: int) -> tuple[str, ...]:
@@ -99,7 +99,7 @@ def check_batch(X: Any, width: int, dtype: np.dtype) -> np.ndarray:
         raise ValueError(f"X must not be empty, got shape {X.shape}")
     if not np.isfinite(X.sum()) and not np.isfinite(X).all():  # a finite sum implies finite entries
         raise ValueError("X must be finite (no NaN or inf)")
-    return X
+    return cast(np.ndarray, X)
 
 
 # ------------------------------------------------------------------ one layer
@@ -119,7 +119,7 @@ class SparseLayer:
         self.weight = sp.csr_array((values, cols.astype(itype), indptr), shape=self.shape)
         self.bias: np.ndarray = bias.astype(dtype)
         self._dense: np.ndarray | None = None
-        self._blocks: dict[int, list] = {}
+        self._blocks: dict[int, list[Any]] = {}
         self.timings: dict[tuple[str, int, bool, bool], float] = {}
 
     @property
@@ -137,7 +137,7 @@ class SparseLayer:
             self._dense = self.weight.toarray()
         return self._dense
 
-    def blocks(self, parts: int) -> list:
+    def blocks(self, parts: int) -> list[Any]:
         """``weight``'s rows in ``parts`` blocks of equal stored count (``row_blocks``), kept."""
         if parts not in self._blocks:
             self._blocks[parts] = row_blocks(self.weight, parts)
@@ -236,9 +236,9 @@ class SparseMLP:
     def _product(self, layer: SparseLayer, aT: np.ndarray, how: str, threads: int) -> np.ndarray:
         """W a^T by SciPy's CSR product (its rows in blocks on ``threads`` threads) or by BLAS."""
         if how == "dense":
-            return layer.dense_weight() @ aT
+            return cast(np.ndarray, layer.dense_weight() @ aT)
         if threads == 1:
-            return layer.weight @ aT
+            return cast(np.ndarray, layer.weight @ aT)
         out = np.empty((layer.shape[0],) + aT.shape[1:], dtype=self.dtype)
         return _csr_matmul(layer.weight, aT, out, layer.blocks(2 * threads), threads)
 
@@ -388,7 +388,7 @@ class SparseMLP:
     # ------------------------------------------------------------ conveniences
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class predictions argmax_k f(x)_k (first maximum on ties)."""
-        return np.argmax(self.forward(X), axis=1)
+        return cast(np.ndarray, np.argmax(self.forward(X), axis=1))
 
     def to_dense(self) -> dict[str, np.ndarray]:
         """The effective parameters (value * mask) as dense arrays in ``self.dtype``, by name."""

@@ -164,7 +164,7 @@ def run_parallel(task: Callable[[int], object], n: int, threads: int) -> None:
         stop[0] = True
 
     state = _STATE
-    futures: list[Future] = []
+    futures: list[Future[None]] = []
     error: BaseException | None = None
     with _deferred_sigint(halt):
         try:

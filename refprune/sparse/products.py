@@ -145,7 +145,7 @@ def _csr_rows(A: sp.csr_array, r0: int, r1: int) -> sp.csr_array:
 
 
 def _csr_matmul(
-    A: sp.csr_array, B: np.ndarray, out: np.ndarray, blocks=None, threads: int = 1
+    A: sp.csr_array, B: np.ndarray, out: np.ndarray, blocks: Any = None, threads: int = 1
 ) -> np.ndarray:
     """out = A @ B (SciPy's product), rows split into ``blocks`` on ``threads`` threads."""
     if blocks is None or threads <= 1 or len(blocks) == 1:

@@ -36,13 +36,13 @@ any point leaves the optimizer exactly as it was.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._checks import positive_int, real_number
-from ..activations import get_activation
+from ..activations import Activation, get_activation
 from ..mlp import MLP
 from . import plan as planning
 from .forward import check_execution, check_model, check_threads
@@ -70,7 +70,7 @@ def _row_sums(M: np.ndarray) -> np.ndarray:
     width = 1 << max(0, (n - 1).bit_length())
     padded = np.full((k, width), -0.0, dtype=M.dtype)  # -0.0: x + -0.0 == x for every x
     padded[:, :n] = M
-    return _pairwise_rows(padded).copy()
+    return cast(np.ndarray, _pairwise_rows(padded).copy())
 
 
 class _Layer:
@@ -170,7 +170,7 @@ class SparseSGD:
         self._plans: dict[int, tuple[tuple[str, ...], int, int]] = {}
 
     @property
-    def _act(self):
+    def _act(self) -> Activation:
         return get_activation(self._model.activation)
 
     # ------------------------------------------------------------ one step
@@ -238,10 +238,18 @@ class SparseSGD:
     def _check(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """X and y as new arrays; y is required (``MLP.check_inputs``)."""
         X, y = self._model.check_inputs(X, y, require_y=True)
-        return X, y  # type: ignore[return-value]
+        return X, y
 
     # ------------------------------------------------------------ the math of one chunk
-    def _pass(self, aT: np.ndarray, y: np.ndarray, n_total: int, k: int, executions, dense):
+    def _pass(
+        self,
+        aT: np.ndarray,
+        y: np.ndarray,
+        n_total: int,
+        k: int,
+        executions: tuple[str, ...],
+        dense: list[np.ndarray | None],
+    ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
         """Forward and backward over the samples of aT (feature-major); the loss and gradients
         as this chunk's share of the mean over ``n_total`` samples."""
         acts, pre = [aT], []
@@ -263,7 +271,7 @@ class SparseSGD:
             gb = _row_sums(dzT)
             grads[l] = (gw, gb if L.bias_mask is None else gb * L.bias_mask)
             if l > 0:
-                WT = L.WT[k] if executions[l] == "sparse" else dense[l].T
+                WT = L.WT[k] if executions[l] == "sparse" else cast(np.ndarray, dense[l]).T
                 dzT = (WT @ dzT) * self._act.first(pre[l - 1])
         return loss, grads
 
@@ -283,7 +291,9 @@ class SparseSGD:
         return float((diff * diff).sum() / size), diff * (2.0 / size)
 
     # ------------------------------------------------------------ chunks and threads
-    def _loss_and_grads(self, X: np.ndarray, y: np.ndarray, k: int):
+    def _loss_and_grads(
+        self, X: np.ndarray, y: np.ndarray, k: int
+    ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
         """The batch in chunks (on the threads where that pays), gradients added in chunk order."""
         n = X.shape[0]
         executions, step, threads = self._plan(n)
