@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 SCHEDULER = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s/]+$")
 
@@ -47,7 +48,7 @@ def _confidence(text: str) -> float:
     return c
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: Any) -> None:
     """Register ``sweep`` and ``sweep-report`` on the subparsers of ``python -m refprune``."""
     sw = sub.add_parser(
         "sweep", help="run a grid of IMP runs with controls (resumable), locally or on Dask",
@@ -157,7 +158,8 @@ def _sweep(args: argparse.Namespace) -> int:
     return _run(args, cfg, out, executor, where, closers)
 
 
-def _run(args, cfg, out: str, executor, where: str, closers: list) -> int:
+def _run(args: argparse.Namespace, cfg: Any, out: str, executor: Any, where: str,
+         closers: list[Any]) -> int:
     from .runner import run
     from .store import StoreError
 

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..activations import ACTIVATIONS
 from ..curvature import METHODS as HESSIAN_METHODS
@@ -86,7 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "train": {},
     "data": {},
 }
-AXIS_DEFAULTS: dict[str, list] = {"datasets": ["teacher"], "architectures": ["default"],
+AXIS_DEFAULTS: dict[str, list[Any]] = {"datasets": ["teacher"], "architectures": ["default"],
                                   "rules": ["magnitude"], "scopes": ["layer"], "rewinds": ["init"],
                                   "alphas": [0.2]}
 
@@ -127,7 +127,7 @@ def _float(v: Any, key: str, low: float, high: float, low_open: bool = False,
     if bad:
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         raise ConfigError(f"{key} must be in {left}{low}, {high}{right}, got {v}")
-    return v
+    return cast(float, v)
 
 
 def _str(v: Any, key: str, options: Sequence[str] | None = None) -> str:
@@ -138,7 +138,7 @@ def _str(v: Any, key: str, options: Sequence[str] | None = None) -> str:
     return v
 
 
-def _list(v: Any, key: str) -> list:
+def _list(v: Any, key: str) -> list[Any]:
     if not isinstance(v, list):
         raise ConfigError(f"{key} must be a list, got {v!r}")
     if not v:
@@ -146,7 +146,7 @@ def _list(v: Any, key: str) -> list:
     return v
 
 
-def _unique(values: list, key: str) -> list:
+def _unique(values: list[Any], key: str) -> list[Any]:
     seen = []
     for x in values:
         if x in seen:
@@ -155,7 +155,7 @@ def _unique(values: list, key: str) -> list:
     return values
 
 
-def _table(v: Any, key: str) -> dict:
+def _table(v: Any, key: str) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise ConfigError(f"{key} must be a table, got {v!r}")
     return v
@@ -169,7 +169,7 @@ def _no_unknown(table: Mapping[str, Any], allowed: Sequence[str], where: str) ->
                               f"{', '.join(sorted(allowed))}")
 
 
-def _axis(doc: Mapping[str, Any], name: str, check: Callable[[Any, str], Any]) -> list:
+def _axis(doc: Mapping[str, Any], name: str, check: Callable[[Any, str], Any]) -> list[Any]:
     """A grid axis: a non-empty list, each entry checked as ``name[i]``, no entry twice."""
     return _unique([check(v, f"{name}[{i}]") for i, v in enumerate(_list(doc[name], name))], name)
 
@@ -268,7 +268,7 @@ class SweepConfig:
         d = {**DEFAULTS, **AXIS_DEFAULTS, **doc}
         seeds = _axis(d, "seeds", _int)
         datasets = _axis(d, "datasets", lambda v, key: _str(v, key, tuple(DATASETS)))
-        archs = []
+        archs: list[str | tuple[int, ...]] = []
         for i, a in enumerate(_list(d["architectures"], "architectures")):
             key = f"architectures[{i}]"
             if a == "default":
@@ -314,7 +314,7 @@ class SweepConfig:
                                                  "membership_calibration", 0.0, 1.0, True, True),
                    train=dict(train), data={k: dict(v) for k, v in data.items()}, out=out)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The normalised document (JSON-ready); ``from_dict(to_dict())`` gives the same config."""
         return {"seeds": list(self.seeds), "datasets": list(self.datasets),
                 "architectures": [a if a == "default" else list(a) for a in self.architectures],
@@ -349,7 +349,7 @@ class RunSpec:
 
 
 def run_config(sweep: SweepConfig, *, seed: int, dataset: str, architecture: Any, rule: str,
-               scope: str, rewind: str, alpha: float) -> dict:
+               scope: str, rewind: str, alpha: float) -> dict[str, Any]:
     """The canonical configuration of one grid point: every value that determines its result."""
     from .. import __version__
 
@@ -394,19 +394,19 @@ def expand(sweep: SweepConfig) -> list[RunSpec]:
 
 
 # ---------------------------------------------------------------- TOML
-def _toml():
+def _toml() -> Any:
     try:
         import tomllib
     except ModuleNotFoundError:                  # Python 3.10
         try:
-            import tomli as tomllib
+            import tomli as tomllib  # type: ignore[no-redef]
         except ModuleNotFoundError:
             raise ConfigError("reading a TOML file on Python 3.10 needs tomli: "
                               "pip install 'refprune[sweep]'") from None
     return tomllib
 
 
-def load_config(path: str | os.PathLike) -> SweepConfig:
+def load_config(path: str | os.PathLike[str]) -> SweepConfig:
     """Read and check a TOML sweep file (``tomllib``; ``tomli`` on Python 3.10)."""
     tomllib = _toml()
     try:
@@ -419,7 +419,7 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
     return SweepConfig.from_dict(doc)
 
 
-def as_config(config: SweepConfig | Mapping[str, Any] | str | os.PathLike) -> SweepConfig:
+def as_config(config: SweepConfig | Mapping[str, Any] | str | os.PathLike[str]) -> SweepConfig:
     """A ``SweepConfig`` from itself, a parsed document, or the path of a TOML file."""
     if isinstance(config, SweepConfig):
         return config

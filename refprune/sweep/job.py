@@ -33,7 +33,8 @@ JOB_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS
 PARENT_ENV = "REFPRUNE_SWEEP_PARENT"
 
 
-def load_data(dataset: Mapping[str, Any], seeds: Mapping[str, int]):
+def load_data(dataset: Mapping[str, Any], seeds: Mapping[str, int]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Train and test arrays of a run's data set: X_train, X_test, y_train, y_test.
 
     teacher: ``make_teacher_student(n_samples, teacher_sizes, density=teacher_density,
@@ -73,7 +74,8 @@ def load_data(dataset: Mapping[str, Any], seeds: Mapping[str, int]):
     return train_test_split(X, y, test_fraction=dataset["test_fraction"], seed=seeds["split"])
 
 
-def _call_run_imp(model, X, y, X_test, y_test, config: Mapping[str, Any], observe):
+def _call_run_imp(model: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
+                  y_test: np.ndarray, config: Mapping[str, Any], observe: Any) -> Any:
     """The one call into ``refprune.lottery.run_imp`` (a change of its signature is edited here)."""
     from ..lottery import TrainConfig, run_imp
 
@@ -109,7 +111,7 @@ def execute(config: Mapping[str, Any]) -> str:
     m = config["model"]
     model = MLP(m["sizes"], m["activation"], init=m["init"], seed=config["seeds"]["init"])
     member = config["membership"]
-    metrics: dict[str, list] = {"imp": [], **{c: [] for c in config["controls"]}}
+    metrics: dict[str, list[Any]] = {"imp": [], **{c: [] for c in config["controls"]}}
 
     def observe(kind: str, index: int, net: MLP) -> None:
         rec: dict[str, Any] = {"round": index,

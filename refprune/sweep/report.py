@@ -24,7 +24,7 @@ import csv
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ GROUP_KEYS = ("dataset", "sizes", "scope", "alpha", "rewind")
 
 
 # ---------------------------------------------------------------- the table
-def rows_of_run(doc: dict) -> list[dict]:
+def rows_of_run(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per trained network of a run file: the IMP rounds (0 first), then each control's."""
     cfg, trace, metrics = doc["config"], doc["trace"], doc["metrics"]
     base = {"run_id": doc["run_id"], "dataset": cfg["dataset"]["name"],
@@ -71,7 +71,7 @@ def rows_of_run(doc: dict) -> list[dict]:
     return rows
 
 
-def write_table(rows: list[dict], directory: Path) -> None:
+def write_table(rows: list[dict[str, Any]], directory: Path) -> None:
     """``table.json`` (rows as objects) and ``table.csv`` (per-class accuracies: class_0, ...)."""
     text = json.dumps(rows, separators=(",", ":"), allow_nan=False)
     (directory / "table.json").write_text(text + "\n", encoding="utf-8")
@@ -91,7 +91,7 @@ def _cell(v: Any) -> str:
 
 
 # ---------------------------------------------------------------- statistics
-def quartiles(values: Iterable[float]) -> dict:
+def quartiles(values: Iterable[float]) -> dict[str, Any]:
     """Median and interquartile range (``numpy.percentile``, linear) of the values, and n."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     if v.size == 0:
@@ -100,14 +100,14 @@ def quartiles(values: Iterable[float]) -> dict:
     return {"median": float(med), "q25": float(q25), "q75": float(q75), "n": int(v.size)}
 
 
-def _group_name(key: tuple) -> str:
+def _group_name(key: tuple[Any, ...]) -> str:
     dataset, sizes, scope, alpha, rewind = key
     return f"{dataset}_{sizes}_{scope}_alpha{alpha:g}_rewind-{rewind.replace(':', '')}"
 
 
-def _index(rows: list[dict]) -> dict:
+def _index(rows: list[dict[str, Any]]) -> dict[Any, Any]:
     """group -> rule -> kind -> round -> seed -> row (a control's round 0 = the dense network)."""
-    idx: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))))
+    idx: dict[Any, Any] = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))))
     for r in rows:
         idx[tuple(r[k] for k in GROUP_KEYS)][r["rule"]][r["kind"]][r["round"]][r["seed"]] = r
     for rules in idx.values():
@@ -118,7 +118,7 @@ def _index(rows: list[dict]) -> dict:
     return idx
 
 
-def _paired(a: dict, b: dict, field: str) -> dict:
+def _paired(a: dict[Any, Any], b: dict[Any, Any], field: str) -> dict[str, Any]:
     """Quartiles of a[seed][field] - b[seed][field] over the seeds in both; how often it is > 0."""
     seeds = sorted(set(a) & set(b))
     d = [a[s][field] - b[s][field] for s in seeds
@@ -126,15 +126,15 @@ def _paired(a: dict, b: dict, field: str) -> dict:
     return {**quartiles(d), "positive": int(sum(x > 0 for x in d))}
 
 
-def _sparse_rounds(imp: dict) -> list[int]:
+def _sparse_rounds(imp: dict[Any, Any]) -> list[int]:
     return [r for r in sorted(imp) if r > 0 and _density(imp[r]) < SPARSE]
 
 
-def _density(by_seed: dict) -> float:
+def _density(by_seed: dict[Any, Any]) -> float:
     return float(np.median([row["density"] for row in by_seed.values()]))
 
 
-def summarise(rows: list[dict], confidence: float = 0.99) -> dict:
+def summarise(rows: list[dict[str, Any]], confidence: float = 0.99) -> dict[str, Any]:
     """The statistics of ``summary.json`` (module docstring), per group of runs."""
     from ..theory import binomial_acceptance_interval
 
@@ -148,12 +148,12 @@ def summarise(rows: list[dict], confidence: float = 0.99) -> dict:
     return out
 
 
-def _rule_summary(kinds: dict) -> dict:
+def _rule_summary(kinds: dict[Any, Any]) -> dict[str, Any]:
     """One rule of one group: per round, quartiles over seeds; the sparse rounds paired by seed."""
     imp = kinds["imp"]
     pruned = [r for r in sorted(imp) if r > 0]
 
-    def per_kind(r: int, field: str) -> dict:
+    def per_kind(r: int, field: str) -> dict[str, Any]:
         return {f"{kind}_{field}": quartiles(x[field] for x in kinds[kind][r].values())
                 for kind in kinds if r in kinds[kind]}
 
@@ -175,7 +175,7 @@ def _rule_summary(kinds: dict) -> dict:
     }
 
 
-def _fairness(imp: dict, r: int) -> dict:
+def _fairness(imp: dict[Any, Any], r: int) -> dict[str, Any]:
     """Per class, the excess drop (``class_excess_drop``) of round r against round 0, over seeds."""
     drops: dict[int, list[float]] = defaultdict(list)
     for seed, row in imp[r].items():
@@ -192,7 +192,8 @@ def _fairness(imp: dict, r: int) -> dict:
             "pays_most": [c["class"] for c in worst]}
 
 
-def _chance(rules: dict, confidence: float, interval) -> dict:
+def _chance(rules: dict[Any, Any], confidence: float,
+            interval: Callable[..., Any]) -> dict[str, Any]:
     """No free lunch: is every test accuracy within the binomial acceptance interval of 1/K?
 
     Every row of a group has the same K and test set (one data set), hence one interval.
@@ -211,7 +212,7 @@ def _chance(rules: dict, confidence: float, interval) -> dict:
             {f: first[f] for f in ("run_id", "kind", "round", "test_correct")}}
 
 
-def digest(summary: dict) -> list[str]:
+def digest(summary: dict[str, Any]) -> list[str]:
     """The summary in a few lines per group and rule: the ticket against its controls below
     10 % density, the classes that pay most at the lowest density, the membership advantage
     pruned minus dense, and the chance check (medians over seeds; differences x 100)."""
@@ -242,7 +243,7 @@ def digest(summary: dict) -> list[str]:
     return lines
 
 
-def _pts(q: dict) -> str:
+def _pts(q: dict[str, Any]) -> str:
     """A paired difference in points: median [q25, q75], positive in k of n seeds."""
     if q["median"] is None:
         return "n/a"
@@ -251,7 +252,7 @@ def _pts(q: dict) -> str:
 
 
 # ---------------------------------------------------------------- plots
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
@@ -263,7 +264,7 @@ def _pyplot():
     return plt
 
 
-def _grid(plt, n: int, title: str):
+def _grid(plt: Any, n: int, title: str) -> tuple[Any, Any]:
     cols = 1 if n == 1 else 2
     nrows = -(-n // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.3 * nrows + 0.4), squeeze=False,
@@ -274,7 +275,7 @@ def _grid(plt, n: int, title: str):
     return fig, axes.ravel()
 
 
-def _curve_axes(ax, ylabel: str, rule: str) -> None:
+def _curve_axes(ax: Any, ylabel: str, rule: str) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
@@ -289,7 +290,7 @@ def _curve_axes(ax, ylabel: str, rule: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def plot_curves(plt, group: dict, field: str, ylabel: str, path: Path) -> None:
+def plot_curves(plt: Any, group: dict[str, Any], field: str, ylabel: str, path: Path) -> None:
     """Per rule: IMP median with its interquartile band over seeds; controls' medians dashed."""
     rules = group["rules"]
     fig, axes = _grid(plt, len(rules), _title(group))
@@ -312,7 +313,7 @@ def plot_curves(plt, group: dict, field: str, ylabel: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_fairness(plt, group: dict, path: Path) -> None:
+def plot_fairness(plt: Any, group: dict[str, Any], path: Path) -> None:
     """Per rule: median excess drop of each class (rows) at each density (columns), in points."""
     rules = group["rules"]
     fig, axes = _grid(plt, len(rules), _title(group) + "\nclass accuracy drop minus the overall "
@@ -337,7 +338,7 @@ def plot_fairness(plt, group: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_chance(plt, group: dict, rows: list[dict], path: Path) -> None:
+def plot_chance(plt: Any, group: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
     """Random labels: every test accuracy against density, 1/K and its binomial acceptance band."""
     ch = group["chance"]
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
@@ -358,14 +359,14 @@ def plot_chance(plt, group: dict, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _title(group: dict) -> str:
+def _title(group: dict[str, Any]) -> str:
     return (f"{group['dataset']}, MLP {group['sizes']}, {group['scope']} scope, "
             f"alpha {group['alpha']:g}, rewind {group['rewind']}")
 
 
 # ---------------------------------------------------------------- the command
-def report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | None = None, *,
-           confidence: float = 0.99, plots: bool = True) -> dict:
+def report(out_dir: str | os.PathLike[str], report_dir: str | os.PathLike[str] | None = None, *,
+           confidence: float = 0.99, plots: bool = True) -> dict[str, Any]:
     """Merge a sweep's runs into ``table.csv``, ``table.json``, ``summary.json`` and PNGs.
 
     Reads the plan (``sweep.json``) and every finished run (each checked;
@@ -386,7 +387,7 @@ def report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | None = No
     done = {d["run_id"] for d in docs}
     failed = sorted(r for r in failures if r not in done)
     missing = len([r for r in plan["runs"] if r not in done and r not in failures])
-    summary = {"runs": {"planned": len(plan["runs"]), "finished": len(docs), "failed": failed,
+    summary: dict[str, Any] = {"runs": {"planned": len(plan["runs"]), "finished": len(docs), "failed": failed,
                         "missing": missing},
                "sparse_density_threshold": SPARSE, "groups": groups,
                "files": ["table.csv", "table.json"]}

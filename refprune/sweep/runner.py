@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .config import RunSpec, SweepConfig, as_config, expand
 from .job import JOB_ENV, PARENT_ENV
@@ -161,8 +161,8 @@ def _stop_pool(pool: cf.Executor) -> None:
         proc.join()
 
 
-def run(config: SweepConfig | Mapping[str, Any] | str | os.PathLike,
-        out_dir: str | os.PathLike | None = None, *, executor: cf.Executor | None = None,
+def run(config: SweepConfig | Mapping[str, Any] | str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | None = None, *, executor: cf.Executor | None = None,
         workers: int | None = None, retries: int = 1,
         progress: bool | Callable[[int, int, int], None] = False,
         job_command: Sequence[str] | None = None) -> SweepSummary:
@@ -242,12 +242,12 @@ def run(config: SweepConfig | Mapping[str, Any] | str | os.PathLike,
 
 def _submit_all(todo: list[RunSpec], store: RunStore, summary: SweepSummary,
                 executor: cf.Executor | None, workers: int | None, retries: int,
-                command: tuple[str, ...], report: Callable) -> None:
+                command: tuple[str, ...], report: Callable[..., Any]) -> None:
     owned = executor is None
-    pool = default_executor(workers) if owned else executor
+    pool = default_executor(workers) if owned else cast(cf.Executor, executor)
     by_id = {r.run_id: r for r in todo}
     attempts = dict.fromkeys(by_id, 0)
-    pending: dict[cf.Future, str] = {}
+    pending: dict[cf.Future[Any], str] = {}
     # The local pool gets no more runs than it has workers, so that a broken pool (a worker
     # killed from outside) costs an attempt only to the runs that were running; those are then
     # retried one at a time, so the one that breaks it again is told from its bystanders.

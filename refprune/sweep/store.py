@@ -25,7 +25,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .config import FORMAT_VERSION, PLAN_FORMAT, RUN_FORMAT, run_id
 
@@ -54,7 +54,7 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def check_run(doc: Any, expected_id: str | None = None, where: str = "run file") -> dict:
+def check_run(doc: Any, expected_id: str | None = None, where: str = "run file") -> dict[str, Any]:
     """Check a parsed run file (module docstring) and return it; ``StoreError`` says what fails."""
     from .job import result_sha256
 
@@ -79,11 +79,11 @@ def check_run(doc: Any, expected_id: str | None = None, where: str = "run file")
 class RunStore:
     """Reads and writes one sweep's output directory."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.failed = self.root / "failed"
-        self._lock_fh = None
+        self._lock_fh: IO[str] | None = None
 
     # ------------------------------------------------------------ writing
     def open(self) -> RunStore:
@@ -113,7 +113,7 @@ class RunStore:
     def __enter__(self) -> RunStore:                         # noqa: PYI034 (3.10: no Self)
         return self.open()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def write_plan(self, config: Mapping[str, Any], ids: list[str]) -> None:
@@ -147,7 +147,7 @@ class RunStore:
         self.read_run(rid)
         return True
 
-    def read_run(self, rid: str) -> dict:
+    def read_run(self, rid: str) -> dict[str, Any]:
         path = self.runs / f"{rid}.json"
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -158,7 +158,7 @@ class RunStore:
         except StoreError as exc:
             raise StoreError(f"{exc}; delete it to run it again") from None
 
-    def read_plan(self) -> dict:
+    def read_plan(self) -> dict[str, Any]:
         path = self.root / "sweep.json"
         if not path.exists():
             raise StoreError(f"{self.root}: no sweep.json here (not a sweep output directory)")
@@ -174,7 +174,7 @@ class RunStore:
             raise StoreError(f"{path}: {bad[0]!r} is not a run id")
         return doc
 
-    def failures(self) -> dict[str, dict]:
+    def failures(self) -> dict[str, dict[str, Any]]:
         out = {}
         for path in sorted(self.failed.glob("*.json")):
             try:
