@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Collection
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -45,7 +45,7 @@ def bool_array(x: Any, name: str, *, shape: tuple[int, ...] | None = None) -> np
         raise TypeError(f"{name} must be a boolean array, got dtype {arr.dtype}")
     if shape is not None and arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    return cast(np.ndarray, arr.copy())
+    return arr.copy()
 
 
 def int_labels(y: Any, name: str, *, n_classes: int | None = None) -> np.ndarray:

@@ -70,7 +70,7 @@ def _row_sums(M: np.ndarray) -> np.ndarray:
     width = 1 << max(0, (n - 1).bit_length())
     padded = np.full((k, width), -0.0, dtype=M.dtype)  # -0.0: x + -0.0 == x for every x
     padded[:, :n] = M
-    return cast(np.ndarray, _pairwise_rows(padded).copy())
+    return _pairwise_rows(padded).copy()
 
 
 class _Layer:
