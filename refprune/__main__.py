@@ -7,9 +7,15 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .lottery import Rewind
 
 # Per-dataset defaults of the lottery command: network, data and training.
-LOTTERY_DEFAULTS = {
+LOTTERY_DEFAULTS: dict[str, dict[str, Any]] = {
     # sparse teacher 20-32-4 (density 0.2), 1500 points, student 20-48-24-4
     "teacher": {"hidden": (48, 24), "classes": 4, "epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
     # scikit-learn's 8x8 digits, the LeNet-300-100 shape of Frankle and Carbin (2019)
@@ -66,7 +72,7 @@ def _alpha(text: str) -> float:
     return value
 
 
-def _rewind(text: str):
+def _rewind(text: str) -> Rewind:
     from .lottery import Rewind
 
     try:
@@ -101,7 +107,8 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lottery_data(dataset: str, seed: int):
+def _lottery_data(dataset: str, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from .data import load_digits, make_teacher_student, train_test_split
 
     if dataset == "digits":
@@ -111,7 +118,7 @@ def _lottery_data(dataset: str, seed: int):
     return train_test_split(X, y, test_fraction=0.25, seed=seed)
 
 
-def _fmt(acc) -> str:
+def _fmt(acc: float | None) -> str:
     return "  n/a " if acc is None else f"{acc:.4f}"
 
 
@@ -187,7 +194,7 @@ def _lottery(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
           f"rewind {rw}, {cfg.epochs} epochs per round, SGD lr {cfg.lr} momentum {cfg.momentum} "
           f"batch {cfg.batch_size}, seed {args.seed}")
 
-    def progress(kind: str, rec: dict) -> None:
+    def progress(kind: str, rec: dict[str, Any]) -> None:
         label = "round" if kind == "imp" else f"  {CONTROL_LABELS[kind]:<13s} round"
         print(f"{label} {rec['round']:2d}/{args.rounds}  density {rec['density']:.4f}  "
               f"test acc {_fmt(rec['test_accuracy'])}  train acc {_fmt(rec['train_accuracy'])}  "
@@ -210,7 +217,7 @@ def _lottery(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _summary(trace: dict) -> None:
+def _summary(trace: dict[str, Any]) -> None:
     rounds = trace["rounds"]
     cols = ["imp", *trace["controls"]]
     print("\ntest accuracy by density")
@@ -221,7 +228,7 @@ def _summary(trace: dict) -> None:
         print(f"{r:5d}  {rec['density']:7.4f}  " + "  ".join(f"{'':>8s}{_fmt(a)}" for a in row))
 
 
-def _plot(trace: dict, path: str, title: str) -> None:
+def _plot(trace: dict[str, Any], path: str, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_commands(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    return cast(int, args.func(args))
 
 
 if __name__ == "__main__":
