@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -212,7 +212,7 @@ def _perturbed(value: Any, rng: np.random.Generator, sign: float) -> Any:
     if isinstance(value, float):
         return value * (1.0 + sign * PERTURBATION * float(rng.integers(0, 2) * 2 - 1))
     if isinstance(value, np.ndarray) and value.dtype == np.float64:
-        r = (rng.integers(0, 2, size=value.shape) * 2 - 1).astype(np.float64)
+        r = cast(np.ndarray, (rng.integers(0, 2, size=value.shape) * 2 - 1).astype(np.float64))
         if value.ndim == 2 and value.shape[0] == value.shape[1] and np.array_equal(value, value.T):
             r = np.triu(r) + np.triu(r, 1).T
         return value * (1.0 + sign * PERTURBATION * r)
@@ -245,8 +245,8 @@ def entry_scales(call: Callable[..., Any], inputs: dict[str, Any], expected: Any
             rng = np.random.Generator(np.random.PCG64(SEED + j))
             perturbed = _perturbed(inputs, rng, sign)
             results.append(call(**perturbed))
-        for path, leaf in floats:
-            diffs = [np.abs(np.asarray(_at(y, path), dtype=np.float64) - leaf) for y in results]
+        for path, base in floats:
+            diffs = [np.abs(np.asarray(_at(y, path), dtype=np.float64) - base) for y in results]
             sens[path] = np.maximum(sens[path], np.minimum(diffs[0], diffs[1]) / PERTURBATION)
         for y in results:
             changed = _discrete_changes(expected, y)

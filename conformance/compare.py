@@ -27,7 +27,7 @@ Tolerances (one per output; docs/golden_format.md, "Tolerances", is the specific
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -160,20 +160,21 @@ def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_chec
                     return None
         diffs = [_compare(expected[k], actual[k], tol, f"{where}[{k!r}]", inputs, tie_check, k,
                           _part(scale, k)) for k in expected]
-        diffs = [d for d in diffs if d]
-        return "\n".join(diffs) if diffs else None
+        found = [d for d in diffs if d]
+        return "\n".join(found) if found else None
     if isinstance(expected, list):
         if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
             n = len(actual) if isinstance(actual, (list, tuple)) else type(actual).__name__
             return f"{where}: expected a list of {len(expected)}, got {n}"
         diffs = [_compare(e, a, tol, f"{where}[{i}]", inputs, tie_check, key, _part(scale, i))
                  for i, (e, a) in enumerate(zip(expected, actual))]
-        diffs = [d for d in diffs if d]
-        return "\n".join(diffs) if diffs else None
+        found = [d for d in diffs if d]
+        return "\n".join(found) if found else None
     if isinstance(expected, np.ndarray):
-        act, problem = _as_array(actual, expected, where)
+        arr, problem = _as_array(actual, expected, where)
         if problem:
             return problem
+        act = cast(np.ndarray, arr)           # no problem: converted
         if expected.dtype == np.bool_:
             if np.array_equal(act, expected):
                 return None

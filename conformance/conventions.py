@@ -63,7 +63,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import numpy as np
 
@@ -171,7 +171,8 @@ def _tensors(scores: Scores, alive: Any, ignore: Any) -> _Tensors:
     if single:
         names, raw = [""], [scores]
     else:
-        names, raw = list(scores.keys()), list(scores.values())
+        by_name = cast(Mapping[str, Any], scores)
+        names, raw = list(by_name.keys()), list(by_name.values())
         if not names:
             raise ValueError("scores must hold at least one tensor, got an empty mapping")
         for k in names:
@@ -273,13 +274,13 @@ def _torch_amount(amount: Any) -> int | float:
     if isinstance(amount, numbers.Integral):
         if amount < 0:
             raise ValueError(f"amount must be a non-negative integer or a float in [0, 1], got {amount}")
-        return amount
+        return cast(int, amount)
     if not isinstance(amount, numbers.Real):
         raise TypeError(f"amount must be an int (a count) or a float (a fraction), "
                         f"got {type(amount).__name__}")
     if not (0.0 <= float(amount) <= 1.0):
         raise ValueError(f"amount must be a non-negative integer or a float in [0, 1], got {amount}")
-    return amount
+    return cast(float, amount)
 
 
 def torch_nparams_toprune(amount: int | float, n_alive: int) -> int:
@@ -350,7 +351,7 @@ def _tfmot_sparsity(sparsity: Any) -> np.float32:
     return np.float32(_check_real(sparsity, "sparsity", 0.0, 1.0, high_open=True))
 
 
-def tfmot_keep_count(sparsity: float, n: int) -> int:
+def tfmot_keep_count(sparsity: float | np.floating[Any], n: int) -> int:
     """Number of weights TF-MOT keeps in a tensor of ``n`` weights at ``sparsity``.
 
     k = max(round(float32(n) * (1 - float32(s))), 1), every operation in
@@ -882,7 +883,7 @@ class Profile:
         """Keep-mask of one tensor (layer and global scope coincide for a single tensor)."""
         if isinstance(scores, Mapping):
             raise TypeError("keep_mask takes one score array; use keep_masks for a mapping")
-        return self.keep_masks(scores, amount, alive=alive, scope=self.scopes[0])
+        return cast(np.ndarray, self.keep_masks(scores, amount, alive=alive, scope=self.scopes[0]))
 
     def count(self, amount: Any, n: int) -> int | None:
         """The integer the library derives from ``amount`` and ``n`` (see ``count_meaning``).

@@ -32,7 +32,7 @@ FLAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*(:[a-z0-9-]+)?$")
 
 
 # --------------------------------------------------------------------------- values
-def hexfloat(x: float) -> str:
+def hexfloat(x: float | np.floating[Any]) -> str:
     """``float.hex`` with the mantissa's trailing zeros removed: 0.5 -> '0x1p-1', -0.0 -> '-0x0p+0'."""
     text = float(x).hex()
     if "p" not in text:                                    # inf, -inf, nan

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 Margin = dict[str, Any]
 
@@ -94,7 +95,7 @@ def threshold_gap(values: np.ndarray, threshold: float) -> float | None:
     return min(gap(v, threshold) for v in values)
 
 
-def exactly_summed(terms: np.ndarray) -> bool:
+def exactly_summed(terms: ArrayLike) -> bool:
     """True when every sum of ``terms``, in any order, is exact in float64.
 
     Sufficient condition checked: every term is a multiple of one power of two g
@@ -201,7 +202,9 @@ def _prune_units(inputs: dict[str, Any], expected: Any, reference: Any) -> Margi
     model.set_masks(inputs["masks"])
     after = _model(inputs["params"], "relu", "mse")
     after.set_masks(expected)
-    gaps, exact, counts = [], [], []
+    gaps: list[float | None] = []
+    exact: list[float | None] = []
+    counts: list[float | None] = []
     for layer in range(model.n_layers - 1):
         alive = alive_units(model, layer)
         kept = alive_units(after, layer)
@@ -287,7 +290,9 @@ def _synflow_prune(inputs: dict[str, Any], expected: Any, reference: Any) -> Mar
     names = model.weight_names()
     density, iterations, rounding = inputs["density"], inputs["iterations"], inputs["rounding"]
     n0 = sum(int(model.masks[n].sum()) for n in names)
-    gaps, counts, exact_counts = [], [], []
+    gaps: list[float | None] = []
+    counts: list[float | None] = []
+    exact_counts: list[float | None] = []
     for k in range(1, iterations + 1):
         fraction = 1.0 - density ** (k / iterations)
         exact_pow = density in (0.0, 1.0) or k == iterations        # pow(d, 1), pow(0 or 1, y)
@@ -322,7 +327,7 @@ def _rounds_to_density(inputs: dict[str, Any], expected: Any, reference: Any) ->
 
     target, alpha, n, rounding = (inputs["target_density"], inputs["alpha"], inputs["n"],
                                   inputs["rounding"])
-    gaps = []
+    gaps: list[float | None] = []
     d, k = 1.0, n
     for _ in range(int(expected)):
         if n is None:

@@ -740,10 +740,10 @@ def format_report(report: Report, *, verbose_failures: bool = True) -> str:
     if report.restarts:
         lines += ["", f"the backend process was restarted {report.restarts} time(s) "
                       "after a crash, a timeout or a protocol error"]
-    s = report.seconds
-    lines += ["", f"time: golden {s.get('golden', 0):.2f} s, properties "
-                  f"{s.get('properties', 0):.2f} s, total {s.get('total', 0):.2f} s "
-                  f"(start {s.get('start', 0):.2f} s)"]
+    secs = report.seconds
+    lines += ["", f"time: golden {secs.get('golden', 0):.2f} s, properties "
+                  f"{secs.get('properties', 0):.2f} s, total {secs.get('total', 0):.2f} s "
+                  f"(start {secs.get('start', 0):.2f} s)"]
     if report.checked == 0:
         lines.append(f"result: FAILED ({nothing_checked_message(report)})")
     else:

@@ -18,7 +18,7 @@ float64 (masks bool, labels int64) and finite.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hypothesis import strategies as st
@@ -58,7 +58,7 @@ def scores(draw, shape: tuple[int, ...] | st.SearchStrategy | None = None, *,
     if shape is None:
         shape = shapes()
     if isinstance(shape, st.SearchStrategy):
-        shape = draw(shape)
+        shape = cast("tuple[int, ...]", draw(shape))
     size = int(np.prod(shape))
     if ties and draw(st.booleans()):
         pool = draw(st.lists(edge_floats(bound), min_size=1, max_size=4))
@@ -76,7 +76,7 @@ def distinct_scores(draw, shape: tuple[int, ...] | st.SearchStrategy | None = No
     if shape is None:
         shape = shapes()
     if isinstance(shape, st.SearchStrategy):
-        shape = draw(shape)
+        shape = cast("tuple[int, ...]", draw(shape))
     size = int(np.prod(shape))
     values = draw(st.lists(st.floats(-bound, bound, allow_nan=False).map(lambda x: x + 0.0),
                            min_size=size, max_size=size, unique=True))
@@ -93,7 +93,7 @@ def weights(shape: tuple[int, ...] | st.SearchStrategy | None = None,
 def masks(draw, shape: tuple[int, ...] | st.SearchStrategy, *, min_alive: int = 0) -> np.ndarray:
     """Bool masks (True = alive) with at least ``min_alive`` alive entries; all-alive often."""
     if isinstance(shape, st.SearchStrategy):
-        shape = draw(shape)
+        shape = cast("tuple[int, ...]", draw(shape))
     size = int(np.prod(shape))
     if draw(st.booleans()):
         return np.ones(shape, dtype=bool)

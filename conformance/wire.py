@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn, cast
 
 import numpy as np
 
@@ -276,15 +276,16 @@ class ProcessBackend:
     def handshake(self) -> dict[str, Any]:
         """Read and check the launched process's hello; returns it."""
         try:
-            line = self._lines.get(timeout=self.start_timeout)
+            line: bytes | None = self._lines.get(timeout=self.start_timeout)
         except queue.Empty:
             line = b""
-            why = f"sent no hello line within {self.start_timeout:g} s"
+            why: str | None = f"sent no hello line within {self.start_timeout:g} s"
             grace = 0.0
         else:
             why = "exited before its hello line" if line is None else None
             grace = 2.0 if line is None else 0.0
         if why is None:
+            line = cast(bytes, line)                # why is None: the line came
             hello, problem = _parse(line)
             if problem is None and hello.get("type") != "hello":
                 problem = f"its first line must be a hello message, got type {hello.get('type')!r}"
@@ -445,7 +446,7 @@ class ProcessBackend:
             raise ProcessFailure(f"could not restart the backend process for {op}: {exc}") from None
         self.restarts += 1
 
-    def _fail(self, message: str, grace: float = 0.0) -> None:
+    def _fail(self, message: str, grace: float = 0.0) -> NoReturn:
         status = self._stop(grace)
         raise ProcessFailure(f"{message}{status}{self._tail()}")
 
