@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -715,7 +715,7 @@ class ReferenceBackend(Backend):
     # -------------------------------------------------------------- schedules
     def schedule(self, *, name, options, n, rounding):
         from refprune import schedules
-        makers = {"geometric": schedules.geometric, "one_shot": schedules.one_shot,
+        makers: dict[str, Callable[..., Any]] = {"geometric": schedules.geometric, "one_shot": schedules.one_shot,
                   "cubic": schedules.cubic, "linear": schedules.linear, "constant": schedules.constant}
         if name not in makers:
             raise ValueError(f"name must be one of {sorted(makers)}, got {name!r}")

@@ -156,10 +156,10 @@ class TorchBackend(Backend):
     def keep_top_k(self, *, scores, k):
         s = np.asarray(scores)
         self._nonnegative(s)
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= s.size:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= s.size:  # type: ignore[operator]
             raise ValueError(f"k must be an integer in [0, {s.size}], got {k!r}")
         holder = self._holder(s, None)
-        self.prune.l1_unstructured(holder, "weight", amount=int(s.size - k))
+        self.prune.l1_unstructured(holder, "weight", amount=int(s.size - k))  # type: ignore[call-overload]
         return self._mask(holder)
 
     @staticmethod

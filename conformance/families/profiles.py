@@ -93,7 +93,7 @@ def _flags(name: str, scope: str, scores, amount, alive, ignore) -> list[str]:
 
 def _cases() -> list[CaseSpec]:
     out = []
-    scenarios = {
+    scenarios: dict[str, list[tuple[Any, ...]]] = {
         "reference": [("signed", _S, 0.5, None, ()), ("dead", _S, 0.5, _DEAD, ()),
                       ("distinct-quarter", _DISTINCT, 0.25, None, ()), ("equal", _EQUAL, 0.25, None, ())],
         "torch": [("signed-half", _S, 0.5, None, ()), ("half-way-0.25", _TEN, 0.25, None, ()),

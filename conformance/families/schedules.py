@@ -52,7 +52,7 @@ def _flags(name: str, n: int, rounding: str, sched: dict | None = None) -> list[
 
 def _cases() -> list[CaseSpec]:
     out = []
-    items = [
+    items: list[tuple[Any, ...]] = [
         ("geometric", {"alpha": 0.2, "rounds": 10, "start": 1}, 100, "round-half-even",
          "20% of the alive weights per round for 10 rounds: density 0.8^S", ["article-example"]),
         ("geometric", {"alpha": 0.2, "rounds": 10, "start": 1}, 266_610, "round-half-even",

@@ -80,8 +80,8 @@ def _cases() -> list[CaseSpec]:
             exact = f(w, k).u
             c_mag, c_ex = _sq(mag, w), _sq(exact, w)
         elif problem == "weighted":
-            from refprune.sparse_approx import best_k_sparse_weighted as f
-            exact = f(w, d, k).u
+            from refprune.sparse_approx import best_k_sparse_weighted
+            exact = best_k_sparse_weighted(w, d, k).u
             c_mag, c_ex = _sq(mag, w, d), _sq(exact, w, d)
         else:
             from refprune.sparse_approx import best_k_sparse_quadratic, quadratic_fit_on_support
