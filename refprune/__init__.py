@@ -15,10 +15,35 @@ Conventions (float64, seeds, the one rounding rule and the one tie rule,
 Higher score = more important = kept, everywhere.
 """
 
-from . import (activations, autograd, curvature, data, lottery, masks, metrics, mlp, rescoring,
-               rng, schedules, scores, sparse, sparse_approx, theory, train)
-from .masks import (PruneResult, fraction_to_count, keep_top_k, n_m_mask, prune, prune_count,
-                    prune_n_m, prune_units, select_masks)
+from . import (
+               activations,
+               autograd,
+               curvature,
+               data,
+               lottery,
+               masks,
+               metrics,
+               mlp,
+               rescoring,
+               rng,
+               schedules,
+               scores,
+               sparse,
+               sparse_approx,
+               theory,
+               train,
+)
+from .masks import (
+               PruneResult,
+               fraction_to_count,
+               keep_top_k,
+               n_m_mask,
+               prune,
+               prune_count,
+               prune_n_m,
+               prune_units,
+               select_masks,
+)
 from .mlp import MLP
 from .rng import make_rng
 from .scores import RULES, compute_scores

@@ -42,7 +42,8 @@ gradient descent", Neural Computation 14(7), 2002 (generalised Gauss-Newton).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

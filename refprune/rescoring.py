@@ -14,8 +14,9 @@ rules of ``refprune.masks``. Spec: ``docs/scores.md``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

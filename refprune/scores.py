@@ -31,7 +31,8 @@ The spec, with derivations, is ``docs/scores.md``.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg

@@ -14,8 +14,8 @@ import pytest
 from refprune import SparseSGD
 from refprune.lottery import PruneSpec, imp_round, rewind_weights
 from refprune.masks import apply_masks, prune, prune_count, prune_n_m, prune_units
-from refprune.rescoring import obs_prune, synflow_prune
 from refprune.mlp import MLP
+from refprune.rescoring import obs_prune, synflow_prune
 from refprune.schedules import Schedule, one_shot
 from refprune.scores import compute_scores
 from refprune.train import SGD, train

@@ -18,7 +18,8 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from refprune import curvature as cv
 from refprune.activations import get_activation

@@ -9,8 +9,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refprune.data import make_blobs
-from refprune.lottery import (CONTROLS, Rewind, StepDecayLR, TrainConfig, decode_array, encode_array, imp_round,
-                              mask_sha256, random_masks_like, reinit_like, rewind_weights, run_imp, train_gradual)
+from refprune.lottery import (
+    CONTROLS,
+    Rewind,
+    StepDecayLR,
+    TrainConfig,
+    decode_array,
+    encode_array,
+    imp_round,
+    mask_sha256,
+    random_masks_like,
+    reinit_like,
+    rewind_weights,
+    run_imp,
+    train_gradual,
+)
 from refprune.masks import keep_top_k
 from refprune.mlp import MLP
 from refprune.rng import make_rng
@@ -401,6 +414,7 @@ def test_cli_lottery_writes_a_trace(tmp_path, capsys):
 
 def test_cli_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path, capsys):
     import sys
+
     from refprune.__main__ import main
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(SystemExit) as exit_:

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refprune.masks import (PruneResult, alive_counts, alive_units, fraction_to_count, keep_top_k,
-                            n_m_mask, prune, prune_count, prune_n_m, prune_units,
-                            select_masks, select_masks_count, unit_scores)
-from refprune.rescoring import obs_prune, synflow_prune
+from refprune.masks import (
+    PruneResult,
+    alive_counts,
+    alive_units,
+    fraction_to_count,
+    keep_top_k,
+    n_m_mask,
+    prune,
+    prune_count,
+    prune_n_m,
+    prune_units,
+    select_masks,
+    select_masks_count,
+    unit_scores,
+)
 from refprune.mlp import MLP
+from refprune.rescoring import obs_prune, synflow_prune
 from refprune.scores import compute_scores, synflow_scores
 from refprune.train import train
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-
 from .cases import Array
 from .ulps import exact, to_mpf
 
