@@ -76,7 +76,7 @@ def count_in(k: Any, name: str, n: int, what: str = "the number of alive entries
     """Return ``k`` as an int in [0, n] (``what`` says what n counts), or raise naming ``name``."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(k).__name__}")
-    if not 0 <= k <= n:
+    if not 0 <= k <= n:  # type: ignore[operator]
         raise ValueError(f"{name} must be in [0, {n}] ({what}), got {k}")
     return int(k)
 

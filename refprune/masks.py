@@ -33,7 +33,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -483,7 +483,7 @@ def unit_scores(model: MLP, layer: int, norm: str = "l1") -> np.ndarray:
     layer = _check_hidden_layer(model, layer)
     choice(norm, "norm", NORMS)
     w = model.effective_params()[f"layers.{layer}.weight"]
-    return np.abs(w).sum(axis=1) if norm == "l1" else np.sqrt((w * w).sum(axis=1))
+    return cast(np.ndarray, np.abs(w).sum(axis=1) if norm == "l1" else np.sqrt((w * w).sum(axis=1)))
 
 
 def alive_units(model: MLP, layer: int) -> np.ndarray:
@@ -553,7 +553,7 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
     choice(rounding, "rounding", ROUNDINGS)
     unit_s = {l: unit_scores(model, l, norm) for l in layers}
     unit_alive = {l: alive_units(model, l) for l in layers}
-    new = {}
+    new: dict[str, np.ndarray] = {}
     for l in layers:
         kept = select_masks({"units": unit_s[l]}, {"units": unit_alive[l]}, fraction, rounding=rounding)["units"]
         removed = unit_alive[l] & ~kept
@@ -571,7 +571,7 @@ def _check_hidden_layer(model: Any, layer: Any) -> int:
     check_model(model)
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
         raise TypeError(f"layer must be an integer, got {type(layer).__name__}")
-    if not 0 <= layer <= model.n_layers - 2:
+    if not 0 <= layer <= model.n_layers - 2:  # type: ignore[operator]
         raise ValueError(f"layer must be a hidden layer in [0, {model.n_layers - 2}], got {layer}"
                          if model.n_layers > 1 else "model has no hidden layer, so there are no units to prune")
     return int(layer)
@@ -616,7 +616,7 @@ def n_m_mask(scores: Any, n: int, m: int, *, alive: Any = None) -> np.ndarray:
     order = np.lexsort((-groups, ~alive_groups), axis=-1)
     keep = np.zeros(groups.shape, dtype=bool)
     np.put_along_axis(keep, order[:, :n], True, axis=-1)
-    return (keep & alive_groups).reshape(s.shape)
+    return cast(np.ndarray, (keep & alive_groups).reshape(s.shape))
 
 
 def prune_n_m(model: MLP, scores: Mapping[str, Any], n: int, m: int, *, names: Sequence[str] | None = None,

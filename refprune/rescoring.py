@@ -186,8 +186,8 @@ def _entry(model: MLP, q: int) -> tuple[str, tuple[int, ...]]:
     raise AssertionError(q)
 
 
-def _obs_result(model: MLP, w: np.ndarray, alive: np.ndarray, removed: list,
-                saliencies: list) -> ObsResult:
+def _obs_result(model: MLP, w: np.ndarray, alive: np.ndarray,
+                removed: list[tuple[str, tuple[int, ...]]], saliencies: list[float]) -> ObsResult:
     params, masks = unflatten_params(w, model), unflatten_params(alive, model)
     masks = {n: masks[n] & model.masks[n] for n in model.params}
     new_model = model.copy()

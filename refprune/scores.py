@@ -31,8 +31,8 @@ The spec, with derivations, is ``docs/scores.md``.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import scipy.linalg
@@ -71,7 +71,7 @@ def magnitude(w: Any) -> np.ndarray:
     -------
     float64 array of ``w.shape`` (|-0.0| = 0.0)
     """
-    return np.abs(float_array(w, "w", allow_empty=True))
+    return cast(np.ndarray, np.abs(float_array(w, "w", allow_empty=True)))
 
 
 def random_scores(shape: int | Sequence[int], seed: int | np.random.Generator) -> np.ndarray:
@@ -112,7 +112,7 @@ def gradient(g: Any) -> np.ndarray:
     -------
     float64 array of ``g.shape``
     """
-    return np.abs(float_array(g, "g", allow_empty=True))
+    return cast(np.ndarray, np.abs(float_array(g, "g", allow_empty=True)))
 
 
 def taylor1(w: Any, g: Any) -> np.ndarray:
@@ -136,7 +136,7 @@ def taylor1(w: Any, g: Any) -> np.ndarray:
     float64 array of that shape
     """
     w, g = _same_shape(("w", w), ("g", g))
-    return np.abs(g * w)
+    return cast(np.ndarray, np.abs(g * w))
 
 
 def obd(w: Any, h: Any) -> np.ndarray:
@@ -158,7 +158,7 @@ def obd(w: Any, h: Any) -> np.ndarray:
     float64 array of that shape (negative where h_ii < 0)
     """
     w, h = _same_shape(("w", w), ("h", h))
-    return 0.5 * h * (w * w)
+    return cast(np.ndarray, 0.5 * h * (w * w))
 
 
 def taylor2(w: Any, g: Any, h: Any) -> np.ndarray:
@@ -182,7 +182,7 @@ def taylor2(w: Any, g: Any, h: Any) -> np.ndarray:
     float64 array of that shape
     """
     w, g, h = _same_shape(("w", w), ("g", g), ("h", h))
-    return -g * w + 0.5 * h * (w * w)
+    return cast(np.ndarray, -g * w + 0.5 * h * (w * w))
 
 
 def taylor2_abs(w: Any, g: Any, h: Any) -> np.ndarray:
@@ -202,7 +202,7 @@ def taylor2_abs(w: Any, g: Any, h: Any) -> np.ndarray:
     -------
     float64 array of that shape
     """
-    return np.abs(taylor2(w, g, h))
+    return cast(np.ndarray, np.abs(taylor2(w, g, h)))
 
 
 def obs_saliency(w: Any, hinv_diag: Any) -> np.ndarray:
@@ -227,7 +227,7 @@ def obs_saliency(w: Any, hinv_diag: Any) -> np.ndarray:
     w, d = _same_shape(("w", w), ("hinv_diag", hinv_diag))
     if np.any(d <= 0):
         raise ValueError("hinv_diag must be > 0 (H must be positive definite)")
-    return (w * w) / (2.0 * d)
+    return cast(np.ndarray, (w * w) / (2.0 * d))
 
 
 def obs_update(w: Any, hinv: Any, q: int) -> np.ndarray:
@@ -250,7 +250,7 @@ def obs_update(w: Any, hinv: Any, q: int) -> np.ndarray:
     w = float_array(w, "w", ndim=1)
     hinv = float_array(hinv, "hinv", ndim=2)
     q = _check_index(q, w.size, hinv)
-    return -(w[q] / hinv[q, q]) * hinv[:, q]
+    return cast(np.ndarray, -(w[q] / hinv[q, q]) * hinv[:, q])
 
 
 def obs_downdate(hinv: Any, q: int) -> np.ndarray:
@@ -275,7 +275,7 @@ def obs_downdate(hinv: Any, q: int) -> np.ndarray:
     col = hinv[:, q]
     reduced = hinv - np.outer(col, hinv[q, :]) / hinv[q, q]
     keep = np.arange(hinv.shape[0]) != q
-    return reduced[np.ix_(keep, keep)]
+    return cast(np.ndarray, reduced[np.ix_(keep, keep)])
 
 
 def grasp(w: Any, hg: Any) -> np.ndarray:
@@ -299,7 +299,7 @@ def grasp(w: Any, hg: Any) -> np.ndarray:
     float64 array of that shape
     """
     w, hg = _same_shape(("w", w), ("hg", hg))
-    return w * hg
+    return cast(np.ndarray, w * hg)
 
 
 def synflow(weights: Sequence[Any]) -> list[np.ndarray]:
@@ -422,7 +422,7 @@ def damped_inverse(H: np.ndarray, free: np.ndarray, damping: float) -> np.ndarra
         raise ValueError(f"the Hessian over the alive parameters plus damping * I is not positive "
                          f"definite (damping={damping}); Optimal Brain Surgeon assumes a minimum: "
                          f"train further or increase damping") from None
-    return scipy.linalg.cho_solve(factor, np.eye(free.size))
+    return cast(np.ndarray, scipy.linalg.cho_solve(factor, np.eye(free.size)))
 
 
 def grasp_scores(model: MLP, X: Any, y: Any, *, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -567,7 +567,7 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
         h = curvature.hessian_diag(model, X, y, "hutchinson", n_samples=options.get("n_samples"), seed=seed)
     else:
         h = curvature.hessian_diag(model, X, y, hessian_method)
-    formula = {"obd": lambda n: obd(w[n], h[n]),
+    formula: Callable[[str], np.ndarray] = {"obd": lambda n: obd(w[n], h[n]),
                "taylor2": lambda n: taylor2(w[n], g[n], h[n]),
                "taylor2_abs": lambda n: taylor2_abs(w[n], g[n], h[n])}[rule]
     return _zero_pruned(model, {n: formula(n) for n in names})
@@ -576,7 +576,7 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
 # ====================================================================== helpers
 def _check_names(model: Any, names: Sequence[str] | None) -> list[str]:
     check_model(model)
-    return model.check_names(names)
+    return cast(list[str], model.check_names(names))
 
 
 def _zero_pruned(model: MLP, scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -609,7 +609,7 @@ def _check_index(q: Any, n: int, hinv: np.ndarray) -> int:
         raise ValueError(f"hinv must be square with side {n}, got shape {hinv.shape}")
     if isinstance(q, bool) or not isinstance(q, numbers.Integral):
         raise TypeError(f"q must be an integer, got {type(q).__name__}")
-    if not 0 <= q < n:
+    if not 0 <= q < n:  # type: ignore[operator]
         raise ValueError(f"q must be in [0, {n}), got {q}")
     if not hinv[q, q] > 0:
         raise ValueError(f"hinv[q, q] must be > 0 (H positive definite), got {hinv[q, q]}")
