@@ -63,7 +63,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Union, cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -78,7 +78,7 @@ __all__ = [
     "tfmot_polynomial_decay_keep_count",
 ]
 
-Scores = Union[np.ndarray, Mapping[str, Any]]
+Scores = np.ndarray | Mapping[str, Any]
 
 # The source each rule was read from. Commits are the exact revisions read.
 TORCH_REPO, TORCH_COMMIT = "pytorch/pytorch", "03459473c0ec8fea0afc2b32d0d5f45346c2a072"

@@ -59,14 +59,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ._checks import boolean, choice, positive_int, real_number
-from .masks import (ROUNDINGS, SCOPES, apply_masks, fraction_to_count, prune,
-                    select_masks_count)
+from .masks import ROUNDINGS, SCOPES, apply_masks, fraction_to_count, prune, select_masks_count
 from .mlp import MLP, check_model
 from .rng import make_rng
 from .schedules import Schedule, geometric
@@ -96,7 +96,7 @@ class Rewind:
             raise ValueError(f"rewind step is only meaningful for mode 'step', got mode {self.mode!r}")
 
     @classmethod
-    def parse(cls, spec: "str | Rewind") -> "Rewind":
+    def parse(cls, spec: str | Rewind) -> Rewind:
         """Parse ``"init"``, ``"step:K"`` (K >= 0), ``"lr"`` or ``"finetune"``."""
         if isinstance(spec, Rewind):
             return spec

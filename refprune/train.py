@@ -45,15 +45,15 @@ Full-batch training draws nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ._checks import bool_array, choice, float_array, positive_int, real_number
 from .mlp import MLP
 from .rng import make_rng
-
 
 MASK_AT = ("update", "weights", "gradient")
 

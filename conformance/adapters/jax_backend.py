@@ -45,7 +45,7 @@ the conformance package does not depend on it (``pip install 'refprune[jax]'``).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

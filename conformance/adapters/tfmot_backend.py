@@ -66,8 +66,10 @@ def _import_tfmot():
     try:
         import tensorflow as tf
         import tensorflow_model_optimization as tfmot
-        from tensorflow_model_optimization.python.core.sparsity.keras import (pruning_impl,
-                                                                              pruning_schedule)
+        from tensorflow_model_optimization.python.core.sparsity.keras import (
+            pruning_impl,
+            pruning_schedule,
+        )
     except ImportError as exc:  # pragma: no cover - exercised only without TF-MOT
         raise ImportError("the TF-MOT backend needs tensorflow, tf-keras and "
                           "tensorflow-model-optimization; install them with "

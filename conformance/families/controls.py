@@ -161,7 +161,7 @@ def chi2_uniformity(counts: np.ndarray, draws: int, k: int, false_alarm: float =
     n = counts.size
     expected = draws * k / n
     statistic = float(np.sum((counts - expected) ** 2) / expected)
-    from scipy.special import chdtri        # the chi-square quantile: P(chi2(n-1) > x) = p
+    from scipy.special import chdtri  # the chi-square quantile: P(chi2(n-1) > x) = p
     return statistic, float(chdtri(n - 1, false_alarm))
 
 

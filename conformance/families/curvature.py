@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from .. import strategies as cst
 from ..backend import flatten
 from . import CaseSpec, Family, NotProvided, Property, close
-from .networks import describe, network as _network, quantize as _q
+from .networks import describe
+from .networks import network as _network
+from .networks import quantize as _q
 
 ALGORITHM = """\
 refprune.curvature on an MLP given by its parameters: layer l maps a_l to z_{l+1} = a_l W_l^T + b_l,

@@ -10,14 +10,22 @@ shrinking (whether a property fails is what counts, not its smallest example).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from conformance import golden
 from conformance.backend import ReferenceBackend
 from conformance.families import Family, load_families
-from conformance.runner import (DEFAULT_MAX_EXAMPLES, FAILED, _applies, _profile,
-                                claimed_profile, open_backend, run_case, run_property)
+from conformance.runner import (
+    DEFAULT_MAX_EXAMPLES,
+    FAILED,
+    _applies,
+    _profile,
+    claimed_profile,
+    open_backend,
+    run_case,
+    run_property,
+)
 
 from .base import WrongBackend, changed_operations
 

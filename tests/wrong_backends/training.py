@@ -3,7 +3,8 @@ state come back, and optimizers that compute another rule than the one asked for
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
