@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 50,
-                        inner: int = 1, warmup: int = 3) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int = 50, inner: int = 1, warmup: int = 3
+) -> dict[str, float]:
     """Median seconds per call of each function, timing them in turn (round robin).
 
     Interleaving makes a passing load on the machine hit every contender alike,

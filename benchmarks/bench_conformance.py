@@ -46,8 +46,12 @@ def variants(family: list[str]) -> dict[str, list[str]]:
     out = {"in-process": base + ["--in-process"], "worker": base}
     if FAKE.exists():
         out["command"] = base + ["--backend-cmd", f"{sys.executable} {FAKE} ok"]
-    if NODE.exists() and shutil.which("node") and "--family=masks" in family \
-            and sum(a.startswith("--family=") for a in family) == 1:
+    if (
+        NODE.exists()
+        and shutil.which("node")
+        and "--family=masks" in family
+        and sum(a.startswith("--family=") for a in family) == 1
+    ):
         out["node"] = base + ["--backend-cmd", f"node {NODE}"]
     return out
 
@@ -80,18 +84,25 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, argv in runs.items():
             times[name].append(measure(argv))
-    print(f"load average before the last run: {os.getloadavg()[0]:.2f}; "
-          f"{args.repeats} repeats, medians; selection: {' '.join(selection) or 'everything'}")
-    print(f"{'variant':<12} {'wall s':>8} {'CPU s':>8} {'golden s':>9} {'props s':>8} "
-          f"{'wall x':>7} {'CPU x':>7} {'paired x':>9}")
+    print(
+        f"load average before the last run: {os.getloadavg()[0]:.2f}; "
+        f"{args.repeats} repeats, medians; selection: {' '.join(selection) or 'everything'}"
+    )
+    print(
+        f"{'variant':<12} {'wall s':>8} {'CPU s':>8} {'golden s':>9} {'props s':>8} "
+        f"{'wall x':>7} {'CPU x':>7} {'paired x':>9}"
+    )
     base_rows = times["in-process"]
     base = [statistics.median(col) for col in zip(*base_rows)]
     for name, rows in times.items():
         wall, cpu, golden, props = (statistics.median(col) for col in zip(*rows))
         # each repeat's wall time over the in-process run's of the same repeat (run back to back)
         paired = statistics.median(r[0] / b[0] for r, b in zip(rows, base_rows))
-        print(f"{name:<12} {wall:>8.2f} {cpu:>8.2f} {golden:>9.2f} {props:>8.2f} "
-              f"{wall / base[0]:>7.2f} {cpu / base[1]:>7.2f} {paired:>9.2f}")
+        print(
+            f"{name:<12} {wall:>8.2f} {cpu:>8.2f} {golden:>9.2f} {props:>8.2f} "
+            f"{wall / base[0]:>7.2f} {cpu / base[1]:>7.2f} {paired:>9.2f}"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -31,18 +31,24 @@ PROBES = 4
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="BLAS threads (set before NumPy loads); default: the library's own")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads (set before NumPy loads); default: the library's own",
+    )
     return ap.parse_args()
 
 
 def load_data(np):
     try:
         from refprune.data import load_digits
+
         X, y = load_digits()
         return X, y, "digits"
     except ImportError:
         from refprune.rng import make_rng
+
         rng = make_rng(0)
         X = rng.integers(0, 17, size=(N_SAMPLES, SIZES[0])) / 16.0
         y = rng.integers(0, SIZES[-1], N_SAMPLES)
@@ -104,8 +110,10 @@ def main() -> None:
     from refprune.mlp import MLP  # noqa: E402
 
     X, y, source = load_data(np)
-    print(f"curvature benchmark: MLP {'-'.join(map(str, SIZES))}, cross-entropy, float64, "
-          f"N={X.shape[0]} ({source}); threads={args.threads or 'default'}; {machine_note()}")
+    print(
+        f"curvature benchmark: MLP {'-'.join(map(str, SIZES))}, cross-entropy, float64, "
+        f"N={X.shape[0]} ({source}); threads={args.threads or 'default'}; {machine_note()}"
+    )
     for activation, target in (("relu", 4.0), ("tanh", 20.0)):
         model = MLP(SIZES, activation, seed=0)
         fns = {
@@ -114,34 +122,44 @@ def main() -> None:
             "exact": lambda: cv.hessian_diag(model, X, y, "exact"),
             "ggn": lambda: cv.hessian_diag(model, X, y, "ggn"),
             "obd": lambda: cv.hessian_diag(model, X, y, "obd"),
-            "hutchinson": lambda: cv.hessian_diag(model, X, y, "hutchinson", n_samples=PROBES, seed=0),
+            "hutchinson": lambda: cv.hessian_diag(
+                model, X, y, "hutchinson", n_samples=PROBES, seed=0
+            ),
         }
         bp = backpack_timer(model, X, y, np)
         if bp is not None:
             import torch
+
             if args.threads is not None:
                 torch.set_num_threads(args.threads)
             fns["torch gradient"], fns["backpack DiagHessian"] = bp
         t = interleaved_medians(fns, repeats=args.repeats, warmup=2)
         t["hutchinson"] /= PROBES
         base = t["gradient"]
-        print(f"\n[{activation}] median ms over {args.repeats} interleaved repeats; {machine_note()}")
+        print(
+            f"\n[{activation}] median ms over {args.repeats} interleaved repeats; {machine_note()}"
+        )
         for name, sec in t.items():
             unit = " per probe" if name == "hutchinson" else ""
             print(f"  {name:22s} {sec * 1e3:8.2f} ms{unit:10s} {sec / base:6.2f}x gradient")
         ratio = t["exact"] / base
-        print(f"  exact / gradient          = {ratio:.2f}  (target <= {target:g}: "
-              f"{'met' if ratio <= target else 'NOT met'})")
+        print(
+            f"  exact / gradient          = {ratio:.2f}  (target <= {target:g}: "
+            f"{'met' if ratio <= target else 'NOT met'})"
+        )
         print(f"  exact / autograd gradient = {t['exact'] / t['autograd']:.2f}")
         if bp is not None:
             ours = cv.hessian_diag(model, X, y, "exact")
             theirs = bp[1]()
-            err = max(np.max(np.abs(ours[k] - theirs[k])) for k in ours) / \
-                max(np.max(np.abs(ours[k])) for k in ours)
-            print(f"  backpack DiagHessian / torch gradient = "
-                  f"{t['backpack DiagHessian'] / t['torch gradient']:.2f}; "
-                  f"/ refprune gradient = {t['backpack DiagHessian'] / base:.2f}; "
-                  f"agreement max|diff|/max|diag| = {err:.1e}")
+            err = max(np.max(np.abs(ours[k] - theirs[k])) for k in ours) / max(
+                np.max(np.abs(ours[k])) for k in ours
+            )
+            print(
+                f"  backpack DiagHessian / torch gradient = "
+                f"{t['backpack DiagHessian'] / t['torch gradient']:.2f}; "
+                f"/ refprune gradient = {t['backpack DiagHessian'] / base:.2f}; "
+                f"agreement max|diff|/max|diag| = {err:.1e}"
+            )
         else:
             print("  BackPACK: skipped (torch and backpack-for-pytorch not importable)")
     print("\nTimings on a shared machine are provisional; re-measure on a quiet one.")

@@ -35,8 +35,14 @@ from _timing import machine_note  # noqa: E402
 
 from refprune import sweep  # noqa: E402
 
-CONFIG = {"seeds": [0, 1, 2, 3], "rules": ["magnitude", "random"], "rounds": 3, "alphas": [0.2],
-          "controls": ["reinit", "random_masks"], "train": {"epochs": 4}}
+CONFIG = {
+    "seeds": [0, 1, 2, 3],
+    "rules": ["magnitude", "random"],
+    "rounds": 3,
+    "alphas": [0.2],
+    "controls": ["reinit", "random_masks"],
+    "train": {"epochs": 4},
+}
 
 
 def pool(workers: int):
@@ -44,6 +50,7 @@ def pool(workers: int):
         t0 = time.perf_counter()
         s = sweep.run(CONFIG, out, workers=workers)
         return {"wall": time.perf_counter() - t0, "summary": s, "start": 0.0, "close": 0.0}
+
     return go
 
 
@@ -52,8 +59,9 @@ def dask_local(workers: int):
         from distributed import Client, LocalCluster
 
         t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
         t1 = time.perf_counter()
         s = sweep.run(CONFIG, out, executor=client.get_executor(pure=False))
@@ -61,6 +69,7 @@ def dask_local(workers: int):
         client.close()
         cluster.close()
         return {"wall": t2 - t1, "summary": s, "start": t1 - t0, "close": time.perf_counter() - t2}
+
     return go
 
 
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     contenders = {"pool, 1 worker": (pool(1), 1), "pool, 2 workers": (pool(2), 2)}
     try:
         import distributed  # noqa: F401
+
         contenders["LocalCluster, 2 workers"] = (dask_local(2), 2)
     except ImportError:
         print("distributed is not installed: no Dask column (pip install 'refprune[sweep]')")
@@ -93,19 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"after:  {machine_note()}")
     n = len(files["first"])
     print(f"\n{n} runs, {args.repeats} repeats, medians; every executor wrote the same bytes\n")
-    print(f"{'executor':<26s}{'wall s':>8s}{'runs/min':>10s}{'compute/run':>13s}"
-          f"{'process/run':>13s}{'executor/run':>14s}{'start+close s':>15s}")
+    print(
+        f"{'executor':<26s}{'wall s':>8s}{'runs/min':>10s}{'compute/run':>13s}"
+        f"{'process/run':>13s}{'executor/run':>14s}{'start+close s':>15s}"
+    )
     for name, (_, workers) in contenders.items():
         rows = samples[name]
         wall = statistics.median(r["wall"] for r in rows)
         compute = statistics.median(o.compute_seconds for r in rows for o in r["summary"].outcomes)
-        process = statistics.median(o.seconds - o.compute_seconds
-                                    for r in rows for o in r["summary"].outcomes)
+        process = statistics.median(
+            o.seconds - o.compute_seconds for r in rows for o in r["summary"].outcomes
+        )
         executor = statistics.median(
-            (workers * r["wall"] - sum(o.seconds for o in r["summary"].outcomes)) / n for r in rows)
+            (workers * r["wall"] - sum(o.seconds for o in r["summary"].outcomes)) / n for r in rows
+        )
         setup = statistics.median(r["start"] + r["close"] for r in rows)
-        print(f"{name:<26s}{wall:8.2f}{60 * n / wall:10.1f}{compute:13.3f}{process:13.3f}"
-              f"{executor:14.3f}{setup:15.2f}")
+        print(
+            f"{name:<26s}{wall:8.2f}{60 * n / wall:10.1f}{compute:13.3f}{process:13.3f}"
+            f"{executor:14.3f}{setup:15.2f}"
+        )
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5:
         print("\nthe machine was not quiet (load average above 0.5): these numbers are provisional")
     return 0

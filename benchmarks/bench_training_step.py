@@ -65,15 +65,21 @@ def main() -> None:
         opt.step(model, grads)
 
     hand = [p.copy() for p in MLP(SIZES, "relu", seed=0).params.values()]
-    fns = {"refprune engine": engine_step, "hand-written NumPy": lambda: hand_written_step(hand, X, y)}
+    fns = {
+        "refprune engine": engine_step,
+        "hand-written NumPy": lambda: hand_written_step(hand, X, y),
+    }
     # NumPy contenders first, before torch is imported: torch's OpenMP threads keep
     # spinning after each call and would steal the cores OpenBLAS is about to use.
     med = interleaved_medians(fns, repeats=args.repeats)
 
     try:
         import torch
+
         torch.set_default_dtype(torch.float64)
-        tparams = [torch.tensor(p, requires_grad=True) for p in MLP(SIZES, "relu", seed=0).params.values()]
+        tparams = [
+            torch.tensor(p, requires_grad=True) for p in MLP(SIZES, "relu", seed=0).params.values()
+        ]
         tX, ty = torch.tensor(X), torch.tensor(y)
 
         def torch_step():
@@ -87,14 +93,19 @@ def main() -> None:
             with torch.no_grad():
                 for p in tparams:
                     p -= LR * p.grad
-        med["torch autograd (CPU)"] = interleaved_medians({"torch": torch_step}, repeats=args.repeats)["torch"]
+
+        med["torch autograd (CPU)"] = interleaved_medians(
+            {"torch": torch_step}, repeats=args.repeats
+        )["torch"]
         torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads, timed after the NumPy pair"
     except ImportError:
         torch_note = "torch not installed: column skipped"
 
     base = med["hand-written NumPy"]
-    print(f"SGD step, MLP {'-'.join(map(str, SIZES))} ReLU, cross-entropy, batch {BATCH}, float64 "
-          f"({machine_note()}; median of {args.repeats} interleaved repeats; {torch_note})")
+    print(
+        f"SGD step, MLP {'-'.join(map(str, SIZES))} ReLU, cross-entropy, batch {BATCH}, float64 "
+        f"({machine_note()}; median of {args.repeats} interleaved repeats; {torch_note})"
+    )
     for name, t in med.items():
         print(f"  {name:22s} {t * 1e6:9.1f} us   {t / base:5.2f}x hand-written")
     print(f"engine / hand-written = {med['refprune engine'] / base:.2f} (target <= 1.5)")

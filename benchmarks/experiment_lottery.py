@@ -44,15 +44,31 @@ def analyse(trace: dict, tolerance: float = 0.01) -> dict:
             row[c] = recs[r - 1]["test_accuracy"]
         rows.append(row)
         if held == r - 1 and dense - rec["test_accuracy"] <= tolerance:
-            held = r                      # every round so far within the tolerance
+            held = r  # every round so far within the tolerance
     return {"dense": dense, "rows": rows, "held_to_round": held}
 
 
 def _run(seed: int, rounds: int, out: str, plot: str | None, extra: list[str]) -> dict:
     from refprune.__main__ import main as cli
 
-    cli_args = ["lottery", "--dataset", "digits", "--rounds", str(rounds), "--alpha", "0.2",
-                "--rewind", "init", "--seed", str(seed), "--weights", "none", "--out", out, *extra]
+    cli_args = [
+        "lottery",
+        "--dataset",
+        "digits",
+        "--rounds",
+        str(rounds),
+        "--alpha",
+        "0.2",
+        "--rewind",
+        "init",
+        "--seed",
+        str(seed),
+        "--weights",
+        "none",
+        "--out",
+        out,
+        *extra,
+    ]
     if plot:
         cli_args += ["--plot", plot]
     print("\npython -m refprune " + " ".join(cli_args), flush=True)
@@ -70,8 +86,10 @@ def _table(title: str, dense: float, rows: list[dict]) -> None:
     print("round  density  ticket  reinit  rand.masks  one-shot")
     for row in rows:
         d = {k: 100 * (row[k] - dense) for k in KINDS}
-        print(f"{row['round']:5d}  {row['density']:7.4f}  {d['ticket']:+6.2f}  {d['reinit']:+6.2f}  "
-              f"{d['random_masks']:+10.2f}  {d['one_shot']:+8.2f}")
+        print(
+            f"{row['round']:5d}  {row['density']:7.4f}  {d['ticket']:+6.2f}  {d['reinit']:+6.2f}  "
+            f"{d['random_masks']:+10.2f}  {d['one_shot']:+8.2f}"
+        )
 
 
 def _verdict(result: dict) -> str:
@@ -80,16 +98,21 @@ def _verdict(result: dict) -> str:
         return "the winning ticket lost more than 1 point already in round 1"
     rows = result["rows"][:held]
     below = sum(r["reinit"] < r["ticket"] for r in rows)
-    return (f"winning ticket within 1 point of dense through round {held} (density {rows[-1]['density']:.4f}); "
-            f"random reinit below the ticket in {below} of those {held} rounds")
+    return (
+        f"winning ticket within 1 point of dense through round {held} (density {rows[-1]['density']:.4f}); "
+        f"random reinit below the ticket in {below} of those {held} rounds"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default=None,
-                        help="trace path; with several seeds '.seedN' is inserted (default: a temporary directory)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="trace path; with several seeds '.seedN' is inserted (default: a temporary directory)",
+    )
     parser.add_argument("--plot", default=None, help="PNG of the first seed")
     args, extra = parser.parse_known_args(argv)
     base = args.out or os.path.join(tempfile.mkdtemp(), "lottery_digits.json")
@@ -104,9 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(results) > 1:
         n = len(results)
         dense = sum(r["dense"] for r in results) / n
-        rows = [{"round": row["round"], "density": row["density"],
-                 **{k: sum(r["rows"][i][k] for r in results) / n for k in KINDS}}
-                for i, row in enumerate(results[0]["rows"])]
+        rows = [
+            {
+                "round": row["round"],
+                "density": row["density"],
+                **{k: sum(r["rows"][i][k] for r in results) / n for k in KINDS},
+            }
+            for i, row in enumerate(results[0]["rows"])
+        ]
         held = 0
         for row in rows:
             if held == row["round"] - 1 and dense - row["ticket"] <= 0.01:

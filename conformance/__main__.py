@@ -25,13 +25,24 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --in-process applies to --backend, not to --backend-cmd", file=sys.stderr)
         return 2
     try:
-        report = run(args.backend, backend_cmd=args.backend_cmd, in_process=args.in_process,
-                     timeout=args.timeout, profile=args.profile, families=args.family,
-                     max_examples=args.max_examples, seed=args.seed,
-                     xfails=read_xfails(args.xfails_file), golden_cases=not args.properties_only,
-                     properties=not args.golden_only, case_ids=args.case,
-                     property_names=args.property, golden_dir=args.golden_dir,
-                     progress=progress, shrink=not args.no_shrink)
+        report = run(
+            args.backend,
+            backend_cmd=args.backend_cmd,
+            in_process=args.in_process,
+            timeout=args.timeout,
+            profile=args.profile,
+            families=args.family,
+            max_examples=args.max_examples,
+            seed=args.seed,
+            xfails=read_xfails(args.xfails_file),
+            golden_cases=not args.properties_only,
+            properties=not args.golden_only,
+            case_ids=args.case,
+            property_names=args.property,
+            golden_dir=args.golden_dir,
+            progress=progress,
+            shrink=not args.no_shrink,
+        )
     except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -75,50 +86,85 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import DEFAULT_MAX_EXAMPLES
     from .wire import DEFAULT_TIMEOUT
 
-    parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="check a backend against the reference")
     which = r.add_mutually_exclusive_group()
-    which.add_argument("--backend", default=None,
-                       help="package.module:object (a class is instantiated), run in a worker "
-                            "process; default: the reference")
-    which.add_argument("--backend-cmd", metavar="COMMAND",
-                       help="command of a process speaking the wire protocol "
-                            "(docs/wire_protocol.md)")
-    r.add_argument("--in-process", action="store_true",
-                   help="call the --backend in this process (for debugging: a crash, an exit or a "
-                        "hang of the backend then stops the run)")
-    r.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                   help="time limit of one call to a backend process "
-                        f"(default {DEFAULT_TIMEOUT:g})")
-    r.add_argument("--profile", default=None,
-                   help="convention profile the backend claims (reference, torch, tfmot, open-lth, "
-                        "shrinkbench); default: the one its process claims, else reference")
-    r.add_argument("--family", action="append",
-                   help="run only this family (repeatable); default: every family")
-    r.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES,
-                   help=f"Hypothesis examples per property (default {DEFAULT_MAX_EXAMPLES})")
+    which.add_argument(
+        "--backend",
+        default=None,
+        help="package.module:object (a class is instantiated), run in a worker "
+        "process; default: the reference",
+    )
+    which.add_argument(
+        "--backend-cmd",
+        metavar="COMMAND",
+        help="command of a process speaking the wire protocol (docs/wire_protocol.md)",
+    )
+    r.add_argument(
+        "--in-process",
+        action="store_true",
+        help="call the --backend in this process (for debugging: a crash, an exit or a "
+        "hang of the backend then stops the run)",
+    )
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time limit of one call to a backend process (default {DEFAULT_TIMEOUT:g})",
+    )
+    r.add_argument(
+        "--profile",
+        default=None,
+        help="convention profile the backend claims (reference, torch, tfmot, open-lth, "
+        "shrinkbench); default: the one its process claims, else reference",
+    )
+    r.add_argument(
+        "--family", action="append", help="run only this family (repeatable); default: every family"
+    )
+    r.add_argument(
+        "--max-examples",
+        type=int,
+        default=DEFAULT_MAX_EXAMPLES,
+        help=f"Hypothesis examples per property (default {DEFAULT_MAX_EXAMPLES})",
+    )
     r.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
     r.add_argument("--report", help="write a JSON report to this path")
-    r.add_argument("--xfails-file",
-                   help="file of expected-failure ids (case ids or property names)")
+    r.add_argument(
+        "--xfails-file", help="file of expected-failure ids (case ids or property names)"
+    )
     r.add_argument("--golden-only", action="store_true", help="skip the properties")
     r.add_argument("--properties-only", action="store_true", help="skip the golden cases")
-    r.add_argument("--case", type=int, action="append",
-                   help="run only this golden case id (repeatable)")
+    r.add_argument(
+        "--case", type=int, action="append", help="run only this golden case id (repeatable)"
+    )
     r.add_argument("--property", action="append", help="run only this property (repeatable)")
-    r.add_argument("--no-shrink", action="store_true",
-                   help="report the first failing example found instead of the smallest (faster)")
-    r.add_argument("--golden-dir", default=str(GOLDEN_DIR), metavar="DIR",
-                   help="golden directory to run (default: the installed one); verified first")
+    r.add_argument(
+        "--no-shrink",
+        action="store_true",
+        help="report the first failing example found instead of the smallest (faster)",
+    )
+    r.add_argument(
+        "--golden-dir",
+        default=str(GOLDEN_DIR),
+        metavar="DIR",
+        help="golden directory to run (default: the installed one); verified first",
+    )
     r.add_argument("-v", "--verbose", action="store_true", help="print every check as it finishes")
     r.set_defaults(func=_run)
     s = sub.add_parser("serve", help="serve a Python backend over the wire protocol (stdin/stdout)")
     s.add_argument("backend", help="package.module:object (a class is instantiated)")
-    s.add_argument("--profile", default=None,
-                   help="profile to claim in the hello (default: the backend's 'profile' "
-                        "attribute, else reference)")
+    s.add_argument(
+        "--profile",
+        default=None,
+        help="profile to claim in the hello (default: the backend's 'profile' "
+        "attribute, else reference)",
+    )
     s.set_defaults(func=_serve)
     g = sub.add_parser("generate", help="rebuild the golden files from the reference")
     g.add_argument("--out", help=f"output directory (default {GOLDEN_DIR})")

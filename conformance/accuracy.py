@@ -47,7 +47,7 @@ from typing import Any, cast
 
 import numpy as np
 
-EPS = 2.0 ** -52                      # one unit, relative to an entry's scale
+EPS = 2.0**-52  # one unit, relative to an entry's scale
 
 #: U per operation (units of 2**-52 * s_i). 0: a bit-for-bit copy of an input.
 REFERENCE_ERROR_BOUND: dict[str, float] = {
@@ -68,10 +68,10 @@ REFERENCE_ERROR_BOUND: dict[str, float] = {
     # sparse approximation
     "hard_threshold": 0,
     "hard_threshold_prox": 0,
-    "soft_threshold": 0.5,           # one subtraction, correctly rounded
-    "sparse_approx_exact": 4,        # copies, except the quadratic problem's solve (0.31 / 0.36)
-    "ista": 4,                       # 0.08 of the drift bound / 1.65
-    "iht": 4,                        # 0.06 / 0.46
+    "soft_threshold": 0.5,  # one subtraction, correctly rounded
+    "sparse_approx_exact": 4,  # copies, except the quadratic problem's solve (0.31 / 0.36)
+    "ista": 4,  # 0.08 of the drift bound / 1.65
+    "iht": 4,  # 0.06 / 0.46
     # schedules: the documented float64 expressions, 0.25 of their running error bound (which
     # is also the stored scale, ``schedule_scales``)
     "schedule": 1,
@@ -93,8 +93,11 @@ REFERENCE_ERROR_BOUND: dict[str, float] = {
 
 def bound(op: str, inputs: Mapping[str, Any] | None = None) -> float:
     """U for a case of ``op`` with these inputs (``op:variant`` first where one exists)."""
-    if op == "scores" and inputs is not None and f"scores:{inputs.get('rule')}" in \
-            REFERENCE_ERROR_BOUND:
+    if (
+        op == "scores"
+        and inputs is not None
+        and f"scores:{inputs.get('rule')}" in REFERENCE_ERROR_BOUND
+    ):
         return REFERENCE_ERROR_BOUND[f"scores:{inputs['rule']}"]
     return REFERENCE_ERROR_BOUND[op]
 
@@ -110,11 +113,11 @@ MACHINE_VARIATION_BOUND: dict[str, float] = {
     "sparse_execution": 8.0,
     "training": 16.0,
 }
-TOLERANCE_OVER_VARIATION = 8.0         # a tolerance is at least this many machine variations
+TOLERANCE_OVER_VARIATION = 8.0  # a tolerance is at least this many machine variations
 # The stored scale s is an estimate of S (4 sign vectors see about the 2-norm of the per-input
 # sensitivities, S is their 1-norm): s >= S / SCALE_ESTIMATE_FACTOR, checked by tests/truth.
 SCALE_ESTIMATE_FACTOR = 16.0
-MARGIN_BOUND = 2.0 ** -20              # least relative gap of a decision on computed floats
+MARGIN_BOUND = 2.0**-20  # least relative gap of a decision on computed floats
 
 # "byte-identical": regenerating the family's file gives the same bytes on every machine
 # (no BLAS, LAPACK or SIMD-dispatched transcendental function on its generation path).
@@ -133,8 +136,8 @@ PORTABILITY: dict[str, str] = {
     "controls": "byte-identical",
 }
 
-PERTURBATION = 2.0 ** -24              # relative size of the perturbations of entry_scales
-DIRECTIONS = 4                         # seeded sign vectors, each applied with + and -
+PERTURBATION = 2.0**-24  # relative size of the perturbations of entry_scales
+DIRECTIONS = 4  # seeded sign vectors, each applied with + and -
 SEED = 20251202
 
 
@@ -158,10 +161,12 @@ def tolerance_rel(op: str, inputs: Mapping[str, Any] | None = None) -> float:
     R is also at least TOLERANCE_OVER_VARIATION machine variations of the family.
     """
     from .backend import OPERATIONS
+
     family = OPERATIONS[op].family
     factor = SCALE_ESTIMATE_FACTOR if PORTABILITY[family] == "bounded" else 1.0
-    units = max(2.0 * bound(op, inputs) * factor,
-                TOLERANCE_OVER_VARIATION * machine_variation(family))
+    units = max(
+        2.0 * bound(op, inputs) * factor, TOLERANCE_OVER_VARIATION * machine_variation(family)
+    )
     return pow2_ceil(units) * EPS
 
 
@@ -195,9 +200,20 @@ def mirror(value: Any, leaf: Callable[[tuple, Any], Any], path: tuple = ()) -> A
 
 
 # Float arguments that decide counts rather than enter the arithmetic: never perturbed.
-DISCRETE_ARGUMENTS = frozenset({"fraction", "alpha", "density", "sparsity", "amount",
-                                "initial_sparsity", "final_sparsity", "target_density",
-                                "sparsities", "rate_multipliers"})
+DISCRETE_ARGUMENTS = frozenset(
+    {
+        "fraction",
+        "alpha",
+        "density",
+        "sparsity",
+        "amount",
+        "initial_sparsity",
+        "final_sparsity",
+        "target_density",
+        "sparsities",
+        "rate_multipliers",
+    }
+)
 
 
 def _perturbed(value: Any, rng: np.random.Generator, sign: float) -> Any:
@@ -205,8 +221,10 @@ def _perturbed(value: Any, rng: np.random.Generator, sign: float) -> Any:
     in C order; a symmetric matrix stays symmetric), except under DISCRETE_ARGUMENTS.
     Integers, strings and masks are not touched."""
     if isinstance(value, dict):
-        return {k: value[k] if k in DISCRETE_ARGUMENTS else _perturbed(value[k], rng, sign)
-                for k in value}
+        return {
+            k: value[k] if k in DISCRETE_ARGUMENTS else _perturbed(value[k], rng, sign)
+            for k in value
+        }
     if isinstance(value, list):
         return [_perturbed(v, rng, sign) for v in value]
     if isinstance(value, float):
@@ -251,12 +269,15 @@ def entry_scales(call: Callable[..., Any], inputs: dict[str, Any], expected: Any
         for y in results:
             changed = _discrete_changes(expected, y)
             if changed:
-                raise ValueError(f"a discrete output changes under a relative perturbation of "
-                                 f"{PERTURBATION:g}: {changed}")
+                raise ValueError(
+                    f"a discrete output changes under a relative perturbation of "
+                    f"{PERTURBATION:g}: {changed}"
+                )
 
     def leaf(path: tuple, value: Any) -> Any:
         s = np.maximum(np.abs(np.asarray(value, dtype=np.float64)), sens[path])
         return float(s) if isinstance(value, float) else s
+
     return mirror(expected, leaf)
 
 
@@ -276,8 +297,10 @@ def schedule_scales(name: str, options: Mapping[str, Any], expected: Any) -> Any
     gets E = 2 and both answers pass, and a backend more accurate than the documented
     expression is never refused. ``tests/truth`` computes E exactly and checks it.
     """
-    def add(a: tuple[float, float], b: tuple[float, float], sign: float = 1.0
-            ) -> tuple[float, float]:
+
+    def add(
+        a: tuple[float, float], b: tuple[float, float], sign: float = 1.0
+    ) -> tuple[float, float]:
         v = a[0] + sign * b[0]
         return v, a[1] + b[1] + abs(v)
 
@@ -304,7 +327,7 @@ def schedule_scales(name: str, options: Mapping[str, Any], expected: Any) -> Any
             s_f = (float(options["final_sparsity"]), 0.0)
             values = []
             for j in range(n + 1):
-                ratio = (j / n, abs(j / n))                 # one division of exact integers
+                ratio = (j / n, abs(j / n))  # one division of exact integers
                 if name == "cubic":
                     u = add(one, ratio, -1.0)
                     values.append(add(s_f, mul(add(s_i, s_f, -1.0), mul(mul(u, u), u))))
@@ -314,18 +337,25 @@ def schedule_scales(name: str, options: Mapping[str, Any], expected: Any) -> Any
     bounds = {"values": [e for _, e in values], "densities": [e for _, e in densities]}
 
     def leaf(path: tuple, value: Any) -> Any:
-        return np.maximum(np.abs(np.asarray(value, dtype=np.float64)),
-                          np.asarray(bounds[path[-1]], dtype=np.float64))
+        return np.maximum(
+            np.abs(np.asarray(value, dtype=np.float64)),
+            np.asarray(bounds[path[-1]], dtype=np.float64),
+        )
+
     return mirror(expected, leaf)
 
 
 def _discrete_changes(expected: Any, actual: Any, path: str = "") -> list[str]:
     if isinstance(expected, dict):
-        return [c for k in expected
-                for c in _discrete_changes(expected[k], actual[k], f"{path}[{k!r}]")]
+        return [
+            c for k in expected for c in _discrete_changes(expected[k], actual[k], f"{path}[{k!r}]")
+        ]
     if isinstance(expected, (list, tuple)):
-        return [c for i, e in enumerate(expected)
-                for c in _discrete_changes(e, actual[i], f"{path}[{i}]")]
+        return [
+            c
+            for i, e in enumerate(expected)
+            for c in _discrete_changes(e, actual[i], f"{path}[{i}]")
+        ]
     if _is_float(expected):
         return []
     if isinstance(expected, np.ndarray):
@@ -334,8 +364,8 @@ def _discrete_changes(expected: Any, actual: Any, path: str = "") -> list[str]:
 
 
 # ------------------------------------------------------------------------- portability
-SCALE_VARIATION = 2.0 ** -16           # relative; scales are estimates from perturbed runs
-MARGIN_VARIATION = 2.0 ** -30          # absolute, on a relative gap
+SCALE_VARIATION = 2.0**-16  # relative; scales are estimates from perturbed runs
+MARGIN_VARIATION = 2.0**-30  # absolute, on a relative gap
 
 
 def regeneration_problems(committed: Any, fresh: Any) -> list[str]:
@@ -352,11 +382,15 @@ def regeneration_problems(committed: Any, fresh: Any) -> list[str]:
     from pathlib import Path
 
     from .golden import IDS, MANIFEST
+
     committed, fresh = Path(committed), Path(fresh)
     names = sorted(p.name for p in committed.iterdir() if p.is_file())
     fresh_names = sorted(p.name for p in fresh.iterdir() if p.is_file())
-    problems = [f"files differ: committed {names}, regenerated {fresh_names}"] \
-        if names != fresh_names else []
+    problems = (
+        [f"files differ: committed {names}, regenerated {fresh_names}"]
+        if names != fresh_names
+        else []
+    )
     for name in names:
         if name == MANIFEST or name not in fresh_names:
             continue
@@ -374,6 +408,7 @@ def regeneration_problems(committed: Any, fresh: Any) -> list[str]:
 
 def _bounded_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     from .golden import decode
+
     head = sorted(k for k in set(old) | set(new) if k != "cases")
     problems = [f"header field {k!r} differs" for k in head if old.get(k) != new.get(k)]
     if [c["id"] for c in old["cases"]] != [c["id"] for c in new["cases"]]:
@@ -390,19 +425,31 @@ def _bounded_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         for out in a["expected"]:
             tol_a, tol_b = decode(a["tolerance"][out]), decode(b["tolerance"][out])
-            problems += _output_differences(decode(a["expected"][out]), decode(b["expected"][out]),
-                                            tol_a, tol_b, f"{where} {out}",
-                                            machine_variation(old["family"]))
+            problems += _output_differences(
+                decode(a["expected"][out]),
+                decode(b["expected"][out]),
+                tol_a,
+                tol_b,
+                f"{where} {out}",
+                machine_variation(old["family"]),
+            )
         problems += _margin_differences(a["margin"], b["margin"], where)
     return problems
 
 
-def _output_differences(e_old: Any, e_new: Any, tol_old: dict[str, Any], tol_new: dict[str, Any],
-                        where: str, bound: float) -> list[str]:
+def _output_differences(
+    e_old: Any,
+    e_new: Any,
+    tol_old: dict[str, Any],
+    tol_new: dict[str, Any],
+    where: str,
+    bound: float,
+) -> list[str]:
     problems = []
     close = tol_old.get("kind") == "close"
-    if {k: v for k, v in tol_old.items() if k != "scale"} != \
-            {k: v for k, v in tol_new.items() if k != "scale"}:
+    if {k: v for k, v in tol_old.items() if k != "scale"} != {
+        k: v for k, v in tol_new.items() if k != "scale"
+    }:
         problems.append(f"{where}: the tolerance differs (other than its scales)")
     old_leaves = dict(float_leaves(e_old))
     new_leaves = dict(float_leaves(e_new))
@@ -420,24 +467,29 @@ def _output_differences(e_old: Any, e_new: Any, tol_old: dict[str, Any], tol_new
             continue
         s_old = np.asarray(_at(tol_old["scale"], path), dtype=np.float64)
         s_new = np.asarray(_at(tol_new["scale"], path), dtype=np.float64)
-        if (x_old == 0).any() and not np.array_equal(np.signbit(x_old) & (x_old == 0),
-                                                     np.signbit(x_new) & (x_new == 0)):
+        if (x_old == 0).any() and not np.array_equal(
+            np.signbit(x_old) & (x_old == 0), np.signbit(x_new) & (x_new == 0)
+        ):
             problems.append(f"{where} {list(path)}: a signed zero differs")
         units = np.abs(x_new - x_old) / (EPS * np.where(s_old > 0, s_old, np.inf))
         units = np.where(x_new == x_old, 0.0, units)
         if np.any(units > bound):
-            problems.append(f"{where} {list(path)}: moved {float(np.max(units)):.3g} units "
-                            f"(bound {bound:g})")
+            problems.append(
+                f"{where} {list(path)}: moved {float(np.max(units)):.3g} units (bound {bound:g})"
+            )
         if np.any(np.abs(s_new - s_old) > SCALE_VARIATION * s_old):
-            problems.append(f"{where} {list(path)}: a scale moved by more than "
-                            f"{SCALE_VARIATION:g} of itself")
+            problems.append(
+                f"{where} {list(path)}: a scale moved by more than {SCALE_VARIATION:g} of itself"
+            )
     return problems
 
 
 def _discrete(value: Any) -> Any:
     """``value`` with every float leaf replaced by a placeholder, in a comparable form."""
+
     def leaf(path: tuple, x: Any) -> Any:
         return ("float", np.shape(x))
+
     m = mirror(value, leaf)
 
     def fill(v: Any, mv: Any) -> Any:
@@ -450,11 +502,13 @@ def _discrete(value: Any) -> Any:
         if isinstance(v, np.ndarray):
             return (str(v.dtype), v.shape, v.tolist())
         return v
+
     return fill(value, m)
 
 
 def _margin_differences(old: Any, new: Any, where: str) -> list[str]:
     from .golden import decode
+
     if old is None or new is None:
         return [] if old == new else [f"{where}: margin differs"]
     if old["quantity"] != new["quantity"]:

@@ -64,57 +64,136 @@ class Operation:
     summary: str
 
 
-OPERATIONS: dict[str, Operation] = {op.name: op for op in [
-    Operation("fraction_to_count", "masks", "count",
-              "count = rounding(fraction * n) with the float64 product"),
-    Operation("keep_top_k", "masks", "mask",
-              "keep the k highest scores; ties: lower flat C-order index kept"),
-    Operation("select_masks", "masks", "masks",
-              "prune a fraction of the alive entries, layer-wise or globally"),
-    Operation("prune_units", "masks", "masks",
-              "structured: remove whole hidden units by the norm of their incoming weights"),
-    Operation("n_m_mask", "masks", "mask",
-              "N:M: keep n of every m consecutive entries along the last axis"),
-    Operation("profile_mask", "profiles", "masks",
-              "keep-masks computed the way the claimed library computes them"),
-    Operation("scores", "scores", "scores",
-              "saliency of every parameter under a named rule"),
-    Operation("obs_prune", "scores", "pruned",
-              "Optimal Brain Surgeon: remove weights one at a time with the compensating update"),
-    Operation("synflow_prune", "scores", "masks",
-              "iterative SynFlow pruning to a density (data-free)"),
-    Operation("loss_value", "curvature", "loss", "mean loss over the batch"),
-    Operation("gradient", "curvature", "gradient", "gradient of the mean loss"),
-    Operation("hvp", "curvature", "hvp", "Hessian-vector product H v"),
-    Operation("full_hessian", "curvature", "hessian", "the full Hessian in flat parameter order"),
-    Operation("hessian_diag", "curvature", "diag", "Hessian diagonal: exact, ggn or obd"),
-    Operation("hutchinson_diag", "curvature", "diag",
-              "Hutchinson estimate mean_s(v_s * H v_s) for given probe vectors"),
-    Operation("schedule", "schedules", "schedule",
-              "steps, exact targets and integer alive counts of a pruning schedule"),
-    Operation("rounds_to_density", "schedules", "rounds",
-              "fewest geometric rounds that reach a target density"),
-    Operation("hard_threshold", "sparse_approx", "u", "best k-term approximation in the 2-norm"),
-    Operation("soft_threshold", "sparse_approx", "u", "proximal operator of lam * ||u||_1"),
-    Operation("hard_threshold_prox", "sparse_approx", "u", "proximal operator of lam * ||u||_0"),
-    Operation("sparse_approx_exact", "sparse_approx", "u",
-              "exact k-sparse approximation: non-negative, weighted norm, or quadratic norm"),
-    Operation("ista", "sparse_approx", "x", "ISTA iterate for 1/2 ||A x - y||^2 + lam ||x||_1"),
-    Operation("iht", "sparse_approx", "x", "IHT iterate for ||A x - y||^2 with ||x||_0 <= k"),
-    Operation("imp_round", "lottery", "result", "one IMP round: prune trained weights, then rewind"),
-    Operation("imp", "lottery", "trace",
-              "a full-batch IMP run: per-round masks, rewound weights and losses"),
-    Operation("sparse_forward", "sparse_execution", "logits",
-              "outputs of the pruned MLP computed in the backend's own sparse format"),
-    Operation("sparse_train_step", "sparse_execution", "step",
-              "one masked SGD step through the backend's own sparse format"),
-    Operation("train_steps", "training", "trajectory",
-              "full-batch masked SGD steps (momentum, Nesterov, weight decay, pruning, rewinding)"),
-    Operation("random_masks", "controls", "masks",
-              "random masks with exactly the alive count of each given mask"),
-    Operation("reinit", "controls", "params",
-              "fresh initial weights of the same architecture, the masks kept"),
-]}
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in [
+        Operation(
+            "fraction_to_count",
+            "masks",
+            "count",
+            "count = rounding(fraction * n) with the float64 product",
+        ),
+        Operation(
+            "keep_top_k",
+            "masks",
+            "mask",
+            "keep the k highest scores; ties: lower flat C-order index kept",
+        ),
+        Operation(
+            "select_masks",
+            "masks",
+            "masks",
+            "prune a fraction of the alive entries, layer-wise or globally",
+        ),
+        Operation(
+            "prune_units",
+            "masks",
+            "masks",
+            "structured: remove whole hidden units by the norm of their incoming weights",
+        ),
+        Operation(
+            "n_m_mask",
+            "masks",
+            "mask",
+            "N:M: keep n of every m consecutive entries along the last axis",
+        ),
+        Operation(
+            "profile_mask",
+            "profiles",
+            "masks",
+            "keep-masks computed the way the claimed library computes them",
+        ),
+        Operation("scores", "scores", "scores", "saliency of every parameter under a named rule"),
+        Operation(
+            "obs_prune",
+            "scores",
+            "pruned",
+            "Optimal Brain Surgeon: remove weights one at a time with the compensating update",
+        ),
+        Operation(
+            "synflow_prune", "scores", "masks", "iterative SynFlow pruning to a density (data-free)"
+        ),
+        Operation("loss_value", "curvature", "loss", "mean loss over the batch"),
+        Operation("gradient", "curvature", "gradient", "gradient of the mean loss"),
+        Operation("hvp", "curvature", "hvp", "Hessian-vector product H v"),
+        Operation(
+            "full_hessian", "curvature", "hessian", "the full Hessian in flat parameter order"
+        ),
+        Operation("hessian_diag", "curvature", "diag", "Hessian diagonal: exact, ggn or obd"),
+        Operation(
+            "hutchinson_diag",
+            "curvature",
+            "diag",
+            "Hutchinson estimate mean_s(v_s * H v_s) for given probe vectors",
+        ),
+        Operation(
+            "schedule",
+            "schedules",
+            "schedule",
+            "steps, exact targets and integer alive counts of a pruning schedule",
+        ),
+        Operation(
+            "rounds_to_density",
+            "schedules",
+            "rounds",
+            "fewest geometric rounds that reach a target density",
+        ),
+        Operation(
+            "hard_threshold", "sparse_approx", "u", "best k-term approximation in the 2-norm"
+        ),
+        Operation("soft_threshold", "sparse_approx", "u", "proximal operator of lam * ||u||_1"),
+        Operation(
+            "hard_threshold_prox", "sparse_approx", "u", "proximal operator of lam * ||u||_0"
+        ),
+        Operation(
+            "sparse_approx_exact",
+            "sparse_approx",
+            "u",
+            "exact k-sparse approximation: non-negative, weighted norm, or quadratic norm",
+        ),
+        Operation("ista", "sparse_approx", "x", "ISTA iterate for 1/2 ||A x - y||^2 + lam ||x||_1"),
+        Operation("iht", "sparse_approx", "x", "IHT iterate for ||A x - y||^2 with ||x||_0 <= k"),
+        Operation(
+            "imp_round", "lottery", "result", "one IMP round: prune trained weights, then rewind"
+        ),
+        Operation(
+            "imp",
+            "lottery",
+            "trace",
+            "a full-batch IMP run: per-round masks, rewound weights and losses",
+        ),
+        Operation(
+            "sparse_forward",
+            "sparse_execution",
+            "logits",
+            "outputs of the pruned MLP computed in the backend's own sparse format",
+        ),
+        Operation(
+            "sparse_train_step",
+            "sparse_execution",
+            "step",
+            "one masked SGD step through the backend's own sparse format",
+        ),
+        Operation(
+            "train_steps",
+            "training",
+            "trajectory",
+            "full-batch masked SGD steps (momentum, Nesterov, weight decay, pruning, rewinding)",
+        ),
+        Operation(
+            "random_masks",
+            "controls",
+            "masks",
+            "random masks with exactly the alive count of each given mask",
+        ),
+        Operation(
+            "reinit",
+            "controls",
+            "params",
+            "fresh initial weights of the same architecture, the masks kept",
+        ),
+    ]
+}
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(op.family for op in OPERATIONS.values()))
 
@@ -143,9 +222,16 @@ class Backend:
         """
         raise NotProvided
 
-    def select_masks(self, *, scores: dict[str, np.ndarray], masks: dict[str, np.ndarray],
-                     fraction: float, scope: str, rate_multipliers: dict[str, float] | None,
-                     rounding: str) -> dict[str, np.ndarray]:
+    def select_masks(
+        self,
+        *,
+        scores: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray],
+        fraction: float,
+        scope: str,
+        rate_multipliers: dict[str, float] | None,
+        rounding: str,
+    ) -> dict[str, np.ndarray]:
         """New masks pruning ``fraction`` of the entries still alive.
 
         ``scores`` holds the tensors eligible for pruning (name -> scores, any shapes,
@@ -165,8 +251,15 @@ class Backend:
         """
         raise NotProvided
 
-    def prune_units(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray],
-                    fraction: float, norm: str, rounding: str) -> dict[str, np.ndarray]:
+    def prune_units(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray],
+        fraction: float,
+        norm: str,
+        rounding: str,
+    ) -> dict[str, np.ndarray]:
         """Masks after removing whole hidden units (structured pruning).
 
         ``masks`` are the current masks of every parameter. In every hidden layer l
@@ -186,8 +279,9 @@ class Backend:
         """
         raise NotProvided
 
-    def n_m_mask(self, *, scores: np.ndarray, n: int, m: int,
-                 alive: np.ndarray | None) -> np.ndarray:
+    def n_m_mask(
+        self, *, scores: np.ndarray, n: int, m: int, alive: np.ndarray | None
+    ) -> np.ndarray:
         """N:M semi-structured mask: in each run of ``m`` consecutive entries along the
         last axis, keep the ``n`` highest alive scores (ties: the lower index kept);
         ``m`` divides ``scores.shape[-1]``. ``alive`` (None: all alive) is the current
@@ -195,9 +289,15 @@ class Backend:
         raise NotProvided
 
     # --------------------------------------------------------------- profiles
-    def profile_mask(self, *, scores: dict[str, np.ndarray], amount: float | int,
-                     alive: dict[str, np.ndarray] | None, scope: str,
-                     ignore: list[str]) -> dict[str, np.ndarray]:
+    def profile_mask(
+        self,
+        *,
+        scores: dict[str, np.ndarray],
+        amount: float | int,
+        alive: dict[str, np.ndarray] | None,
+        scope: str,
+        ignore: list[str],
+    ) -> dict[str, np.ndarray]:
         """Keep-masks computed the way the library the backend follows computes them.
 
         What ``amount`` means, how the count is rounded and in which precision, and
@@ -211,9 +311,18 @@ class Backend:
         raise NotProvided
 
     # ----------------------------------------------------------------- scores
-    def scores(self, *, rule: str, params: dict[str, np.ndarray], X: np.ndarray | None,
-               y: np.ndarray | None, activation: str, loss: str,
-               masks: dict[str, np.ndarray] | None, options: dict[str, Any]) -> dict[str, np.ndarray]:
+    def scores(
+        self,
+        *,
+        rule: str,
+        params: dict[str, np.ndarray],
+        X: np.ndarray | None,
+        y: np.ndarray | None,
+        activation: str,
+        loss: str,
+        masks: dict[str, np.ndarray] | None,
+        options: dict[str, Any],
+    ) -> dict[str, np.ndarray]:
         """Saliency under ``rule`` (higher = kept) of the network ``params`` with ``masks``.
 
         w = params * masks (the effective weights); g, h = diag H and H g are
@@ -244,9 +353,18 @@ class Backend:
         """
         raise NotProvided
 
-    def obs_prune(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                  activation: str, loss: str, masks: dict[str, np.ndarray] | None,
-                  n_remove: int, damping: float) -> dict[str, dict[str, np.ndarray]]:
+    def obs_prune(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+        masks: dict[str, np.ndarray] | None,
+        n_remove: int,
+        damping: float,
+    ) -> dict[str, dict[str, np.ndarray]]:
         """Optimal Brain Surgeon, one weight at a time (Hassibi and Stork 1993).
 
         F = alive parameters (weights and biases), Hinv = (H_FF + damping I)^-1 with H
@@ -261,8 +379,15 @@ class Backend:
         """
         raise NotProvided
 
-    def synflow_prune(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None,
-                      density: float, iterations: int, rounding: str) -> dict[str, np.ndarray]:
+    def synflow_prune(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray] | None,
+        density: float,
+        iterations: int,
+        rounding: str,
+    ) -> dict[str, np.ndarray]:
         """Iterative SynFlow (Tanaka et al. 2020), data-free, over every weight matrix.
 
         n0 = alive weights at the start; round k = 1 .. ``iterations`` scores the
@@ -274,28 +399,65 @@ class Backend:
         raise NotProvided
 
     # -------------------------------------------------------------- curvature
-    def loss_value(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                   activation: str, loss: str) -> float:
+    def loss_value(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+    ) -> float:
         """Mean loss of the network over the batch."""
         raise NotProvided
 
-    def gradient(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                 activation: str, loss: str) -> dict[str, np.ndarray]:
+    def gradient(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+    ) -> dict[str, np.ndarray]:
         """Gradient of the mean loss with respect to every parameter."""
         raise NotProvided
 
-    def hvp(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-            v: dict[str, np.ndarray], activation: str, loss: str) -> dict[str, np.ndarray]:
+    def hvp(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        v: dict[str, np.ndarray],
+        activation: str,
+        loss: str,
+    ) -> dict[str, np.ndarray]:
         """Exact Hessian-vector product H v of the mean loss (``v`` shaped like ``params``)."""
         raise NotProvided
 
-    def full_hessian(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                     activation: str, loss: str) -> np.ndarray:
+    def full_hessian(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+    ) -> np.ndarray:
         """The P x P Hessian of the mean loss in the flat parameter order."""
         raise NotProvided
 
-    def hessian_diag(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                     activation: str, loss: str, method: str) -> dict[str, np.ndarray]:
+    def hessian_diag(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+        method: str,
+    ) -> dict[str, np.ndarray]:
         """Diagonal of the Hessian of the mean loss, biases included.
 
         ``method``: "exact" (the true diagonal), "ggn" (diagonal of the generalised
@@ -304,8 +466,16 @@ class Backend:
         """
         raise NotProvided
 
-    def hutchinson_diag(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                        activation: str, loss: str, probes: np.ndarray) -> dict[str, np.ndarray]:
+    def hutchinson_diag(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+        probes: np.ndarray,
+    ) -> dict[str, np.ndarray]:
         """Hutchinson's estimate mean_s (v_s * H v_s) of the Hessian diagonal.
 
         ``probes`` has shape (S, P): S probe vectors in the flat parameter order (the
@@ -315,8 +485,9 @@ class Backend:
         raise NotProvided
 
     # -------------------------------------------------------------- schedules
-    def schedule(self, *, name: str, options: dict[str, Any], n: int,
-                 rounding: str) -> dict[str, Any]:
+    def schedule(
+        self, *, name: str, options: dict[str, Any], n: int, rounding: str
+    ) -> dict[str, Any]:
         """A pruning schedule's steps, exact targets and integer counts for ``n`` weights.
 
         ``name`` and ``options``: "geometric" (alpha, rounds, start), "one_shot"
@@ -332,8 +503,9 @@ class Backend:
         """
         raise NotProvided
 
-    def rounds_to_density(self, *, target_density: float, alpha: float, n: int | None,
-                          rounding: str) -> int:
+    def rounds_to_density(
+        self, *, target_density: float, alpha: float, n: int | None, rounding: str
+    ) -> int:
         """Fewest geometric rounds S with density <= ``target_density``: with ``n`` None the
         float64 product (1 - alpha)^S (multiplied left to right), otherwise the integer
         counts k_S / n of ``schedule("geometric")``."""
@@ -358,8 +530,9 @@ class Backend:
         float64 values, not after rounding w_i**2), +0.0 otherwise (the tie goes to 0)."""
         raise NotProvided
 
-    def sparse_approx_exact(self, *, problem: str, w: np.ndarray, k: int,
-                            d: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
+    def sparse_approx_exact(
+        self, *, problem: str, w: np.ndarray, k: int, d: np.ndarray | None, H: np.ndarray | None
+    ) -> np.ndarray:
         """Exact minimiser u of a k-sparse approximation problem where magnitude selection is
         not always optimal.
 
@@ -375,8 +548,9 @@ class Backend:
         """
         raise NotProvided
 
-    def ista(self, *, A: np.ndarray, y: np.ndarray, lam: float, step: float,
-             n_iter: int) -> np.ndarray:
+    def ista(
+        self, *, A: np.ndarray, y: np.ndarray, lam: float, step: float, n_iter: int
+    ) -> np.ndarray:
         """ISTA for 1/2 ||A x - y||^2 + lam ||x||_1: from x = 0, ``n_iter`` times
         x <- soft_threshold(x - step * A^T (A x - y), step * lam), evaluated in that order."""
         raise NotProvided
@@ -387,10 +561,17 @@ class Backend:
         raise NotProvided
 
     # ---------------------------------------------------------------- lottery
-    def imp_round(self, *, trained: dict[str, np.ndarray], rewind_params: dict[str, np.ndarray],
-                  masks: dict[str, np.ndarray], fraction: float, scope: str,
-                  rate_multipliers: dict[str, float] | None,
-                  rounding: str) -> dict[str, dict[str, np.ndarray]]:
+    def imp_round(
+        self,
+        *,
+        trained: dict[str, np.ndarray],
+        rewind_params: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray],
+        fraction: float,
+        scope: str,
+        rate_multipliers: dict[str, float] | None,
+        rounding: str,
+    ) -> dict[str, dict[str, np.ndarray]]:
         """One round of iterative magnitude pruning, given the trained weights.
 
         New masks = ``select_masks`` of the weight matrices with scores |trained * masks|,
@@ -404,8 +585,16 @@ class Backend:
         """
         raise NotProvided
 
-    def imp(self, *, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-            activation: str, loss: str, options: dict[str, Any]) -> dict[str, Any]:
+    def imp(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
         """Iterative magnitude pruning with rewinding and full-batch SGD (no random draws).
 
         ``params`` are the initial weights w0 (all alive). ``options``: "rounds",
@@ -429,8 +618,14 @@ class Backend:
         raise NotProvided
 
     # ------------------------------------------------------- sparse execution
-    def sparse_forward(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray],
-                       X: np.ndarray, activation: str) -> np.ndarray:
+    def sparse_forward(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray],
+        X: np.ndarray,
+        activation: str,
+    ) -> np.ndarray:
         """Outputs f(X) (N, K) of the pruned MLP, run on the backend's own sparse format.
 
         The function is the dense masked network's: z_{l+1} = a_l (W_l * M_l)^T +
@@ -442,9 +637,18 @@ class Backend:
         """
         raise NotProvided
 
-    def sparse_train_step(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray],
-                          X: np.ndarray, y: np.ndarray, activation: str, loss: str, lr: float,
-                          weight_decay: float) -> dict[str, Any]:
+    def sparse_train_step(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+        lr: float,
+        weight_decay: float,
+    ) -> dict[str, Any]:
         """One masked SGD step on the batch (X, y), through the backend's own sparse format.
 
         With w the effective parameters (params * masks) and g the gradient of the mean
@@ -456,11 +660,24 @@ class Backend:
         raise NotProvided
 
     # --------------------------------------------------------------- training
-    def train_steps(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None,
-                    X: np.ndarray, y: np.ndarray, activation: str, loss: str,
-                    lr_schedule: np.ndarray, momentum: float, nesterov: bool,
-                    weight_decay: float, decoupled: bool, mask_at: str,
-                    prune_at: list[dict[str, Any]] | None, record: str) -> dict[str, list]:
+    def train_steps(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray] | None,
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        loss: str,
+        lr_schedule: np.ndarray,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+        decoupled: bool,
+        mask_at: str,
+        prune_at: list[dict[str, Any]] | None,
+        record: str,
+    ) -> dict[str, list]:
         """T = len(lr_schedule) full-batch SGD updates of the masked network (docs/training.md).
 
         theta_0 = ``params``, M = ``masks`` (None: all alive). Update t, with g the
@@ -492,8 +709,15 @@ class Backend:
         raise NotProvided
 
     # --------------------------------------------------------------- controls
-    def random_masks(self, *, masks: dict[str, np.ndarray], names: list[str], seed: int,
-                     within: dict[str, np.ndarray] | None, generator: str) -> dict[str, np.ndarray]:
+    def random_masks(
+        self,
+        *,
+        masks: dict[str, np.ndarray],
+        names: list[str],
+        seed: int,
+        within: dict[str, np.ndarray] | None,
+        generator: str,
+    ) -> dict[str, np.ndarray]:
         """Random masks with exactly the alive count of ``masks[name]`` for each name in ``names``.
 
         The k alive entries are drawn uniformly among the alive entries of
@@ -508,8 +732,16 @@ class Backend:
         """
         raise NotProvided
 
-    def reinit(self, *, params: dict[str, np.ndarray], masks: dict[str, np.ndarray], init: str,
-               sigma: float | None, seed: int, generator: str) -> dict[str, np.ndarray]:
+    def reinit(
+        self,
+        *,
+        params: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray],
+        init: str,
+        sigma: float | None,
+        seed: int,
+        generator: str,
+    ) -> dict[str, np.ndarray]:
         """Fresh initial parameters of ``params``' architecture with the masks kept.
 
         W_l ~ N(0, std_l^2) entrywise, biases 0.0, std_l = sqrt(2 / in_l) for
@@ -580,8 +812,10 @@ def _masked_model(params: Params, masks: Mapping[str, np.ndarray], activation: s
     model = _model(params, activation, loss)
     names = set(model.params)
     if not isinstance(masks, Mapping) or set(masks) != names:
-        raise ValueError(f"masks must have exactly the names {sorted(names)}, got "
-                         f"{sorted(masks) if isinstance(masks, Mapping) else type(masks).__name__}")
+        raise ValueError(
+            f"masks must have exactly the names {sorted(names)}, got "
+            f"{sorted(masks) if isinstance(masks, Mapping) else type(masks).__name__}"
+        )
     model.set_masks(masks)
     return model
 
@@ -602,7 +836,9 @@ def unflatten(vector: np.ndarray, like: Params) -> dict[str, np.ndarray]:
     out, start = {}, 0
     for n in flat_names(like):
         size = np.size(like[n])
-        out[n] = np.asarray(vector[start:start + size], dtype=np.float64).reshape(np.shape(like[n]))
+        out[n] = np.asarray(vector[start : start + size], dtype=np.float64).reshape(
+            np.shape(like[n])
+        )
         start += size
     return out
 
@@ -623,19 +859,29 @@ class ReferenceBackend(Backend):
     # ------------------------------------------------------------------ masks
     def fraction_to_count(self, *, fraction, n, rounding):
         from refprune.masks import fraction_to_count
+
         return fraction_to_count(fraction, n, rounding)
 
     def keep_top_k(self, *, scores, k):
         from refprune.masks import keep_top_k
+
         return keep_top_k(scores, k)
 
     def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
         from refprune.masks import select_masks
-        return select_masks(scores, masks, fraction, scope=scope, rate_multipliers=rate_multipliers,
-                            rounding=rounding)
+
+        return select_masks(
+            scores,
+            masks,
+            fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )
 
     def prune_units(self, *, params, masks, fraction, norm, rounding):
         from refprune.masks import prune_units
+
         model = _model(params, "relu", "mse")
         model.set_masks(masks)
         prune_units(model, fraction, norm=norm, rounding=rounding, allow_collapse=True)
@@ -643,13 +889,16 @@ class ReferenceBackend(Backend):
 
     def n_m_mask(self, *, scores, n, m, alive):
         from refprune.masks import n_m_mask
+
         return n_m_mask(scores, n, m, alive=alive)
 
     # --------------------------------------------------------------- profiles
     def profile_mask(self, *, scores, amount, alive, scope, ignore):
         from .conventions import get_profile
-        return get_profile("reference").keep_masks(scores, amount, alive=alive, scope=scope,
-                                                    ignore=ignore)
+
+        return get_profile("reference").keep_masks(
+            scores, amount, alive=alive, scope=scope, ignore=ignore
+        )
 
     # -------------------------------------------------------------- curvature
     def loss_value(self, *, params, X, y, activation, loss):
@@ -657,47 +906,66 @@ class ReferenceBackend(Backend):
 
     def gradient(self, *, params, X, y, activation, loss):
         from refprune.curvature import gradient
+
         return gradient(_model(params, activation, loss), X, y)
 
     def hvp(self, *, params, X, y, v, activation, loss):
         from refprune.curvature import hvp
+
         return hvp(_model(params, activation, loss), X, y, v)
 
     def full_hessian(self, *, params, X, y, activation, loss):
         from refprune.curvature import full_hessian
+
         return full_hessian(_model(params, activation, loss), X, y)
 
     def hessian_diag(self, *, params, X, y, activation, loss, method):
         from refprune.curvature import hessian_diag
+
         if method == "hutchinson":
-            raise ValueError("method must be 'exact', 'ggn' or 'obd'; Hutchinson's estimate is "
-                             "hutchinson_diag (the probes are given)")
+            raise ValueError(
+                "method must be 'exact', 'ggn' or 'obd'; Hutchinson's estimate is "
+                "hutchinson_diag (the probes are given)"
+            )
         return hessian_diag(_model(params, activation, loss), X, y, method)
 
     def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
         from refprune.curvature import hvp
+
         model = _model(params, activation, loss)
         probes = np.asarray(probes, dtype=np.float64)
         if probes.ndim != 2 or probes.shape[1] != flatten(params).size or probes.shape[0] < 1:
-            raise ValueError(f"probes must have shape (S >= 1, {flatten(params).size}), got {probes.shape}")
+            raise ValueError(
+                f"probes must have shape (S >= 1, {flatten(params).size}), got {probes.shape}"
+            )
         acc = np.zeros(probes.shape[1])
-        for v in probes:                                   # summed in probe order, then / S
+        for v in probes:  # summed in probe order, then / S
             acc += v * flatten(hvp(model, X, y, unflatten(v, params)))
         return unflatten(acc / probes.shape[0], params)
 
     # ----------------------------------------------------------------- scores
     def scores(self, *, rule, params, X, y, activation, loss, masks, options):
         from refprune.scores import compute_scores
+
         model = _model(params, activation, loss)
         if masks is not None:
             model.set_masks(masks)
         options = dict(options or {})
         extra = {"damping": options["damping"]} if rule == "obs" and "damping" in options else {}
-        return compute_scores(rule, model, X, y, names=options.get("names"), seed=options.get("seed"),
-                              hessian_method=options.get("hessian_method", "exact"), **extra)
+        return compute_scores(
+            rule,
+            model,
+            X,
+            y,
+            names=options.get("names"),
+            seed=options.get("seed"),
+            hessian_method=options.get("hessian_method", "exact"),
+            **extra,
+        )
 
     def obs_prune(self, *, params, X, y, activation, loss, masks, n_remove, damping):
         from refprune.rescoring import obs_prune
+
         model = _model(params, activation, loss)
         if masks is not None:
             model.set_masks(masks)
@@ -706,126 +974,214 @@ class ReferenceBackend(Backend):
 
     def synflow_prune(self, *, params, masks, density, iterations, rounding):
         from refprune.rescoring import synflow_prune
+
         model = _model(params, "relu", "mse")
         if masks is not None:
             model.set_masks(masks)
-        return synflow_prune(model, density, iterations=iterations, rounding=rounding,
-                             allow_collapse=True).masks
+        return synflow_prune(
+            model, density, iterations=iterations, rounding=rounding, allow_collapse=True
+        ).masks
 
     # -------------------------------------------------------------- schedules
     def schedule(self, *, name, options, n, rounding):
         from refprune import schedules
-        makers: dict[str, Callable[..., Any]] = {"geometric": schedules.geometric, "one_shot": schedules.one_shot,
-                  "cubic": schedules.cubic, "linear": schedules.linear, "constant": schedules.constant}
+
+        makers: dict[str, Callable[..., Any]] = {
+            "geometric": schedules.geometric,
+            "one_shot": schedules.one_shot,
+            "cubic": schedules.cubic,
+            "linear": schedules.linear,
+            "constant": schedules.constant,
+        }
         if name not in makers:
             raise ValueError(f"name must be one of {sorted(makers)}, got {name!r}")
         options = dict(options)
-        positional = {"geometric": ("alpha", "rounds"), "one_shot": ("sparsity",),
-                      "cubic": ("initial_sparsity", "final_sparsity"),
-                      "linear": ("initial_sparsity", "final_sparsity"), "constant": ("sparsity",)}[name]
+        positional = {
+            "geometric": ("alpha", "rounds"),
+            "one_shot": ("sparsity",),
+            "cubic": ("initial_sparsity", "final_sparsity"),
+            "linear": ("initial_sparsity", "final_sparsity"),
+            "constant": ("sparsity",),
+        }[name]
         args = [options.pop(k) for k in positional]
         sched = makers[name](*args, **options)
-        return {"kind": sched.kind, "steps": np.array(sched.steps, dtype=np.int64),
-                "values": np.array(sched.values, dtype=np.float64),
-                "densities": np.array(sched.densities(), dtype=np.float64),
-                "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
+        return {
+            "kind": sched.kind,
+            "steps": np.array(sched.steps, dtype=np.int64),
+            "values": np.array(sched.values, dtype=np.float64),
+            "densities": np.array(sched.densities(), dtype=np.float64),
+            "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64),
+        }
 
     def rounds_to_density(self, *, target_density, alpha, n, rounding):
         from refprune.schedules import rounds_to_density
+
         return rounds_to_density(target_density, alpha, n=n, rounding=rounding)
 
     # ---------------------------------------------------------- sparse approx
     def hard_threshold(self, *, w, k):
         from refprune.sparse_approx import hard_threshold
+
         return hard_threshold(w, k).u
 
     def soft_threshold(self, *, w, lam):
         from refprune.sparse_approx import soft_threshold
+
         return soft_threshold(w, lam)
 
     def hard_threshold_prox(self, *, w, lam):
         from refprune.sparse_approx import hard_threshold_prox
+
         return hard_threshold_prox(w, lam)
 
     def sparse_approx_exact(self, *, problem, w, k, d, H):
         from refprune import sparse_approx as sa
+
         if problem == "nonnegative":
             return sa.best_k_sparse_nonnegative(w, k).u
         if problem == "weighted":
             return sa.best_k_sparse_weighted(w, d, k).u
         if problem == "quadratic":
             return sa.best_k_sparse_quadratic(w, H, k).u
-        raise ValueError(f"problem must be 'nonnegative', 'weighted' or 'quadratic', got {problem!r}")
+        raise ValueError(
+            f"problem must be 'nonnegative', 'weighted' or 'quadratic', got {problem!r}"
+        )
 
     def ista(self, *, A, y, lam, step, n_iter):
         from refprune.sparse_approx import ista
+
         return ista(A, y, lam, step=step, n_iter=n_iter).x
 
     def iht(self, *, A, y, k, step, n_iter):
         from refprune.sparse_approx import iht
+
         return iht(A, y, k, step=step, n_iter=n_iter).x
 
     # ---------------------------------------------------------------- lottery
-    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers,
-                  rounding):
+    def imp_round(
+        self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+    ):
         from refprune.lottery import imp_round
+
         model = _model(trained, "relu", "mse")
         model.set_masks(masks)
-        net = imp_round(model, rewind_params, fraction, rule="magnitude", scope=scope,
-                        rate_multipliers=rate_multipliers, rounding=rounding, allow_collapse=True)
-        return {"masks": {n: m.copy() for n, m in net.masks.items()},
-                "params": {n: p.copy() for n, p in net.params.items()}}
+        net = imp_round(
+            model,
+            rewind_params,
+            fraction,
+            rule="magnitude",
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+            allow_collapse=True,
+        )
+        return {
+            "masks": {n: m.copy() for n, m in net.masks.items()},
+            "params": {n: p.copy() for n, p in net.params.items()},
+        }
 
     def imp(self, *, params, X, y, activation, loss, options):
         from refprune.lottery import StepDecayLR, TrainConfig, decode_array, run_imp
         from refprune.schedules import Schedule
+
         o = dict(options)
         model = _model(params, activation, loss)
         sched = None
         if o.get("milestones"):
             sched = StepDecayLR(o["lr"], tuple(o["milestones"]), o.get("gamma", 0.1))
-        cfg = TrainConfig(epochs=o["epochs"], lr=o["lr"], batch_size=None, momentum=o.get("momentum", 0.0),
-                          lr_schedule=sched)
+        cfg = TrainConfig(
+            epochs=o["epochs"],
+            lr=o["lr"],
+            batch_size=None,
+            momentum=o.get("momentum", 0.0),
+            lr_schedule=sched,
+        )
         schedule = None
         if o.get("sparsities") is not None:
             values = tuple(float(v) for v in o["sparsities"])
             schedule = Schedule("absolute", "absolute", tuple(range(1, len(values) + 1)), values)
-        res = run_imp(model, X, y, rounds=o.get("rounds", 0), alpha=o.get("alpha", 0.0),
-                      schedule=schedule, scope=o.get("scope", "layer"),
-                      rate_multipliers=o.get("rate_multipliers"), rewind=o.get("rewind", "init"),
-                      train_config=cfg, allow_collapse=True)
+        res = run_imp(
+            model,
+            X,
+            y,
+            rounds=o.get("rounds", 0),
+            alpha=o.get("alpha", 0.0),
+            schedule=schedule,
+            scope=o.get("scope", "layer"),
+            rate_multipliers=o.get("rate_multipliers"),
+            rewind=o.get("rewind", "init"),
+            train_config=cfg,
+            allow_collapse=True,
+        )
         rounds = res.trace["rounds"]
-        return {"masks": [{n: m.copy() for n, m in ms.items()} for ms in res.masks],
-                "rewound": [{n: decode_array(e) for n, e in r["rewound_weights"].items()} for r in rounds],
-                "final": {n: p.copy() for n, p in res.model.params.items()},
-                "train_loss": np.array([r["train_loss"] for r in rounds], dtype=np.float64)}
+        return {
+            "masks": [{n: m.copy() for n, m in ms.items()} for ms in res.masks],
+            "rewound": [
+                {n: decode_array(e) for n, e in r["rewound_weights"].items()} for r in rounds
+            ],
+            "final": {n: p.copy() for n, p in res.model.params.items()},
+            "train_loss": np.array([r["train_loss"] for r in rounds], dtype=np.float64),
+        }
 
     # ------------------------------------------------------- sparse execution
     # refprune.sparse with every layer forced sparse on one thread: SciPy's CSR products,
     # the same bits on every machine (no BLAS, no measured plan).
     def sparse_forward(self, *, params, masks, X, activation):
         from refprune.sparse import SparseMLP
+
         model = _masked_model(params, masks, activation, "mse")
         return SparseMLP(model, execution="sparse", threads=1).forward(X)
 
     def sparse_train_step(self, *, params, masks, X, y, activation, loss, lr, weight_decay):
         from refprune.sparse import SparseSGD
+
         model = _masked_model(params, masks, activation, loss)
         sgd = SparseSGD(model, lr=lr, weight_decay=weight_decay, execution="sparse", threads=1)
         value = sgd.step(X, y)
         return {"params": {n: p.copy() for n, p in sgd.to_model().params.items()}, "loss": value}
+
     # --------------------------------------------------------------- training
-    def train_steps(self, *, params, masks, X, y, activation, loss, lr_schedule, momentum,
-                    nesterov, weight_decay, decoupled, mask_at, prune_at, record):
+    def train_steps(
+        self,
+        *,
+        params,
+        masks,
+        X,
+        y,
+        activation,
+        loss,
+        lr_schedule,
+        momentum,
+        nesterov,
+        weight_decay,
+        decoupled,
+        mask_at,
+        prune_at,
+        record,
+    ):
         from refprune.train import train_steps
-        return train_steps(params, masks, X, y, activation=activation, loss=loss,
-                           lr_schedule=lr_schedule, momentum=momentum, nesterov=nesterov,
-                           weight_decay=weight_decay, decoupled=decoupled, mask_at=mask_at,
-                           prune_at=prune_at, record=record)
+
+        return train_steps(
+            params,
+            masks,
+            X,
+            y,
+            activation=activation,
+            loss=loss,
+            lr_schedule=lr_schedule,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            decoupled=decoupled,
+            mask_at=mask_at,
+            prune_at=prune_at,
+            record=record,
+        )
 
     # --------------------------------------------------------------- controls
     def random_masks(self, *, masks, names, seed, within, generator):
         from refprune.lottery import random_masks_like
+
         _generator(generator)
         unknown = [n for n in names if n not in masks]
         if unknown:
@@ -834,6 +1190,7 @@ class ReferenceBackend(Backend):
 
     def reinit(self, *, params, masks, init, sigma, seed, generator):
         from refprune.lottery import reinit_like
+
         _generator(generator)
         model = _model(params, "relu", "mse")
         fresh = _model(reinit_like(_architecture(model, init, sigma), seed), "relu", "mse")
@@ -852,4 +1209,5 @@ def _generator(generator: str) -> None:
 def _architecture(model, init: str, sigma: float | None):
     """An MLP of ``model``'s sizes with the initialisation ``init`` (weights not used)."""
     from refprune.mlp import MLP
+
     return MLP(model.sizes, model.activation, loss=model.loss, init=init, sigma=sigma, seed=0)

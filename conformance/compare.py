@@ -39,7 +39,9 @@ def _fmt(x: float) -> str:
     return f"{x!r} ({float(x).hex()})"
 
 
-def _as_array(actual: Any, expected: np.ndarray, where: str) -> tuple[np.ndarray | None, str | None]:
+def _as_array(
+    actual: Any, expected: np.ndarray, where: str
+) -> tuple[np.ndarray | None, str | None]:
     try:
         arr = np.asarray(actual)
     except Exception as exc:  # noqa: BLE001 - any conversion failure is the backend's
@@ -70,24 +72,38 @@ def _mask_diff(exp: np.ndarray, act: np.ndarray, where: str) -> str:
 
 
 def _indices(idx: np.ndarray) -> str:
-    items = [tuple(int(v) for v in row) if len(row) != 1 else int(row[0]) for row in idx[:MAX_SHOWN]]
+    items = [
+        tuple(int(v) for v in row) if len(row) != 1 else int(row[0]) for row in idx[:MAX_SHOWN]
+    ]
     more = f" and {len(idx) - MAX_SHOWN} more" if len(idx) > MAX_SHOWN else ""
     return ", ".join(str(i) for i in items) + more
 
 
-def _float_diff(exp: np.ndarray, act: np.ndarray, bad: np.ndarray, where: str, tol: dict,
-                scale: np.ndarray | None) -> str:
+def _float_diff(
+    exp: np.ndarray,
+    act: np.ndarray,
+    bad: np.ndarray,
+    where: str,
+    tol: dict,
+    scale: np.ndarray | None,
+) -> str:
     idx = np.argwhere(bad)
     err = np.abs(act.astype(np.float64) - exp)
     worst = np.nanmax(np.where(np.isnan(err), np.inf, err))
-    lines = [(f"{where}: {len(idx)} of {exp.size} entries outside the tolerance "
-              f"({_tol_text(tol)}); max |diff| {worst:.3g}")]
+    lines = [
+        (
+            f"{where}: {len(idx)} of {exp.size} entries outside the tolerance "
+            f"({_tol_text(tol)}); max |diff| {worst:.3g}"
+        )
+    ]
     for row in idx[:MAX_SHOWN]:
         key = tuple(int(v) for v in row)
         e, a = float(exp[key]), float(act[key])
         allowed = "" if scale is None else f" (allowed {tol['rel'] * float(scale[key]):.3g})"
-        lines.append(f"  at {key if len(key) != 1 else key[0]}: expected {_fmt(e)}, got {_fmt(a)}, "
-                     f"|diff| {abs(a - e):.3g}{allowed}")
+        lines.append(
+            f"  at {key if len(key) != 1 else key[0]}: expected {_fmt(e)}, got {_fmt(a)}, "
+            f"|diff| {abs(a - e):.3g}{allowed}"
+        )
     if len(idx) > MAX_SHOWN:
         lines.append(f"  ... and {len(idx) - MAX_SHOWN} more")
     return "\n".join(lines)
@@ -100,8 +116,15 @@ def _tol_text(tol: dict) -> str:
     return f"exact{sign}"
 
 
-def compare(expected: Any, actual: Any, tol: dict[str, Any], *, where: str = "result",
-            inputs: dict[str, Any] | None = None, tie_check: TieCheck | None = None) -> str | None:
+def compare(
+    expected: Any,
+    actual: Any,
+    tol: dict[str, Any],
+    *,
+    where: str = "result",
+    inputs: dict[str, Any] | None = None,
+    tie_check: TieCheck | None = None,
+) -> str | None:
     """None when ``actual`` matches ``expected`` under ``tol``; otherwise a readable diff."""
     alternatives = list(tol.get("alternatives") or [])
     if tie_check is not None:
@@ -140,41 +163,70 @@ def _part(scale: Any, key: Any) -> Any:
     return None
 
 
-def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_check,
-             key: str | None = None, scale: Any = None) -> str | None:
+def _compare(
+    expected: Any,
+    actual: Any,
+    tol: dict,
+    where: str,
+    inputs,
+    tie_check,
+    key: str | None = None,
+    scale: Any = None,
+) -> str | None:
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return f"{where}: expected a dict with keys {sorted(expected)}, got {type(actual).__name__}"
         if set(actual) != set(expected):
-            return (f"{where}: keys differ: missing {sorted(set(expected) - set(actual))}, "
-                    f"unexpected {sorted(set(actual) - set(expected))}")
+            return (
+                f"{where}: keys differ: missing {sorted(set(expected) - set(actual))}, "
+                f"unexpected {sorted(set(actual) - set(expected))}"
+            )
         spec = tol.get("up_to_ties") or {}
         if tie_check is not None and spec.get("pooled") and inputs is not None:
-            names = list(inputs[spec["scores"]])               # the pool's order
+            names = list(inputs[spec["scores"]])  # the pool's order
             pooled = [np.asarray(actual[n]) for n in names]
-            if all(a.dtype == np.bool_ and a.shape == np.shape(expected[n]) for n, a in zip(names, pooled)):
+            if all(
+                a.dtype == np.bool_ and a.shape == np.shape(expected[n])
+                for n, a in zip(names, pooled)
+            ):
                 alive = inputs.get(spec.get("alive", ""))
-                if tie_check({n: expected[n] for n in names}, dict(zip(names, pooled)),
-                             {n: inputs[spec["scores"]][n] for n in names},
-                             None if alive is None else {n: alive[n] for n in names}):
+                if tie_check(
+                    {n: expected[n] for n in names},
+                    dict(zip(names, pooled)),
+                    {n: inputs[spec["scores"]][n] for n in names},
+                    None if alive is None else {n: alive[n] for n in names},
+                ):
                     return None
-        diffs = [_compare(expected[k], actual[k], tol, f"{where}[{k!r}]", inputs, tie_check, k,
-                          _part(scale, k)) for k in expected]
+        diffs = [
+            _compare(
+                expected[k],
+                actual[k],
+                tol,
+                f"{where}[{k!r}]",
+                inputs,
+                tie_check,
+                k,
+                _part(scale, k),
+            )
+            for k in expected
+        ]
         found = [d for d in diffs if d]
         return "\n".join(found) if found else None
     if isinstance(expected, list):
         if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
             n = len(actual) if isinstance(actual, (list, tuple)) else type(actual).__name__
             return f"{where}: expected a list of {len(expected)}, got {n}"
-        diffs = [_compare(e, a, tol, f"{where}[{i}]", inputs, tie_check, key, _part(scale, i))
-                 for i, (e, a) in enumerate(zip(expected, actual))]
+        diffs = [
+            _compare(e, a, tol, f"{where}[{i}]", inputs, tie_check, key, _part(scale, i))
+            for i, (e, a) in enumerate(zip(expected, actual))
+        ]
         found = [d for d in diffs if d]
         return "\n".join(found) if found else None
     if isinstance(expected, np.ndarray):
         arr, problem = _as_array(actual, expected, where)
         if problem:
             return problem
-        act = cast(np.ndarray, arr)           # no problem: converted
+        act = cast(np.ndarray, arr)  # no problem: converted
         if expected.dtype == np.bool_:
             if np.array_equal(act, expected):
                 return None
@@ -186,29 +238,40 @@ def _compare(expected: Any, actual: Any, tol: dict, where: str, inputs, tie_chec
             if np.array_equal(act, expected):
                 return None
             bad = act != expected
-            return (f"{where}: {int(bad.sum())} of {expected.size} integers differ; first at "
-                    f"{_indices(np.argwhere(bad))}: expected {expected[bad][:MAX_SHOWN].tolist()}, "
-                    f"got {act[bad][:MAX_SHOWN].tolist()}")
+            return (
+                f"{where}: {int(bad.sum())} of {expected.size} integers differ; first at "
+                f"{_indices(np.argwhere(bad))}: expected {expected[bad][:MAX_SHOWN].tolist()}, "
+                f"got {act[bad][:MAX_SHOWN].tolist()}"
+            )
         act = act.astype(np.float64)
         s = _leaf_scale(scale, expected.shape, where)
         bad = outside(expected, act, tol, s)
         return _float_diff(expected, act, bad, where, tol, s) if bad.any() else None
     if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
-        return None if (actual == expected and type(actual) is type(expected)) else \
-            f"{where}: expected {expected!r}, got {actual!r}"
+        return (
+            None
+            if (actual == expected and type(actual) is type(expected))
+            else f"{where}: expected {expected!r}, got {actual!r}"
+        )
     if isinstance(expected, int):
         if isinstance(actual, (bool, np.bool_)) or not isinstance(actual, (int, np.integer)):
             return f"{where}: expected the integer {expected}, got {actual!r} ({type(actual).__name__})"
-        return None if int(actual) == expected else f"{where}: expected {expected}, got {int(actual)}"
+        return (
+            None if int(actual) == expected else f"{where}: expected {expected}, got {int(actual)}"
+        )
     if isinstance(expected, float):
         if isinstance(actual, np.ndarray) and actual.ndim == 0 and actual.dtype.kind in "fiu":
             actual = actual.item()
-        if not isinstance(actual, (float, int, np.floating, np.integer)) or isinstance(actual, bool):
+        if not isinstance(actual, (float, int, np.floating, np.integer)) or isinstance(
+            actual, bool
+        ):
             return f"{where}: expected a float, got {actual!r} ({type(actual).__name__})"
         e, a = np.asarray(expected), np.asarray(float(actual))
         if outside(e, a, tol, _leaf_scale(scale, (), where)).any():
-            return (f"{where}: expected {_fmt(expected)}, got {_fmt(float(actual))} "
-                    f"(|diff| {abs(float(actual) - expected):.3g}; tolerance {_tol_text(tol)})")
+            return (
+                f"{where}: expected {_fmt(expected)}, got {_fmt(float(actual))} "
+                f"(|diff| {abs(float(actual) - expected):.3g}; tolerance {_tol_text(tol)})"
+            )
         return None
     raise TypeError(f"cannot compare an expected value of type {type(expected).__name__}")
 
@@ -219,13 +282,15 @@ def _leaf_scale(scale: Any, shape: tuple, where: str) -> np.ndarray | None:
         return None
     s = np.asarray(scale, dtype=np.float64)
     if s.shape != shape and s.ndim != 0:
-        raise ValueError(f"{where}: the tolerance scale has shape {s.shape}, "
-                         f"the expected value {shape}")
+        raise ValueError(
+            f"{where}: the tolerance scale has shape {s.shape}, the expected value {shape}"
+        )
     return np.broadcast_to(s, shape)
 
 
-def outside(expected: np.ndarray, actual: np.ndarray, tol: dict,
-            scale: np.ndarray | None) -> np.ndarray:
+def outside(
+    expected: np.ndarray, actual: np.ndarray, tol: dict, scale: np.ndarray | None
+) -> np.ndarray:
     """Bool array: the float entries of ``actual`` outside the tolerance (NaN always outside).
 
     ``scale`` is the entries' scale (``tol['scale']``'s part for this array) for a

@@ -2,7 +2,7 @@
 (``pytest conformance``) without the plugin installed."""
 
 from conformance.pytest_plugin import (  # noqa: F401
-                                       pytest_addoption,
-                                       pytest_sessionfinish,
-                                       pytest_terminal_summary,
+    pytest_addoption,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
 )

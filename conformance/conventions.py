@@ -70,11 +70,22 @@ import numpy as np
 from refprune.masks import SCOPES, fraction_to_count, keep_top_k, select_masks
 
 __all__ = [
-    "Citation", "Profile", "PROFILES", "get_profile", "reference_profile",
-    "equal_up_to_ties", "tie_mismatch",
-    "torch_nparams_toprune", "tfmot_keep_count", "open_lth_prune_count",
-    "shrinkbench_threshold", "shrinkbench_fraction_to_keep",
-    "tfmot_constant_sparsity", "tfmot_polynomial_decay", "tfmot_should_prune", "TFMOT_EXECUTIONS",
+    "Citation",
+    "Profile",
+    "PROFILES",
+    "get_profile",
+    "reference_profile",
+    "equal_up_to_ties",
+    "tie_mismatch",
+    "torch_nparams_toprune",
+    "tfmot_keep_count",
+    "open_lth_prune_count",
+    "shrinkbench_threshold",
+    "shrinkbench_fraction_to_keep",
+    "tfmot_constant_sparsity",
+    "tfmot_polynomial_decay",
+    "tfmot_should_prune",
+    "TFMOT_EXECUTIONS",
     "tfmot_polynomial_decay_keep_count",
 ]
 
@@ -83,10 +94,19 @@ Scores = np.ndarray | Mapping[str, Any]
 # The source each rule was read from. Commits are the exact revisions read.
 TORCH_REPO, TORCH_COMMIT = "pytorch/pytorch", "03459473c0ec8fea0afc2b32d0d5f45346c2a072"
 TORCH_PRUNE = "torch/nn/utils/prune.py"
-TFMOT_REPO, TFMOT_COMMIT = "tensorflow/model-optimization", "6fbc2cec3984877251aa6ce961aceb7049cf2b25"
+TFMOT_REPO, TFMOT_COMMIT = (
+    "tensorflow/model-optimization",
+    "6fbc2cec3984877251aa6ce961aceb7049cf2b25",
+)
 TFMOT_DIR = "tensorflow_model_optimization/python/core/sparsity/keras/"
-OPEN_LTH_REPO, OPEN_LTH_COMMIT = "facebookresearch/open_lth", "2ce732fe48abd5a80c10a153c45d397b048e980c"
-SHRINKBENCH_REPO, SHRINKBENCH_COMMIT = "JJGO/shrinkbench", "b24497451b6815a4dbdf2ded7b10c264805e772b"
+OPEN_LTH_REPO, OPEN_LTH_COMMIT = (
+    "facebookresearch/open_lth",
+    "2ce732fe48abd5a80c10a153c45d397b048e980c",
+)
+SHRINKBENCH_REPO, SHRINKBENCH_COMMIT = (
+    "JJGO/shrinkbench",
+    "b24497451b6815a4dbdf2ded7b10c264805e772b",
+)
 NUMPY_REPO, NUMPY_COMMIT = "numpy/numpy", "4a71101d40a9b04a7405dbfa3a443a2d449f2291"
 
 
@@ -108,16 +128,23 @@ class Citation:
 # Argument checks (at the public boundary only)
 # ----------------------------------------------------------------------------
 
-def _check_real(x: Any, name: str, low: float, high: float, *, high_open: bool = False,
-                low_open: bool = False) -> float:
+
+def _check_real(
+    x: Any, name: str, low: float, high: float, *, high_open: bool = False, low_open: bool = False
+) -> float:
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
     v = float(x)
-    bad = (not math.isfinite(v) or (v <= low if low_open else v < low)
-           or (v >= high if high_open else v > high))
+    bad = (
+        not math.isfinite(v)
+        or (v <= low if low_open else v < low)
+        or (v >= high if high_open else v > high)
+    )
     if bad:
-        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}"
-                         f"{')' if high_open else ']'}, got {x}")
+        raise ValueError(
+            f"{name} must be in {'(' if low_open else '['}{low}, {high}"
+            f"{')' if high_open else ']'}, got {x}"
+        )
     return v
 
 
@@ -177,7 +204,9 @@ def _tensors(scores: Scores, alive: Any, ignore: Any) -> _Tensors:
             raise ValueError("scores must hold at least one tensor, got an empty mapping")
         for k in names:
             if not isinstance(k, str):
-                raise TypeError(f"scores keys must be parameter names (str), got {type(k).__name__}")
+                raise TypeError(
+                    f"scores keys must be parameter names (str), got {type(k).__name__}"
+                )
     arrays = [_score_array(a, "scores" if single else f"scores[{k!r}]") for k, a in zip(names, raw)]
     if alive is None:
         alive_list = [np.ones(a.shape, dtype=bool) for a in arrays]
@@ -187,12 +216,18 @@ def _tensors(scores: Scores, alive: Any, ignore: Any) -> _Tensors:
         alive_list = [_bool_array(alive, "alive", arrays[0].shape)]
     else:
         if not isinstance(alive, Mapping):
-            raise TypeError(f"alive must be a mapping name -> boolean array when scores is a "
-                            f"mapping, got {type(alive).__name__}")
+            raise TypeError(
+                f"alive must be a mapping name -> boolean array when scores is a "
+                f"mapping, got {type(alive).__name__}"
+            )
         if set(alive) != set(names):
-            raise ValueError(f"alive must have the same names as scores; missing "
-                             f"{sorted(set(names) - set(alive))}, extra {sorted(set(alive) - set(names))}")
-        alive_list = [_bool_array(alive[k], f"alive[{k!r}]", a.shape) for k, a in zip(names, arrays)]
+            raise ValueError(
+                f"alive must have the same names as scores; missing "
+                f"{sorted(set(names) - set(alive))}, extra {sorted(set(alive) - set(names))}"
+            )
+        alive_list = [
+            _bool_array(alive[k], f"alive[{k!r}]", a.shape) for k, a in zip(names, arrays)
+        ]
     if isinstance(ignore, str):
         raise TypeError("ignore must be a collection of names, got a single string")
     ignored = set(ignore)
@@ -219,8 +254,9 @@ def _magnitudes(t: _Tensors, masked: bool) -> list[np.ndarray]:
     return mags
 
 
-def _keep_top_among_alive(values: list[np.ndarray], alive: list[np.ndarray],
-                          k: int) -> list[np.ndarray]:
+def _keep_top_among_alive(
+    values: list[np.ndarray], alive: list[np.ndarray], k: int
+) -> list[np.ndarray]:
     """Keep the k highest alive values across tensors (concatenated in order).
 
     Ties follow ``refprune.masks.keep_top_k``: the lower flat index in the
@@ -232,7 +268,7 @@ def _keep_top_among_alive(values: list[np.ndarray], alive: list[np.ndarray],
     for v, a in zip(values, alive):
         m = np.zeros(v.shape, dtype=bool)
         n = int(a.sum())
-        m[a] = keep_flat[start:start + n]
+        m[a] = keep_flat[start : start + n]
         start += n
         out.append(m)
     return out
@@ -248,18 +284,24 @@ def _groups(t: _Tensors, scope: str) -> list[list[int]]:
 # reference
 # ----------------------------------------------------------------------------
 
+
 def _reference_select(rounding: str):
     def select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
         """``refprune.masks.select_masks`` on the prunable tensors; the others stay as they are."""
         names = [f"t{i}" for i, p in enumerate(t.prunable) if p]
         idx = [i for i, p in enumerate(t.prunable) if p]
-        new = select_masks({n: t.scores[i] for n, i in zip(names, idx)},
-                           {n: t.alive[i] for n, i in zip(names, idx)},
-                           amount, scope=scope, rounding=rounding)
+        new = select_masks(
+            {n: t.scores[i] for n, i in zip(names, idx)},
+            {n: t.alive[i] for n, i in zip(names, idx)},
+            amount,
+            scope=scope,
+            rounding=rounding,
+        )
         out = [a.copy() for a in t.alive]
         for n, i in zip(names, idx):
             out[i] = new[n]
         return out
+
     return select
 
 
@@ -267,19 +309,25 @@ def _reference_select(rounding: str):
 # torch.nn.utils.prune
 # ----------------------------------------------------------------------------
 
+
 def _torch_amount(amount: Any) -> int | float:
     """``_validate_pruning_amount_init``: an Integral >= 0 is a count, a Real in [0, 1] a fraction."""
     if isinstance(amount, bool):
         raise TypeError("amount must be an int (a count) or a float (a fraction), got bool")
     if isinstance(amount, numbers.Integral):
         if amount < 0:
-            raise ValueError(f"amount must be a non-negative integer or a float in [0, 1], got {amount}")
+            raise ValueError(
+                f"amount must be a non-negative integer or a float in [0, 1], got {amount}"
+            )
         return cast(int, amount)
     if not isinstance(amount, numbers.Real):
-        raise TypeError(f"amount must be an int (a count) or a float (a fraction), "
-                        f"got {type(amount).__name__}")
+        raise TypeError(
+            f"amount must be an int (a count) or a float (a fraction), got {type(amount).__name__}"
+        )
     if not (0.0 <= float(amount) <= 1.0):
-        raise ValueError(f"amount must be a non-negative integer or a float in [0, 1], got {amount}")
+        raise ValueError(
+            f"amount must be a non-negative integer or a float in [0, 1], got {amount}"
+        )
     return cast(float, amount)
 
 
@@ -307,8 +355,10 @@ def torch_nparams_toprune(amount: int | float, n_alive: int) -> int:
     n_alive = _check_count_n(n_alive, "n_alive")
     if isinstance(amount, numbers.Integral):
         if amount > n_alive:
-            raise ValueError(f"amount={amount} is a count larger than the number of alive "
-                             f"weights {n_alive}; torch refuses it")
+            raise ValueError(
+                f"amount={amount} is a count larger than the number of alive "
+                f"weights {n_alive}; torch refuses it"
+            )
         return int(amount)
     return int(round(amount * n_alive))
 
@@ -321,8 +371,9 @@ def _torch_select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
     for group in _groups(t, scope):
         n_alive = sum(int(t.alive[i].sum()) for i in group)
         n_prune = torch_nparams_toprune(amount, n_alive)
-        masks = _keep_top_among_alive([mags[i] for i in group], [t.alive[i] for i in group],
-                                      n_alive - n_prune)
+        masks = _keep_top_among_alive(
+            [mags[i] for i in group], [t.alive[i] for i in group], n_alive - n_prune
+        )
         for i, m in zip(group, masks):
             out[i] = m
     return out
@@ -335,6 +386,7 @@ def _torch_count(amount: Any, n: int) -> int:
 # ----------------------------------------------------------------------------
 # TensorFlow Model Optimization
 # ----------------------------------------------------------------------------
+
 
 def _tfmot_sparsity(sparsity: Any) -> np.float32:
     """The sparsity as ``_update_mask`` sees it: a float32 tensor.
@@ -378,7 +430,7 @@ def tfmot_keep_count(sparsity: float | np.floating[Any], n: int) -> int:
     n = _check_count_n(n)
     if n == 0:
         raise ValueError("n must be >= 1: TF-MOT cannot take a threshold of an empty tensor")
-    kf = np.round(np.float32(n) * (np.float32(1.0) - s))   # float32 throughout; half to even
+    kf = np.round(np.float32(n) * (np.float32(1.0) - s))  # float32 throughout; half to even
     return int(max(kf, np.float32(1.0)))
 
 
@@ -392,8 +444,8 @@ def _tfmot_select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
     for i in (i for i, p in enumerate(t.prunable) if p):
         v = mags[i]
         k = tfmot_keep_count(s, v.size)
-        threshold = np.sort(v, axis=None)[v.size - k]        # top_k(values)[k - 1]
-        out[i] = v >= threshold                               # tf.math.greater_equal: ties kept
+        threshold = np.sort(v, axis=None)[v.size - k]  # top_k(values)[k - 1]
+        out[i] = v >= threshold  # tf.math.greater_equal: ties kept
     return out
 
 
@@ -410,8 +462,12 @@ def tfmot_should_prune(step: int, begin_step: int, end_step: int, frequency: int
     pruning_schedule.py ``PruningSchedule._should_prune_in_step``
     (tensorflow/model-optimization@6fbc2cec3984).
     """
-    for name, v in (("step", step), ("begin_step", begin_step), ("end_step", end_step),
-                    ("frequency", frequency)):
+    for name, v in (
+        ("step", step),
+        ("begin_step", begin_step),
+        ("end_step", end_step),
+        ("frequency", frequency),
+    ):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
     if frequency <= 0:
@@ -432,9 +488,16 @@ def tfmot_constant_sparsity(target_sparsity: float) -> np.float32:
 TFMOT_EXECUTIONS = ("graph", "eager")
 
 
-def tfmot_polynomial_decay(step: int, initial_sparsity: float, final_sparsity: float,
-                           begin_step: int, end_step: int, power: float = 3, *,
-                           execution: str = "graph") -> np.float32:
+def tfmot_polynomial_decay(
+    step: int,
+    initial_sparsity: float,
+    final_sparsity: float,
+    begin_step: int,
+    end_step: int,
+    power: float = 3,
+    *,
+    execution: str = "graph",
+) -> np.float32:
     """Sparsity of TF-MOT's ``PolynomialDecay`` at ``step``, in float32 as TF computes it.
 
     The schedule's formula is s = s_f + (s_i - s_f) * (1 - p)**power with
@@ -486,14 +549,23 @@ def tfmot_polynomial_decay(step: int, initial_sparsity: float, final_sparsity: f
     -------
     numpy.float32
     """
-    decayed, final = _tfmot_decay(step, initial_sparsity, final_sparsity, begin_step, end_step,
-                                  power, execution)
+    decayed, final = _tfmot_decay(
+        step, initial_sparsity, final_sparsity, begin_step, end_step, power, execution
+    )
     return np.float32(decayed + final)
 
 
-def tfmot_polynomial_decay_keep_count(n: int, step: int, initial_sparsity: float,
-                                      final_sparsity: float, begin_step: int, end_step: int,
-                                      power: float = 3, *, execution: str = "graph") -> int:
+def tfmot_polynomial_decay_keep_count(
+    n: int,
+    step: int,
+    initial_sparsity: float,
+    final_sparsity: float,
+    begin_step: int,
+    end_step: int,
+    power: float = 3,
+    *,
+    execution: str = "graph",
+) -> int:
     """Weights TF-MOT keeps in a tensor of ``n`` weights at ``step`` of a ``PolynomialDecay``.
 
     Eager execution: ``tfmot_keep_count(tfmot_polynomial_decay(..., execution="eager"), n)``.
@@ -519,8 +591,9 @@ def tfmot_polynomial_decay_keep_count(n: int, step: int, initial_sparsity: float
     -------
     int in [1, n]
     """
-    decayed, final = _tfmot_decay(step, initial_sparsity, final_sparsity, begin_step, end_step,
-                                  power, execution)
+    decayed, final = _tfmot_decay(
+        step, initial_sparsity, final_sparsity, begin_step, end_step, power, execution
+    )
     if execution == "eager":
         return tfmot_keep_count(np.float32(decayed + final), n)
     n = _check_count_n(n)
@@ -530,8 +603,15 @@ def tfmot_polynomial_decay_keep_count(n: int, step: int, initial_sparsity: float
     return int(max(kept, np.float32(1.0)))
 
 
-def _tfmot_decay(step: int, initial_sparsity: float, final_sparsity: float, begin_step: int,
-                 end_step: int, power: float, execution: str) -> tuple[np.float32, np.float32]:
+def _tfmot_decay(
+    step: int,
+    initial_sparsity: float,
+    final_sparsity: float,
+    begin_step: int,
+    end_step: int,
+    power: float,
+    execution: str,
+) -> tuple[np.float32, np.float32]:
     """The two float32 terms of ``PolynomialDecay``: (d * (1 - p)**power, f32(s_f))."""
     for name, v in (("step", step), ("begin_step", begin_step), ("end_step", end_step)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -547,20 +627,21 @@ def _tfmot_decay(step: int, initial_sparsity: float, final_sparsity: float, begi
         raise ValueError(f"execution must be one of {list(TFMOT_EXECUTIONS)}, got {execution!r}")
     f32 = np.float32
     if power > float(np.finfo(f32).max):
-        raise ValueError(f"power must be a positive float32 number (TF rounds it to float32), "
-                         f"got {power}")
+        raise ValueError(
+            f"power must be a positive float32 number (TF rounds it to float32), got {power}"
+        )
     y = f32(power)
-    elapsed = f32(np.int64(step - begin_step))                 # tf.cast(int64 -> float32)
+    elapsed = f32(np.int64(step - begin_step))  # tf.cast(int64 -> float32)
     span = f32(np.int64(end_step - begin_step))
     if execution == "graph":
-        p = elapsed * (f32(1.0) / span)                        # x / c -> x * (1 / c)
+        p = elapsed * (f32(1.0) / span)  # x / c -> x * (1 / c)
     else:
         p = elapsed / span
     p = min(f32(1.0), max(f32(0.0), p))
     q = f32(1.0) - p
     d = f32(initial - final)
     if execution == "graph" and y == f32(3.0):
-        decayed = (d * q) * (q * q)                            # pow(q, 3) -> q * square(q)
+        decayed = (d * q) * (q * q)  # pow(q, 3) -> q * square(q)
     else:
         decayed = d * _f32_power(q, y)
     return f32(decayed), f32(final)
@@ -585,17 +666,22 @@ def _f32_power(x: np.float32, y: np.float32) -> np.float32:
     below, above = np.nextafter(out, np.float32(0.0)), np.nextafter(out, np.float32(np.inf))
     for neighbour in (below, above):
         midpoint = (Fraction(float(out)) + Fraction(float(neighbour))) / 2
-        if abs(value - midpoint) <= value * Fraction(1, 10 ** 50):
-            raise ArithmeticError(f"cannot round {float(x)!r}**{float(y)!r} to float32: it lies "
-                                  "at a half-way point to 50 digits")
+        if abs(value - midpoint) <= value * Fraction(1, 10**50):
+            raise ArithmeticError(
+                f"cannot round {float(x)!r}**{float(y)!r} to float32: it lies "
+                "at a half-way point to 50 digits"
+            )
     return out
 
 
 def _nearest_f32(value: Fraction) -> np.float32:
     """The float32 nearest to a non-negative rational, ties to the even significand."""
-    guess = np.float32(float(value))          # within one float32 ulp of value
-    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess,
-                  np.nextafter(guess, np.float32(np.inf))]
+    guess = np.float32(float(value))  # within one float32 ulp of value
+    candidates = [
+        np.nextafter(guess, np.float32(-np.inf)),
+        guess,
+        np.nextafter(guess, np.float32(np.inf)),
+    ]
     candidates = [c for c in candidates if np.isfinite(c) and c >= 0]
 
     def key(c: np.float32) -> tuple[Fraction, int]:
@@ -608,6 +694,7 @@ def _nearest_f32(value: Fraction) -> np.float32:
 # ----------------------------------------------------------------------------
 # open_lth
 # ----------------------------------------------------------------------------
+
 
 def open_lth_prune_count(fraction: float, n_alive: int) -> int:
     """open_lth's ``number_of_weights_to_prune`` from ``n_alive`` alive weights.
@@ -633,19 +720,23 @@ def open_lth_prune_count(fraction: float, n_alive: int) -> int:
 def _open_lth_select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
     """sparse_global: threshold = sort(|w_alive|)[m]; keep alive and |w| > threshold."""
     if scope != "global":
-        raise ValueError("open-lth prunes globally (sparse_global); scope must be 'global', "
-                         "got 'layer'")
-    n_alive = sum(int(a.sum()) for a in t.alive)             # every tensor in the mask, ignored ones too
+        raise ValueError(
+            "open-lth prunes globally (sparse_global); scope must be 'global', got 'layer'"
+        )
+    n_alive = sum(int(a.sum()) for a in t.alive)  # every tensor in the mask, ignored ones too
     m = open_lth_prune_count(amount, n_alive)
     mags = _magnitudes(t, masked=False)
     candidates = np.concatenate([mags[i][t.alive[i]] for i in range(len(mags)) if t.prunable[i]])
     if m >= candidates.size:
-        raise ValueError(f"open-lth would prune at index {m} of only {candidates.size} alive "
-                         f"prunable weights (fraction {amount} of {n_alive} alive); the library "
-                         f"raises IndexError here")
+        raise ValueError(
+            f"open-lth would prune at index {m} of only {candidates.size} alive "
+            f"prunable weights (fraction {amount} of {n_alive} alive); the library "
+            f"raises IndexError here"
+        )
     threshold = np.sort(candidates)[m]
-    return [(mag > threshold) & a if p else a.copy()
-            for mag, a, p in zip(mags, t.alive, t.prunable)]
+    return [
+        (mag > threshold) & a if p else a.copy() for mag, a, p in zip(mags, t.alive, t.prunable)
+    ]
 
 
 def _open_lth_count(amount: Any, n: int) -> int:
@@ -655,6 +746,7 @@ def _open_lth_count(amount: Any, n: int) -> int:
 # ----------------------------------------------------------------------------
 # ShrinkBench
 # ----------------------------------------------------------------------------
+
 
 def shrinkbench_threshold(importances: Any, fraction: float) -> np.floating:
     """ShrinkBench's ``fraction_threshold``: ``np.quantile(importances, 1 - fraction)``.
@@ -692,8 +784,9 @@ def shrinkbench_fraction_to_keep(compression: float, total_size: int, prunable_s
 
     pruning/utils.py ``fraction_to_keep`` (JJGO/shrinkbench@b24497451b68).
     """
-    compression = _check_real(compression, "compression", 0.0, math.inf, low_open=True,
-                              high_open=True)
+    compression = _check_real(
+        compression, "compression", 0.0, math.inf, low_open=True, high_open=True
+    )
     total = _check_count_n(total_size, "total_size")
     prunable = _check_count_n(prunable_size, "prunable_size")
     if not 0 < prunable <= total:
@@ -701,27 +794,30 @@ def shrinkbench_fraction_to_keep(compression: float, total_size: int, prunable_s
     nonprunable = total - prunable
     fraction = 1 / prunable * (total / compression - nonprunable)
     if not 0 < fraction <= 1:
-        raise ValueError(f"cannot compress {compression}x with {nonprunable} of {total} "
-                         f"parameters not prunable (fraction kept would be {fraction})")
+        raise ValueError(
+            f"cannot compress {compression}x with {nonprunable} of {total} "
+            f"parameters not prunable (fraction kept would be {fraction})"
+        )
     return fraction
 
 
 def _shrinkbench_select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
     """GlobalMagWeight / LayerMagWeight: prune where -thr < |w| < thr, thr a quantile."""
     fraction = _check_real(amount, "fraction", 0.0, 1.0, low_open=True)
-    mags = _magnitudes(t, masked=True)                       # pruned weights were zeroed in place
+    mags = _magnitudes(t, masked=True)  # pruned weights were zeroed in place
     out = [a.copy() for a in t.alive]
     for group in _groups(t, scope):
         flat = np.concatenate([mags[i].ravel() for i in group])
         threshold = np.quantile(flat, 1 - fraction)
         for i in group:
-            out[i] = ~((mags[i] < threshold) & (mags[i] > -threshold))   # threshold_mask
+            out[i] = ~((mags[i] < threshold) & (mags[i] > -threshold))  # threshold_mask
     return out
 
 
 # ----------------------------------------------------------------------------
 # Comparing masks up to ties
 # ----------------------------------------------------------------------------
+
 
 def _flat(x: Any, name: str, dtype_kind: str) -> np.ndarray:
     if isinstance(x, Mapping):
@@ -757,20 +853,27 @@ def tie_mismatch(expected: Any, actual: Any, scores: Any, alive: Any = None) -> 
     s = _flat(scores, "scores", "f")
     al = np.ones(s.shape, dtype=bool) if alive is None else _flat(alive, "alive", "b")
     if not (e.shape == a.shape == s.shape == al.shape):
-        raise ValueError(f"expected, actual, scores and alive must have the same number of "
-                         f"entries, got {e.size}, {a.size}, {s.size}, {al.size}")
+        raise ValueError(
+            f"expected, actual, scores and alive must have the same number of "
+            f"entries, got {e.size}, {a.size}, {s.size}, {al.size}"
+        )
     dead_diff = np.flatnonzero(~al & (e != a))
     if dead_diff.size:
-        return (f"{dead_diff.size} entries outside the alive set differ, first at flat "
-                f"index {dead_diff[0]} (expected {bool(e[dead_diff[0]])}, got {bool(a[dead_diff[0]])})")
+        return (
+            f"{dead_diff.size} entries outside the alive set differ, first at flat "
+            f"index {dead_diff[0]} (expected {bool(e[dead_diff[0]])}, got {bool(a[dead_diff[0]])})"
+        )
     values, inverse = np.unique(s[al], return_inverse=True)
     kept_e = np.bincount(inverse, weights=e[al], minlength=values.size)
     kept_a = np.bincount(inverse, weights=a[al], minlength=values.size)
     total = np.bincount(inverse, minlength=values.size)
     bad = np.flatnonzero(kept_e != kept_a)
     if bad.size:
-        parts = [f"score {float(values[j])!r}: expected {int(kept_e[j])} of {int(total[j])} kept, "
-                 f"got {int(kept_a[j])}" for j in bad[:3]]
+        parts = [
+            f"score {float(values[j])!r}: expected {int(kept_e[j])} of {int(total[j])} kept, "
+            f"got {int(kept_a[j])}"
+            for j in bad[:3]
+        ]
         more = f" (and {bad.size - 3} more score values)" if bad.size > 3 else ""
         return "; ".join(parts) + more
     return None
@@ -787,6 +890,7 @@ def equal_up_to_ties(expected: Any, actual: Any, scores: Any, alive: Any = None)
 # ----------------------------------------------------------------------------
 # Profiles
 # ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -836,8 +940,9 @@ class Profile:
     citations: tuple[Citation, ...]
     _select: Callable[[_Tensors, Any, str], list[np.ndarray]] = field(repr=False, compare=False)
     _count: Callable[[Any, int], int] | None = field(default=None, repr=False, compare=False)
-    extras: Mapping[str, Callable[..., Any]] = field(default_factory=lambda: MappingProxyType({}),
-                                                     repr=False, compare=False)
+    extras: Mapping[str, Callable[..., Any]] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False, compare=False
+    )
     signed_zeros: bool = True
     mask_at: str | None = None
     generator: str = "own"
@@ -848,8 +953,15 @@ class Profile:
             return tolerance
         return {k: v for k, v in tolerance.items() if k != "signed_zeros"}
 
-    def keep_masks(self, scores: Scores, amount: Any, *, alive: Any = None, scope: str = "layer",
-                   ignore: Sequence[str] = ()) -> np.ndarray | dict[str, np.ndarray]:
+    def keep_masks(
+        self,
+        scores: Scores,
+        amount: Any,
+        *,
+        alive: Any = None,
+        scope: str = "layer",
+        ignore: Sequence[str] = (),
+    ) -> np.ndarray | dict[str, np.ndarray]:
         """Boolean keep-masks as the library computes them (higher score = kept).
 
         Parameters
@@ -874,8 +986,9 @@ class Profile:
         if not isinstance(scope, str) or scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}; expected one of {list(SCOPES)}")
         if scope not in self.scopes:
-            raise ValueError(f"the {self.name} profile has no {scope!r} scope; it offers "
-                             f"{list(self.scopes)}")
+            raise ValueError(
+                f"the {self.name} profile has no {scope!r} scope; it offers {list(self.scopes)}"
+            )
         t = _tensors(scores, alive, ignore)
         return t.pack(self._select(t, amount, scope))
 
@@ -893,8 +1006,9 @@ class Profile:
         """
         return None if self._count is None else self._count(amount, n)
 
-    def mask_mismatch(self, expected: Any, actual: Any, scores: Any, *,
-                      alive: Any = None) -> str | None:
+    def mask_mismatch(
+        self, expected: Any, actual: Any, scores: Any, *, alive: Any = None
+    ) -> str | None:
         """Why ``actual`` does not match ``expected`` under this profile, or None.
 
         Exact equality when ties are deterministic; ``tie_mismatch`` on the
@@ -903,17 +1017,24 @@ class Profile:
         if self.deterministic_ties:
             e, a = _flat(expected, "expected", "b"), _flat(actual, "actual", "b")
             if e.shape != a.shape:
-                raise ValueError(f"expected and actual must have the same number of entries, "
-                                 f"got {e.size} and {a.size}")
+                raise ValueError(
+                    f"expected and actual must have the same number of entries, "
+                    f"got {e.size} and {a.size}"
+                )
             diff = np.flatnonzero(e != a)
             if diff.size == 0:
                 return None
-            return (f"{diff.size} entries differ, first at flat index {diff[0]} "
-                    f"(expected {bool(e[diff[0]])}, got {bool(a[diff[0]])})")
+            return (
+                f"{diff.size} entries differ, first at flat index {diff[0]} "
+                f"(expected {bool(e[diff[0]])}, got {bool(a[diff[0]])})"
+            )
         ranked = scores
         if self.ranks_magnitude:
-            ranked = ({k: np.abs(np.asarray(v)) for k, v in scores.items()}
-                      if isinstance(scores, Mapping) else np.abs(np.asarray(scores)))
+            ranked = (
+                {k: np.abs(np.asarray(v)) for k, v in scores.items()}
+                if isinstance(scores, Mapping)
+                else np.abs(np.asarray(scores))
+            )
         return tie_mismatch(expected, actual, ranked, alive)
 
     def masks_match(self, expected: Any, actual: Any, scores: Any, *, alive: Any = None) -> bool:
@@ -933,19 +1054,28 @@ def reference_profile(rounding: str = "round-half-even") -> Profile:
     scores -> lower flat C-order index kept (global scope: index in the
     concatenation of the tensors' alive entries, in mapping order).
     """
-    fraction_to_count(0.0, 0, rounding)                      # validates ``rounding``
+    fraction_to_count(0.0, 0, rounding)  # validates ``rounding``
     return Profile(
         name="reference" if rounding == "round-half-even" else f"reference-{rounding}",
-        description=("refprune's own rule: prune rounding(fraction * n_alive) of the alive "
-                     f"weights ({rounding}), keep the highest scores, ties to the lower flat index"),
+        description=(
+            "refprune's own rule: prune rounding(fraction * n_alive) of the alive "
+            f"weights ({rounding}), keep the highest scores, ties to the lower flat index"
+        ),
         amount_meaning="fraction in [0, 1] of the alive weights to prune",
         count_meaning="weights pruned from n alive weights",
         scopes=SCOPES,
         deterministic_ties=True,
         ranks_magnitude=False,
         ignored_count_as_alive=False,
-        citations=(Citation("rounding, tie rule, alive-only selection, scopes", "refprune",
-                            "refprune/masks.py", "-", "fraction_to_count, keep_top_k, select_masks"),),
+        citations=(
+            Citation(
+                "rounding, tie rule, alive-only selection, scopes",
+                "refprune",
+                "refprune/masks.py",
+                "-",
+                "fraction_to_count, keep_top_k, select_masks",
+            ),
+        ),
         _select=_reference_select(rounding),
         _count=lambda amount, n: fraction_to_count(amount, n, rounding),
         mask_at="update",
@@ -955,9 +1085,11 @@ def reference_profile(rounding: str = "round-half-even") -> Profile:
 
 TORCH = Profile(
     name="torch",
-    description=("torch.nn.utils.prune l1_unstructured / global_unstructured: prune "
-                 "round(amount * n_alive) (float64, half-even) of the alive weights, or amount "
-                 "weights when amount is an int; rank |score| with torch.topk (ties unspecified)"),
+    description=(
+        "torch.nn.utils.prune l1_unstructured / global_unstructured: prune "
+        "round(amount * n_alive) (float64, half-even) of the alive weights, or amount "
+        "weights when amount is an int; rank |score| with torch.topk (ties unspecified)"
+    ),
     amount_meaning="float in [0, 1]: fraction of the alive weights to prune; int >= 0: a count",
     count_meaning="weights pruned from n alive weights",
     scopes=SCOPES,
@@ -965,31 +1097,78 @@ TORCH = Profile(
     ranks_magnitude=True,
     ignored_count_as_alive=False,
     citations=(
-        _cite("n_prune = amount if int else round(amount * n) (Python float64, half-even)",
-              TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE, "_compute_nparams_toprune"),
-        _cite("float amount in [0, 1], int amount >= 0", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE,
-              "_validate_pruning_amount_init"),
-        _cite("int amount > n refused", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE,
-              "_validate_pruning_amount"),
-        _cite("prune the n_prune smallest |score| with torch.topk(largest=False); k = 0 prunes "
-              "nothing", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE, "L1Unstructured.compute_mask"),
-        _cite("repeated pruning works on the alive slice t[mask == 1], so n = alive count",
-              TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE, "PruningContainer.compute_mask._combine_masks"),
-        _cite("global: scores and masks of all parameters concatenated (parameters_to_vector), "
-              "then the same container rule", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE,
-              "global_unstructured"),
-        _cite("the pruned tensor is weight_orig * weight_mask, so a pruned negative weight "
-              "reads -0.0", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE, "BasePruningMethod.apply_mask"),
-        _cite("training (mask_at 'gradient'): the parameter is re-registered as name_orig, the "
-              "mask as the buffer name_mask, and a forward pre-hook recomputes name = "
-              "name_orig * name_mask; name_orig is never zeroed, so autograd masks only its "
-              "gradient", TORCH_REPO, TORCH_COMMIT, TORCH_PRUNE,
-              "BasePruningMethod.apply, BasePruningMethod.apply_mask"),
-        _cite("training: d_p = grad + weight_decay * param; buf = clone(d_p) at the first step, "
-              "else buf * momentum + (1 - dampening) * d_p; nesterov: d_p = d_p + momentum * buf, "
-              "else d_p = buf; param -= lr * d_p; the state (momentum_buffer) is keyed by the "
-              "parameter object, which pruning keeps (renamed name_orig)", TORCH_REPO,
-              TORCH_COMMIT, "torch/optim/sgd.py", "_single_tensor_sgd"),
+        _cite(
+            "n_prune = amount if int else round(amount * n) (Python float64, half-even)",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "_compute_nparams_toprune",
+        ),
+        _cite(
+            "float amount in [0, 1], int amount >= 0",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "_validate_pruning_amount_init",
+        ),
+        _cite(
+            "int amount > n refused",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "_validate_pruning_amount",
+        ),
+        _cite(
+            "prune the n_prune smallest |score| with torch.topk(largest=False); k = 0 prunes "
+            "nothing",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "L1Unstructured.compute_mask",
+        ),
+        _cite(
+            "repeated pruning works on the alive slice t[mask == 1], so n = alive count",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "PruningContainer.compute_mask._combine_masks",
+        ),
+        _cite(
+            "global: scores and masks of all parameters concatenated (parameters_to_vector), "
+            "then the same container rule",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "global_unstructured",
+        ),
+        _cite(
+            "the pruned tensor is weight_orig * weight_mask, so a pruned negative weight "
+            "reads -0.0",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "BasePruningMethod.apply_mask",
+        ),
+        _cite(
+            "training (mask_at 'gradient'): the parameter is re-registered as name_orig, the "
+            "mask as the buffer name_mask, and a forward pre-hook recomputes name = "
+            "name_orig * name_mask; name_orig is never zeroed, so autograd masks only its "
+            "gradient",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            TORCH_PRUNE,
+            "BasePruningMethod.apply, BasePruningMethod.apply_mask",
+        ),
+        _cite(
+            "training: d_p = grad + weight_decay * param; buf = clone(d_p) at the first step, "
+            "else buf * momentum + (1 - dampening) * d_p; nesterov: d_p = d_p + momentum * buf, "
+            "else d_p = buf; param -= lr * d_p; the state (momentum_buffer) is keyed by the "
+            "parameter object, which pruning keeps (renamed name_orig)",
+            TORCH_REPO,
+            TORCH_COMMIT,
+            "torch/optim/sgd.py",
+            "_single_tensor_sgd",
+        ),
     ),
     _select=_torch_select,
     _count=_torch_count,
@@ -1000,45 +1179,82 @@ TORCH = Profile(
 
 TFMOT = Profile(
     name="tfmot",
-    description=("TF Model Optimization prune_low_magnitude: keep k = max(round(n * (1 - s)), 1) "
-                 "computed in float32 (half-even), keep every |w| >= the k-th largest |w| of the "
-                 "masked weights (ties kept; a threshold of 0 keeps everything, pruned entries too)"),
+    description=(
+        "TF Model Optimization prune_low_magnitude: keep k = max(round(n * (1 - s)), 1) "
+        "computed in float32 (half-even), keep every |w| >= the k-th largest |w| of the "
+        "masked weights (ties kept; a threshold of 0 keeps everything, pruned entries too)"
+    ),
     amount_meaning="sparsity s in [0, 1): target fraction of the whole tensor (pruned entries "
-                   "included) that is zero",
+    "included) that is zero",
     count_meaning="weights kept (before ties) in a tensor of n weights",
     scopes=("layer",),
     deterministic_ties=True,
     ranks_magnitude=True,
     ignored_count_as_alive=False,
     citations=(
-        _cite("k = cast_int32(max(round(cast_f32(size) * (1 - sparsity)), 1)), float32",
-              TFMOT_REPO, TFMOT_COMMIT, TFMOT_DIR + "pruning_impl.py", "Pruning._update_mask"),
-        _cite("threshold = top_k(|w|, size).values[k - 1]; mask = |w| >= threshold "
-              "(or the threshold's own position)", TFMOT_REPO, TFMOT_COMMIT,
-              TFMOT_DIR + "pruning_impl.py", "Pruning._update_mask"),
-        _cite("weights = weights * mask after every call; the next update reads these weights",
-              TFMOT_REPO, TFMOT_COMMIT, TFMOT_DIR + "pruning_impl.py", "Pruning.weight_mask_op"),
-        _cite("mask update only when the schedule says so; step counting", TFMOT_REPO,
-              TFMOT_COMMIT, TFMOT_DIR + "pruning_wrapper.py", "PruneLowMagnitude.call"),
-        _cite("sparsity is a float32 tensor; [0, 1) validated", TFMOT_REPO, TFMOT_COMMIT,
-              TFMOT_DIR + "pruning_schedule.py", "ConstantSparsity, PolynomialDecay"),
-        Citation("tf.math.round rounds half to even", "tensorflow.org",
-                 "https://www.tensorflow.org/versions/r2.11/api_docs/python/tf/math/round",
-                 "docs r2.11", "tf.math.round"),
+        _cite(
+            "k = cast_int32(max(round(cast_f32(size) * (1 - sparsity)), 1)), float32",
+            TFMOT_REPO,
+            TFMOT_COMMIT,
+            TFMOT_DIR + "pruning_impl.py",
+            "Pruning._update_mask",
+        ),
+        _cite(
+            "threshold = top_k(|w|, size).values[k - 1]; mask = |w| >= threshold "
+            "(or the threshold's own position)",
+            TFMOT_REPO,
+            TFMOT_COMMIT,
+            TFMOT_DIR + "pruning_impl.py",
+            "Pruning._update_mask",
+        ),
+        _cite(
+            "weights = weights * mask after every call; the next update reads these weights",
+            TFMOT_REPO,
+            TFMOT_COMMIT,
+            TFMOT_DIR + "pruning_impl.py",
+            "Pruning.weight_mask_op",
+        ),
+        _cite(
+            "mask update only when the schedule says so; step counting",
+            TFMOT_REPO,
+            TFMOT_COMMIT,
+            TFMOT_DIR + "pruning_wrapper.py",
+            "PruneLowMagnitude.call",
+        ),
+        _cite(
+            "sparsity is a float32 tensor; [0, 1) validated",
+            TFMOT_REPO,
+            TFMOT_COMMIT,
+            TFMOT_DIR + "pruning_schedule.py",
+            "ConstantSparsity, PolynomialDecay",
+        ),
+        Citation(
+            "tf.math.round rounds half to even",
+            "tensorflow.org",
+            "https://www.tensorflow.org/versions/r2.11/api_docs/python/tf/math/round",
+            "docs r2.11",
+            "tf.math.round",
+        ),
     ),
     _select=_tfmot_select,
     _count=_tfmot_count,
-    extras=MappingProxyType({"constant_sparsity": tfmot_constant_sparsity,
-                             "polynomial_decay": tfmot_polynomial_decay,
-                             "should_prune": tfmot_should_prune,
-                             "keep_count": tfmot_keep_count}),
+    extras=MappingProxyType(
+        {
+            "constant_sparsity": tfmot_constant_sparsity,
+            "polynomial_decay": tfmot_polynomial_decay,
+            "should_prune": tfmot_should_prune,
+            "keep_count": tfmot_keep_count,
+        }
+    ),
 )
 
 OPEN_LTH = Profile(
     name="open-lth",
-    description=("open_lth sparse_global: m = ceil(fraction * n_alive) over every prunable tensor "
-                 "(ignored ones counted), threshold = sort(|w_alive|)[m], keep |w| > threshold: "
-                 "m + 1 weights plus all ties go, one weight even at fraction 0"),
+    description=(
+        "open_lth sparse_global: m = ceil(fraction * n_alive) over every prunable tensor "
+        "(ignored ones counted), threshold = sort(|w_alive|)[m], keep |w| > threshold: "
+        "m + 1 weights plus all ties go, one weight even at fraction 0"
+    ),
     amount_meaning="fraction in [0, 1) of the alive weights to prune",
     count_meaning="index m into the sorted alive magnitudes; at least m + 1 weights are pruned",
     scopes=("global",),
@@ -1046,19 +1262,38 @@ OPEN_LTH = Profile(
     ranks_magnitude=True,
     ignored_count_as_alive=True,
     citations=(
-        _cite("n_alive = sum of every mask in current_mask (all prunable layers, ignored ones "
-              "too); m = ceil(fraction * n_alive) (float64)", OPEN_LTH_REPO, OPEN_LTH_COMMIT,
-              "pruning/sparse_global.py", "Strategy.prune"),
-        _cite("candidates = |w| of alive entries of non-ignored tensors; threshold = "
-              "np.sort(candidates)[m]; new mask = where(|w| > threshold, mask, 0)",
-              OPEN_LTH_REPO, OPEN_LTH_COMMIT, "pruning/sparse_global.py", "Strategy.prune"),
-        _cite("prunable tensors: weights of Conv2d and Linear (no biases)", OPEN_LTH_REPO,
-              OPEN_LTH_COMMIT, "models/base.py", "Model.prunable_layer_names"),
-        _cite("each level loads the previous level's saved integer mask (so the count is an "
-              "integer and the product float64)", OPEN_LTH_REPO, OPEN_LTH_COMMIT,
-              "lottery/runner.py", "LotteryRunner._prune_level"),
-        _cite("masks saved as int", OPEN_LTH_REPO, OPEN_LTH_COMMIT, "pruning/mask.py",
-              "Mask.save"),
+        _cite(
+            "n_alive = sum of every mask in current_mask (all prunable layers, ignored ones "
+            "too); m = ceil(fraction * n_alive) (float64)",
+            OPEN_LTH_REPO,
+            OPEN_LTH_COMMIT,
+            "pruning/sparse_global.py",
+            "Strategy.prune",
+        ),
+        _cite(
+            "candidates = |w| of alive entries of non-ignored tensors; threshold = "
+            "np.sort(candidates)[m]; new mask = where(|w| > threshold, mask, 0)",
+            OPEN_LTH_REPO,
+            OPEN_LTH_COMMIT,
+            "pruning/sparse_global.py",
+            "Strategy.prune",
+        ),
+        _cite(
+            "prunable tensors: weights of Conv2d and Linear (no biases)",
+            OPEN_LTH_REPO,
+            OPEN_LTH_COMMIT,
+            "models/base.py",
+            "Model.prunable_layer_names",
+        ),
+        _cite(
+            "each level loads the previous level's saved integer mask (so the count is an "
+            "integer and the product float64)",
+            OPEN_LTH_REPO,
+            OPEN_LTH_COMMIT,
+            "lottery/runner.py",
+            "LotteryRunner._prune_level",
+        ),
+        _cite("masks saved as int", OPEN_LTH_REPO, OPEN_LTH_COMMIT, "pruning/mask.py", "Mask.save"),
     ),
     _select=_open_lth_select,
     _count=_open_lth_count,
@@ -1066,10 +1301,12 @@ OPEN_LTH = Profile(
 
 SHRINKBENCH = Profile(
     name="shrinkbench",
-    description=("ShrinkBench GlobalMagWeight / LayerMagWeight: the fraction is the fraction KEPT; "
-                 "threshold = np.quantile(|w|, 1 - fraction) (linear interpolation); prune "
-                 "|w| < threshold, ties kept, so the count is inexact; biases pruned too, the "
-                 "classifier module not at all"),
+    description=(
+        "ShrinkBench GlobalMagWeight / LayerMagWeight: the fraction is the fraction KEPT; "
+        "threshold = np.quantile(|w|, 1 - fraction) (linear interpolation); prune "
+        "|w| < threshold, ties kept, so the count is inexact; biases pruned too, the "
+        "classifier module not at all"
+    ),
     amount_meaning="fraction in (0, 1] of the weights to KEEP (all entries, pruned ones included)",
     count_meaning="none: the mask comes from a quantile threshold, not a count",
     scopes=SCOPES,
@@ -1077,29 +1314,63 @@ SHRINKBENCH = Profile(
     ranks_magnitude=True,
     ignored_count_as_alive=False,
     citations=(
-        _cite("threshold = np.quantile(tensor, 1 - fraction); fraction = fraction kept",
-              SHRINKBENCH_REPO, SHRINKBENCH_COMMIT, "strategies/utils.py", "fraction_threshold"),
-        _cite("mask = 1 except where -threshold < importance < threshold",
-              SHRINKBENCH_REPO, SHRINKBENCH_COMMIT, "strategies/utils.py", "threshold_mask"),
-        _cite("global: importances = |w| of every parameter (weight and bias) of the prunable "
-              "modules, one threshold; layer: one threshold per parameter tensor",
-              SHRINKBENCH_REPO, SHRINKBENCH_COMMIT, "strategies/magnitude.py",
-              "GlobalMagWeight, LayerMagWeight"),
-        _cite("prunable modules: Linear/Conv2d unless is_classifier; fraction from compression",
-              SHRINKBENCH_REPO, SHRINKBENCH_COMMIT, "pruning/vision.py", "VisionPruning"),
-        _cite("fraction = 1/prunable * (total/compression - nonprunable), sizes with biases",
-              SHRINKBENCH_REPO, SHRINKBENCH_COMMIT, "pruning/utils.py", "fraction_to_keep"),
-        _cite("pruned weights are zeroed in place, so a later pruning reads 0 for them",
-              SHRINKBENCH_REPO, SHRINKBENCH_COMMIT, "pruning/modules.py",
-              "MaskedModule.set_masks"),
-        _cite("linear quantile: h = (n-1) q; lerp x_j + (x_j+1 - x_j) g, from the upper end "
-              "when g >= 0.5", NUMPY_REPO, NUMPY_COMMIT, "numpy/lib/_function_base_impl.py",
-              "_QuantileMethods['linear'], _lerp"),
+        _cite(
+            "threshold = np.quantile(tensor, 1 - fraction); fraction = fraction kept",
+            SHRINKBENCH_REPO,
+            SHRINKBENCH_COMMIT,
+            "strategies/utils.py",
+            "fraction_threshold",
+        ),
+        _cite(
+            "mask = 1 except where -threshold < importance < threshold",
+            SHRINKBENCH_REPO,
+            SHRINKBENCH_COMMIT,
+            "strategies/utils.py",
+            "threshold_mask",
+        ),
+        _cite(
+            "global: importances = |w| of every parameter (weight and bias) of the prunable "
+            "modules, one threshold; layer: one threshold per parameter tensor",
+            SHRINKBENCH_REPO,
+            SHRINKBENCH_COMMIT,
+            "strategies/magnitude.py",
+            "GlobalMagWeight, LayerMagWeight",
+        ),
+        _cite(
+            "prunable modules: Linear/Conv2d unless is_classifier; fraction from compression",
+            SHRINKBENCH_REPO,
+            SHRINKBENCH_COMMIT,
+            "pruning/vision.py",
+            "VisionPruning",
+        ),
+        _cite(
+            "fraction = 1/prunable * (total/compression - nonprunable), sizes with biases",
+            SHRINKBENCH_REPO,
+            SHRINKBENCH_COMMIT,
+            "pruning/utils.py",
+            "fraction_to_keep",
+        ),
+        _cite(
+            "pruned weights are zeroed in place, so a later pruning reads 0 for them",
+            SHRINKBENCH_REPO,
+            SHRINKBENCH_COMMIT,
+            "pruning/modules.py",
+            "MaskedModule.set_masks",
+        ),
+        _cite(
+            "linear quantile: h = (n-1) q; lerp x_j + (x_j+1 - x_j) g, from the upper end "
+            "when g >= 0.5",
+            NUMPY_REPO,
+            NUMPY_COMMIT,
+            "numpy/lib/_function_base_impl.py",
+            "_QuantileMethods['linear'], _lerp",
+        ),
     ),
     _select=_shrinkbench_select,
     _count=None,
-    extras=MappingProxyType({"fraction_to_keep": shrinkbench_fraction_to_keep,
-                             "threshold": shrinkbench_threshold}),
+    extras=MappingProxyType(
+        {"fraction_to_keep": shrinkbench_fraction_to_keep, "threshold": shrinkbench_threshold}
+    ),
 )
 
 REFERENCE = reference_profile()
@@ -1110,8 +1381,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (REFERENCE, TORCH, TFMOT, OPE
 def get_profile(name: str) -> Profile:
     """The profile called ``name`` (one of ``PROFILES``)."""
     if not isinstance(name, str):
-        raise TypeError(f"profile name must be a string, one of {sorted(PROFILES)}, "
-                        f"got {type(name).__name__}")
+        raise TypeError(
+            f"profile name must be a string, one of {sorted(PROFILES)}, got {type(name).__name__}"
+        )
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
     return PROFILES[name]

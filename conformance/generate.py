@@ -22,8 +22,9 @@ from .families import COMMON_NOTES, CaseSpec, Family, load_families
 GENERATOR_VERSION = "2"
 
 
-def golden_tolerance(family: Family, op: str, value: Any, inputs: dict[str, Any],
-                     reference: Any) -> dict[str, Any]:
+def golden_tolerance(
+    family: Family, op: str, value: Any, inputs: dict[str, Any], reference: Any
+) -> dict[str, Any]:
     """The family's tolerance for ``op``; a 'close' one gets per-entry scales and the factor R.
 
     R = ``accuracy.tolerance_rel(op)``; the scales are ``accuracy.entry_scales`` of the
@@ -32,7 +33,7 @@ def golden_tolerance(family: Family, op: str, value: Any, inputs: dict[str, Any]
     tol = dict(family.tolerance(op, value, inputs))
     if tol.get("kind") != "close":
         return tol
-    if op == "schedule":                      # a documented expression: its running bound
+    if op == "schedule":  # a documented expression: its running bound
         scale = accuracy.schedule_scales(inputs["name"], inputs["options"], value)
     else:
         scale = accuracy.entry_scales(getattr(reference, op), inputs, value)
@@ -40,22 +41,28 @@ def golden_tolerance(family: Family, op: str, value: Any, inputs: dict[str, Any]
         for path, leaf in accuracy.float_leaves(value):
             s = accuracy._at(scale, path)
             if np.any((np.asarray(leaf) == 0) & (np.asarray(s) != 0)):
-                raise ValueError(f"{op}: signed zeros promised, but an expected zero at {path} "
-                                 "has a non-zero scale")
+                raise ValueError(
+                    f"{op}: signed zeros promised, but an expected zero at {path} "
+                    "has a non-zero scale"
+                )
     return dict(tol, rel=accuracy.tolerance_rel(op, inputs), scale=scale)
 
 
 def _case_object(family: Family, spec: CaseSpec, case_id: int, reference: Any) -> dict[str, Any]:
     if spec.op not in family.operations:
-        raise ValueError(f"{family.name}/{spec.key}: op {spec.op!r} is not an operation of the family")
+        raise ValueError(
+            f"{family.name}/{spec.key}: op {spec.op!r} is not an operation of the family"
+        )
     inputs = golden.decode(golden.encode(spec.inputs))
     output = OPERATIONS[spec.op].output
     expected = spec.expected
     if expected is None:
         expected = {output: getattr(reference, spec.op)(**inputs)}
     expected = golden.decode(golden.encode(expected))
-    tolerance = {name: golden_tolerance(family, spec.op, value, inputs, reference)
-                 for name, value in expected.items()}
+    tolerance = {
+        name: golden_tolerance(family, spec.op, value, inputs, reference)
+        for name, value in expected.items()
+    }
     for name, tol in (spec.tolerance or {}).items():
         tolerance[name] = dict(tol)
     flags = set(spec.flags)
@@ -66,9 +73,16 @@ def _case_object(family: Family, spec: CaseSpec, case_id: int, reference: Any) -
     if unknown:
         raise ValueError(f"{family.name}/{spec.key}: flags {unknown} are not defined in the notes")
     margin = margins.case_margin(spec.op, inputs, expected[output], reference, sorted(flags))
-    return {"id": case_id, "op": spec.op, "comment": spec.comment, "flags": sorted(flags),
-            "inputs": golden.encode(inputs), "expected": golden.encode(expected),
-            "tolerance": golden.encode(tolerance), "margin": golden.encode(margin)}
+    return {
+        "id": case_id,
+        "op": spec.op,
+        "comment": spec.comment,
+        "flags": sorted(flags),
+        "inputs": golden.encode(inputs),
+        "expected": golden.encode(expected),
+        "tolerance": golden.encode(tolerance),
+        "margin": golden.encode(margin),
+    }
 
 
 def build(family: Family, ids: dict[str, int], reference: Any | None = None) -> dict[str, Any]:
@@ -92,15 +106,19 @@ def build(family: Family, ids: dict[str, int], reference: Any | None = None) -> 
         "family": family.name,
         "algorithm": family.algorithm.splitlines(),
         "notes": {flag: {**COMMON_NOTES, **family.notes}[flag] for flag in used},
-        "operations": {op: OPERATIONS[op].summary for op in family.operations
-                       if any(c["op"] == op for c in cases)},
+        "operations": {
+            op: OPERATIONS[op].summary
+            for op in family.operations
+            if any(c["op"] == op for c in cases)
+        },
         "number_of_cases": len(cases),
         "cases": cases,
     }
 
 
-def generate(out: Path | str = golden.GOLDEN_DIR, *, ids_from: Path | str = golden.GOLDEN_DIR
-             ) -> list[Path]:
+def generate(
+    out: Path | str = golden.GOLDEN_DIR, *, ids_from: Path | str = golden.GOLDEN_DIR
+) -> list[Path]:
     """Write every family file, ``ids.txt`` and ``MANIFEST.txt`` into ``out``; return the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 MANIFEST = "MANIFEST.txt"
 IDS = "ids.txt"
 SCHEMA = "schema.json"
-VALUE_KEYS = ("float64", "ndarray")     # a JSON object with one of these keys is a typed value
+VALUE_KEYS = ("float64", "ndarray")  # a JSON object with one of these keys is a typed value
 DTYPES = ("float64", "int64", "bool")
 TOLERANCE_KINDS = ("exact", "close")
 FLAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*(:[a-z0-9-]+)?$")
@@ -35,7 +35,7 @@ FLAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*(:[a-z0-9-]+)?$")
 def hexfloat(x: float | np.floating[Any]) -> str:
     """``float.hex`` with the mantissa's trailing zeros removed: 0.5 -> '0x1p-1', -0.0 -> '-0x0p+0'."""
     text = float(x).hex()
-    if "p" not in text:                                    # inf, -inf, nan
+    if "p" not in text:  # inf, -inf, nan
         return text
     mantissa, exponent = text.split("p")
     if "." in mantissa:
@@ -75,7 +75,9 @@ def encode(value: Any) -> Any:
         return {"ndarray": dtype, "shape": shape, "data": data}
     if isinstance(value, dict):
         if any(k in value for k in VALUE_KEYS):
-            raise ValueError(f"a dict stored in a golden file must not have a key named {VALUE_KEYS}")
+            raise ValueError(
+                f"a dict stored in a golden file must not have a key named {VALUE_KEYS}"
+            )
         return {str(k): encode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [encode(v) for v in value]
@@ -117,8 +119,11 @@ def _compact(obj: Any) -> str:
     """One-line JSON: typed values tag first and without spaces, other objects with sorted keys."""
     if _typed(obj):
         keys = ["float64"] if "float64" in obj else ["ndarray", "shape", "data"]
-        return "{" + ",".join(f"{json.dumps(k)}:{json.dumps(obj[k], separators=(',', ':'))}"
-                              for k in keys) + "}"
+        return (
+            "{"
+            + ",".join(f"{json.dumps(k)}:{json.dumps(obj[k], separators=(',', ':'))}" for k in keys)
+            + "}"
+        )
     if isinstance(obj, dict):
         return "{" + ", ".join(f"{json.dumps(k)}: {_compact(obj[k])}" for k in sorted(obj)) + "}"
     if isinstance(obj, list):
@@ -136,8 +141,10 @@ def dumps(obj: Any, indent: int = 0) -> str:
         return _compact(obj)
     pad, inner = "  " * indent, "  " * (indent + 1)
     if isinstance(obj, dict):
-        items = [f"{inner}{json.dumps(k, ensure_ascii=True)}: {dumps(obj[k], indent + 1)}"
-                 for k in sorted(obj)]
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=True)}: {dumps(obj[k], indent + 1)}"
+            for k in sorted(obj)
+        ]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     items = [f"{inner}{dumps(v, indent + 1)}" for v in obj]
     return "[\n" + ",\n".join(items) + "\n" + pad + "]"
@@ -179,10 +186,20 @@ def load(path: Path | str) -> GoldenFile:
     """Read and decode one family file."""
     data = json.loads(Path(path).read_text(encoding="ascii"))
     family = data["family"]
-    cases = [Case(family=family, id=c["id"], op=c["op"], comment=c["comment"], flags=list(c["flags"]),
-                  inputs=decode(c["inputs"]), expected=decode(c["expected"]),
-                  tolerance={k: decode_tolerance(v) for k, v in c["tolerance"].items()}, raw=c)
-             for c in data["cases"]]
+    cases = [
+        Case(
+            family=family,
+            id=c["id"],
+            op=c["op"],
+            comment=c["comment"],
+            flags=list(c["flags"]),
+            inputs=decode(c["inputs"]),
+            expected=decode(c["expected"]),
+            tolerance={k: decode_tolerance(v) for k, v in c["tolerance"].items()},
+            raw=c,
+        )
+        for c in data["cases"]
+    ]
     header = {k: v for k, v in data.items() if k != "cases"}
     return GoldenFile(family, header, cases)
 
@@ -242,7 +259,9 @@ def read_ids(directory: Path | str = GOLDEN_DIR) -> dict[str, int]:
 
 
 def ids_text(ids: dict[str, int]) -> str:
-    lines = ["# Golden case ids: 'id key'. An id is never reused; keys no longer generated stay here.\n"]
+    lines = [
+        "# Golden case ids: 'id key'. An id is never reused; keys no longer generated stay here.\n"
+    ]
     lines += [f"{i} {k}\n" for k, i in sorted(ids.items(), key=lambda kv: kv[1])]
     return "".join(lines)
 
@@ -258,10 +277,14 @@ def json_schema() -> dict[str, Any]:
     shapes, ids unique across files, flags defined in the notes, scales mirroring the
     expected value, margins above the bound) the lint checks on top.
     """
-    ref = "#/$defs/"           # alternatives are exclusive, so anyOf (it stops at the first)
-    value_kinds = [{"type": ["integer", "string", "boolean", "null"]},
-                   {"type": "array", "items": {"$ref": ref + "value"}},
-                   {"$ref": ref + "float64"}, {"$ref": ref + "ndarray"}, {"$ref": ref + "mapping"}]
+    ref = "#/$defs/"  # alternatives are exclusive, so anyOf (it stops at the first)
+    value_kinds = [
+        {"type": ["integer", "string", "boolean", "null"]},
+        {"type": "array", "items": {"$ref": ref + "value"}},
+        {"$ref": ref + "float64"},
+        {"$ref": ref + "ndarray"},
+        {"$ref": ref + "mapping"},
+    ]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://refprune.invalid/conformance/golden/schema.json",
@@ -276,82 +299,142 @@ def json_schema() -> dict[str, Any]:
             "generator": {"type": "string"},
             "family": {"type": "string", "pattern": "^[a-z_]+$"},
             "algorithm": {"type": "array", "items": {"type": "string"}},
-            "notes": {"type": "object", "propertyNames": {"pattern": FLAG_PATTERN.pattern},
-                      "additionalProperties": {"type": "string", "minLength": 1}},
+            "notes": {
+                "type": "object",
+                "propertyNames": {"pattern": FLAG_PATTERN.pattern},
+                "additionalProperties": {"type": "string", "minLength": 1},
+            },
             "operations": {"type": "object", "additionalProperties": {"type": "string"}},
             "number_of_cases": {"type": "integer", "minimum": 1},
             "cases": {"type": "array", "minItems": 1, "items": {"$ref": ref + "case"}},
         },
         "$defs": {
             "hexfloat": {"type": "string", "pattern": HEX_FLOAT},
-            "float64": {"type": "object", "required": ["float64"], "additionalProperties": False,
-                        "properties": {"float64": {"$ref": ref + "hexfloat"}}},
+            "float64": {
+                "type": "object",
+                "required": ["float64"],
+                "additionalProperties": False,
+                "properties": {"float64": {"$ref": ref + "hexfloat"}},
+            },
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "ndarray": {
-                "type": "object", "required": ["ndarray", "shape", "data"],
+                "type": "object",
+                "required": ["ndarray", "shape", "data"],
                 "additionalProperties": False,
-                "properties": {"ndarray": {"enum": list(DTYPES)}, "shape": {"$ref": ref + "shape"},
-                               "data": {}},                # refined by the anyOf below
+                "properties": {
+                    "ndarray": {"enum": list(DTYPES)},
+                    "shape": {"$ref": ref + "shape"},
+                    "data": {},
+                },  # refined by the anyOf below
                 "anyOf": [
-                    {"properties": {"ndarray": {"const": "float64"},
-                                    "data": {"type": "array",
-                                             "items": {"$ref": ref + "hexfloat"}}}},
-                    {"properties": {"ndarray": {"const": "int64"},
-                                    "data": {"type": "array", "items": {"type": "integer"}}}},
-                    {"properties": {"ndarray": {"const": "bool"},
-                                    "data": {"type": "string", "pattern": "^[01]*$"}}},
+                    {
+                        "properties": {
+                            "ndarray": {"const": "float64"},
+                            "data": {"type": "array", "items": {"$ref": ref + "hexfloat"}},
+                        }
+                    },
+                    {
+                        "properties": {
+                            "ndarray": {"const": "int64"},
+                            "data": {"type": "array", "items": {"type": "integer"}},
+                        }
+                    },
+                    {
+                        "properties": {
+                            "ndarray": {"const": "bool"},
+                            "data": {"type": "string", "pattern": "^[01]*$"},
+                        }
+                    },
                 ],
             },
-            "mapping": {"type": "object",
-                        "not": {"anyOf": [{"required": ["float64"]}, {"required": ["ndarray"]}]},
-                        "additionalProperties": {"$ref": ref + "value"}},
+            "mapping": {
+                "type": "object",
+                "not": {"anyOf": [{"required": ["float64"]}, {"required": ["ndarray"]}]},
+                "additionalProperties": {"$ref": ref + "value"},
+            },
             "value": {"anyOf": value_kinds},
-            "scale": {"anyOf": [
-                {"type": "null"}, {"$ref": ref + "float64"},
-                {"allOf": [{"$ref": ref + "ndarray"},
-                           {"properties": {"ndarray": {"const": "float64"}}}]},
-                {"type": "array", "items": {"$ref": ref + "scale"}},
-                {"type": "object", "not": {"anyOf": [{"required": ["float64"]},
-                                                     {"required": ["ndarray"]}]},
-                 "additionalProperties": {"$ref": ref + "scale"}}]},
+            "scale": {
+                "anyOf": [
+                    {"type": "null"},
+                    {"$ref": ref + "float64"},
+                    {
+                        "allOf": [
+                            {"$ref": ref + "ndarray"},
+                            {"properties": {"ndarray": {"const": "float64"}}},
+                        ]
+                    },
+                    {"type": "array", "items": {"$ref": ref + "scale"}},
+                    {
+                        "type": "object",
+                        "not": {"anyOf": [{"required": ["float64"]}, {"required": ["ndarray"]}]},
+                        "additionalProperties": {"$ref": ref + "scale"},
+                    },
+                ]
+            },
             "tolerance": {
-                "type": "object", "required": ["kind"], "additionalProperties": False,
+                "type": "object",
+                "required": ["kind"],
+                "additionalProperties": False,
                 "properties": {
                     "kind": {"enum": list(TOLERANCE_KINDS)},
                     "rel": {"$ref": ref + "float64"},
                     "scale": {"$ref": ref + "scale"},
                     "signed_zeros": {"const": True},
-                    "up_to_ties": {"type": "object", "required": ["scores"],
-                                   "additionalProperties": False,
-                                   "properties": {"scores": {"type": "string"},
-                                                  "alive": {"type": "string"},
-                                                  "pooled": {"type": "boolean"}}},
+                    "up_to_ties": {
+                        "type": "object",
+                        "required": ["scores"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "scores": {"type": "string"},
+                            "alive": {"type": "string"},
+                            "pooled": {"type": "boolean"},
+                        },
+                    },
                     "alternatives": {"type": "array", "items": {"$ref": ref + "value"}},
                     "tie_alternatives": {"type": "array", "items": {"$ref": ref + "value"}},
                 },
-                "anyOf": [{"properties": {"kind": {"const": "exact"}},
-                           "not": {"anyOf": [{"required": ["rel"]}, {"required": ["scale"]}]}},
-                          {"properties": {"kind": {"const": "close"}},
-                           "required": ["rel", "scale"]}],
+                "anyOf": [
+                    {
+                        "properties": {"kind": {"const": "exact"}},
+                        "not": {"anyOf": [{"required": ["rel"]}, {"required": ["scale"]}]},
+                    },
+                    {"properties": {"kind": {"const": "close"}}, "required": ["rel", "scale"]},
+                ],
             },
-            "margin": {"anyOf": [
-                {"type": "null"},
-                {"type": "object", "required": ["relative_gap", "quantity"],
-                 "additionalProperties": False,
-                 "properties": {"relative_gap": {"$ref": ref + "float64"},
-                                "quantity": {"enum": list(MARGIN_QUANTITIES)}}}]},
+            "margin": {
+                "anyOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["relative_gap", "quantity"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "relative_gap": {"$ref": ref + "float64"},
+                            "quantity": {"enum": list(MARGIN_QUANTITIES)},
+                        },
+                    },
+                ]
+            },
             "case": {
-                "type": "object", "required": list(REQUIRED_CASE), "additionalProperties": False,
+                "type": "object",
+                "required": list(REQUIRED_CASE),
+                "additionalProperties": False,
                 "properties": {
                     "id": {"type": "integer", "minimum": 1},
                     "op": {"type": "string"},
                     "comment": {"type": "string", "pattern": "\\S"},
-                    "flags": {"type": "array", "minItems": 1, "uniqueItems": True,
-                              "items": {"type": "string", "pattern": FLAG_PATTERN.pattern}},
+                    "flags": {
+                        "type": "array",
+                        "minItems": 1,
+                        "uniqueItems": True,
+                        "items": {"type": "string", "pattern": FLAG_PATTERN.pattern},
+                    },
                     "inputs": {"$ref": ref + "mapping"},
                     "expected": {"$ref": ref + "mapping"},
-                    "tolerance": {"type": "object",
-                                  "additionalProperties": {"$ref": ref + "tolerance"}},
+                    "tolerance": {
+                        "type": "object",
+                        "additionalProperties": {"$ref": ref + "tolerance"},
+                    },
                     "margin": {"$ref": ref + "margin"},
                 },
             },
@@ -379,8 +462,16 @@ def schema_problems(path: Path | str, data: Any) -> list[str]:
 
 
 # --------------------------------------------------------------------------- lint
-REQUIRED_HEADER = ("schema_version", "generator_version", "family", "algorithm", "notes",
-                   "operations", "number_of_cases", "cases")
+REQUIRED_HEADER = (
+    "schema_version",
+    "generator_version",
+    "family",
+    "algorithm",
+    "notes",
+    "operations",
+    "number_of_cases",
+    "cases",
+)
 REQUIRED_CASE = ("id", "op", "comment", "flags", "inputs", "expected", "tolerance", "margin")
 MARGIN_QUANTITIES = ("exact", "computed")
 
@@ -400,14 +491,18 @@ def _check_value(obj: Any, where: str, problems: list[str]) -> None:
         except (TypeError, ValueError):
             problems.append(f"{where}: float64 value is not a hex float")
         if len(obj) != 1:
-            problems.append(f"{where}: a float64 value has extra keys {sorted(set(obj) - {'float64'})}")
+            problems.append(
+                f"{where}: a float64 value has extra keys {sorted(set(obj) - {'float64'})}"
+            )
         return
     if "ndarray" not in obj:
         for k, v in obj.items():
             _check_value(v, f"{where}.{k}", problems)
         return
     if set(obj) != {"ndarray", "shape", "data"}:
-        problems.append(f"{where}: an ndarray has the keys ndarray, shape and data, got {sorted(obj)}")
+        problems.append(
+            f"{where}: an ndarray has the keys ndarray, shape and data, got {sorted(obj)}"
+        )
         return
     dtype = obj["ndarray"]
     if dtype not in DTYPES:
@@ -423,7 +518,9 @@ def _check_value(obj: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: data has {len(data)} entries, shape {shape} needs {size}")
     if dtype == "bool" and (not isinstance(data, str) or set(data) - {"0", "1"}):
         problems.append(f"{where}: bool data must be a string of 0 and 1")
-    if dtype == "int64" and (not isinstance(data, list) or any(not isinstance(v, int) for v in data)):
+    if dtype == "int64" and (
+        not isinstance(data, list) or any(not isinstance(v, int) for v in data)
+    ):
         problems.append(f"{where}: int64 data must be a list of integers")
     if dtype == "float64":
         try:
@@ -449,7 +546,7 @@ def _check_scale(scale: Any, expected: Any, where: str, problems: list[str]) -> 
         try:
             values = decode(scale)
         except (TypeError, ValueError):
-            return                                       # reported by _check_value
+            return  # reported by _check_value
         if not np.all(np.isfinite(values) & (np.asarray(values) >= 0)):
             problems.append(f"{where}: scales must be finite and >= 0")
         return
@@ -471,8 +568,9 @@ def _check_scale(scale: Any, expected: Any, where: str, problems: list[str]) -> 
         problems.append(f"{where}: the scale of a value that is not a float must be null")
 
 
-def _check_tolerance(tol: Any, expected: Any, inputs: dict[str, Any], where: str,
-                     problems: list[str]) -> None:
+def _check_tolerance(
+    tol: Any, expected: Any, inputs: dict[str, Any], where: str, problems: list[str]
+) -> None:
     if not isinstance(tol, dict):
         problems.append(f"{where}: must be an object")
         return
@@ -526,13 +624,17 @@ def _check_margin(case: dict[str, Any], where: str, problems: list[str]) -> None
         problems.append(f"{where}: margin relative_gap must be a float64 in [0, 2]")
         return
     if margin["quantity"] == "computed" and g < MARGIN_BOUND:
-        listed = any(isinstance(t, dict) and (t.get("alternatives") or t.get("tie_alternatives"))
-                     for t in case["tolerance"].values())
+        listed = any(
+            isinstance(t, dict) and (t.get("alternatives") or t.get("tie_alternatives"))
+            for t in case["tolerance"].values()
+        )
         if "ties" not in case["flags"] or not listed:
-            problems.append(f"{where}: a decision on computed values has relative gap {g:.3g} < "
-                            f"{MARGIN_BOUND:.3g} (rounding could flip it); make the case an "
-                            "intended tie (flag 'ties', acceptable answers listed) or move it "
-                            "off the tie")
+            problems.append(
+                f"{where}: a decision on computed values has relative gap {g:.3g} < "
+                f"{MARGIN_BOUND:.3g} (rounding could flip it); make the case an "
+                "intended tie (flag 'ties', acceptable answers listed) or move it "
+                "off the tie"
+            )
 
 
 def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str]:
@@ -557,7 +659,9 @@ def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str
     notes = data["notes"]
     cases = data["cases"]
     if data["number_of_cases"] != len(cases):
-        problems.append(f"{path.name}: number_of_cases {data['number_of_cases']} != {len(cases)} cases")
+        problems.append(
+            f"{path.name}: number_of_cases {data['number_of_cases']} != {len(cases)} cases"
+        )
     if not cases:
         problems.append(f"{path.name}: no cases")
     for flag in notes:
@@ -579,8 +683,11 @@ def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str
         seen.add(c["id"])
         if operations is not None and c["op"] not in operations:
             problems.append(f"{where}: unknown op {c['op']!r}")
-        elif operations is not None and hasattr(operations[c["op"]], "output") \
-                and set(c["expected"]) != {operations[c["op"]].output}:
+        elif (
+            operations is not None
+            and hasattr(operations[c["op"]], "output")
+            and set(c["expected"]) != {operations[c["op"]].output}
+        ):
             problems.append(f"{where}: expected must hold exactly {operations[c['op']].output!r}")
         if c["op"] not in data["operations"]:
             problems.append(f"{where}: op {c['op']!r} is not listed in the header's operations")
@@ -597,8 +704,13 @@ def lint(path: Path | str, operations: dict[str, Any] | None = None) -> list[str
         if set(c["expected"]) != set(c["tolerance"]):
             problems.append(f"{where}: expected and tolerance must name the same outputs")
         for name, tol in c["tolerance"].items():
-            _check_tolerance(tol, c["expected"].get(name), c["inputs"],
-                             f"{where} tolerance of {name!r}", problems)
+            _check_tolerance(
+                tol,
+                c["expected"].get(name),
+                c["inputs"],
+                f"{where} tolerance of {name!r}",
+                problems,
+            )
         for part in ("inputs", "expected", "tolerance"):
             _check_value(c[part], f"{where} {part}", problems)
         _check_margin(c, where, problems)

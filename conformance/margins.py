@@ -44,8 +44,9 @@ def gap(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b))
 
 
-def selection_gap(scores: np.ndarray, kept: np.ndarray, alive: np.ndarray | None = None
-                  ) -> float | None:
+def selection_gap(
+    scores: np.ndarray, kept: np.ndarray, alive: np.ndarray | None = None
+) -> float | None:
     """The gap between the lowest kept and the highest pruned score among ``alive`` entries.
 
     None when nothing or everything alive was kept (no comparison decided it).
@@ -64,14 +65,22 @@ def selection_gap(scores: np.ndarray, kept: np.ndarray, alive: np.ndarray | None
     return gap(low, high)
 
 
-def pooled_selection_gap(scores: Sequence[np.ndarray], kept: Sequence[np.ndarray],
-                         alive: Sequence[np.ndarray | None] | None = None) -> float | None:
+def pooled_selection_gap(
+    scores: Sequence[np.ndarray],
+    kept: Sequence[np.ndarray],
+    alive: Sequence[np.ndarray | None] | None = None,
+) -> float | None:
     """``selection_gap`` of several tensors taken as one pool (a global selection)."""
     alive = alive if alive is not None else [None] * len(scores)
-    flat_alive = [np.ones(np.size(s), bool) if a is None else np.asarray(a, bool).ravel()
-                  for s, a in zip(scores, alive)]
-    return selection_gap(np.concatenate([np.ravel(s) for s in scores]),
-                         np.concatenate([np.ravel(k) for k in kept]), np.concatenate(flat_alive))
+    flat_alive = [
+        np.ones(np.size(s), bool) if a is None else np.asarray(a, bool).ravel()
+        for s, a in zip(scores, alive)
+    ]
+    return selection_gap(
+        np.concatenate([np.ravel(s) for s in scores]),
+        np.concatenate([np.ravel(k) for k in kept]),
+        np.concatenate(flat_alive),
+    )
 
 
 def rounding_gap(product: float, rounding: str) -> float | None:
@@ -110,21 +119,23 @@ def exactly_summed(terms: ArrayLike) -> bool:
     parts = []
     for t in terms:
         m, e = math.frexp(abs(t))
-        mantissa = int(m * 2 ** 53)
-        shift = (mantissa & -mantissa).bit_length() - 1            # trailing zero bits
+        mantissa = int(m * 2**53)
+        shift = (mantissa & -mantissa).bit_length() - 1  # trailing zero bits
         parts.append((mantissa >> shift, e - 53 + shift))
     g = min(e for _, e in parts)
-    return sum(m << (e - g) for m, e in parts) < 2 ** 53
+    return sum(m << (e - g) for m, e in parts) < 2**53
 
 
 def exactly_squared(values: np.ndarray) -> bool:
     """True when w * w is exact in float64 for every entry (at most 26 significant bits)."""
     from fractions import Fraction
+
     return all(Fraction(float(v)) ** 2 == Fraction(float(v) * float(v)) for v in np.ravel(values))
 
 
-def record(exact: Iterable[float | None] = (), computed: Iterable[float | None] = ()
-           ) -> Margin | None:
+def record(
+    exact: Iterable[float | None] = (), computed: Iterable[float | None] = ()
+) -> Margin | None:
     """The margin of a case from the gaps of its decisions (None entries: no decision)."""
     comp = [g for g in computed if g is not None]
     if comp:
@@ -135,8 +146,9 @@ def record(exact: Iterable[float | None] = (), computed: Iterable[float | None] 
     return None
 
 
-def groups(names: Sequence[str], scope: str, multipliers: dict[str, float] | None
-           ) -> list[list[str]]:
+def groups(
+    names: Sequence[str], scope: str, multipliers: dict[str, float] | None
+) -> list[list[str]]:
     """The selection groups of ``select_masks``: one per tensor (layer scope), or the pool
     of multiplier-1 tensors plus one group per other tensor (global scope)."""
     mult = multipliers or {}
@@ -146,14 +158,23 @@ def groups(names: Sequence[str], scope: str, multipliers: dict[str, float] | Non
     return ([pool] if pool else []) + [[n] for n in names if mult.get(n, 1.0) != 1.0]
 
 
-def masks_gap(scores: dict[str, np.ndarray], kept: dict[str, np.ndarray],
-              alive: dict[str, np.ndarray] | None, scope: str,
-              multipliers: dict[str, float] | None) -> float | None:
+def masks_gap(
+    scores: dict[str, np.ndarray],
+    kept: dict[str, np.ndarray],
+    alive: dict[str, np.ndarray] | None,
+    scope: str,
+    multipliers: dict[str, float] | None,
+) -> float | None:
     """The least selection gap over the groups of a layer-wise or global selection."""
     gaps = []
     for group in groups(list(scores), scope, multipliers):
-        gaps.append(pooled_selection_gap([scores[n] for n in group], [kept[n] for n in group],
-                                         [None if alive is None else alive[n] for n in group]))
+        gaps.append(
+            pooled_selection_gap(
+                [scores[n] for n in group],
+                [kept[n] for n in group],
+                [None if alive is None else alive[n] for n in group],
+            )
+        )
     found = [g for g in gaps if g is not None]
     return min(found) if found else None
 
@@ -186,8 +207,12 @@ def _n_m_mask(inputs: dict[str, Any], expected: Any, reference: Any) -> Margin |
     s = np.asarray(inputs["scores"], dtype=np.float64)
     m = inputs["m"]
     alive = np.ones(s.shape, bool) if inputs["alive"] is None else np.asarray(inputs["alive"], bool)
-    gaps = [selection_gap(sg, kg, ag) for sg, kg, ag in
-            zip(s.reshape(-1, m), np.asarray(expected).reshape(-1, m), alive.reshape(-1, m))]
+    gaps = [
+        selection_gap(sg, kg, ag)
+        for sg, kg, ag in zip(
+            s.reshape(-1, m), np.asarray(expected).reshape(-1, m), alive.reshape(-1, m)
+        )
+    ]
     return record(exact=gaps)
 
 
@@ -198,6 +223,7 @@ def _prune_units(inputs: dict[str, Any], expected: Any, reference: Any) -> Margi
     from refprune.masks import alive_units, fraction_to_count, unit_scores
 
     from .backend import _model
+
     model = _model(inputs["params"], "relu", "mse")
     model.set_masks(inputs["masks"])
     after = _model(inputs["params"], "relu", "mse")
@@ -211,14 +237,16 @@ def _prune_units(inputs: dict[str, Any], expected: Any, reference: Any) -> Margi
         name = f"layers.{layer}.weight"
         w = np.where(model.masks[name], model.params[name], 0.0)
         terms = np.abs(w) if inputs["norm"] == "l1" else w * w
-        no_rounding = (inputs["norm"] == "l1" or exactly_squared(w)) and \
-            all(exactly_summed(row) for row in terms)
+        no_rounding = (inputs["norm"] == "l1" or exactly_squared(w)) and all(
+            exactly_summed(row) for row in terms
+        )
         g = selection_gap(unit_scores(model, layer, inputs["norm"]), kept, alive)
         (exact if no_rounding else gaps).append(g)
         n = int(alive.sum())
         counts.append(rounding_gap(inputs["fraction"] * n, inputs["rounding"]))
-        assert int((alive & ~kept).sum()) == fraction_to_count(inputs["fraction"], n,
-                                                               inputs["rounding"])
+        assert int((alive & ~kept).sum()) == fraction_to_count(
+            inputs["fraction"], n, inputs["rounding"]
+        )
     return record(exact=counts + exact, computed=gaps)
 
 
@@ -227,14 +255,22 @@ def _profile_mask(inputs: dict[str, Any], expected: Any, reference: Any) -> Marg
     from .conventions import get_profile
 
     profile = get_profile(inputs["_profile"])
-    scores = {n: np.abs(s) if profile.ranks_magnitude else s for n, s in inputs["scores"].items()
-              if n in expected}
+    scores = {
+        n: np.abs(s) if profile.ranks_magnitude else s
+        for n, s in inputs["scores"].items()
+        if n in expected
+    }
     alive = inputs["alive"]
     try:
-        g = masks_gap(scores, _masks_of(expected, scores), alive and {n: alive[n] for n in scores},
-                      inputs["scope"], None)
+        g = masks_gap(
+            scores,
+            _masks_of(expected, scores),
+            alive and {n: alive[n] for n in scores},
+            inputs["scope"],
+            None,
+        )
     except ValueError:
-        g = None                       # the library's rule is not a threshold over alive entries
+        g = None  # the library's rule is not a threshold over alive entries
     return record(exact=[g])
 
 
@@ -250,13 +286,15 @@ def _obs_prune(inputs: dict[str, Any], expected: Any, reference: Any) -> Margin 
     )
 
     from .backend import _model
+
     model = _model(inputs["params"], inputs["activation"], inputs["loss"])
     if inputs["masks"] is not None:
         model.set_masks(inputs["masks"])
     hinv, free = damped_inverse_hessian(model, inputs["X"], inputs["y"], inputs["damping"])
     offsets = dict(zip(model.params, np.cumsum([0] + [p.size for p in model.params.values()])))
-    cand = np.concatenate([offsets[n] + np.flatnonzero(model.masks[n].ravel())
-                           for n in model.weight_names()])
+    cand = np.concatenate(
+        [offsets[n] + np.flatnonzero(model.masks[n].ravel()) for n in model.weight_names()]
+    )
     w = flatten_params(model.effective_params(), model)
     gaps = []
     alive = flatten_params(model.masks, model)
@@ -284,6 +322,7 @@ def _synflow_prune(inputs: dict[str, Any], expected: Any, reference: Any) -> Mar
     from refprune.scores import synflow_scores
 
     from .backend import _model
+
     model = _model(inputs["params"], "relu", "mse")
     if inputs["masks"] is not None:
         model.set_masks(inputs["masks"])
@@ -295,7 +334,7 @@ def _synflow_prune(inputs: dict[str, Any], expected: Any, reference: Any) -> Mar
     exact_counts: list[float | None] = []
     for k in range(1, iterations + 1):
         fraction = 1.0 - density ** (k / iterations)
-        exact_pow = density in (0.0, 1.0) or k == iterations        # pow(d, 1), pow(0 or 1, y)
+        exact_pow = density in (0.0, 1.0) or k == iterations  # pow(d, 1), pow(0 or 1, y)
         (exact_counts if exact_pow else counts).append(rounding_gap(fraction * n0, rounding))
         target = fraction_to_count(fraction, n0, rounding)
         scores = synflow_scores(model, names=names)
@@ -325,8 +364,12 @@ def _rounds_to_density(inputs: dict[str, Any], expected: Any, reference: Any) ->
     """The densities d_S (or counts k_S / n) against the target, S = 1 .. the answer."""
     from refprune.masks import fraction_to_count
 
-    target, alpha, n, rounding = (inputs["target_density"], inputs["alpha"], inputs["n"],
-                                  inputs["rounding"])
+    target, alpha, n, rounding = (
+        inputs["target_density"],
+        inputs["alpha"],
+        inputs["n"],
+        inputs["rounding"],
+    )
     gaps: list[float | None] = []
     d, k = 1.0, n
     for _ in range(int(expected)):
@@ -428,17 +471,31 @@ def _iht(inputs: dict[str, Any], expected: Any, reference: Any) -> Margin | None
 
 def _imp_round(inputs: dict[str, Any], expected: Any, reference: Any) -> Margin | None:
     """Magnitudes of the given trained weights (inputs), per group of the scope."""
-    return record(exact=_magnitude_round(inputs["trained"], inputs["masks"], expected["masks"],
-                                         inputs["scope"], inputs["rate_multipliers"]))
+    return record(
+        exact=_magnitude_round(
+            inputs["trained"],
+            inputs["masks"],
+            expected["masks"],
+            inputs["scope"],
+            inputs["rate_multipliers"],
+        )
+    )
 
 
-def _magnitude_round(trained: dict[str, np.ndarray], before: dict[str, np.ndarray],
-                     after: dict[str, np.ndarray], scope: str,
-                     multipliers: dict[str, float] | None) -> list[float | None]:
+def _magnitude_round(
+    trained: dict[str, np.ndarray],
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    scope: str,
+    multipliers: dict[str, float] | None,
+) -> list[float | None]:
     names = [n for n in trained if n.endswith("weight")]
     scores = {n: np.abs(trained[n]) for n in names}
-    return [masks_gap(scores, _masks_of(after, names), {n: before[n] for n in names}, scope,
-                      multipliers)]
+    return [
+        masks_gap(
+            scores, _masks_of(after, names), {n: before[n] for n in names}, scope, multipliers
+        )
+    ]
 
 
 def _imp(inputs: dict[str, Any], expected: Any, reference: Any) -> Margin | None:
@@ -450,28 +507,41 @@ def _imp(inputs: dict[str, Any], expected: Any, reference: Any) -> Margin | None
     for r in range(1, len(masks)):
         shorter = dict(o, rounds=r - 1)
         if o.get("sparsities") is not None:
-            shorter["sparsities"] = list(o["sparsities"][:r - 1]) or None
+            shorter["sparsities"] = list(o["sparsities"][: r - 1]) or None
         run = reference.imp(**dict(inputs, options=shorter))
         if any(not np.array_equal(run["masks"][-1][n], masks[r - 1][n]) for n in masks[r - 1]):
             raise ValueError("imp margin: the replayed rounds differ from the trace")
-        gaps += _magnitude_round(run["final"], masks[r - 1], masks[r], o.get("scope", "layer"),
-                                 o.get("rate_multipliers"))
+        gaps += _magnitude_round(
+            run["final"], masks[r - 1], masks[r], o.get("scope", "layer"), o.get("rate_multipliers")
+        )
     return record(computed=gaps)
 
 
 MARGINS = {
-    "fraction_to_count": _fraction_to_count, "keep_top_k": _keep_top_k,
-    "select_masks": _select_masks, "prune_units": _prune_units, "n_m_mask": _n_m_mask,
-    "profile_mask": _profile_mask, "obs_prune": _obs_prune, "synflow_prune": _synflow_prune,
-    "schedule": _schedule, "rounds_to_density": _rounds_to_density,
-    "hard_threshold": _hard_threshold, "soft_threshold": _soft_threshold,
-    "hard_threshold_prox": _hard_threshold_prox, "sparse_approx_exact": _sparse_approx_exact,
-    "ista": _ista, "iht": _iht, "imp_round": _imp_round, "imp": _imp,
+    "fraction_to_count": _fraction_to_count,
+    "keep_top_k": _keep_top_k,
+    "select_masks": _select_masks,
+    "prune_units": _prune_units,
+    "n_m_mask": _n_m_mask,
+    "profile_mask": _profile_mask,
+    "obs_prune": _obs_prune,
+    "synflow_prune": _synflow_prune,
+    "schedule": _schedule,
+    "rounds_to_density": _rounds_to_density,
+    "hard_threshold": _hard_threshold,
+    "soft_threshold": _soft_threshold,
+    "hard_threshold_prox": _hard_threshold_prox,
+    "sparse_approx_exact": _sparse_approx_exact,
+    "ista": _ista,
+    "iht": _iht,
+    "imp_round": _imp_round,
+    "imp": _imp,
 }
 
 
-def case_margin(op: str, inputs: dict[str, Any], expected: Any, reference: Any,
-                flags: Sequence[str] = ()) -> Margin | None:
+def case_margin(
+    op: str, inputs: dict[str, Any], expected: Any, reference: Any, flags: Sequence[str] = ()
+) -> Margin | None:
     """The margin of a golden case of ``op`` (None for an operation with no discrete output).
 
     ``flags`` name the convention profile of a ``profile_mask`` case (``profile:NAME``).

@@ -57,8 +57,13 @@ from .wire import (
     snapshot,
 )
 
-PASSED, FAILED, XFAIL, XPASS, NOT_PROVIDED = ("passed", "failed", "expected-fail", "xpass",
-                                              "not provided")
+PASSED, FAILED, XFAIL, XPASS, NOT_PROVIDED = (
+    "passed",
+    "failed",
+    "expected-fail",
+    "xpass",
+    "not provided",
+)
 STATUSES = (PASSED, FAILED, XFAIL, XPASS, NOT_PROVIDED)
 CHECKED = (PASSED, FAILED, XFAIL, XPASS)
 DEFAULT_MAX_EXAMPLES = 25
@@ -68,8 +73,8 @@ REFERENCE_SPEC = "conformance.backend:ReferenceBackend"
 @dataclass
 class Result:
     family: str
-    kind: str                     # "golden" or "property"
-    id: str                       # golden: the case id; property: its name
+    kind: str  # "golden" or "property"
+    id: str  # golden: the case id; property: its name
     op: str
     status: str
     flags: list[str] = field(default_factory=list)
@@ -90,8 +95,8 @@ class Report:
     unmatched_xfails: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     operations: list[str] = field(default_factory=list)
-    isolation: str = "in-process"     # or "process": every call went over the wire protocol
-    restarts: int = 0                 # backend processes started again after a failure
+    isolation: str = "in-process"  # or "process": every call went over the wire protocol
+    restarts: int = 0  # backend processes started again after a failure
 
     @property
     def failures(self) -> list[Result]:
@@ -115,13 +120,22 @@ class Report:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"backend": self.backend, "backend_spec": self.backend_spec, "profile": self.profile,
-                "seed": self.seed, "max_examples": self.max_examples, "ok": self.ok,
-                "checked": self.checked, "operations": self.operations,
-                "isolation": self.isolation, "restarts": self.restarts,
-                "summary": self.summary(), "seconds": self.seconds,
-                "unmatched_xfails": self.unmatched_xfails,
-                "results": [asdict(r) for r in self.results]}
+        return {
+            "backend": self.backend,
+            "backend_spec": self.backend_spec,
+            "profile": self.profile,
+            "seed": self.seed,
+            "max_examples": self.max_examples,
+            "ok": self.ok,
+            "checked": self.checked,
+            "operations": self.operations,
+            "isolation": self.isolation,
+            "restarts": self.restarts,
+            "summary": self.summary(),
+            "seconds": self.seconds,
+            "unmatched_xfails": self.unmatched_xfails,
+            "results": [asdict(r) for r in self.results],
+        }
 
 
 # --------------------------------------------------------------------------- the backend
@@ -138,8 +152,8 @@ class Target:
     spec: str | None
     option: str
     process: ProcessBackend | None = None
-    label: str = ""                    # how the report's header names it
-    golden_dir: str | None = None      # a golden directory other than the installed one
+    label: str = ""  # how the report's header names it
+    golden_dir: str | None = None  # a golden directory other than the installed one
 
     def close(self) -> None:
         if self.process is not None:
@@ -151,10 +165,17 @@ class Target:
         return f"python -m conformance run {self.option}{prof}{where} {extra}"
 
 
-def open_backend(backend: Any = None, *, backend_spec: str | None = None,
-                 backend_cmd: str | Sequence[str] | None = None, in_process: bool | None = None,
-                 profile: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 start_timeout: float = START_TIMEOUT, wait: bool = True) -> Target:
+def open_backend(
+    backend: Any = None,
+    *,
+    backend_spec: str | None = None,
+    backend_cmd: str | Sequence[str] | None = None,
+    in_process: bool | None = None,
+    profile: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    start_timeout: float = START_TIMEOUT,
+    wait: bool = True,
+) -> Target:
     """The backend to check, started in its process where it runs in one.
 
     A string ``backend`` ("module:object") runs in a worker process unless
@@ -166,8 +187,10 @@ def open_backend(backend: Any = None, *, backend_spec: str | None = None,
     """
     if backend_cmd is not None:
         if backend is not None or in_process:
-            raise ValueError("a backend command runs in its own process: give no other backend, "
-                             "and not in-process")
+            raise ValueError(
+                "a backend command runs in its own process: give no other backend, "
+                "and not in-process"
+            )
         argv = shlex.split(backend_cmd) if isinstance(backend_cmd, str) else list(backend_cmd)
         if not argv:
             raise ValueError("the backend command is empty")
@@ -178,14 +201,21 @@ def open_backend(backend: Any = None, *, backend_spec: str | None = None,
         spec = REFERENCE_SPEC if backend is None else backend
         if ":" not in spec:
             raise ValueError(f"backend must look like 'package.module:object', got {spec!r}")
-        process = ProcessBackend(serve_command(spec, profile), timeout=timeout,
-                                 start_timeout=start_timeout, env=child_environment(),
-                                 label=f"serve {spec}")
+        process = ProcessBackend(
+            serve_command(spec, profile),
+            timeout=timeout,
+            start_timeout=start_timeout,
+            env=child_environment(),
+            label=f"serve {spec}",
+        )
         target = Target(process, spec, f"--backend {spec}", process, f"{spec}, in a worker process")
     else:
         backend = REFERENCE_SPEC if backend is None else backend
-        spec = backend_spec or (backend if isinstance(backend, str) else
-                                f"{type(backend).__module__}:{type(backend).__qualname__}")
+        spec = backend_spec or (
+            backend
+            if isinstance(backend, str)
+            else f"{type(backend).__module__}:{type(backend).__qualname__}"
+        )
         option = f"--backend {spec}" + (" --in-process" if in_process else "")
         return Target(load_backend(backend), spec, option, None, f"{spec}, in-process")
     if wait:
@@ -200,8 +230,10 @@ def claimed_profile(target: Target, profile: str | None) -> str:
     if target.process is not None:
         claimed = target.process.profile
         if profile is not None and profile != claimed:
-            raise ValueError(f"the backend claims the profile {claimed!r} in its hello, "
-                             f"but the profile {profile!r} was asked for")
+            raise ValueError(
+                f"the backend claims the profile {claimed!r} in its hello, "
+                f"but the profile {profile!r} was asked for"
+            )
         return claimed
     if profile is not None:
         return profile
@@ -214,8 +246,9 @@ class GoldenDirError(ValueError):
     """The golden directory failed its checks; the message names each file and what is wrong."""
 
 
-def check_golden_dir(directory: Path | str = golden.GOLDEN_DIR,
-                     families: Iterable[str] | None = None) -> dict[str, golden.GoldenFile]:
+def check_golden_dir(
+    directory: Path | str = golden.GOLDEN_DIR, families: Iterable[str] | None = None
+) -> dict[str, golden.GoldenFile]:
     """The decoded family files of ``directory``, after verifying everything a run relies on.
 
     ``MANIFEST.txt`` (every SHA-256, no file missing or extra), a file for every
@@ -231,10 +264,16 @@ def check_golden_dir(directory: Path | str = golden.GOLDEN_DIR,
     known = list(load_families() if families is None else families)
     problems = golden.verify_manifest(directory)
     paths = {p.stem: p for p in golden.family_files(directory)}
-    problems += [f"{name}.json is missing (the {name} family's golden cases)"
-                 for name in known if name not in paths]
-    problems += [f"{p.name}: no family of the suite is called {name!r}"
-                 for name, p in paths.items() if name not in known]
+    problems += [
+        f"{name}.json is missing (the {name} family's golden cases)"
+        for name in known
+        if name not in paths
+    ]
+    problems += [
+        f"{p.name}: no family of the suite is called {name!r}"
+        for name, p in paths.items()
+        if name not in known
+    ]
     files: dict[str, golden.GoldenFile] = {}
     for name, path in paths.items():
         found = _file_problems(path, GENERATOR_VERSION)
@@ -245,10 +284,13 @@ def check_golden_dir(directory: Path | str = golden.GOLDEN_DIR,
                 found = [f"{path.name}: cannot be read ({type(exc).__name__}: {exc})"]
         problems += found
     if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"]
-                                 if len(problems) > 20 else [])
-        raise GoldenDirError(f"refusing the golden directory {directory}: "
-                             f"{len(problems)} problem(s)\n  " + "\n  ".join(shown))
+        shown = problems[:20] + (
+            [f"... and {len(problems) - 20} more"] if len(problems) > 20 else []
+        )
+        raise GoldenDirError(
+            f"refusing the golden directory {directory}: "
+            f"{len(problems)} problem(s)\n  " + "\n  ".join(shown)
+        )
     return files
 
 
@@ -270,19 +312,25 @@ def _file_problems(path: Path, generator_version: str) -> list[str]:
         return [f"{path.name}: missing header field(s) {missing}"]
     problems = []
     if data["schema_version"] != golden.SCHEMA_VERSION:
-        problems.append(f"{path.name}: schema_version {data['schema_version']!r} != "
-                        f"{golden.SCHEMA_VERSION} (a format this runner does not read)")
+        problems.append(
+            f"{path.name}: schema_version {data['schema_version']!r} != "
+            f"{golden.SCHEMA_VERSION} (a format this runner does not read)"
+        )
     if data["generator_version"] != generator_version:
-        problems.append(f"{path.name}: generator_version {data['generator_version']!r} != "
-                        f"{generator_version!r} (written by another version of the generator)")
+        problems.append(
+            f"{path.name}: generator_version {data['generator_version']!r} != "
+            f"{generator_version!r} (written by another version of the generator)"
+        )
     if data["family"] != path.stem:
         problems.append(f"{path.name}: family {data['family']!r} does not match the file name")
     cases = data["cases"]
     if not isinstance(cases, list) or not cases:
         return problems + [f"{path.name}: malformed: cases must be a non-empty list"]
     if data["number_of_cases"] != len(cases):
-        problems.append(f"{path.name}: number_of_cases {data['number_of_cases']!r} != "
-                        f"{len(cases)} cases (a case was removed or added)")
+        problems.append(
+            f"{path.name}: number_of_cases {data['number_of_cases']!r} != "
+            f"{len(cases)} cases (a case was removed or added)"
+        )
     for i, case in enumerate(cases):
         problems += _case_problems(path.name, i, case)
     return problems
@@ -294,8 +342,10 @@ def _case_problems(file: str, index: int, case: Any) -> list[str]:
     where = f"{file} case {case.get('id', f'number {index + 1} (no id)')}"
     missing = [k for k in golden.REQUIRED_CASE if k not in case]
     if missing:
-        return [f"{where}: missing field{'s' if len(missing) > 1 else ''} "
-                + ", ".join(repr(k) for k in missing)]
+        return [
+            f"{where}: missing field{'s' if len(missing) > 1 else ''} "
+            + ", ".join(repr(k) for k in missing)
+        ]
     op = OPERATIONS.get(case["op"]) if isinstance(case["op"], str) else None
     if op is None:
         return [f"{where}: unknown op {case['op']!r}"]
@@ -334,6 +384,7 @@ def read_xfails(path: str | Path | None) -> set[str]:
 
 def _profile(name: str) -> Any:
     from .conventions import get_profile
+
     return get_profile(name)
 
 
@@ -342,12 +393,14 @@ def tie_check_for(profile: Any) -> Callable[..., bool] | None:
     if profile.deterministic_ties:
         return None
     from .conventions import equal_up_to_ties
-    return lambda expected, actual, scores, alive=None: equal_up_to_ties(expected, actual, scores,
-                                                                         alive)
+
+    return lambda expected, actual, scores, alive=None: equal_up_to_ties(
+        expected, actual, scores, alive
+    )
 
 
 def _case_tie_check(case: golden.Case, profile: Any) -> Callable[..., bool] | None:
-    if case.family == "profiles":     # the profile's own rule (|score| where it ranks |score|)
+    if case.family == "profiles":  # the profile's own rule (|score| where it ranks |score|)
         return lambda e, a, s, al=None: profile.masks_match(e, a, s, alive=al)
     return tie_check_for(profile)
 
@@ -370,8 +423,11 @@ def py_literal(value: Any) -> str:
         return "{" + ", ".join(f"{k!r}: {py_literal(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         items = ", ".join(py_literal(v) for v in value)
-        return f"[{items}]" if isinstance(value, list) else \
-            f"({items}{',' if len(value) == 1 else ''})"
+        return (
+            f"[{items}]"
+            if isinstance(value, list)
+            else f"({items}{',' if len(value) == 1 else ''})"
+        )
     if isinstance(value, (float, np.floating)):
         return repr(float(value))
     if isinstance(value, (np.integer,)):
@@ -379,11 +435,14 @@ def py_literal(value: Any) -> str:
     return repr(value)
 
 
-def _call_snippet(spec: str, calls: list[tuple[str, dict[str, Any]]],
-                  limit: int = SNIPPET_LIMIT) -> str:
-    lines = ["import numpy as np",
-             "from conformance.backend import ReferenceBackend, load_backend",
-             f"backend, reference = load_backend({spec!r}), ReferenceBackend()"]
+def _call_snippet(
+    spec: str, calls: list[tuple[str, dict[str, Any]]], limit: int = SNIPPET_LIMIT
+) -> str:
+    lines = [
+        "import numpy as np",
+        "from conformance.backend import ReferenceBackend, load_backend",
+        f"backend, reference = load_backend({spec!r}), ReferenceBackend()",
+    ]
     for op, kwargs in calls:
         args = ", ".join(f"{k}={py_literal(v)}" for k, v in kwargs.items())
         lines.append(f"args = dict({args})")
@@ -397,8 +456,10 @@ def _call_snippet(spec: str, calls: list[tuple[str, dict[str, Any]]],
 
 def _wire_snippet(calls: list[tuple[str, dict[str, Any], Any]]) -> str:
     """The call lines to send to a backend process, each with the reference's answer."""
-    lines = ["# or send these lines to the backend process's stdin, after reading its hello line;",
-             "# each is followed by the reference's answer:"]
+    lines = [
+        "# or send these lines to the backend process's stdin, after reading its hello line;",
+        "# each is followed by the reference's answer:",
+    ]
     for i, (op, args, expected) in enumerate(calls, start=1):
         lines.append(dumps({"type": "call", "id": i, "op": op, "args": args}))
         if expected is not None:
@@ -410,22 +471,35 @@ def golden_snippet(target: Target, case: golden.Case, profile: str) -> str:
     head = target.command(profile, f"--case {case.id}")
     if target.spec is None:
         output = OPERATIONS[case.op].output
-        return head + "\n" + _wire_snippet([(case.op, case.raw["inputs"],
-                                             case.raw["expected"][output])])
-    return (f"{head}\n"
-            "# or, in Python:\n"
-            "from conformance.backend import load_backend\n"
-            "from conformance.runner import golden_case\n"
-            f"case = golden_case({case.id}"
-            + ("" if target.golden_dir is None else f", {target.golden_dir!r}") + ")\n"
-            f"print(load_backend({target.spec!r}).{case.op}(**case.inputs))\n"
-            "print(case.expected)")
+        return (
+            head
+            + "\n"
+            + _wire_snippet([(case.op, case.raw["inputs"], case.raw["expected"][output])])
+        )
+    return (
+        f"{head}\n"
+        "# or, in Python:\n"
+        "from conformance.backend import load_backend\n"
+        "from conformance.runner import golden_case\n"
+        f"case = golden_case({case.id}"
+        + ("" if target.golden_dir is None else f", {target.golden_dir!r}")
+        + ")\n"
+        f"print(load_backend({target.spec!r}).{case.op}(**case.inputs))\n"
+        "print(case.expected)"
+    )
 
 
-def property_snippet(target: Target, prop: Property, profile: str, seed: int, max_examples: int,
-                     calls: list[tuple[str, dict[str, Any]]]) -> str:
-    head = target.command(profile, f"--property {prop.name} --seed {seed} "
-                                   f"--max-examples {max_examples}")
+def property_snippet(
+    target: Target,
+    prop: Property,
+    profile: str,
+    seed: int,
+    max_examples: int,
+    calls: list[tuple[str, dict[str, Any]]],
+) -> str:
+    head = target.command(
+        profile, f"--property {prop.name} --seed {seed} --max-examples {max_examples}"
+    )
     if not calls:
         return head
     if target.spec is None:
@@ -438,23 +512,33 @@ def property_snippet(target: Target, prop: Property, profile: str, seed: int, ma
                 expected = None
             wire_calls.append((op, golden.encode(kwargs), expected))
         return head + "\n" + _wire_snippet(wire_calls)
-    return (head + "\n# or call the backend with the falsifying example:\n"
-            + _call_snippet(target.spec, calls))
+    return (
+        head
+        + "\n# or call the backend with the falsifying example:\n"
+        + _call_snippet(target.spec, calls)
+    )
 
 
 # --------------------------------------------------------------------------- golden cases
 def run_case(case: golden.Case, target: Target, profile: Any) -> Result:
-    res = Result(family=case.family, kind="golden", id=str(case.id), op=case.op, status=PASSED,
-                 flags=list(case.flags), comment=case.comment)
+    res = Result(
+        family=case.family,
+        kind="golden",
+        id=str(case.id),
+        op=case.op,
+        status=PASSED,
+        flags=list(case.flags),
+        comment=case.comment,
+    )
     backend = target.backend
     if not provides(backend, case.op):
         res.status = NOT_PROVIDED
         return res
     start = time.perf_counter()
     try:
-        if target.process is not None:      # the inputs go as written in the golden file
+        if target.process is not None:  # the inputs go as written in the golden file
             actual = target.process.call(case.op, case.raw["inputs"], encoded=True)
-            changed: list[str] = []         # the worker compares the arguments itself
+            changed: list[str] = []  # the worker compares the arguments itself
         else:
             inputs = copy.deepcopy(case.inputs)
             actual = getattr(backend, case.op)(**inputs)
@@ -469,8 +553,14 @@ def run_case(case: golden.Case, target: Target, profile: Any) -> Result:
         res.detail = f"{case.op} raised {type(exc).__name__}: {exc}\n" + _short_traceback(exc)
     else:
         output = OPERATIONS[case.op].output
-        diff = _compare(case.expected[output], actual, profile.honour(case.tolerance[output]),
-                        output, case.inputs, _case_tie_check(case, profile))
+        diff = _compare(
+            case.expected[output],
+            actual,
+            profile.honour(case.tolerance[output]),
+            output,
+            case.inputs,
+            _case_tie_check(case, profile),
+        )
         if changed:
             diff = (diff + "\n" if diff else "") + f"{case.op} modified its arguments {changed}"
         if diff:
@@ -481,14 +571,22 @@ def run_case(case: golden.Case, target: Target, profile: Any) -> Result:
     return res
 
 
-def _compare(expected: Any, actual: Any, tol: dict[str, Any], where: str,
-             inputs: dict[str, Any], tie_check: Any) -> str | None:
+def _compare(
+    expected: Any,
+    actual: Any,
+    tol: dict[str, Any],
+    where: str,
+    inputs: dict[str, Any],
+    tie_check: Any,
+) -> str | None:
     """``compare``, with an answer it cannot even read (a wrong type) reported as a difference."""
     try:
         return compare(expected, actual, tol, where=where, inputs=inputs, tie_check=tie_check)
     except Exception as exc:  # noqa: BLE001 - a value of the wrong type fails this check only
-        return (f"{where}: an answer of type {type(actual).__name__} cannot be compared with "
-                f"the expected value ({type(exc).__name__}: {exc})")
+        return (
+            f"{where}: an answer of type {type(actual).__name__} cannot be compared with "
+            f"the expected value ({type(exc).__name__}: {exc})"
+        )
 
 
 def _short_traceback(exc: BaseException, frames: int = 3) -> str:
@@ -504,19 +602,38 @@ def _applies(case: golden.Case, profile: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- properties
-def run_property(prop: Property, family: Family, target: Target, reference: Any, profile: Any,
-                 max_examples: int, seed: int, shrink: bool = True) -> Result:
+def run_property(
+    prop: Property,
+    family: Family,
+    target: Target,
+    reference: Any,
+    profile: Any,
+    max_examples: int,
+    seed: int,
+    shrink: bool = True,
+) -> Result:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hseed
 
-    res = Result(family=family.name, kind="property", id=prop.name, op=",".join(prop.ops),
-                 status=PASSED, comment=prop.summary)
+    res = Result(
+        family=family.name,
+        kind="property",
+        id=prop.name,
+        op=",".join(prop.ops),
+        status=PASSED,
+        comment=prop.summary,
+    )
     backend = target.backend
     if not all(provides(backend, op) for op in prop.ops):
         res.status = NOT_PROVIDED
         return res
-    checker = Checker(family, _Guarded(backend, target.process is None), reference,
-                      tie_check_for(profile), profile)
+    checker = Checker(
+        family,
+        _Guarded(backend, target.process is None),
+        reference,
+        tie_check_for(profile),
+        profile,
+    )
     counts = {"run": 0, "not_provided": 0}
 
     def body(example: Any) -> None:
@@ -529,16 +646,23 @@ def run_property(prop: Property, family: Family, target: Target, reference: Any,
         counts["run"] += 1
 
     test = given(prop.strategy)(body)
-    test = settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
-                    suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-                    print_blob=False, report_multiple_bugs=False,
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
-                    + ([Phase.shrink] if shrink else []))(test)
+    test = settings(
+        max_examples=max_examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+        report_multiple_bugs=False,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
+        + ([Phase.shrink] if shrink else []),
+    )(test)
     test = hseed(seed)(test)
     start = time.perf_counter()
     try:
         test()
-    except ProcessFailure as exc:           # no shrinking through a process that is gone
+    except ProcessFailure as exc:  # no shrinking through a process that is gone
         res.status, res.detail = FAILED, str(exc)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a failing property, or the backend raising
         res.status = FAILED
@@ -552,8 +676,9 @@ def run_property(prop: Property, family: Family, target: Target, reference: Any,
         if counts["run"] == 0:
             res.status = NOT_PROVIDED
     if res.status == FAILED:
-        res.reproduce = property_snippet(target, prop, profile.name, seed, max_examples,
-                                         checker.calls)
+        res.reproduce = property_snippet(
+            target, prop, profile.name, seed, max_examples, checker.calls
+        )
     res.seconds = time.perf_counter() - start
     return res
 
@@ -579,20 +704,32 @@ class _Guarded:
             if changed:
                 raise AssertionError(f"{op} modified its arguments {changed}")
             return out
+
         return call
 
 
 # --------------------------------------------------------------------------- the run
-def run(backend: Any = None, *, backend_spec: str | None = None,
-        backend_cmd: str | Sequence[str] | None = None, in_process: bool | None = None,
-        timeout: float = DEFAULT_TIMEOUT, start_timeout: float = START_TIMEOUT,
-        profile: str | None = None, families: Iterable[str] | None = None,
-        max_examples: int = DEFAULT_MAX_EXAMPLES,
-        seed: int = 0, xfails: Iterable[str] = (), golden_cases: bool = True,
-        properties: bool = True, case_ids: Iterable[int] | None = None,
-        property_names: Iterable[str] | None = None,
-        golden_dir: Path | str = golden.GOLDEN_DIR, progress: Callable[[Result], Any] | None = None,
-        shrink: bool = True) -> Report:
+def run(
+    backend: Any = None,
+    *,
+    backend_spec: str | None = None,
+    backend_cmd: str | Sequence[str] | None = None,
+    in_process: bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    start_timeout: float = START_TIMEOUT,
+    profile: str | None = None,
+    families: Iterable[str] | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    seed: int = 0,
+    xfails: Iterable[str] = (),
+    golden_cases: bool = True,
+    properties: bool = True,
+    case_ids: Iterable[int] | None = None,
+    property_names: Iterable[str] | None = None,
+    golden_dir: Path | str = golden.GOLDEN_DIR,
+    progress: Callable[[Result], Any] | None = None,
+    shrink: bool = True,
+) -> Report:
     """Run the selected checks on a backend.
 
     ``backend``: a "module:object" string (run in a worker process, or directly
@@ -608,25 +745,32 @@ def run(backend: Any = None, *, backend_spec: str | None = None,
     cannot be loaded or started.
     """
     t0 = time.perf_counter()
-    target = open_backend(backend, backend_spec=backend_spec, backend_cmd=backend_cmd,
-                          in_process=in_process, profile=profile, timeout=timeout,
-                          start_timeout=start_timeout, wait=False)
-    try:                                     # the checks below overlap with the process's start
+    target = open_backend(
+        backend,
+        backend_spec=backend_spec,
+        backend_cmd=backend_cmd,
+        in_process=in_process,
+        profile=profile,
+        timeout=timeout,
+        start_timeout=start_timeout,
+        wait=False,
+    )
+    try:  # the checks below overlap with the process's start
         all_families = load_families()
         names = list(all_families) if families is None else list(families)
         unknown = [f for f in names if f not in all_families]
         if unknown:
             raise ValueError(f"unknown families {unknown}; expected some of {list(all_families)}")
-        if isinstance(max_examples, bool) or not isinstance(max_examples, int) \
-                or max_examples < 1:
+        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
             raise ValueError(f"max_examples must be an integer >= 1, got {max_examples!r}")
         files = check_golden_dir(golden_dir, all_families)
         xfails = set(xfails)
         case_ids = None if case_ids is None else {int(i) for i in case_ids}
         property_names = None if property_names is None else set(property_names)
         known = _all_ids(files, all_families)
-        missing = sorted(str(i) for i in (case_ids or ()) if str(i) not in known) + \
-            sorted(p for p in (property_names or ()) if p not in known)
+        missing = sorted(str(i) for i in (case_ids or ()) if str(i) not in known) + sorted(
+            p for p in (property_names or ()) if p not in known
+        )
         if missing:
             raise ValueError(f"no golden case or property is called {', '.join(missing)}")
         if case_ids is not None and property_names is None:
@@ -638,16 +782,22 @@ def run(backend: Any = None, *, backend_spec: str | None = None,
         if Path(golden_dir).resolve() != golden.GOLDEN_DIR.resolve():
             target.golden_dir = str(golden_dir)
         prof = _profile(claimed_profile(target, profile))
-        report = Report(backend=backend_name(target.backend), backend_spec=target.label,
-                        profile=prof.name, seed=seed, max_examples=max_examples,
-                        operations=[op for op in OPERATIONS if provides(target.backend, op)],
-                        isolation="in-process" if target.process is None else "process")
+        report = Report(
+            backend=backend_name(target.backend),
+            backend_spec=target.label,
+            profile=prof.name,
+            seed=seed,
+            max_examples=max_examples,
+            operations=[op for op in OPERATIONS if provides(target.backend, op)],
+            isolation="in-process" if target.process is None else "process",
+        )
         t1 = time.perf_counter()
         if golden_cases:
             for name in names:
                 for case in files[name].cases:
-                    if (case_ids is not None and case.id not in case_ids) \
-                            or not _applies(case, prof):
+                    if (case_ids is not None and case.id not in case_ids) or not _applies(
+                        case, prof
+                    ):
                         continue
                     _record(report, run_case(case, target, prof), xfails, progress)
         t2 = time.perf_counter()
@@ -657,21 +807,34 @@ def run(backend: Any = None, *, backend_spec: str | None = None,
                 for prop in all_families[name].properties:
                     if property_names is not None and prop.name not in property_names:
                         continue
-                    res = run_property(prop, all_families[name], target, reference, prof,
-                                       max_examples, seed, shrink)
+                    res = run_property(
+                        prop,
+                        all_families[name],
+                        target,
+                        reference,
+                        prof,
+                        max_examples,
+                        seed,
+                        shrink,
+                    )
                     _record(report, res, xfails, progress)
         t3 = time.perf_counter()
         report.restarts = target.process.restarts if target.process else 0
     finally:
         target.close()
     report.unmatched_xfails = sorted(x for x in xfails if x not in known)
-    report.seconds = {"start": round(t1 - t0, 3), "golden": round(t2 - t1, 3),
-                      "properties": round(t3 - t2, 3), "total": round(t3 - t0, 3)}
+    report.seconds = {
+        "start": round(t1 - t0, 3),
+        "golden": round(t2 - t1, 3),
+        "properties": round(t3 - t2, 3),
+        "total": round(t3 - t0, 3),
+    }
     return report
 
 
-def _record(report: Report, res: Result, xfails: set[str],
-            progress: Callable[[Result], Any] | None) -> None:
+def _record(
+    report: Report, res: Result, xfails: set[str], progress: Callable[[Result], Any] | None
+) -> None:
     _apply_xfail(res, xfails)
     report.results.append(res)
     if progress:
@@ -702,27 +865,38 @@ def nothing_checked_message(report: Report) -> str:
     elif not report.operations:
         why = "the backend provides no operation of the protocol"
     else:
-        why = ("the backend provides none of the operations the selected checks need "
-               f"(it provides {', '.join(report.operations)})")
+        why = (
+            "the backend provides none of the operations the selected checks need "
+            f"(it provides {', '.join(report.operations)})"
+        )
     return f"nothing was checked: {why}"
 
 
 def format_report(report: Report, *, verbose_failures: bool = True) -> str:
-    lines = [f"conformance of {report.backend} ({report.backend_spec}), profile {report.profile}, "
-             f"Hypothesis seed {report.seed}, {report.max_examples} examples per property", ""]
-    head = (f"{'family':<14} {'kind':<9} {'passed':>7} {'failed':>7} {'exp-fail':>8} "
-            f"{'xpass':>6} {'not provided':>13}")
+    lines = [
+        f"conformance of {report.backend} ({report.backend_spec}), profile {report.profile}, "
+        f"Hypothesis seed {report.seed}, {report.max_examples} examples per property",
+        "",
+    ]
+    head = (
+        f"{'family':<14} {'kind':<9} {'passed':>7} {'failed':>7} {'exp-fail':>8} "
+        f"{'xpass':>6} {'not provided':>13}"
+    )
     lines += [head, "-" * len(head)]
     totals = {s: 0 for s in STATUSES}
     for family, kinds in report.summary().items():
         for kind, row in kinds.items():
-            lines.append(f"{family:<14} {kind:<9} {row[PASSED]:>7} {row[FAILED]:>7} "
-                         f"{row[XFAIL]:>8} {row[XPASS]:>6} {row[NOT_PROVIDED]:>13}")
+            lines.append(
+                f"{family:<14} {kind:<9} {row[PASSED]:>7} {row[FAILED]:>7} "
+                f"{row[XFAIL]:>8} {row[XPASS]:>6} {row[NOT_PROVIDED]:>13}"
+            )
             for s in STATUSES:
                 totals[s] += row[s]
     lines.append("-" * len(head))
-    lines.append(f"{'total':<14} {'':<9} {totals[PASSED]:>7} {totals[FAILED]:>7} "
-                 f"{totals[XFAIL]:>8} {totals[XPASS]:>6} {totals[NOT_PROVIDED]:>13}")
+    lines.append(
+        f"{'total':<14} {'':<9} {totals[PASSED]:>7} {totals[FAILED]:>7} "
+        f"{totals[XFAIL]:>8} {totals[XPASS]:>6} {totals[NOT_PROVIDED]:>13}"
+    )
     if verbose_failures and report.failures:
         lines += ["", f"{len(report.failures)} unexpected failure(s):"]
         for r in report.failures:
@@ -730,25 +904,33 @@ def format_report(report: Report, *, verbose_failures: bool = True) -> str:
             flags = f" [{', '.join(r.flags)}]" if r.flags else ""
             lines += ["", f"FAILED {r.family} {title}: {r.op}{flags}", f"  {r.comment}"]
             lines += ["  " + line for line in r.detail.rstrip().splitlines()]
-            lines += ["  reproduce:"] + ["    " + _clip_line(line)
-                                         for line in r.reproduce.splitlines()]
+            lines += ["  reproduce:"] + [
+                "    " + _clip_line(line) for line in r.reproduce.splitlines()
+            ]
     xpass = [r.id for r in report.results if r.status == XPASS]
     if xpass:
         lines += ["", f"listed as expected failures but passed: {', '.join(xpass)}"]
     if report.unmatched_xfails:
         lines += ["", f"xfails entries that match no check: {', '.join(report.unmatched_xfails)}"]
     if report.restarts:
-        lines += ["", f"the backend process was restarted {report.restarts} time(s) "
-                      "after a crash, a timeout or a protocol error"]
+        lines += [
+            "",
+            f"the backend process was restarted {report.restarts} time(s) "
+            "after a crash, a timeout or a protocol error",
+        ]
     secs = report.seconds
-    lines += ["", f"time: golden {secs.get('golden', 0):.2f} s, properties "
-                  f"{secs.get('properties', 0):.2f} s, total {secs.get('total', 0):.2f} s "
-                  f"(start {secs.get('start', 0):.2f} s)"]
+    lines += [
+        "",
+        f"time: golden {secs.get('golden', 0):.2f} s, properties "
+        f"{secs.get('properties', 0):.2f} s, total {secs.get('total', 0):.2f} s "
+        f"(start {secs.get('start', 0):.2f} s)",
+    ]
     if report.checked == 0:
         lines.append(f"result: FAILED ({nothing_checked_message(report)})")
     else:
-        lines.append("result: " + ("OK" if report.ok else
-                                   f"FAILED ({len(report.failures)} unexpected)"))
+        lines.append(
+            "result: " + ("OK" if report.ok else f"FAILED ({len(report.failures)} unexpected)")
+        )
     return "\n".join(lines)
 
 
@@ -760,8 +942,9 @@ def _clip_line(line: str, limit: int = SNIPPET_LIMIT) -> str:
 
 
 def write_report(report: Report, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(
+        json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
 
 
 def default_max_examples() -> int:

@@ -33,26 +33,47 @@ data = st.data
 ACTIVATIONS = tuple(_ACTIVATIONS)
 
 #: Values that break implementations: signed zeros, the smallest subnormal, 1 and its neighbours.
-EDGE_FLOATS = (0.0, -0.0, 5e-324, -5e-324, 1.0, -1.0, 0.5, 1.0 + 2.0 ** -52, 1.0 - 2.0 ** -53,
-               1e-300, 1e300)
+EDGE_FLOATS = (
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    1.0,
+    -1.0,
+    0.5,
+    1.0 + 2.0**-52,
+    1.0 - 2.0**-53,
+    1e-300,
+    1e300,
+)
 
 
 def edge_floats(bound: float = 1e300) -> st.SearchStrategy[float]:
     """Finite floats in [-bound, bound], often one of ``EDGE_FLOATS``."""
     edges = [x for x in EDGE_FLOATS if abs(x) <= bound]
-    return st.one_of(st.sampled_from(edges),
-                     st.floats(-bound, bound, allow_nan=False, allow_infinity=False))
+    return st.one_of(
+        st.sampled_from(edges), st.floats(-bound, bound, allow_nan=False, allow_infinity=False)
+    )
 
 
-def shapes(min_dims: int = 1, max_dims: int = 2, min_side: int = 1, max_side: int = 6
-           ) -> st.SearchStrategy[tuple[int, ...]]:
+def shapes(
+    min_dims: int = 1, max_dims: int = 2, min_side: int = 1, max_side: int = 6
+) -> st.SearchStrategy[tuple[int, ...]]:
     """Array shapes; single elements (all sides 1) included."""
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+    return hnp.array_shapes(
+        min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
+    )
 
 
 @st.composite
-def scores(draw, shape: tuple[int, ...] | st.SearchStrategy | None = None, *,
-           ties: bool = True, bound: float = 1e300, nonnegative: bool = False) -> np.ndarray:
+def scores(
+    draw,
+    shape: tuple[int, ...] | st.SearchStrategy | None = None,
+    *,
+    ties: bool = True,
+    bound: float = 1e300,
+    nonnegative: bool = False,
+) -> np.ndarray:
     """Float64 score arrays. With ``ties``, values often come from a pool of 1-4 values
     (all-equal arrays, many ties, -0.0 next to 0.0); otherwise any finite floats."""
     if shape is None:
@@ -70,21 +91,29 @@ def scores(draw, shape: tuple[int, ...] | st.SearchStrategy | None = None, *,
 
 
 @st.composite
-def distinct_scores(draw, shape: tuple[int, ...] | st.SearchStrategy | None = None,
-                    bound: float = 1e6) -> np.ndarray:
+def distinct_scores(
+    draw, shape: tuple[int, ...] | st.SearchStrategy | None = None, bound: float = 1e6
+) -> np.ndarray:
     """Score arrays whose entries are pairwise distinct (no ties, and 0.0 appears at most once)."""
     if shape is None:
         shape = shapes()
     if isinstance(shape, st.SearchStrategy):
         shape = cast("tuple[int, ...]", draw(shape))
     size = int(np.prod(shape))
-    values = draw(st.lists(st.floats(-bound, bound, allow_nan=False).map(lambda x: x + 0.0),
-                           min_size=size, max_size=size, unique=True))
+    values = draw(
+        st.lists(
+            st.floats(-bound, bound, allow_nan=False).map(lambda x: x + 0.0),
+            min_size=size,
+            max_size=size,
+            unique=True,
+        )
+    )
     return np.array(values, dtype=np.float64).reshape(shape)
 
 
-def weights(shape: tuple[int, ...] | st.SearchStrategy | None = None,
-            bound: float = 10.0) -> st.SearchStrategy[np.ndarray]:
+def weights(
+    shape: tuple[int, ...] | st.SearchStrategy | None = None, bound: float = 10.0
+) -> st.SearchStrategy[np.ndarray]:
     """Weight arrays: moderate magnitudes, with exact zeros, -0.0 and ties mixed in."""
     return scores(shape, ties=True, bound=bound)
 
@@ -114,8 +143,9 @@ def fractions() -> st.SearchStrategy[float]:
     """Fractions in [0, 1]: 0, 1, 1/2, decimal fractions whose float64 product is inexact
     (0.07, 0.1, 0.15, ...), half-way values k + 1/2 over small n, and any float in [0, 1]."""
     decimals = [0.0, 1.0, 0.5, 0.2, 0.25, 0.1, 0.07, 0.15, 0.35, 0.85, 0.9, 0.99, 0.01, 0.3]
-    halfway = st.builds(lambda k, n: min(1.0, (2 * k + 1) / (2 * n)),
-                        st.integers(0, 20), st.integers(1, 21))
+    halfway = st.builds(
+        lambda k, n: min(1.0, (2 * k + 1) / (2 * n)), st.integers(0, 20), st.integers(1, 21)
+    )
     return st.one_of(st.sampled_from(decimals), halfway, st.floats(0.0, 1.0))
 
 
@@ -124,8 +154,9 @@ def roundings() -> st.SearchStrategy[str]:
 
 
 @st.composite
-def param_scores(draw, n_tensors: tuple[int, int] = (1, 3), *, ties: bool = True,
-                 max_side: int = 5) -> dict[str, np.ndarray]:
+def param_scores(
+    draw, n_tensors: tuple[int, int] = (1, 3), *, ties: bool = True, max_side: int = 5
+) -> dict[str, np.ndarray]:
     """Named score tensors ``{"layers.{l}.weight": array}`` (an ordered mapping, as for global scope)."""
     n = draw(st.integers(*n_tensors))
     out = {}
@@ -136,8 +167,9 @@ def param_scores(draw, n_tensors: tuple[int, int] = (1, 3), *, ties: bool = True
 
 
 @st.composite
-def mlp_specs(draw, *, max_layers: int = 3, max_width: int = 4, activations=ACTIVATIONS,
-              losses=LOSSES) -> dict[str, Any]:
+def mlp_specs(
+    draw, *, max_layers: int = 3, max_width: int = 4, activations=ACTIVATIONS, losses=LOSSES
+) -> dict[str, Any]:
     """MLP descriptions ``{"sizes": [...], "activation": str, "loss": str}`` (1 to ``max_layers`` layers)."""
     n_layers = draw(st.integers(1, max_layers))
     sizes = draw(st.lists(st.integers(1, max_width), min_size=n_layers + 1, max_size=n_layers + 1))
@@ -148,21 +180,26 @@ def mlp_specs(draw, *, max_layers: int = 3, max_width: int = 4, activations=ACTI
 
 
 @st.composite
-def params(draw, sizes: list[int], *, bound: float = 2.0, zeros: bool = True) -> dict[str, np.ndarray]:
+def params(
+    draw, sizes: list[int], *, bound: float = 2.0, zeros: bool = True
+) -> dict[str, np.ndarray]:
     """Parameters of an MLP with layer widths ``sizes``, in the project's names and shapes."""
     elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False)
     if zeros:
         elements = st.one_of(st.sampled_from([0.0, -0.0]), elements, elements, elements)
     out = {}
     for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        out[f"layers.{l}.weight"] = draw(hnp.arrays(np.float64, (fan_out, fan_in), elements=elements))
+        out[f"layers.{l}.weight"] = draw(
+            hnp.arrays(np.float64, (fan_out, fan_in), elements=elements)
+        )
         out[f"layers.{l}.bias"] = draw(hnp.arrays(np.float64, (fan_out,), elements=elements))
     return out
 
 
 @st.composite
-def batches(draw, sizes: list[int], loss: str, *, max_samples: int = 5, bound: float = 3.0
-            ) -> tuple[np.ndarray, np.ndarray]:
+def batches(
+    draw, sizes: list[int], loss: str, *, max_samples: int = 5, bound: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
     """A batch (X, y) for an MLP: int64 labels for cross-entropy, float64 targets for mse."""
     n = draw(st.integers(1, max_samples))
     elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False)
@@ -175,18 +212,36 @@ def batches(draw, sizes: list[int], loss: str, *, max_samples: int = 5, bound: f
 
 
 @st.composite
-def networks(draw, *, max_layers: int = 3, max_width: int = 4, activations=ACTIVATIONS,
-             losses=LOSSES, max_samples: int = 5) -> dict[str, Any]:
+def networks(
+    draw,
+    *,
+    max_layers: int = 3,
+    max_width: int = 4,
+    activations=ACTIVATIONS,
+    losses=LOSSES,
+    max_samples: int = 5,
+) -> dict[str, Any]:
     """Keyword arguments for the curvature operations: params, X, y, activation, loss."""
-    spec = draw(mlp_specs(max_layers=max_layers, max_width=max_width, activations=activations,
-                          losses=losses))
+    spec = draw(
+        mlp_specs(
+            max_layers=max_layers, max_width=max_width, activations=activations, losses=losses
+        )
+    )
     X, y = draw(batches(spec["sizes"], spec["loss"], max_samples=max_samples))
-    return {"params": draw(params(spec["sizes"])), "X": X, "y": y,
-            "activation": spec["activation"], "loss": spec["loss"]}
+    return {
+        "params": draw(params(spec["sizes"])),
+        "X": X,
+        "y": y,
+        "activation": spec["activation"],
+        "loss": spec["loss"],
+    }
 
 
-def like(tree: dict[str, np.ndarray], bound: float = 2.0) -> st.SearchStrategy[dict[str, np.ndarray]]:
+def like(
+    tree: dict[str, np.ndarray], bound: float = 2.0
+) -> st.SearchStrategy[dict[str, np.ndarray]]:
     """A dict of arrays with the names and shapes of ``tree`` (e.g. a direction for an HVP)."""
     elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False)
-    return st.fixed_dictionaries({n: hnp.arrays(np.float64, np.shape(a), elements=elements)
-                                  for n, a in tree.items()})
+    return st.fixed_dictionaries(
+        {n: hnp.arrays(np.float64, np.shape(a), elements=elements) for n, a in tree.items()}
+    )

@@ -45,9 +45,9 @@ from .backend import OPERATIONS, NotProvided, backend_name, load_backend, provid
 
 PROTOCOL = "refprune-conformance"
 VERSION = 1
-DEFAULT_TIMEOUT = 60.0          # seconds one call may take
-START_TIMEOUT = 60.0            # seconds a process may take to start and send its hello
-STDERR_TAIL = 2000              # characters of the process's stderr shown with a failure
+DEFAULT_TIMEOUT = 60.0  # seconds one call may take
+START_TIMEOUT = 60.0  # seconds a process may take to start and send its hello
+STDERR_TAIL = 2000  # characters of the process's stderr shown with a failure
 MESSAGE_TYPES = ("hello", "call", "result", "not_provided", "error")
 
 
@@ -75,15 +75,26 @@ def dumps(message: dict[str, Any]) -> str:
 
 
 def hello_message(backend: str, operations: Sequence[str], profile: str) -> dict[str, Any]:
-    return {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "backend": backend,
-            "operations": list(operations), "profile": profile}
+    return {
+        "type": "hello",
+        "protocol": PROTOCOL,
+        "version": VERSION,
+        "backend": backend,
+        "operations": list(operations),
+        "profile": profile,
+    }
 
 
-def call_message(call_id: int, op: str, args: dict[str, Any], *, encoded: bool = False
-                 ) -> dict[str, Any]:
+def call_message(
+    call_id: int, op: str, args: dict[str, Any], *, encoded: bool = False
+) -> dict[str, Any]:
     """A call; ``args`` are Python values, or already in the golden encoding when ``encoded``."""
-    return {"type": "call", "id": call_id, "op": op,
-            "args": args if encoded else golden.encode(args)}
+    return {
+        "type": "call",
+        "id": call_id,
+        "op": op,
+        "args": args if encoded else golden.encode(args),
+    }
 
 
 def result_message(call_id: int, value: Any) -> dict[str, Any]:
@@ -121,29 +132,42 @@ def message_problem(message: Any) -> str | None:
     required, optional = _KEYS[kind]
     missing, extra = required - set(message), set(message) - required - optional
     if missing or extra:
-        return (f"a {kind} message has the keys {sorted(required)}"
-                + (f" (optionally {sorted(optional)})" if optional else "")
-                + f"; missing {sorted(missing)}, unexpected {sorted(extra)}")
+        return (
+            f"a {kind} message has the keys {sorted(required)}"
+            + (f" (optionally {sorted(optional)})" if optional else "")
+            + f"; missing {sorted(missing)}, unexpected {sorted(extra)}"
+        )
     if kind == "hello":
         ops = message["operations"]
-        if not (isinstance(message["protocol"], str) and _is_int(message["version"])
-                and isinstance(message["backend"], str) and isinstance(message["profile"], str)
-                and isinstance(ops, list) and all(isinstance(o, str) for o in ops)):
-            return ("hello needs protocol (string), version (integer), backend (string), "
-                    "operations (list of strings) and profile (string)")
+        if not (
+            isinstance(message["protocol"], str)
+            and _is_int(message["version"])
+            and isinstance(message["backend"], str)
+            and isinstance(message["profile"], str)
+            and isinstance(ops, list)
+            and all(isinstance(o, str) for o in ops)
+        ):
+            return (
+                "hello needs protocol (string), version (integer), backend (string), "
+                "operations (list of strings) and profile (string)"
+            )
         return None
     call_id = message["id"]
     if kind == "error":
         if not (call_id is None or (_is_int(call_id) and call_id >= 1)):
             return f"'id' must be a positive integer or null, got {call_id!r}"
-        if not (isinstance(message["error"], str) and isinstance(message["message"], str)
-                and isinstance(message.get("traceback", ""), str)):
+        if not (
+            isinstance(message["error"], str)
+            and isinstance(message["message"], str)
+            and isinstance(message.get("traceback", ""), str)
+        ):
             return "error needs error (string), message (string), optionally traceback (string)"
         return None
     if not (_is_int(call_id) and call_id >= 1):
         return f"'id' must be a positive integer, got {call_id!r}"
-    if kind == "call" and not (isinstance(message["op"], str)
-                               and isinstance(message["args"], dict)):
+    if kind == "call" and not (
+        isinstance(message["op"], str) and isinstance(message["args"], dict)
+    ):
         return "call needs op (string) and args (object)"
     if kind == "not_provided" and not isinstance(message.get("message", ""), str):
         return "not_provided's message must be a string"
@@ -206,9 +230,15 @@ class ProcessBackend:
     (the process is then stopped, and the next call starts a new one).
     """
 
-    def __init__(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 start_timeout: float = START_TIMEOUT, env: dict[str, str] | None = None,
-                 label: str | None = None):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        start_timeout: float = START_TIMEOUT,
+        env: dict[str, str] | None = None,
+        label: str | None = None,
+    ):
         if not argv:
             raise ValueError("the backend command is empty")
         if not (isinstance(timeout, (int, float)) and timeout > 0):
@@ -260,18 +290,26 @@ class ProcessBackend:
         self._stderr = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                env=self.env, start_new_session=(os.name == "posix"))
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=self.env,
+                start_new_session=(os.name == "posix"),
+            )
         except OSError as exc:
             self._stderr.close()
             self._stderr = None
-            raise HandshakeError(f"cannot start the backend process {self.label!r}: "
-                                 f"{exc}") from None
+            raise HandshakeError(
+                f"cannot start the backend process {self.label!r}: {exc}"
+            ) from None
         self._lines, self._writes = queue.Queue(), queue.Queue()
-        threading.Thread(target=_read_lines, args=(self._proc.stdout, self._lines),
-                         daemon=True).start()
-        threading.Thread(target=_write_lines, args=(self._proc.stdin, self._writes),
-                         daemon=True).start()
+        threading.Thread(
+            target=_read_lines, args=(self._proc.stdout, self._lines), daemon=True
+        ).start()
+        threading.Thread(
+            target=_write_lines, args=(self._proc.stdin, self._writes), daemon=True
+        ).start()
 
     def handshake(self) -> dict[str, Any]:
         """Read and check the launched process's hello; returns it."""
@@ -285,15 +323,20 @@ class ProcessBackend:
             why = "exited before its hello line" if line is None else None
             grace = 2.0 if line is None else 0.0
         if why is None:
-            line = cast(bytes, line)                # why is None: the line came
+            line = cast(bytes, line)  # why is None: the line came
             hello, problem = _parse(line)
             if problem is None and hello.get("type") != "hello":
                 problem = f"its first line must be a hello message, got type {hello.get('type')!r}"
             if problem is None:
                 problem = _hello_problem(hello)
-            if problem is None and self.hello is not None and (
+            if (
+                problem is None
+                and self.hello is not None
+                and (
                     hello["operations"] != self.hello["operations"]
-                    or hello["profile"] != self.hello["profile"]):
+                    or hello["profile"] != self.hello["profile"]
+                )
+            ):
                 problem = "a restarted process must send the same operations and profile"
             if problem is None:
                 self.hello = hello
@@ -375,8 +418,9 @@ class ProcessBackend:
         return "\n  its stderr ends with:\n" + "\n".join("    " + t for t in text.splitlines())
 
     # ------------------------------------------------------------------ calls
-    def request_line(self, op: str, args: dict[str, Any], *, encoded: bool = False,
-                     call_id: int = 1) -> str:
+    def request_line(
+        self, op: str, args: dict[str, Any], *, encoded: bool = False, call_id: int = 1
+    ) -> str:
         """The call line for ``op(**args)``, as the runner sends it."""
         return dumps(call_message(call_id, op, args, encoded=encoded))
 
@@ -388,18 +432,21 @@ class ProcessBackend:
         if self._proc is None:
             self._restart(op)
         call_id, self._next_id = self._next_id, self._next_id + 1
-        try:                          # a line already waiting answers nothing that was asked
+        try:  # a line already waiting answers nothing that was asked
             stale = self._lines.get_nowait()
         except queue.Empty:
             pass
         else:
             if stale is None:
-                self._fail(f"the backend process ended before request {call_id} ({op}) was sent",
-                           grace=2.0)
-            self._fail(f"protocol error before request {call_id} ({op}) was sent: the process "
-                       f"wrote a line after its last answer (request {self._last})\n"
-                       f"  the line: {_clip(stale)}\n"
-                       "  (stdout carries only protocol lines; write anything else to stderr)")
+                self._fail(
+                    f"the backend process ended before request {call_id} ({op}) was sent", grace=2.0
+                )
+            self._fail(
+                f"protocol error before request {call_id} ({op}) was sent: the process "
+                f"wrote a line after its last answer (request {self._last})\n"
+                f"  the line: {_clip(stale)}\n"
+                "  (stdout carries only protocol lines; write anything else to stderr)"
+            )
         self._last = f"{call_id}, {op}"
         line = self.request_line(op, args, encoded=encoded, call_id=call_id).encode("ascii")
         self._writes.put(line + b"\n")
@@ -408,24 +455,33 @@ class ProcessBackend:
         try:
             answer = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            self._fail(f"no answer to {what} within {self.timeout:g} s (--timeout); "
-                       "the process was stopped")
+            self._fail(
+                f"no answer to {what} within {self.timeout:g} s (--timeout); "
+                "the process was stopped"
+            )
         if answer is None:
             self._fail(f"the backend process ended while answering {what}", grace=2.0)
         message, problem = _parse(answer)
         if problem is None and message.get("type") in ("hello", "call"):
             problem = f"a {message['type']} message is not an answer"
-        if problem is None and message["id"] != call_id and not (
-                message["type"] == "error" and message["id"] is None):   # "cannot read the call"
+        if (
+            problem is None
+            and message["id"] != call_id
+            and not (message["type"] == "error" and message["id"] is None)
+        ):  # "cannot read the call"
             if message["id"] is not None and message["id"] < call_id:
-                problem = (f"it answered request {message['id']}, which was already answered "
-                           f"(a second answer or an extra line), while {what} was waiting")
+                problem = (
+                    f"it answered request {message['id']}, which was already answered "
+                    f"(a second answer or an extra line), while {what} was waiting"
+                )
             else:
                 problem = f"it answered request {message['id']} while {what} was waiting"
         if problem is not None:
-            self._fail(f"protocol error while waiting for the answer to {what}: {problem}\n"
-                       f"  the line: {_clip(answer)}\n"
-                       "  (stdout carries only protocol lines; write anything else to stderr)")
+            self._fail(
+                f"protocol error while waiting for the answer to {what}: {problem}\n"
+                f"  the line: {_clip(answer)}\n"
+                "  (stdout carries only protocol lines; write anything else to stderr)"
+            )
         if message["type"] == "not_provided":
             raise NotProvided(message.get("message", ""))
         if message["type"] == "error":
@@ -436,8 +492,9 @@ class ProcessBackend:
         try:
             return decode_value(message["value"], "value")
         except ValueError as exc:
-            raise BackendError(f"{op} answered a value that is not in the golden files' "
-                               f"encoding: {exc}") from None
+            raise BackendError(
+                f"{op} answered a value that is not in the golden files' encoding: {exc}"
+            ) from None
 
     def _restart(self, op: str) -> None:
         try:
@@ -468,7 +525,7 @@ def _write_lines(stream: IO[bytes], writes: queue.Queue[bytes | None]) -> None:
         try:
             stream.write(data)
             stream.flush()
-        except (OSError, ValueError):          # the process is gone; the reader sees the end
+        except (OSError, ValueError):  # the process is gone; the reader sees the end
             break
     try:
         stream.close()
@@ -534,8 +591,12 @@ def child_environment() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- the server
-def serve(spec: str, profile: str | None = None, stdin: IO[bytes] | None = None,
-          stdout: IO[bytes] | None = None) -> int:
+def serve(
+    spec: str,
+    profile: str | None = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+) -> int:
     """Serve the Python backend ``spec`` over the wire protocol until stdin ends.
 
     Writes the hello, then answers each call. Whatever the backend raises
@@ -554,8 +615,9 @@ def serve(spec: str, profile: str | None = None, stdin: IO[bytes] | None = None,
     try:
         backend = load_backend(spec)
     except Exception as exc:  # noqa: BLE001 - any import failure is reported, then exit 2
-        print(f"error: cannot load the backend {spec!r}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(
+            f"error: cannot load the backend {spec!r}: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
         return 2
     ops = [op for op in OPERATIONS if _provides(backend, op)]
     claimed = profile or getattr(backend, "profile", None)
@@ -589,9 +651,12 @@ def answer(backend: Any, ops: Sequence[str], line: bytes) -> dict[str, Any]:
         return error_message(call_id, "ProtocolError", problem)
     call_id, op = message["id"], message["op"]
     if op not in ops:
-        return {"type": "not_provided", "id": call_id,
-                "message": f"{op!r} is not among the operations this backend provides"}
-    try:                              # the runner's encoding is trusted: decoded, not linted
+        return {
+            "type": "not_provided",
+            "id": call_id,
+            "message": f"{op!r} is not among the operations this backend provides",
+        }
+    try:  # the runner's encoding is trusted: decoded, not linted
         args = golden.decode(message["args"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return error_message(call_id, "ProtocolError", f"cannot decode the arguments: {exc!r}")
@@ -608,11 +673,14 @@ def answer(backend: Any, ops: Sequence[str], line: bytes) -> dict[str, Any]:
     try:
         return result_message(call_id, value)
     except (TypeError, ValueError) as exc:
-        return error_message(call_id, "UnencodableResult",
-                             f"{op} returned a value of type {type(value).__name__} that the "
-                             f"protocol cannot carry: {exc}")
+        return error_message(
+            call_id,
+            "UnencodableResult",
+            f"{op} returned a value of type {type(value).__name__} that the "
+            f"protocol cannot carry: {exc}",
+        )
 
 
 def _traceback_tail(exc: BaseException, frames: int = 3) -> str:
-    tb = traceback.extract_tb(exc.__traceback__)[1:][-frames:]     # without answer()'s frame
+    tb = traceback.extract_tb(exc.__traceback__)[1:][-frames:]  # without answer()'s frame
     return "".join(traceback.format_list(tb))

@@ -17,8 +17,14 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 
-def float_array(x: Any, name: str, *, ndim: int | None = None,
-                allow_empty: bool = False, dtype: DTypeLike = np.float64) -> np.ndarray:
+def float_array(
+    x: Any,
+    name: str,
+    *,
+    ndim: int | None = None,
+    allow_empty: bool = False,
+    dtype: DTypeLike = np.float64,
+) -> np.ndarray:
     """Return ``x`` as a new finite floating array, or raise naming ``name``.
 
     Booleans, integers, strings and objects are rejected: a reference must not
@@ -59,8 +65,10 @@ def int_labels(y: Any, name: str, *, n_classes: int | None = None) -> np.ndarray
         raise ValueError(f"{name} must not be empty")
     if arr.min() < 0 or (n_classes is not None and arr.max() >= n_classes):
         hi = "" if n_classes is None else f", {n_classes})"
-        raise ValueError(f"{name} must hold class labels in [0{hi or ', inf)'}, "
-                         f"got values in [{arr.min()}, {arr.max()}]")
+        raise ValueError(
+            f"{name} must hold class labels in [0{hi or ', inf)'}, "
+            f"got values in [{arr.min()}, {arr.max()}]"
+        )
     return arr.astype(np.int64, copy=True)
 
 
@@ -88,8 +96,15 @@ def boolean(x: Any, name: str) -> bool:
     return bool(x)
 
 
-def real_number(x: Any, name: str, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> float:
+def real_number(
+    x: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """Return ``x`` as a finite float within the given bounds, or raise naming ``name``."""
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
@@ -101,14 +116,18 @@ def real_number(x: Any, name: str, *, low: float | None = None, high: float | No
     if bad_low or bad_high:
         lo = "-inf" if low is None else repr(low)
         hi = "inf" if high is None else repr(high)
-        raise ValueError(f"{name} must be in {'(' if low_open else '['}{lo}, {hi}"
-                         f"{')' if high_open else ']'}, got {x}")
+        raise ValueError(
+            f"{name} must be in {'(' if low_open else '['}{lo}, {hi}"
+            f"{')' if high_open else ']'}, got {x}"
+        )
     return v
 
 
 def choice(x: Any, name: str, options: Collection[str]) -> str:
     if not isinstance(x, str):
-        raise TypeError(f"{name} must be a string, one of {sorted(options)}, got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a string, one of {sorted(options)}, got {type(x).__name__}"
+        )
     if x not in options:
         raise ValueError(f"unknown {name} {x!r}; expected one of {sorted(options)}")
     return x

@@ -57,30 +57,35 @@ def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _sigmoid_first(z: NDArray[np.float64]) -> NDArray[np.float64]:
     e = np.exp(-np.abs(z))
-    return e / ((1.0 + e) * (1.0 + e))                 # s (1 - s)
+    return e / ((1.0 + e) * (1.0 + e))  # s (1 - s)
 
 
 def _sigmoid_second(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    return _sigmoid_first(z) * -np.tanh(0.5 * z)       # s (1 - s) (1 - 2 s)
+    return _sigmoid_first(z) * -np.tanh(0.5 * z)  # s (1 - s) (1 - 2 s)
 
 
 def _tanh_first(z: NDArray[np.float64]) -> NDArray[np.float64]:
     e = np.exp(-2.0 * np.abs(z))
-    return 4.0 * e / ((1.0 + e) * (1.0 + e))           # 1 - tanh(z)**2
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))  # 1 - tanh(z)**2
 
 
 def _tanh_second(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    return -2.0 * np.tanh(z) * _tanh_first(z)          # -2 tanh(z) (1 - tanh(z)**2)
+    return -2.0 * np.tanh(z) * _tanh_first(z)  # -2 tanh(z) (1 - tanh(z)**2)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", lambda z: np.maximum(z, 0.0),
-                       lambda z: (z > 0).astype(z.dtype),
-                       lambda z: np.zeros_like(z), True),
+    "relu": Activation(
+        "relu",
+        lambda z: np.maximum(z, 0.0),
+        lambda z: (z > 0).astype(z.dtype),
+        lambda z: np.zeros_like(z),
+        True,
+    ),
     "tanh": Activation("tanh", np.tanh, _tanh_first, _tanh_second, False),
     "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_first, _sigmoid_second, False),
-    "identity": Activation("identity", lambda z: z.copy(), lambda z: np.ones_like(z),
-                           lambda z: np.zeros_like(z), True),
+    "identity": Activation(
+        "identity", lambda z: z.copy(), lambda z: np.ones_like(z), lambda z: np.zeros_like(z), True
+    ),
 }
 
 

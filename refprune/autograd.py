@@ -32,8 +32,13 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "op")
 
-    def __init__(self, data: ArrayLike, requires_grad: bool = False,
-                 _parents: Sequence[Tensor] = (), op: str = ""):
+    def __init__(
+        self,
+        data: ArrayLike,
+        requires_grad: bool = False,
+        _parents: Sequence[Tensor] = (),
+        op: str = "",
+    ):
         self.data = np.asarray(data, dtype=np.float64) if not isinstance(data, np.ndarray) else data
         self.grad: np.ndarray | None = None
         self.requires_grad: bool = requires_grad or any(p.requires_grad for p in _parents)
@@ -83,21 +88,38 @@ class Tensor:
         self.grad = None
 
     # operator sugar
-    def __add__(self, other: Tensor | ArrayLike) -> Tensor: return add(self, as_tensor(other))
-    def __radd__(self, other: Tensor | ArrayLike) -> Tensor: return add(as_tensor(other), self)
-    def __mul__(self, other: Tensor | ArrayLike) -> Tensor: return mul(self, as_tensor(other))
-    def __rmul__(self, other: Tensor | ArrayLike) -> Tensor: return mul(as_tensor(other), self)
-    def __neg__(self) -> Tensor: return mul(self, as_tensor(-1.0))
-    def __sub__(self, other: Tensor | ArrayLike) -> Tensor: return add(self, -as_tensor(other))
-    def __rsub__(self, other: Tensor | ArrayLike) -> Tensor: return add(as_tensor(other), -self)
-    def __matmul__(self, other: Tensor | ArrayLike) -> Tensor: return matmul(self, as_tensor(other))
+    def __add__(self, other: Tensor | ArrayLike) -> Tensor:
+        return add(self, as_tensor(other))
+
+    def __radd__(self, other: Tensor | ArrayLike) -> Tensor:
+        return add(as_tensor(other), self)
+
+    def __mul__(self, other: Tensor | ArrayLike) -> Tensor:
+        return mul(self, as_tensor(other))
+
+    def __rmul__(self, other: Tensor | ArrayLike) -> Tensor:
+        return mul(as_tensor(other), self)
+
+    def __neg__(self) -> Tensor:
+        return mul(self, as_tensor(-1.0))
+
+    def __sub__(self, other: Tensor | ArrayLike) -> Tensor:
+        return add(self, -as_tensor(other))
+
+    def __rsub__(self, other: Tensor | ArrayLike) -> Tensor:
+        return add(as_tensor(other), -self)
+
+    def __matmul__(self, other: Tensor | ArrayLike) -> Tensor:
+        return matmul(self, as_tensor(other))
 
     @property
     def T(self) -> Tensor:
         return transpose(self)
 
     def __repr__(self) -> str:
-        return f"Tensor(shape={self.data.shape}, op={self.op!r}, requires_grad={self.requires_grad})"
+        return (
+            f"Tensor(shape={self.data.shape}, op={self.op!r}, requires_grad={self.requires_grad})"
+        )
 
 
 def as_tensor(x: Tensor | ArrayLike) -> Tensor:
@@ -129,7 +151,7 @@ def add(a: Tensor, b: Tensor) -> Tensor:
 def mul(a: Tensor, b: Tensor) -> Tensor:
     out = Tensor(a.data * b.data, _parents=(a, b), op="mul")
 
-    def backward(g: np.ndarray) -> None:          # d(ab) = b da + a db
+    def backward(g: np.ndarray) -> None:  # d(ab) = b da + a db
         if a.requires_grad:
             a._accumulate(_unbroadcast(g * b.data, a.shape))
         if b.requires_grad:
@@ -144,11 +166,13 @@ def _activation_op(name: str) -> Callable[[Tensor], Tensor]:
 
     def op(a: Tensor) -> Tensor:
         out = Tensor(act.value(a.data), _parents=(a,), op=name)
-        out._backward = lambda g: a._accumulate(g * act.first(a.data))   # d sigma(z) = sigma'(z) dz
+        out._backward = lambda g: a._accumulate(g * act.first(a.data))  # d sigma(z) = sigma'(z) dz
         return out
 
     op.__name__ = name
-    op.__doc__ = f"Elementwise {name}; backward multiplies by its derivative (refprune.activations)."
+    op.__doc__ = (
+        f"Elementwise {name}; backward multiplies by its derivative (refprune.activations)."
+    )
     return op
 
 
@@ -157,7 +181,9 @@ sigmoid = _activation_op("sigmoid")
 identity = _activation_op("identity")
 
 
-def relu(a: Tensor) -> Tensor:  # written out rather than via _activation_op: the hot path of training
+def relu(
+    a: Tensor,
+) -> Tensor:  # written out rather than via _activation_op: the hot path of training
     """max(z, 0); backward passes the gradient where z > 0."""
     positive = a.data > 0
     out = Tensor(np.where(positive, a.data, 0.0), _parents=(a,), op="relu")
@@ -171,11 +197,12 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
     def backward(g: np.ndarray) -> None:
         if a.requires_grad:
-            a._accumulate(g @ b.data.T)            # dA = G B^T
+            a._accumulate(g @ b.data.T)  # dA = G B^T
         if b.requires_grad:
-            b._accumulate((g.T @ a.data).T)        # dB = A^T G, formed as (G^T A)^T so that the
-                                                   # gradient of a transposed weight W^T reaches W
-                                                   # C-ordered like W (keeps the update fast)
+            b._accumulate((g.T @ a.data).T)  # dB = A^T G, formed as (G^T A)^T so that the
+            # gradient of a transposed weight W^T reaches W
+            # C-ordered like W (keeps the update fast)
+
     out._backward = backward
     return out
 
@@ -223,7 +250,7 @@ def cross_entropy(logits: Tensor, labels: np.ndarray) -> Tensor:
     rows = np.arange(n)
     out = Tensor(np.asarray(-logp[rows, labels].mean()), _parents=(logits,), op="cross_entropy")
 
-    def backward(g: np.ndarray) -> None:       # dL/dz = (softmax(z) - onehot(y)) / N
+    def backward(g: np.ndarray) -> None:  # dL/dz = (softmax(z) - onehot(y)) / N
         d = p.copy()
         d[rows, labels] = -q[rows, labels]
         logits._accumulate(d * (g / n))
@@ -236,5 +263,7 @@ def mse(pred: Tensor, target: np.ndarray) -> Tensor:
     """Mean over all entries of (pred - target)**2."""
     diff = pred.data - target
     out = Tensor(np.asarray(np.mean(diff * diff)), _parents=(pred,), op="mse")
-    out._backward = lambda g: pred._accumulate(diff * (2.0 * g / diff.size))   # dL/dp = 2 (p - t) / (N K)
+    out._backward = lambda g: pred._accumulate(
+        diff * (2.0 * g / diff.size)
+    )  # dL/dp = 2 (p - t) / (N K)
     return out

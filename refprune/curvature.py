@@ -63,8 +63,18 @@ DEFAULT_MAX_PARAMS = 2000
 # 4 MB, small enough to stay near the caches, large enough for efficient GEMMs.
 _CHUNK_FLOATS = 1 << 19
 
-__all__ = ["METHODS", "DEFAULT_MAX_PARAMS", "gradient", "hvp", "full_hessian",
-           "hessian_diag", "flatten_params", "unflatten_params", "n_params", "FAST_BOUND"]
+__all__ = [
+    "METHODS",
+    "DEFAULT_MAX_PARAMS",
+    "gradient",
+    "hvp",
+    "full_hessian",
+    "hessian_diag",
+    "flatten_params",
+    "unflatten_params",
+    "n_params",
+    "FAST_BOUND",
+]
 
 
 # ====================================================================== checks
@@ -92,17 +102,17 @@ class _Output:
         self.loss, self.n_total, self.k = loss, n_total, f.shape[1]
         if loss == "cross_entropy":
             _, self.p, self.q = softmax_parts(f)
-            self.top = np.argmax(f, axis=1)                 # m, the class whose 1 - p is small
+            self.top = np.argmax(f, axis=1)  # m, the class whose 1 - p is small
             rows = np.arange(f.shape[0])
             g = self.p.copy()
-            g[rows, y] = -self.q[rows, y]                   # p_y - 1 = -(1 - p_y)
-            self.grad = g / n_total                          # (p - onehot(y)) / N
+            g[rows, y] = -self.q[rows, y]  # p_y - 1 = -(1 - p_y)
+            self.grad = g / n_total  # (p - onehot(y)) / N
         else:
             self.p = self.q = None
             self.grad = (f - y) * (2.0 / (n_total * self.k))  # 2 (f - t) / (N K)
 
     def hess_vec(self, R: np.ndarray) -> np.ndarray:
-        if self.loss == "cross_entropy":                   # (diag(p) - p p^T) R / N
+        if self.loss == "cross_entropy":  # (diag(p) - p p^T) R / N
             p, top = self.p, self.top[:, None]
             out = p * (R - (p * R).sum(axis=-1, keepdims=True))
             # class m: R_m - p.R = sum_{j != m} p_j (R_m - R_j)
@@ -111,25 +121,26 @@ class _Output:
             np.put_along_axis(p_rest, top, 0.0, axis=-1)
             top_row = (p_rest * (R_top - R)).sum(axis=-1, keepdims=True)
             p_top = np.take_along_axis(p, top, axis=-1)
-            np.put_along_axis(out, np.broadcast_to(top, R.shape[:-1] + (1,)),
-                              p_top * top_row, axis=-1)
+            np.put_along_axis(
+                out, np.broadcast_to(top, R.shape[:-1] + (1,)), p_top * top_row, axis=-1
+            )
             return out / self.n_total
-        return R * (2.0 / (self.n_total * self.k))         # 2 R / (N K)
+        return R * (2.0 / (self.n_total * self.k))  # 2 R / (N K)
 
     def factor(self, rows: slice) -> np.ndarray:
         n = len(range(*rows.indices(self.grad.shape[0])))
-        if self.loss == "cross_entropy":                   # S^T[c, k] = sqrt(p_c) (1[c=k] - p_k) / sqrt(N)
+        if self.loss == "cross_entropy":  # S^T[c, k] = sqrt(p_c) (1[c=k] - p_k) / sqrt(N)
             p, q = self.p[rows], self.q[rows]
             sq = np.sqrt(p) / np.sqrt(self.n_total)
             inner = -np.broadcast_to(p[:, None, :], (n, self.k, self.k)).copy()
             diag = np.arange(self.k)
-            inner[:, diag, diag] = q                       # 1 - p_c on the diagonal
+            inner[:, diag, diag] = q  # 1 - p_c on the diagonal
             return sq[:, :, None] * inner
-        c = np.sqrt(2.0 / (self.n_total * self.k))         # S = sqrt(2 / (N K)) I
+        c = np.sqrt(2.0 / (self.n_total * self.k))  # S = sqrt(2 / (N K)) I
         return np.broadcast_to(c * np.eye(self.k), (n, self.k, self.k))
 
     def hess_diag(self, rows: slice) -> np.ndarray:
-        if self.loss == "cross_entropy":                   # p (1 - p) / N
+        if self.loss == "cross_entropy":  # p (1 - p) / N
             return self.p[rows] * self.q[rows] / self.n_total
         n = len(range(*rows.indices(self.grad.shape[0])))
         return np.full((n, self.k), 2.0 / (self.n_total * self.k))
@@ -151,9 +162,16 @@ class _Pass:
     delta[l] = dL/dz_l for l = 1 .. L (only delta[L] when ``backward`` is False).
     """
 
-    def __init__(self, model: MLP, X: np.ndarray, y: np.ndarray, n_total: int | None = None,
-                 Ws: list[np.ndarray] | None = None, bs: list[np.ndarray] | None = None,
-                 backward: bool = True):
+    def __init__(
+        self,
+        model: MLP,
+        X: np.ndarray,
+        y: np.ndarray,
+        n_total: int | None = None,
+        Ws: list[np.ndarray] | None = None,
+        bs: list[np.ndarray] | None = None,
+        backward: bool = True,
+    ):
         self.act: Activation = get_activation(model.activation)
         if Ws is None:
             Ws, bs = _effective(model)
@@ -161,18 +179,18 @@ class _Pass:
         L = self.L
         self.a: list[np.ndarray] = [X]
         self.z: list[np.ndarray | None] = [None]
-        for l in range(L):                                  # z_{l+1} = a_l W_l^T + b_l
+        for l in range(L):  # z_{l+1} = a_l W_l^T + b_l
             z = self.a[l] @ Ws[l].T + bs[l]
             self.z.append(z)
             if l < L - 1:
-                self.a.append(self.act.value(z))          # a_{l+1} = sigma(z_{l+1})
+                self.a.append(self.act.value(z))  # a_{l+1} = sigma(z_{l+1})
         self.out = _Output(self.z[L], y, model.loss, X.shape[0] if n_total is None else n_total)
         self.delta: list[np.ndarray | None] = [None] * (L + 1)
         self.back: list[np.ndarray | None] = [None] * L
-        self.delta[L] = self.out.grad                       # delta_L = dL/df
+        self.delta[L] = self.out.grad  # delta_L = dL/df
         for l in range(L - 1, 0, -1) if backward else ():
-            self.back[l] = self.delta[l + 1] @ Ws[l]        # delta_{l+1} W_l
-            self.delta[l] = self.back[l] * self.act.first(self.z[l])   # delta_l = back_l sigma'(z_l)
+            self.back[l] = self.delta[l + 1] @ Ws[l]  # delta_{l+1} W_l
+            self.delta[l] = self.back[l] * self.act.first(self.z[l])  # delta_l = back_l sigma'(z_l)
 
 
 def _masked(model: MLP, d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -221,10 +239,10 @@ def gradient(model: MLP, X: Any, y: Any, *, fast: bool = True) -> dict[str, np.n
     gW, gb = [np.zeros(w.shape) for w in Ws], [np.zeros(b.shape) for b in bs]
     for n in range(N):
         a, z = [X[n]], [None]
-        for l in range(len(Ws)):                               # z_{l+1} = W_l a_l + b_l
+        for l in range(len(Ws)):  # z_{l+1} = W_l a_l + b_l
             z.append(Ws[l] @ a[l] + bs[l])
-            a.append(act.value(z[-1]))                         # (the last one is unused)
-        delta = _Output(z[-1][None, :], y[n:n + 1], model.loss, N).grad[0]
+            a.append(act.value(z[-1]))  # (the last one is unused)
+        delta = _Output(z[-1][None, :], y[n : n + 1], model.loss, N).grad[0]
         for l in range(len(Ws) - 1, -1, -1):
             gW[l] += np.outer(delta, a[l])
             gb[l] += delta
@@ -259,26 +277,28 @@ def _rop(fw: _Pass, V: list[np.ndarray], u: list[np.ndarray]) -> tuple[list, lis
     """
     act, L, Ws = fw.act, fw.L, fw.Ws
     smooth = not act.piecewise_linear
-    Ra: list[np.ndarray | None] = [None] * L              # R{a_0} = 0
+    Ra: list[np.ndarray | None] = [None] * L  # R{a_0} = 0
     Rz: list[np.ndarray | None] = [None] * (L + 1)
     first = [None] + [act.first(fw.z[l]) for l in range(1, L)]
-    for l in range(L):                                     # R{z_{l+1}} = R{a_l} W_l^T + a_l V_l^T + u_l
+    for l in range(L):  # R{z_{l+1}} = R{a_l} W_l^T + a_l V_l^T + u_l
         r = np.matmul(fw.a[l], V[l].transpose(0, 2, 1)) + u[l][:, None, :]
         if Ra[l] is not None:
             r += Ra[l] @ Ws[l].T
         Rz[l + 1] = r
         if l < L - 1:
-            Ra[l + 1] = first[l + 1] * r                  # R{a_l} = sigma'(z_l) R{z_l}
-    Rd = fw.out.hess_vec(Rz[L])                           # R{delta_L} = H_out R{f}
+            Ra[l + 1] = first[l + 1] * r  # R{a_l} = sigma'(z_l) R{z_l}
+    Rd = fw.out.hess_vec(Rz[L])  # R{delta_L} = H_out R{f}
     RgW, Rgb = [None] * L, [None] * L
     for l in range(L - 1, -1, -1):
-        gW = np.matmul(Rd.transpose(0, 2, 1), fw.a[l])    # R{dL/dW_l} = R{delta}^T a_l + delta^T R{a_l}
+        gW = np.matmul(
+            Rd.transpose(0, 2, 1), fw.a[l]
+        )  # R{dL/dW_l} = R{delta}^T a_l + delta^T R{a_l}
         if Ra[l] is not None:
             gW += np.matmul(fw.delta[l + 1].T, Ra[l])
-        RgW[l], Rgb[l] = gW, Rd.sum(axis=1)               # R{dL/db_l} = sum_n R{delta}
-        if l > 0:      # R{delta_l} = (R{delta_{l+1}} W_l + delta_{l+1} V_l) sigma'(z_l) + ...
+        RgW[l], Rgb[l] = gW, Rd.sum(axis=1)  # R{dL/db_l} = sum_n R{delta}
+        if l > 0:  # R{delta_l} = (R{delta_{l+1}} W_l + delta_{l+1} V_l) sigma'(z_l) + ...
             r = (Rd @ Ws[l] + np.matmul(fw.delta[l + 1], V[l])) * first[l]
-            if smooth:                                    #   + (delta_{l+1} W_l) sigma''(z_l) R{z_l}
+            if smooth:  #   + (delta_{l+1} W_l) sigma''(z_l) R{z_l}
                 r += fw.back[l] * act.second(fw.z[l]) * Rz[l]
             Rd = r
     return RgW, Rgb
@@ -288,14 +308,14 @@ def _hvp_flat(model: MLP, fw: _Pass, Vflat: np.ndarray) -> np.ndarray:
     """H v for each row v of Vflat (B, P); returns (B, P) in flatten_params order."""
     B = Vflat.shape[0]
     mflat = np.concatenate([model.masks[n].ravel() for n in model.params])
-    Vflat = np.where(mflat, Vflat, 0.0)                   # directions in theta * M
+    Vflat = np.where(mflat, Vflat, 0.0)  # directions in theta * M
     V, u, start = [], [], 0
     for l in range(model.n_layers):
         w = model.params[f"layers.{l}.weight"]
-        V.append(Vflat[:, start:start + w.size].reshape((B,) + w.shape))
+        V.append(Vflat[:, start : start + w.size].reshape((B,) + w.shape))
         start += w.size
         b = model.params[f"layers.{l}.bias"]
-        u.append(Vflat[:, start:start + b.size])
+        u.append(Vflat[:, start : start + b.size])
         start += b.size
     RgW, Rgb = _rop(fw, V, u)
     out = np.concatenate([x.reshape(B, -1) for pair in zip(RgW, Rgb) for x in pair], axis=1)
@@ -345,8 +365,9 @@ def hvp(model: MLP, X: Any, y: Any, v: Mapping[str, np.ndarray]) -> dict[str, np
     return unflatten_params(_hvp_flat(model, fw, vflat[None, :])[0], model)
 
 
-def full_hessian(model: MLP, X: Any, y: Any, *, max_params: int = DEFAULT_MAX_PARAMS,
-                 allow_large: bool = False) -> np.ndarray:
+def full_hessian(
+    model: MLP, X: Any, y: Any, *, max_params: int = DEFAULT_MAX_PARAMS, allow_large: bool = False
+) -> np.ndarray:
     """The full Hessian of the mean loss, column j = H e_j by the R-operator.
 
     ``H[i, j] = d2 L(theta * M) / dtheta_i dtheta_j`` in ``flatten_params`` order
@@ -376,16 +397,18 @@ def full_hessian(model: MLP, X: Any, y: Any, *, max_params: int = DEFAULT_MAX_PA
         raise TypeError(f"allow_large must be a bool, got {type(allow_large).__name__}")
     P = n_params(model)
     if P > max_params and not allow_large:
-        raise ValueError(f"model has {P} parameters, above max_params={max_params}; a full "
-                         f"Hessian needs P*P*8 = {P * P * 8} bytes and P Hessian-vector products. "
-                         f"Pass allow_large=True (or a larger max_params) to compute it anyway")
+        raise ValueError(
+            f"model has {P} parameters, above max_params={max_params}; a full "
+            f"Hessian needs P*P*8 = {P * P * 8} bytes and P Hessian-vector products. "
+            f"Pass allow_large=True (or a larger max_params) to compute it anyway"
+        )
     X, y = _check_batch(model, X, y)
     fw = _Pass(model, X, y)
     H = np.zeros((P, P))
     alive = np.flatnonzero(np.concatenate([model.masks[n].ravel() for n in model.params]))
     step = _probe_chunk(model, X.shape[0])
     for s in range(0, alive.size, step):
-        cols = alive[s:s + step]
+        cols = alive[s : s + step]
         E = np.zeros((cols.size, P))
         E[np.arange(cols.size), cols] = 1.0
         H[:, cols] = _hvp_flat(model, fw, E).T
@@ -399,7 +422,7 @@ def _sample_chunk(model: MLP, method: str) -> int:
     per = max(s) * 4
     if method in ("exact", "ggn"):
         smooth = method == "exact" and not get_activation(model.activation).piecewise_linear
-        cols = s[-1]                                       # factor columns at z_{l+1}
+        cols = s[-1]  # factor columns at z_{l+1}
         for l in range(model.n_layers - 1, 0, -1):
             full = cols > s[l + 1]
             per = max(per, (s[l + 1] + s[l]) * s[l] if full else (cols + 1) * s[l])
@@ -421,7 +444,7 @@ def _propagate(parts: list, W: np.ndarray, D: np.ndarray, keep: bool) -> tuple[n
     acc = np.zeros(D.shape)
     new = []
     for kind, A, w in parts:
-        if kind == "factor":                              # (A W)^T diag(w) (A W)
+        if kind == "factor":  # (A W)^T diag(w) (A W)
             U = (A.reshape(-1, m) @ W).reshape(n, -1, W.shape[1])
             if keep:
                 new.append(("factor", U * D[:, None, :], w))
@@ -430,7 +453,7 @@ def _propagate(parts: list, W: np.ndarray, D: np.ndarray, keep: bool) -> tuple[n
             else:
                 U *= U
                 acc += np.einsum("nc,nci->ni", w, U)
-        elif kind == "full":                              # W^T G W
+        elif kind == "full":  # W^T G W
             M = A @ W
             acc += np.einsum("nji,ji->ni", M, W)
             if keep:
@@ -438,7 +461,7 @@ def _propagate(parts: list, W: np.ndarray, D: np.ndarray, keep: bool) -> tuple[n
                 G *= D[:, :, None]
                 G *= D[:, None, :]
                 new.append(("full", G, None))
-        else:                                             # W^T diag(e) W
+        else:  # W^T diag(e) W
             acc += A @ (W * W)
             if keep:
                 new.append(("factor", np.broadcast_to(W, (n,) + W.shape) * D[:, None, :], A))
@@ -456,7 +479,9 @@ def _consolidate(parts: list, width: int) -> list:
         if kind == "diag":
             continue
         if kind == "factor":
-            A = np.matmul(A.transpose(0, 2, 1), A if w is None else A * w[:, :, None])  # A^T diag(w) A
+            A = np.matmul(
+                A.transpose(0, 2, 1), A if w is None else A * w[:, :, None]
+            )  # A^T diag(w) A
         G = A if G is None else G + A
     return [("full", G, None)] + [p for p in parts if p[0] == "diag"]
 
@@ -465,9 +490,9 @@ def _preact_diags(fw: _Pass, rows: slice, method: str) -> list[np.ndarray | None
     """diag of the per-sample Hessian of L in z_l, l = 1 .. L, for one chunk of rows."""
     L, act, Ws = fw.L, fw.act, fw.Ws
     h: list[np.ndarray | None] = [None] * (L + 1)
-    h[L] = fw.out.hess_diag(rows)                        # diag H_out
+    h[L] = fw.out.hess_diag(rows)  # diag H_out
     smooth = not act.piecewise_linear
-    if method == "obd":                                   # diagonal terms only
+    if method == "obd":  # diagonal terms only
         for l in range(L - 1, 0, -1):
             z = fw.z[l][rows]
             hl = (h[l + 1] @ (Ws[l] * Ws[l])) * act.first(z) ** 2
@@ -475,13 +500,13 @@ def _preact_diags(fw: _Pass, rows: slice, method: str) -> list[np.ndarray | None
                 hl += act.second(z) * fw.back[l][rows]
             h[l] = hl
         return h
-    second = method == "exact" and smooth                 # ggn drops the sigma'' terms
-    parts = [("factor", fw.out.factor(rows), None)]        # H_L = S S^T
+    second = method == "exact" and smooth  # ggn drops the sigma'' terms
+    parts = [("factor", fw.out.factor(rows), None)]  # H_L = S S^T
     for l in range(L - 1, 0, -1):
         z = fw.z[l][rows]
         keep = l > 1
         hl, parts = _propagate(parts, Ws[l], act.first(z), keep)
-        if second:                                        # + diag(sigma''(z_l) (delta_{l+1} W_l))
+        if second:  # + diag(sigma''(z_l) (delta_{l+1} W_l))
             e = act.second(z) * fw.back[l][rows]
             hl += e
             if keep:
@@ -492,9 +517,16 @@ def _preact_diags(fw: _Pass, rows: slice, method: str) -> list[np.ndarray | None
     return h
 
 
-def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
-                 n_samples: int | None = None, seed: int | np.random.Generator | None = None,
-                 fast: bool = True) -> dict[str, np.ndarray]:
+def hessian_diag(
+    model: MLP,
+    X: Any,
+    y: Any,
+    method: str = "exact",
+    *,
+    n_samples: int | None = None,
+    seed: int | np.random.Generator | None = None,
+    fast: bool = True,
+) -> dict[str, np.ndarray]:
     """Diagonal of the Hessian of the mean loss (exact, or one of three approximations).
 
     Every method uses that W_l[i, j] reaches the loss only through z_{l+1, i}, so
@@ -570,13 +602,13 @@ def hessian_diag(model: MLP, X: Any, y: Any, method: str = "exact", *,
     Ws, L = fw.Ws, fw.L
     dW, db = [np.zeros(w.shape) for w in Ws], [np.zeros(w.shape[0]) for w in Ws]
     for n in range(X.shape[0]):
-        H = _output_hessian(fw.out, n)                        # in z_L = f
-        for l in range(L - 1, -1, -1):                        # H: the Hessian in z_{l+1}
+        H = _output_hessian(fw.out, n)  # in z_L = f
+        for l in range(L - 1, -1, -1):  # H: the Hessian in z_{l+1}
             if method == "obd":
                 H = np.diag(np.diag(H))
             dW[l] += np.outer(np.diag(H), fw.a[l][n] ** 2)  # h_{l+1}[i] a_l[j]**2
             db[l] += np.diag(H)
-            if l > 0:                                         # H_l = D W^T H W D (+ sigma'')
+            if l > 0:  # H_l = D W^T H W D (+ sigma'')
                 d = act.first(fw.z[l][n])
                 H = d[:, None] * (Ws[l].T @ H @ Ws[l]) * d[None, :]
                 if method != "ggn":
@@ -589,7 +621,7 @@ def _output_hessian(out: _Output, n: int) -> np.ndarray:
     if out.loss == "cross_entropy":
         p = out.p[n]
         H = -np.outer(p, p)
-        H[np.diag_indices(out.k)] = p * out.q[n]               # p (1 - p), 1 - p kept exact
+        H[np.diag_indices(out.k)] = p * out.q[n]  # p (1 - p), 1 - p kept exact
         return H / out.n_total
     return np.eye(out.k) * (2.0 / (out.n_total * out.k))
 
@@ -606,15 +638,20 @@ def _check_diag_options(model: Any, method: str, n_samples: Any, seed: Any) -> t
             raise ValueError("seed must be given for method='hutchinson' (draws are reproducible)")
         return make_rng(seed), n_samples
     if n_samples is not None:
-        raise ValueError(f"n_samples is used only by method='hutchinson', got {n_samples!r} "
-                         f"with method={method!r}")
+        raise ValueError(
+            f"n_samples is used only by method='hutchinson', got {n_samples!r} "
+            f"with method={method!r}"
+        )
     if seed is not None:
-        raise ValueError(f"seed is used only by method='hutchinson', got one with method={method!r}")
+        raise ValueError(
+            f"seed is used only by method='hutchinson', got one with method={method!r}"
+        )
     return None, None
 
 
-def _hessian_diag_fast(model: MLP, X: np.ndarray, y: np.ndarray, method: str
-                       ) -> dict[str, np.ndarray]:
+def _hessian_diag_fast(
+    model: MLP, X: np.ndarray, y: np.ndarray, method: str
+) -> dict[str, np.ndarray]:
     """``hessian_diag`` for "exact", "ggn", "obd" without forming per-sample matrices.
 
     Chunks of samples (sizes from the array shapes only); the pre-activation
@@ -632,18 +669,22 @@ def _hessian_diag_fast(model: MLP, X: np.ndarray, y: np.ndarray, method: str
         rows = slice(s, min(N, s + step))
         if fw_all is not None:
             fw, sub = fw_all, rows
-        else:                                             # per-sample: a chunk needs the full N for 1/N
-            fw, sub = _Pass(model, X[rows], y[rows], n_total=N, Ws=Ws, bs=bs, backward=back), slice(None)
+        else:  # per-sample: a chunk needs the full N for 1/N
+            fw, sub = (
+                _Pass(model, X[rows], y[rows], n_total=N, Ws=Ws, bs=bs, backward=back),
+                slice(None),
+            )
         h = _preact_diags(fw, sub, method)
         for l in range(fw.L):
             a = fw.a[l][sub]
-            diag[0][l] += h[l + 1].T @ (a * a)            # sum_n h_{l+1}[n, i] a_l[n, j]^2
+            diag[0][l] += h[l + 1].T @ (a * a)  # sum_n h_{l+1}[n, i] a_l[n, j]^2
             diag[1][l] += h[l + 1].sum(axis=0)
     return _masked(model, _by_name(*diag))
 
 
-def _hutchinson(model: MLP, X: np.ndarray, y: np.ndarray, n_samples: int,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _hutchinson(
+    model: MLP, X: np.ndarray, y: np.ndarray, n_samples: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     P = n_params(model)
     fw = _Pass(model, X, y)
     acc = np.zeros(P)
@@ -651,7 +692,7 @@ def _hutchinson(model: MLP, X: np.ndarray, y: np.ndarray, n_samples: int,
     for s in range(0, n_samples, step):
         B = min(step, n_samples - s)
         Vs = np.empty((B, P))
-        for b in range(B):                                 # one call per probe, in probe order
+        for b in range(B):  # one call per probe, in probe order
             Vs[b] = rng.integers(0, 2, size=P) * 2 - 1
         prod = Vs * _hvp_flat(model, fw, Vs)
         for b in range(B):

@@ -17,9 +17,15 @@ from .mlp import MLP
 from .rng import make_rng
 
 
-def make_blobs(n_samples: int = 300, n_features: int = 2, n_classes: int = 3, *,
-               center_scale: float = 4.0, spread: float = 1.0,
-               seed: int | np.random.Generator = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_blobs(
+    n_samples: int = 300,
+    n_features: int = 2,
+    n_classes: int = 3,
+    *,
+    center_scale: float = 4.0,
+    spread: float = 1.0,
+    seed: int | np.random.Generator = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-blob classification: x = c_y + spread * e, e ~ N(0, I).
 
     Draws, in order: centres ``center_scale * rng.standard_normal((K, d))``;
@@ -40,9 +46,16 @@ def make_blobs(n_samples: int = 300, n_features: int = 2, n_classes: int = 3, *,
     return X, y
 
 
-def make_teacher_student(n_samples: int = 1000, sizes: Sequence[int] = (20, 32, 4), *, density: float = 0.2,
-                         activation: str = "relu", task: str = "classification", noise: float = 0.0,
-                         seed: int | np.random.Generator = 0) -> tuple[np.ndarray, np.ndarray, MLP]:
+def make_teacher_student(
+    n_samples: int = 1000,
+    sizes: Sequence[int] = (20, 32, 4),
+    *,
+    density: float = 0.2,
+    activation: str = "relu",
+    task: str = "classification",
+    noise: float = 0.0,
+    seed: int | np.random.Generator = 0,
+) -> tuple[np.ndarray, np.ndarray, MLP]:
     """Data labelled by a sparse random teacher MLP ("the true network is sparse").
 
     The teacher is ``MLP(sizes, activation, init="glorot", seed=rng)``; in each weight
@@ -62,12 +75,17 @@ def make_teacher_student(n_samples: int = 1000, sizes: Sequence[int] = (20, 32, 
     choice(task, "task", ("classification", "regression"))
     noise = real_number(noise, "noise", low=0.0)
     rng = make_rng(seed)
-    teacher = MLP(sizes, activation, init="glorot", seed=rng,
-                  loss="cross_entropy" if task == "classification" else "mse")
+    teacher = MLP(
+        sizes,
+        activation,
+        init="glorot",
+        seed=rng,
+        loss="cross_entropy" if task == "classification" else "mse",
+    )
     masks = {}
     for name in teacher.weight_names():
         w = teacher.params[name]
-        alive = rng.permutation(w.size)[:fraction_to_count(density, w.size)]
+        alive = rng.permutation(w.size)[: fraction_to_count(density, w.size)]
         m = np.zeros(w.size, dtype=bool)
         m[alive] = True
         masks[name] = m.reshape(w.shape)
@@ -91,9 +109,9 @@ def random_labels(y: Any, n_classes: int, *, seed: int | np.random.Generator = 0
     return cast(np.ndarray, make_rng(seed).integers(0, k, size=y.shape[0]).astype(np.int64))
 
 
-def train_test_split(X: Any, y: Any, *, test_fraction: float = 0.25,
-                     seed: int | np.random.Generator = 0
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def train_test_split(
+    X: Any, y: Any, *, test_fraction: float = 0.25, seed: int | np.random.Generator = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split rows into train and test sets.
 
     n_test = fraction_to_count(test_fraction, N) (round-half-even); the draw is
@@ -119,7 +137,9 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as _load
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("load_digits needs scikit-learn: pip install 'refprune[experiments]'") from exc
+        raise ImportError(
+            "load_digits needs scikit-learn: pip install 'refprune[experiments]'"
+        ) from exc
     d = _load()
     return np.asarray(d.data, dtype=np.float64) / 16.0, np.asarray(d.target, dtype=np.int64)
 

@@ -93,7 +93,9 @@ class Rewind:
         choice(self.mode, "rewind mode", REWIND_MODES)
         positive_int(self.step, "rewind step", minimum=0)
         if self.mode != "step" and self.step != 0:
-            raise ValueError(f"rewind step is only meaningful for mode 'step', got mode {self.mode!r}")
+            raise ValueError(
+                f"rewind step is only meaningful for mode 'step', got mode {self.mode!r}"
+            )
 
     @classmethod
     def parse(cls, spec: str | Rewind) -> Rewind:
@@ -101,14 +103,20 @@ class Rewind:
         if isinstance(spec, Rewind):
             return spec
         if not isinstance(spec, str):
-            raise TypeError(f"rewind must be a string such as 'init' or 'step:100', got {type(spec).__name__}")
+            raise TypeError(
+                f"rewind must be a string such as 'init' or 'step:100', got {type(spec).__name__}"
+            )
         if spec.startswith("step:"):
             k = spec[5:]
             if not k.isdigit():
-                raise ValueError(f"rewind must be 'step:K' with K a non-negative integer, got {spec!r}")
+                raise ValueError(
+                    f"rewind must be 'step:K' with K a non-negative integer, got {spec!r}"
+                )
             return cls("step", int(k))
         if spec not in ("init", "lr", "finetune"):
-            raise ValueError(f"unknown rewind {spec!r}; expected one of 'init', 'step:K', 'lr', 'finetune'")
+            raise ValueError(
+                f"unknown rewind {spec!r}; expected one of 'init', 'step:K', 'lr', 'finetune'"
+            )
         return cls(spec)
 
     def __str__(self) -> str:
@@ -142,7 +150,12 @@ class StepDecayLR:
         return rate
 
     def to_dict(self) -> dict:
-        return {"name": "step_decay", "lr": self.lr, "milestones": list(self.milestones), "gamma": self.gamma}
+        return {
+            "name": "step_decay",
+            "lr": self.lr,
+            "milestones": list(self.milestones),
+            "gamma": self.gamma,
+        }
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,9 @@ class TrainConfig:
         real_number(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
         real_number(self.weight_decay, "weight_decay", low=0.0)
         if self.lr_schedule is not None and not callable(self.lr_schedule):
-            raise TypeError(f"lr_schedule must be callable (step -> rate), got {type(self.lr_schedule).__name__}")
+            raise TypeError(
+                f"lr_schedule must be callable (step -> rate), got {type(self.lr_schedule).__name__}"
+            )
         positive_int(self.seed, "seed", minimum=0)
 
     def steps_per_epoch(self, n: int) -> int:
@@ -183,9 +198,20 @@ class TrainConfig:
     def to_dict(self) -> dict:
         sched = self.lr_schedule
         if sched is not None:
-            sched = sched.to_dict() if hasattr(sched, "to_dict") else getattr(sched, "__qualname__", "callable")
-        return {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "momentum": self.momentum,
-                "weight_decay": self.weight_decay, "lr_schedule": sched, "seed": self.seed}
+            sched = (
+                sched.to_dict()
+                if hasattr(sched, "to_dict")
+                else getattr(sched, "__qualname__", "callable")
+            )
+        return {
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "lr_schedule": sched,
+            "seed": self.seed,
+        }
 
 
 # ---------------------------------------------------------------- small pure helpers
@@ -201,7 +227,10 @@ def encode_array(a: np.ndarray, fmt: str = "hex") -> dict:
     """``{"shape": [...], "data": [...]}`` with data in flat C order, as hex floats or JSON numbers."""
     choice(fmt, "weights format", ("hex", "float"))
     flat = np.asarray(a, dtype=np.float64).ravel().tolist()
-    return {"shape": list(np.shape(a)), "data": [float.hex(v) for v in flat] if fmt == "hex" else flat}
+    return {
+        "shape": list(np.shape(a)),
+        "data": [float.hex(v) for v in flat] if fmt == "hex" else flat,
+    }
 
 
 def decode_array(entry: Mapping[str, Any]) -> np.ndarray:
@@ -210,9 +239,13 @@ def decode_array(entry: Mapping[str, Any]) -> np.ndarray:
     return np.array(data, dtype=np.float64).reshape(entry["shape"])
 
 
-def random_masks_like(masks: Mapping[str, Any], names: Sequence[str],
-                      seed: int | np.random.Generator = 0, *,
-                      within: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+def random_masks_like(
+    masks: Mapping[str, Any],
+    names: Sequence[str],
+    seed: int | np.random.Generator = 0,
+    *,
+    within: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
     """Random masks with exactly the same alive count per parameter as ``masks``.
 
     For each name in ``names``, in order: k = alive entries of ``masks[name]``,
@@ -234,12 +267,15 @@ def random_masks_like(masks: Mapping[str, Any], names: Sequence[str],
         else:
             w = np.asarray(within[name], dtype=bool)
             if w.shape != m.shape:
-                raise ValueError(f"within[{name!r}] must have the mask's shape {m.shape}, "
-                                 f"got {w.shape}")
+                raise ValueError(
+                    f"within[{name!r}] must have the mask's shape {m.shape}, got {w.shape}"
+                )
             candidates = np.flatnonzero(w)
         if k > candidates.size:
-            raise ValueError(f"masks[{name!r}] has {k} alive entries, more than the "
-                             f"{candidates.size} alive in within[{name!r}]")
+            raise ValueError(
+                f"masks[{name!r}] has {k} alive entries, more than the "
+                f"{candidates.size} alive in within[{name!r}]"
+            )
         new = np.zeros(m.size, dtype=bool)
         new[candidates[rng.permutation(candidates.size)[:k]]] = True
         out[name] = new.reshape(m.shape)
@@ -249,7 +285,14 @@ def random_masks_like(masks: Mapping[str, Any], names: Sequence[str],
 def reinit_like(model: MLP, seed: int | np.random.Generator) -> dict[str, np.ndarray]:
     """Fresh initial parameters for ``model``'s architecture: ``MLP(same sizes, activation,
     loss, init, sigma, seed=seed).params`` (the random-reinitialisation control)."""
-    fresh = MLP(model.sizes, model.activation, loss=model.loss, init=model.init, sigma=model.sigma, seed=seed)
+    fresh = MLP(
+        model.sizes,
+        model.activation,
+        loss=model.loss,
+        init=model.init,
+        sigma=model.sigma,
+        seed=seed,
+    )
     return fresh.params
 
 
@@ -272,8 +315,9 @@ def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> dict:
         pred = np.argmax(model._forward(X), axis=1)
         hit = pred == y
         out["accuracy"] = float(np.mean(hit))
-        out["per_class_accuracy"] = [float(np.mean(hit[y == c])) if np.any(y == c) else None
-                                     for c in range(model.n_outputs)]
+        out["per_class_accuracy"] = [
+            float(np.mean(hit[y == c])) if np.any(y == c) else None for c in range(model.n_outputs)
+        ]
     return out
 
 
@@ -317,9 +361,19 @@ class PruneSpec:
 
     def scores(self, model: MLP, X, y, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """compute_scores(rule, model, X, y, names); ``rng`` is passed only to the rules that draw."""
-        draws = self.rule == "random" or (self.rule in DIAG_RULES and self.hessian_method == "hutchinson")
-        return compute_scores(self.rule, model, X, y, names=list(self.names), seed=rng if draws else None,
-                              hessian_method=self.hessian_method, **dict(self.score_options or {}))
+        draws = self.rule == "random" or (
+            self.rule in DIAG_RULES and self.hessian_method == "hutchinson"
+        )
+        return compute_scores(
+            self.rule,
+            model,
+            X,
+            y,
+            names=list(self.names),
+            seed=rng if draws else None,
+            hessian_method=self.hessian_method,
+            **dict(self.score_options or {}),
+        )
 
     def pool(self) -> list[str]:
         """Names ranked together: those with multiplier 1 in global scope; none in layer scope."""
@@ -338,8 +392,9 @@ class PruneSpec:
         mult = self.rate_multipliers or {}
         pool = self.pool()
         out = [PruneGroup(tuple(pool), "global", 1.0)] if pool else []
-        return out + [PruneGroup((n,), "layer", float(mult.get(n, 1.0)))
-                      for n in self.names if n not in pool]
+        return out + [
+            PruneGroup((n,), "layer", float(mult.get(n, 1.0))) for n in self.names if n not in pool
+        ]
 
     def target_alive(self, model: MLP, sparsity: float) -> list[int]:
         """Alive count of each group (``groups()`` order) for an absolute sparsity target.
@@ -352,14 +407,16 @@ class PruneSpec:
         for group in self.groups():
             f = sparsity * group.multiplier
             if f > 1.0:
-                raise ValueError(f"sparsity * rate_multipliers[{group.names[0]!r}] must be <= 1, "
-                                 f"got {f}")
+                raise ValueError(
+                    f"sparsity * rate_multipliers[{group.names[0]!r}] must be <= 1, got {f}"
+                )
             n = sum(model.masks[g].size for g in group.names)
             out.append(n - fraction_to_count(f, n, self.rounding))
         return out
 
-    def prune_to_counts(self, model: MLP, scores: Mapping[str, np.ndarray],
-                        alive_targets: Sequence[int]) -> None:
+    def prune_to_counts(
+        self, model: MLP, scores: Mapping[str, np.ndarray], alive_targets: Sequence[int]
+    ) -> None:
         """Prune each group from its alive count down to its target (never up), in place.
 
         The pool is ranked as one group (scope "global"), every other name on its
@@ -368,14 +425,19 @@ class PruneSpec:
         """
         groups = self.groups()
         if len(alive_targets) != len(groups):
-            raise ValueError(f"alive_targets must have one count per group ({len(groups)}), "
-                             f"got {len(alive_targets)}")
+            raise ValueError(
+                f"alive_targets must have one count per group ({len(groups)}), "
+                f"got {len(alive_targets)}"
+            )
         new: dict[str, np.ndarray] = {}
         for group, k in zip(groups, alive_targets):
             alive = sum(int(model.masks[g].sum()) for g in group.names)
             if alive > k:
-                new.update(select_masks_count({g: scores[g] for g in group.names}, model.masks,
-                                              alive - k, scope="global"))
+                new.update(
+                    select_masks_count(
+                        {g: scores[g] for g in group.names}, model.masks, alive - k, scope="global"
+                    )
+                )
         if new:
             apply_masks(model, new, allow_collapse=self.allow_collapse)
 
@@ -404,7 +466,9 @@ class PruneSpec:
             out.append(sum(alive) / sum(sizes))
         return out
 
-    def apply(self, model: MLP, scores: Mapping[str, np.ndarray], schedule: Schedule, j: int) -> None:
+    def apply(
+        self, model: MLP, scores: Mapping[str, np.ndarray], schedule: Schedule, j: int
+    ) -> None:
         """Apply step j of ``schedule`` to ``model`` in place.
 
         Relative step: ``prune(model, scores, f_j, names, scope, rate_multipliers,
@@ -412,18 +476,32 @@ class PruneSpec:
         down to ``target_alive(model, s_j)``.
         """
         if schedule.kind == "relative":
-            prune(model, scores, schedule.values[j], names=list(self.names), scope=self.scope,
-                  rate_multipliers=self.rate_multipliers, rounding=self.rounding,
-                  allow_collapse=self.allow_collapse)
+            prune(
+                model,
+                scores,
+                schedule.values[j],
+                names=list(self.names),
+                scope=self.scope,
+                rate_multipliers=self.rate_multipliers,
+                rounding=self.rounding,
+                allow_collapse=self.allow_collapse,
+            )
         else:
             self.prune_to_counts(model, scores, self.target_alive(model, schedule.values[j]))
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "names": list(self.names), "scope": self.scope,
-                "rate_multipliers": None if self.rate_multipliers is None
-                else {k: float(v) for k, v in self.rate_multipliers.items()},
-                "rounding": self.rounding, "hessian_method": self.hessian_method,
-                "score_options": dict(self.score_options or {}), "allow_collapse": self.allow_collapse}
+        return {
+            "rule": self.rule,
+            "names": list(self.names),
+            "scope": self.scope,
+            "rate_multipliers": None
+            if self.rate_multipliers is None
+            else {k: float(v) for k, v in self.rate_multipliers.items()},
+            "rounding": self.rounding,
+            "hessian_method": self.hessian_method,
+            "score_options": dict(self.score_options or {}),
+            "allow_collapse": self.allow_collapse,
+        }
 
 
 def _check_data(model: MLP, X, y, X_test, y_test):
@@ -436,12 +514,22 @@ def _check_data(model: MLP, X, y, X_test, y_test):
     return X, y, X_test, y_test
 
 
-def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: float, *,
-              rule: str = "magnitude", names: Sequence[str] | None = None, scope: str = "layer",
-              rate_multipliers: Mapping[str, float] | None = None, rounding: str = "round-half-even",
-              X: np.ndarray | None = None, y: np.ndarray | None = None,
-              seed: int | np.random.Generator = 0, hessian_method: str = "exact",
-              allow_collapse: bool = False) -> MLP:
+def imp_round(
+    model: MLP,
+    rewind_params: Mapping[str, np.ndarray],
+    fraction: float,
+    *,
+    rule: str = "magnitude",
+    names: Sequence[str] | None = None,
+    scope: str = "layer",
+    rate_multipliers: Mapping[str, float] | None = None,
+    rounding: str = "round-half-even",
+    X: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+    seed: int | np.random.Generator = 0,
+    hessian_method: str = "exact",
+    allow_collapse: bool = False,
+) -> MLP:
     """One IMP round after training: prune, then rewind. Returns a new model; ``model`` is untouched.
 
     scores = compute_scores(rule, model, X, y, names) (higher = kept); new masks
@@ -466,22 +554,48 @@ def imp_round(model: MLP, rewind_params: Mapping[str, np.ndarray], fraction: flo
         For the rules that draw ("random"); ignored by the others.
     """
     check_model(model)
-    spec = _pruning_spec(model, None, {"rule": rule, "names": names, "scope": scope,
-                                       "rate_multipliers": rate_multipliers, "rounding": rounding,
-                                       "hessian_method": hessian_method,
-                                       "allow_collapse": allow_collapse})
+    spec = _pruning_spec(
+        model,
+        None,
+        {
+            "rule": rule,
+            "names": names,
+            "scope": scope,
+            "rate_multipliers": rate_multipliers,
+            "rounding": rounding,
+            "hessian_method": hessian_method,
+            "allow_collapse": allow_collapse,
+        },
+    )
     net = model.copy()
-    prune(net, spec.scores(net, X, y, make_rng(seed)), fraction, names=list(spec.names), scope=spec.scope,
-          rate_multipliers=spec.rate_multipliers, rounding=spec.rounding, allow_collapse=spec.allow_collapse)
+    prune(
+        net,
+        spec.scores(net, X, y, make_rng(seed)),
+        fraction,
+        names=list(spec.names),
+        scope=spec.scope,
+        rate_multipliers=spec.rate_multipliers,
+        rounding=spec.rounding,
+        allow_collapse=spec.allow_collapse,
+    )
     rewind_weights(net, rewind_params)
     return net
 
 
 # ---------------------------------------------------------------- records
-def _record(model: MLP, names: Sequence[str], *, index: int, target_density: float | None,
-            schedule_density: float | None,
-            start_weights: Mapping[str, np.ndarray] | None, weights_format: str, steps: int,
-            train_eval: dict, test_eval: dict | None) -> dict:
+def _record(
+    model: MLP,
+    names: Sequence[str],
+    *,
+    index: int,
+    target_density: float | None,
+    schedule_density: float | None,
+    start_weights: Mapping[str, np.ndarray] | None,
+    weights_format: str,
+    steps: int,
+    train_eval: dict,
+    test_eval: dict | None,
+) -> dict:
     alive = {n: int(m.sum()) for n, m in model.masks.items()}
     rec = {
         "round": index,
@@ -499,7 +613,9 @@ def _record(model: MLP, names: Sequence[str], *, index: int, target_density: flo
         "per_class_test_accuracy": None if test_eval is None else test_eval["per_class_accuracy"],
     }
     if weights_format != "none" and start_weights is not None:
-        rec["rewound_weights"] = {n: encode_array(w, weights_format) for n, w in start_weights.items()}
+        rec["rewound_weights"] = {
+            n: encode_array(w, weights_format) for n, w in start_weights.items()
+        }
     return rec
 
 
@@ -547,8 +663,16 @@ class LotteryResult:
 
 # ---------------------------------------------------------------- IMP
 _SEGMENTS = {"init": "full", "step": "resume", "lr": "full", "finetune": "finetune"}
-_PRUNE_KEYWORDS = ("rule", "names", "scope", "rate_multipliers", "rounding", "hessian_method",
-                   "score_options", "allow_collapse")
+_PRUNE_KEYWORDS = (
+    "rule",
+    "names",
+    "scope",
+    "rate_multipliers",
+    "rounding",
+    "hessian_method",
+    "score_options",
+    "allow_collapse",
+)
 
 
 @dataclass(frozen=True)
@@ -593,7 +717,7 @@ class _Trainer:
         reset first, always.
         """
         cfg = self.cfg
-        self.optimizer.reset()                     # momentum never survives a rewind
+        self.optimizer.reset()  # momentum never survives a rewind
         self.optimizer.lr = cfg.lr
         lr_schedule, skip, start = cfg.lr_schedule, 0, 0
         first_batch = 0
@@ -604,15 +728,25 @@ class _Trainer:
             lr_schedule = None
         rng = make_rng(cfg.seed)
         if self.spe > 1:
-            for _ in range(skip):                 # train draws one permutation per epoch
+            for _ in range(skip):  # train draws one permutation per epoch
                 rng.permutation(self.X.shape[0])
         if cfg.epochs - skip == 0:
             if callback is not None:
                 callback(start, net)
             return 0
-        hist = train(net, self.X, self.y, epochs=cfg.epochs - skip, batch_size=cfg.batch_size,
-                     lr_schedule=lr_schedule, seed=rng, optimizer=self.optimizer, start_step=start,
-                     first_batch=first_batch, callback=callback)
+        hist = train(
+            net,
+            self.X,
+            self.y,
+            epochs=cfg.epochs - skip,
+            batch_size=cfg.batch_size,
+            lr_schedule=lr_schedule,
+            seed=rng,
+            optimizer=self.optimizer,
+            start_step=start,
+            first_batch=first_batch,
+            callback=callback,
+        )
         return hist.steps
 
 
@@ -624,20 +758,37 @@ class _Recorder:
     ``trace["controls"][kind]``, then calls ``observe`` and ``progress``.
     """
 
-    def __init__(self, trace: dict, names: list[str], data: tuple, targets: list[float],
-                 scheduled: list[float], weights_format: str, progress, observe):
+    def __init__(
+        self,
+        trace: dict,
+        names: list[str],
+        data: tuple,
+        targets: list[float],
+        scheduled: list[float],
+        weights_format: str,
+        progress,
+        observe,
+    ):
         self.trace, self.names, self.data = trace, names, data
-        self.targets, self.scheduled = targets, scheduled      # index r: round r (0: as given)
+        self.targets, self.scheduled = targets, scheduled  # index r: round r (0: as given)
         self.weights_format, self.progress, self.observe = weights_format, progress, observe
         self.t0 = time.perf_counter()
 
     def add(self, kind: str, r: int, net: MLP, start: Mapping[str, np.ndarray], steps: int) -> None:
         X, y, X_test, y_test = self.data
         te = None if X_test is None else evaluate(net, X_test, y_test)
-        rec = _record(net, self.names, index=r, target_density=self.targets[r],
-                      schedule_density=self.scheduled[r], start_weights=start,
-                      weights_format=self.weights_format, steps=steps,
-                      train_eval=evaluate(net, X, y), test_eval=te)
+        rec = _record(
+            net,
+            self.names,
+            index=r,
+            target_density=self.targets[r],
+            schedule_density=self.scheduled[r],
+            start_weights=start,
+            weights_format=self.weights_format,
+            steps=steps,
+            train_eval=evaluate(net, X, y),
+            test_eval=te,
+        )
         (self.trace["rounds"] if kind == "imp" else self.trace["controls"][kind]).append(rec)
         if self.observe is not None:
             self.observe(kind, r, net)
@@ -649,20 +800,48 @@ def _copy(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {n: a.copy() for n, a in arrays.items()}
 
 
-def _trace_header(model: MLP, X, X_test, schedule: Schedule, pruning: PruneSpec, rw: Rewind,
-                  cfg: TrainConfig, score_seed: int, controls: Controls,
-                  weights_format: str) -> dict:
+def _trace_header(
+    model: MLP,
+    X,
+    X_test,
+    schedule: Schedule,
+    pruning: PruneSpec,
+    rw: Rewind,
+    cfg: TrainConfig,
+    score_seed: int,
+    controls: Controls,
+    weights_format: str,
+) -> dict:
     """The trace before any round: ``format``, ``version``, the whole ``config``, empty records."""
-    arch = {"sizes": list(model.sizes), "activation": model.activation, "loss": model.loss,
-            "init": model.init, "sigma": model.sigma}
-    config = {"model": arch, "n_train": int(X.shape[0]),
-              "n_test": None if X_test is None else int(X_test.shape[0]),
-              "schedule": schedule.to_dict(), "pruning": pruning.to_dict(), "rewind": str(rw),
-              "train": cfg.to_dict(), "score_seed": score_seed, "controls": list(controls.names),
-              "reinit_seed": controls.reinit_seed, "mask_seed": controls.mask_seed,
-              "weights_format": weights_format, "mask_checksum": MASK_CHECKSUM}
-    return {"format": TRACE_FORMAT, "version": TRACE_VERSION, "config": config,
-            "rounds": [], "controls": {c: [] for c in controls.names}}
+    arch = {
+        "sizes": list(model.sizes),
+        "activation": model.activation,
+        "loss": model.loss,
+        "init": model.init,
+        "sigma": model.sigma,
+    }
+    config = {
+        "model": arch,
+        "n_train": int(X.shape[0]),
+        "n_test": None if X_test is None else int(X_test.shape[0]),
+        "schedule": schedule.to_dict(),
+        "pruning": pruning.to_dict(),
+        "rewind": str(rw),
+        "train": cfg.to_dict(),
+        "score_seed": score_seed,
+        "controls": list(controls.names),
+        "reinit_seed": controls.reinit_seed,
+        "mask_seed": controls.mask_seed,
+        "weights_format": weights_format,
+        "mask_checksum": MASK_CHECKSUM,
+    }
+    return {
+        "format": TRACE_FORMAT,
+        "version": TRACE_VERSION,
+        "config": config,
+        "rounds": [],
+        "controls": {c: [] for c in controls.names},
+    }
 
 
 def _pruning_spec(model: MLP, pruning: PruneSpec | None, keywords: dict) -> PruneSpec:
@@ -682,8 +861,23 @@ def _pruning_spec(model: MLP, pruning: PruneSpec | None, keywords: dict) -> Prun
     return replace(pruning, names=tuple(model.check_names(pruning.names or None)))
 
 
-def _check_imp(model: MLP, X, y, X_test, y_test, schedule, pruning, train_config, rewind, controls,
-               score_seed, weights_format, progress, observe, keywords: dict) -> tuple:
+def _check_imp(
+    model: MLP,
+    X,
+    y,
+    X_test,
+    y_test,
+    schedule,
+    pruning,
+    train_config,
+    rewind,
+    controls,
+    score_seed,
+    weights_format,
+    progress,
+    observe,
+    keywords: dict,
+) -> tuple:
     """Validate run_imp's arguments once; return them as spec objects."""
     data = _check_data(model, X, y, X_test, y_test)
     rounds, alpha = keywords.pop("rounds", 10), keywords.pop("alpha", 0.2)
@@ -707,24 +901,38 @@ def _check_imp(model: MLP, X, y, X_test, y_test, schedule, pruning, train_config
             raise TypeError(f"{name} must be callable, got {type(f).__name__}")
     total = cfg.epochs * cfg.steps_per_epoch(data[0].shape[0])
     if rw.mode == "step" and rw.step > total:
-        raise ValueError(f"rewind step K must be in [0, {total}] (the updates of a round), "
-                         f"got {rw.step}")
+        raise ValueError(
+            f"rewind step K must be in [0, {total}] (the updates of a round), got {rw.step}"
+        )
     if "reinit" in controls.names and all(
-            np.array_equal(reinit_like(model, controls.reinit_seed)[n], model.params[n])
-            for n in pruning.names):
-        raise ValueError(f"reinit_seed={controls.reinit_seed} draws the model's own initial "
-                         "weights; choose a seed other than the model's")
+        np.array_equal(reinit_like(model, controls.reinit_seed)[n], model.params[n])
+        for n in pruning.names
+    ):
+        raise ValueError(
+            f"reinit_seed={controls.reinit_seed} draws the model's own initial "
+            "weights; choose a seed other than the model's"
+        )
     return data, schedule, pruning, cfg, rw, controls, score_seed
 
 
-def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | None = None,
-            y_test: np.ndarray | None = None, schedule: Schedule | None = None,
-            pruning: PruneSpec | None = None, train_config: TrainConfig | None = None,
-            rewind: str | Rewind = "init", controls: Controls | Sequence[str] = (),
-            score_seed: int = 0, weights_format: str = "hex",
-            progress: Callable[[str, dict], None] | None = None,
-            observe: Callable[[str, int, MLP], None] | None = None,
-            **keywords: Any) -> LotteryResult:
+def run_imp(
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    schedule: Schedule | None = None,
+    pruning: PruneSpec | None = None,
+    train_config: TrainConfig | None = None,
+    rewind: str | Rewind = "init",
+    controls: Controls | Sequence[str] = (),
+    score_seed: int = 0,
+    weights_format: str = "hex",
+    progress: Callable[[str, dict], None] | None = None,
+    observe: Callable[[str, int, MLP], None] | None = None,
+    **keywords: Any,
+) -> LotteryResult:
     """Iterative pruning with rewinding (the Lottery Ticket procedure), with optional controls.
 
     Round 0 trains a copy of ``model`` (``model`` itself is never modified).
@@ -781,15 +989,37 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
     LotteryResult
     """
     (X, y, X_test, y_test), schedule, pruning, cfg, rw, controls, score_seed = _check_imp(
-        model, X, y, X_test, y_test, schedule, pruning, train_config, rewind, controls,
-        score_seed, weights_format, progress, observe, dict(keywords))
+        model,
+        X,
+        y,
+        X_test,
+        y_test,
+        schedule,
+        pruning,
+        train_config,
+        rewind,
+        controls,
+        score_seed,
+        weights_format,
+        progress,
+        observe,
+        dict(keywords),
+    )
     names = list(pruning.names)
-    trace = _trace_header(model, X, X_test, schedule, pruning, rw, cfg, score_seed, controls,
-                          weights_format)
+    trace = _trace_header(
+        model, X, X_test, schedule, pruning, rw, cfg, score_seed, controls, weights_format
+    )
     dense_density = model.density(names)
-    rec = _Recorder(trace, names, (X, y, X_test, y_test),
-                    [dense_density, *pruning.target_densities(model, schedule)],
-                    [dense_density, *schedule.densities()], weights_format, progress, observe)
+    rec = _Recorder(
+        trace,
+        names,
+        (X, y, X_test, y_test),
+        [dense_density, *pruning.target_densities(model, schedule)],
+        [dense_density, *schedule.densities()],
+        weights_format,
+        progress,
+        observe,
+    )
     trainer = _Trainer(X, y, cfg, rw)
     net = model.copy()
     w0, w_k = _copy(net.params), {}
@@ -813,14 +1043,23 @@ def run_imp(model: MLP, X: np.ndarray, y: np.ndarray, *, X_test: np.ndarray | No
 
 def _snapshot_at(rw: Rewind, into: dict) -> Callable[[int, MLP], None]:
     """Training callback that copies the parameters w_K into ``into`` (late rewinding)."""
+
     def grab(t: int, m: MLP) -> None:
         if rw.mode == "step" and t == rw.step:
             into.update(_copy(m.params))
+
     return grab
 
 
-def run_controls(model: MLP, result: LotteryResult, controls: Controls, pruning: PruneSpec,
-                 trainer: _Trainer, rec: _Recorder, score_seed: int) -> None:
+def run_controls(
+    model: MLP,
+    result: LotteryResult,
+    controls: Controls,
+    pruning: PruneSpec,
+    trainer: _Trainer,
+    rec: _Recorder,
+    score_seed: int,
+) -> None:
     """Train and record each control of ``controls`` for rounds 1 .. R of ``result``.
 
     Each run starts from the network the control builds for round r (below),
@@ -859,6 +1098,7 @@ def _reinit_control(model, result, controls, pruning, trainer, score_seed):
         net = model.copy()
         net.load_state_dict({"params": fresh, "masks": result.masks[r]})
         return net
+
     return start_of
 
 
@@ -870,6 +1110,7 @@ def _random_masks_control(model, result, controls, pruning, trainer, score_seed)
         masks = random_masks_like(result.masks[r], pruning.names, rng)
         net.load_state_dict({"params": _rewound(result), "masks": masks})
         return net
+
     return start_of
 
 
@@ -881,16 +1122,21 @@ def _one_shot_control(model, result, controls, pruning, trainer, score_seed):
     def start_of(r: int) -> MLP:
         net = model.copy()
         net.load_state_dict({"params": result.dense_params})
-        targets = [sum(int(result.masks[r][g].sum()) for g in group.names)
-                   for group in pruning.groups()]
+        targets = [
+            sum(int(result.masks[r][g].sum()) for g in group.names) for group in pruning.groups()
+        ]
         pruning.prune_to_counts(net, scores, targets)
         rewind_weights(net, _rewound(result))
         return net
+
     return start_of
 
 
-_CONTROLS = {"reinit": _reinit_control, "random_masks": _random_masks_control,
-             "one_shot": _one_shot_control}
+_CONTROLS = {
+    "reinit": _reinit_control,
+    "random_masks": _random_masks_control,
+    "one_shot": _one_shot_control,
+}
 
 
 # ---------------------------------------------------------------- gradual pruning
@@ -906,10 +1152,19 @@ class GradualResult:
         return _dump(self.trace, path, indent)
 
 
-def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, *,
-                  X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
-                  pruning: PruneSpec | None = None, train_config: TrainConfig | None = None,
-                  score_seed: int = 0, **keywords: Any) -> GradualResult:
+def train_gradual(
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    schedule: Schedule,
+    *,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    pruning: PruneSpec | None = None,
+    train_config: TrainConfig | None = None,
+    score_seed: int = 0,
+    **keywords: Any,
+) -> GradualResult:
     """Prune during one training run, following ``schedule`` (Zhu and Gupta 2017).
 
     ``schedule.steps`` count updates: step j is applied when the training
@@ -953,7 +1208,9 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
         raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
     total = cfg.epochs * cfg.steps_per_epoch(X.shape[0])
     if len(schedule) and schedule.steps[-1] > total:
-        raise ValueError(f"schedule steps must be <= the number of updates ({total}), got {schedule.steps[-1]}")
+        raise ValueError(
+            f"schedule steps must be <= the number of updates ({total}), got {schedule.steps[-1]}"
+        )
     score_seed = positive_int(score_seed, "score_seed", minimum=0)
     score_rng = make_rng(score_seed)
     names = list(spec.names)
@@ -967,27 +1224,75 @@ def train_gradual(model: MLP, X: np.ndarray, y: np.ndarray, schedule: Schedule, 
         while pending and schedule.steps[pending[0]] == t:
             j = pending.pop(0)
             spec.apply(m, spec.scores(m, X, y, score_rng), schedule, j)
-            records.append({"index": j, "step": t, "target_sparsity": applied[j],
-                            "schedule_sparsity": targets[j], "density": m.density(names),
-                            "alive": {n: int(m.masks[n].sum()) for n in names},
-                            "mask_sha256": {n: mask_sha256(m.masks[n]) for n in names}})
+            records.append(
+                {
+                    "index": j,
+                    "step": t,
+                    "target_sparsity": applied[j],
+                    "schedule_sparsity": targets[j],
+                    "density": m.density(names),
+                    "alive": {n: int(m.masks[n].sum()) for n in names},
+                    "mask_sha256": {n: mask_sha256(m.masks[n]) for n in names},
+                }
+            )
 
-    train(net, X, y, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, momentum=cfg.momentum,
-          weight_decay=cfg.weight_decay, lr_schedule=cfg.lr_schedule, seed=cfg.seed, callback=on_step)
+    train(
+        net,
+        X,
+        y,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        lr_schedule=cfg.lr_schedule,
+        seed=cfg.seed,
+        callback=on_step,
+    )
     tr = evaluate(net, X, y)
     te = None if X_test is None else evaluate(net, X_test, y_test)
-    trace = {"format": "refprune.gradual-trace", "version": TRACE_VERSION,
-             "config": {"schedule": schedule.to_dict(), "pruning": spec.to_dict(), "train": cfg.to_dict(),
-                        "score_seed": score_seed, "mask_checksum": MASK_CHECKSUM},
-             "steps": records,
-             "final": {"density": net.density(names), "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
-                       "test_loss": None if te is None else te["loss"],
-                       "test_accuracy": None if te is None else te["accuracy"],
-                       "per_class_test_accuracy": None if te is None else te["per_class_accuracy"]}}
+    trace = {
+        "format": "refprune.gradual-trace",
+        "version": TRACE_VERSION,
+        "config": {
+            "schedule": schedule.to_dict(),
+            "pruning": spec.to_dict(),
+            "train": cfg.to_dict(),
+            "score_seed": score_seed,
+            "mask_checksum": MASK_CHECKSUM,
+        },
+        "steps": records,
+        "final": {
+            "density": net.density(names),
+            "train_loss": tr["loss"],
+            "train_accuracy": tr["accuracy"],
+            "test_loss": None if te is None else te["loss"],
+            "test_accuracy": None if te is None else te["accuracy"],
+            "per_class_test_accuracy": None if te is None else te["per_class_accuracy"],
+        },
+    }
     return GradualResult(net, trace)
 
 
-__all__ = ["Rewind", "StepDecayLR", "TrainConfig", "PruneSpec", "LotteryResult", "GradualResult",
-           "REWIND_MODES", "CONTROLS", "mask_sha256", "encode_array", "decode_array", "random_masks_like",
-           "reinit_like", "rewind_weights", "evaluate", "imp_round", "run_imp", "run_controls",
-           "Controls", "train_gradual"]
+__all__ = [
+    "Rewind",
+    "StepDecayLR",
+    "TrainConfig",
+    "PruneSpec",
+    "LotteryResult",
+    "GradualResult",
+    "REWIND_MODES",
+    "CONTROLS",
+    "mask_sha256",
+    "encode_array",
+    "decode_array",
+    "random_masks_like",
+    "reinit_like",
+    "rewind_weights",
+    "evaluate",
+    "imp_round",
+    "run_imp",
+    "run_controls",
+    "Controls",
+    "train_gradual",
+]

@@ -100,9 +100,9 @@ def keep_top_k(scores: Any, k: int) -> np.ndarray:
     if k == n:
         keep[:] = True
     elif k > 0:
-        threshold = np.partition(flat, n - k)[n - k]          # the k-th largest score
+        threshold = np.partition(flat, n - k)[n - k]  # the k-th largest score
         keep = flat > threshold
-        n_equal_kept = k - int(keep.sum())                     # room left for ties at the threshold
+        n_equal_kept = k - int(keep.sum())  # room left for ties at the threshold
         keep[np.flatnonzero(flat == threshold)[:n_equal_kept]] = True
     return keep.reshape(s.shape)
 
@@ -111,9 +111,15 @@ def keep_top_k(scores: Any, k: int) -> np.ndarray:
 SCOPES = ("layer", "global")
 
 
-def select_masks(scores: Mapping[str, Any], masks: Mapping[str, Any], fraction: float, *,
-                 scope: str = "layer", rate_multipliers: Mapping[str, float] | None = None,
-                 rounding: str = "round-half-even") -> dict[str, np.ndarray]:
+def select_masks(
+    scores: Mapping[str, Any],
+    masks: Mapping[str, Any],
+    fraction: float,
+    *,
+    scope: str = "layer",
+    rate_multipliers: Mapping[str, float] | None = None,
+    rounding: str = "round-half-even",
+) -> dict[str, np.ndarray]:
     """New masks that prune ``fraction`` of the entries still alive.
 
     For a group of alive entries (one parameter, or the global pool), with
@@ -191,8 +197,13 @@ def select_masks(scores: Mapping[str, Any], masks: Mapping[str, Any], fraction: 
     return _prune_groups(s, m, counts)
 
 
-def select_masks_count(scores: Mapping[str, Any], masks: Mapping[str, Any],
-                       n_prune: int | Mapping[str, int], *, scope: str = "layer") -> dict[str, np.ndarray]:
+def select_masks_count(
+    scores: Mapping[str, Any],
+    masks: Mapping[str, Any],
+    n_prune: int | Mapping[str, int],
+    *,
+    scope: str = "layer",
+) -> dict[str, np.ndarray]:
     """New masks that prune exactly ``n_prune`` alive entries (the count form of ``select_masks``).
 
     ``scope="layer"``: ``n_prune`` maps each name of ``scores`` to the number of
@@ -218,11 +229,15 @@ def select_masks_count(scores: Mapping[str, Any], masks: Mapping[str, Any],
         counts = [(list(s), count_in(n_prune, "n_prune", sum(int(m[n].sum()) for n in s)))]
     else:
         if not isinstance(n_prune, Mapping):
-            raise TypeError("n_prune must be a mapping name -> int when scope='layer', "
-                            f"got {type(n_prune).__name__}")
+            raise TypeError(
+                "n_prune must be a mapping name -> int when scope='layer', "
+                f"got {type(n_prune).__name__}"
+            )
         extra = [n for n in n_prune if n not in s]
         if extra or len(n_prune) != len(s):
-            raise ValueError(f"n_prune must have exactly the names of scores {list(s)}, got {list(n_prune)}")
+            raise ValueError(
+                f"n_prune must have exactly the names of scores {list(s)}, got {list(n_prune)}"
+            )
         counts = [([n], count_in(n_prune[n], f"n_prune[{n!r}]", int(m[n].sum()))) for n in s]
     return _prune_groups(s, m, counts)
 
@@ -232,7 +247,9 @@ def alive_counts(masks: Mapping[str, Any]) -> dict[str, int]:
     return {n: int(np.count_nonzero(v)) for n, v in masks.items()}
 
 
-def _check_scores_masks(scores: Any, masks: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _check_scores_masks(
+    scores: Any, masks: Any
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     if not isinstance(scores, Mapping):
         raise TypeError(f"scores must be a mapping name -> array, got {type(scores).__name__}")
     if not isinstance(masks, Mapping):
@@ -246,29 +263,40 @@ def _check_scores_masks(scores: Any, masks: Any) -> tuple[dict[str, np.ndarray],
             raise ValueError(f"masks must have an entry for every name of scores; missing {name!r}")
         m[name] = bool_array(masks[name], f"masks[{name!r}]")
         if m[name].shape != s[name].shape:
-            raise ValueError(f"scores[{name!r}] and masks[{name!r}] must have the same shape, "
-                             f"got {s[name].shape} and {m[name].shape}")
+            raise ValueError(
+                f"scores[{name!r}] and masks[{name!r}] must have the same shape, "
+                f"got {s[name].shape} and {m[name].shape}"
+            )
     return s, m
 
 
-def _check_multipliers(rate_multipliers: Any, s: Mapping[str, np.ndarray], fraction: float) -> dict[str, float]:
+def _check_multipliers(
+    rate_multipliers: Any, s: Mapping[str, np.ndarray], fraction: float
+) -> dict[str, float]:
     if rate_multipliers is None:
         return {}
     if not isinstance(rate_multipliers, Mapping):
-        raise TypeError(f"rate_multipliers must be a mapping name -> float, got {type(rate_multipliers).__name__}")
+        raise TypeError(
+            f"rate_multipliers must be a mapping name -> float, got {type(rate_multipliers).__name__}"
+        )
     mult = {}
     for name, v in rate_multipliers.items():
         if name not in s:
-            raise ValueError(f"rate_multipliers has {name!r}, which is not a name of scores {list(s)}")
+            raise ValueError(
+                f"rate_multipliers has {name!r}, which is not a name of scores {list(s)}"
+            )
         mult[name] = real_number(v, f"rate_multipliers[{name!r}]", low=0.0)
         if fraction * mult[name] > 1.0:
-            raise ValueError(f"fraction * rate_multipliers[{name!r}] must be <= 1, "
-                             f"got {fraction} * {mult[name]} = {fraction * mult[name]}")
+            raise ValueError(
+                f"fraction * rate_multipliers[{name!r}] must be <= 1, "
+                f"got {fraction} * {mult[name]} = {fraction * mult[name]}"
+            )
     return mult
 
 
-def _prune_groups(s: Mapping[str, np.ndarray], m: Mapping[str, np.ndarray],
-                  counts: list[tuple[list[str], int]]) -> dict[str, np.ndarray]:
+def _prune_groups(
+    s: Mapping[str, np.ndarray], m: Mapping[str, np.ndarray], counts: list[tuple[list[str], int]]
+) -> dict[str, np.ndarray]:
     """Prune n_prune alive entries from each group of names; alive scores concatenated in order."""
     out: dict[str, np.ndarray] = {}
     for names, n_prune in counts:
@@ -278,7 +306,7 @@ def _prune_groups(s: Mapping[str, np.ndarray], m: Mapping[str, np.ndarray],
         for n in names:
             new = m[n].copy()
             n_alive = int(new.sum())
-            new[m[n]] = keep[start:start + n_alive]
+            new[m[n]] = keep[start : start + n_alive]
             start += n_alive
             out[n] = new
     return {n: out[n] for n in s}
@@ -311,9 +339,17 @@ class PruneResult:
     alive_units: dict[int, int] = field(default_factory=dict)
 
 
-def prune(model: MLP, scores: Mapping[str, Any], fraction: float, *, names: Sequence[str] | None = None,
-          scope: str = "layer", rate_multipliers: Mapping[str, float] | None = None,
-          rounding: str = "round-half-even", allow_collapse: bool = False) -> PruneResult:
+def prune(
+    model: MLP,
+    scores: Mapping[str, Any],
+    fraction: float,
+    *,
+    names: Sequence[str] | None = None,
+    scope: str = "layer",
+    rate_multipliers: Mapping[str, float] | None = None,
+    rounding: str = "round-half-even",
+    allow_collapse: bool = False,
+) -> PruneResult:
     """Prune ``fraction`` of the alive entries of ``names`` by ``scores``, in place on ``model``.
 
     The new masks are ``select_masks({n: scores[n] for n in names}, model.masks,
@@ -346,14 +382,26 @@ def prune(model: MLP, scores: Mapping[str, Any], fraction: float, *, names: Sequ
     -------
     PruneResult
     """
-    new = select_masks(_named_scores(model, scores, names), model.masks, fraction, scope=scope,
-                       rate_multipliers=rate_multipliers, rounding=rounding)
+    new = select_masks(
+        _named_scores(model, scores, names),
+        model.masks,
+        fraction,
+        scope=scope,
+        rate_multipliers=rate_multipliers,
+        rounding=rounding,
+    )
     return _apply(model, new, allow_collapse)
 
 
-def prune_count(model: MLP, scores: Mapping[str, Any], n_prune: int | Mapping[str, int], *,
-                names: Sequence[str] | None = None, scope: str = "layer",
-                allow_collapse: bool = False) -> PruneResult:
+def prune_count(
+    model: MLP,
+    scores: Mapping[str, Any],
+    n_prune: int | Mapping[str, int],
+    *,
+    names: Sequence[str] | None = None,
+    scope: str = "layer",
+    allow_collapse: bool = False,
+) -> PruneResult:
     """Prune exactly ``n_prune`` alive entries, in place on ``model`` (the count form of ``prune``).
 
     New masks = ``select_masks_count({n: scores[n] for n in names},
@@ -382,8 +430,9 @@ def _named_scores(model: Any, scores: Any, names: Sequence[str] | None) -> dict[
     return {n: scores[n] for n in names}
 
 
-def apply_masks(model: MLP, masks: Mapping[str, Any], *,
-                allow_collapse: bool = False) -> PruneResult:
+def apply_masks(
+    model: MLP, masks: Mapping[str, Any], *, allow_collapse: bool = False
+) -> PruneResult:
     """Apply new masks to ``model`` in place: the one exit of every in-place pruning step.
 
     Everything is checked before anything changes: each name is a parameter,
@@ -410,8 +459,12 @@ def apply_masks(model: MLP, masks: Mapping[str, Any], *,
     return _apply(model, masks, allow_collapse)
 
 
-def _apply(model: MLP, new: Mapping[str, Any], allow_collapse: bool,
-           alive_units: dict[int, int] | None = None) -> PruneResult:
+def _apply(
+    model: MLP,
+    new: Mapping[str, Any],
+    allow_collapse: bool,
+    alive_units: dict[int, int] | None = None,
+) -> PruneResult:
     check_model(model)
     boolean(allow_collapse, "allow_collapse")
     if not isinstance(new, Mapping):
@@ -419,12 +472,15 @@ def _apply(model: MLP, new: Mapping[str, Any], allow_collapse: bool,
     checked = {}
     for name, mask in new.items():
         if name not in model.params:
-            raise ValueError(f"masks has unknown parameter {name!r}; expected names from "
-                             f"{list(model.params)}")
+            raise ValueError(
+                f"masks has unknown parameter {name!r}; expected names from {list(model.params)}"
+            )
         checked[name] = bool_array(mask, f"masks[{name!r}]", shape=model.params[name].shape)
         if np.any(checked[name] & ~model.masks[name]):
-            raise ValueError(f"masks[{name!r}] revives pruned entries; new masks must be nested "
-                             "in the current ones")
+            raise ValueError(
+                f"masks[{name!r}] revives pruned entries; new masks must be nested "
+                "in the current ones"
+            )
     model.check_writeable(checked)
     alive = alive_counts(checked)
     collapsed = collapsed_matrices(model, checked)
@@ -432,8 +488,13 @@ def _apply(model: MLP, new: Mapping[str, Any], allow_collapse: bool,
         raise ValueError(_collapse_message(collapsed, "prune less"))
     pruned = {n: int(model.masks[n].sum()) - alive[n] for n in checked}
     model.set_masks(checked)
-    return PruneResult(masks={n: m.copy() for n, m in checked.items()}, alive=alive, pruned=pruned,
-                       collapsed=collapsed, alive_units=dict(alive_units or {}))
+    return PruneResult(
+        masks={n: m.copy() for n, m in checked.items()},
+        alive=alive,
+        pruned=pruned,
+        collapsed=collapsed,
+        alive_units=dict(alive_units or {}),
+    )
 
 
 def collapsed_matrices(model: MLP, masks: Mapping[str, np.ndarray]) -> list[str]:
@@ -449,8 +510,10 @@ def collapsed_matrices(model: MLP, masks: Mapping[str, np.ndarray]) -> list[str]
 
 
 def _collapse_message(collapsed: list[str], remedy: str) -> str:
-    return (f"layer collapse: {collapsed} would have no alive weight left; "
-            f"{remedy}, or pass allow_collapse=True to accept a dead network")
+    return (
+        f"layer collapse: {collapsed} would have no alive weight left; "
+        f"{remedy}, or pass allow_collapse=True to accept a dead network"
+    )
 
 
 # ---------------------------------------------------------------- structured: whole hidden units
@@ -494,12 +557,22 @@ def alive_units(model: MLP, layer: int) -> np.ndarray:
     """
     layer = _check_hidden_layer(model, layer)
     m = model.masks
-    return (m[f"layers.{layer}.weight"].any(axis=1) | m[f"layers.{layer}.bias"]
-            | m[f"layers.{layer + 1}.weight"].any(axis=0))
+    return (
+        m[f"layers.{layer}.weight"].any(axis=1)
+        | m[f"layers.{layer}.bias"]
+        | m[f"layers.{layer + 1}.weight"].any(axis=0)
+    )
 
 
-def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequence[int] | None = None,
-                rounding: str = "round-half-even", allow_collapse: bool = False) -> PruneResult:
+def prune_units(
+    model: MLP,
+    fraction: float,
+    *,
+    norm: str = "l1",
+    layers: Sequence[int] | None = None,
+    rounding: str = "round-half-even",
+    allow_collapse: bool = False,
+) -> PruneResult:
     """Remove ``fraction`` of the alive units of each hidden layer, in place on ``model``.
 
     For each hidden layer l in ``layers``, the unit scores are
@@ -542,7 +615,9 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
             raise ValueError("model has no hidden layer, so there are no units to prune")
     else:
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-            raise TypeError(f"layers must be a sequence of hidden-layer indices, got {type(layers).__name__}")
+            raise TypeError(
+                f"layers must be a sequence of hidden-layer indices, got {type(layers).__name__}"
+            )
         layers = [_check_hidden_layer(model, l) for l in layers]
         if not layers:
             raise ValueError("layers must name at least one hidden layer, got an empty sequence")
@@ -555,7 +630,9 @@ def prune_units(model: MLP, fraction: float, *, norm: str = "l1", layers: Sequen
     unit_alive = {l: alive_units(model, l) for l in layers}
     new: dict[str, np.ndarray] = {}
     for l in layers:
-        kept = select_masks({"units": unit_s[l]}, {"units": unit_alive[l]}, fraction, rounding=rounding)["units"]
+        kept = select_masks(
+            {"units": unit_s[l]}, {"units": unit_alive[l]}, fraction, rounding=rounding
+        )["units"]
         removed = unit_alive[l] & ~kept
         for name in (f"layers.{l}.weight", f"layers.{l}.bias", f"layers.{l + 1}.weight"):
             new.setdefault(name, model.masks[name].copy())
@@ -572,8 +649,11 @@ def _check_hidden_layer(model: Any, layer: Any) -> int:
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
         raise TypeError(f"layer must be an integer, got {type(layer).__name__}")
     if not 0 <= layer <= model.n_layers - 2:  # type: ignore[operator]
-        raise ValueError(f"layer must be a hidden layer in [0, {model.n_layers - 2}], got {layer}"
-                         if model.n_layers > 1 else "model has no hidden layer, so there are no units to prune")
+        raise ValueError(
+            f"layer must be a hidden layer in [0, {model.n_layers - 2}], got {layer}"
+            if model.n_layers > 1
+            else "model has no hidden layer, so there are no units to prune"
+        )
     return int(layer)
 
 
@@ -609,7 +689,9 @@ def n_m_mask(scores: Any, n: int, m: int, *, alive: Any = None) -> np.ndarray:
     if n > m:
         raise ValueError(f"n must be in [0, m] = [0, {m}], got {n}")
     if s.shape[-1] % m:
-        raise ValueError(f"m must divide the length of the last axis of scores ({s.shape[-1]}), got m={m}")
+        raise ValueError(
+            f"m must divide the length of the last axis of scores ({s.shape[-1]}), got m={m}"
+        )
     a = np.ones(s.shape, dtype=bool) if alive is None else bool_array(alive, "alive", shape=s.shape)
     groups, alive_groups = s.reshape(-1, m), a.reshape(-1, m)
     # Within a group: alive first, then higher score, then lower index (lexsort is stable).
@@ -619,8 +701,15 @@ def n_m_mask(scores: Any, n: int, m: int, *, alive: Any = None) -> np.ndarray:
     return cast(np.ndarray, (keep & alive_groups).reshape(s.shape))
 
 
-def prune_n_m(model: MLP, scores: Mapping[str, Any], n: int, m: int, *, names: Sequence[str] | None = None,
-              allow_collapse: bool = False) -> PruneResult:
+def prune_n_m(
+    model: MLP,
+    scores: Mapping[str, Any],
+    n: int,
+    m: int,
+    *,
+    names: Sequence[str] | None = None,
+    allow_collapse: bool = False,
+) -> PruneResult:
     """N:M semi-structured pruning of the weight matrices ``names``, in place on ``model``.
 
     New mask of each parameter = ``n_m_mask(scores[name], n, m,
@@ -647,12 +736,18 @@ def prune_n_m(model: MLP, scores: Mapping[str, Any], n: int, m: int, *, names: S
     new = {}
     for name in names:
         if name not in scores:
-            raise ValueError(f"scores must have an entry for every pruned parameter; missing {name!r}")
+            raise ValueError(
+                f"scores must have an entry for every pruned parameter; missing {name!r}"
+            )
         s = float_array(scores[name], f"scores[{name!r}]")
         if s.shape != model.params[name].shape:
-            raise ValueError(f"scores[{name!r}] must have the parameter's shape {model.params[name].shape}, "
-                             f"got {s.shape}")
+            raise ValueError(
+                f"scores[{name!r}] must have the parameter's shape {model.params[name].shape}, "
+                f"got {s.shape}"
+            )
         if s.shape[-1] % positive_int(m, "m"):
-            raise ValueError(f"m must divide the input dimension of {name!r} ({s.shape[-1]}), got m={m}")
+            raise ValueError(
+                f"m must divide the input dimension of {name!r} ({s.shape[-1]}), got m={m}"
+            )
         new[name] = n_m_mask(s, n, m, alive=model.masks[name])
     return _apply(model, new, allow_collapse)

@@ -58,15 +58,19 @@ def per_class_accuracy(predictions: Any, labels: Any, n_classes: int) -> list[fl
     p = int_labels(predictions, "predictions", n_classes=k)
     y = int_labels(labels, "labels", n_classes=k)
     if p.shape != y.shape:
-        raise ValueError(f"predictions and labels must have the same length, got {p.shape[0]} "
-                         f"and {y.shape[0]}")
+        raise ValueError(
+            f"predictions and labels must have the same length, got {p.shape[0]} and {y.shape[0]}"
+        )
     hit = p == y
     return [float(np.mean(hit[y == c])) if np.any(y == c) else None for c in range(k)]
 
 
-def class_excess_drop(dense_per_class: Sequence[float | None],
-                      pruned_per_class: Sequence[float | None], dense_accuracy: float,
-                      pruned_accuracy: float) -> list[float | None]:
+def class_excess_drop(
+    dense_per_class: Sequence[float | None],
+    pruned_per_class: Sequence[float | None],
+    dense_accuracy: float,
+    pruned_accuracy: float,
+) -> list[float | None]:
     """How much more class c loses than the whole test set: e_c = (a_c - a'_c) - (a - a').
 
     a_c, a'_c are the dense and pruned accuracies on class c, a, a' the overall
@@ -84,12 +88,17 @@ def class_excess_drop(dense_per_class: Sequence[float | None],
     dense_accuracy, pruned_accuracy : floats in [0, 1]
     """
     if len(dense_per_class) != len(pruned_per_class):
-        raise ValueError(f"dense_per_class and pruned_per_class must have the same length, "
-                         f"got {len(dense_per_class)} and {len(pruned_per_class)}")
-    drop = (real_number(dense_accuracy, "dense_accuracy", low=0.0, high=1.0)
-            - real_number(pruned_accuracy, "pruned_accuracy", low=0.0, high=1.0))
-    return [None if a is None or b is None else (a - b) - drop
-            for a, b in zip(dense_per_class, pruned_per_class)]
+        raise ValueError(
+            f"dense_per_class and pruned_per_class must have the same length, "
+            f"got {len(dense_per_class)} and {len(pruned_per_class)}"
+        )
+    drop = real_number(dense_accuracy, "dense_accuracy", low=0.0, high=1.0) - real_number(
+        pruned_accuracy, "pruned_accuracy", low=0.0, high=1.0
+    )
+    return [
+        None if a is None or b is None else (a - b) - drop
+        for a, b in zip(dense_per_class, pruned_per_class)
+    ]
 
 
 # ---------------------------------------------------------------- privacy
@@ -117,8 +126,9 @@ def _losses(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def threshold_advantage(member_losses: Any, nonmember_losses: Any,
-                        threshold: float) -> tuple[float, float, float]:
+def threshold_advantage(
+    member_losses: Any, nonmember_losses: Any, threshold: float
+) -> tuple[float, float, float]:
     """Advantage of the attack "member iff loss < threshold": (TPR - FPR, TPR, FPR).
 
     TPR = #{members with l < t} / #members, FPR = #{non-members with l < t} /
@@ -143,8 +153,11 @@ def candidate_thresholds(member_losses: Any, nonmember_losses: Any) -> np.ndarra
     (u_j + u_{j+1}) / 2, and +inf. Any other threshold gives the same
     counts as one of these.
     """
-    u = np.unique(np.concatenate([_losses(member_losses, "member_losses"),
-                                  _losses(nonmember_losses, "nonmember_losses")]))
+    u = np.unique(
+        np.concatenate(
+            [_losses(member_losses, "member_losses"), _losses(nonmember_losses, "nonmember_losses")]
+        )
+    )
     return np.concatenate([[-np.inf], (u[:-1] + u[1:]) / 2.0, [np.inf]])
 
 
@@ -169,9 +182,11 @@ def _best_threshold_fast(member_losses: Any, nonmember_losses: Any) -> tuple[flo
     m = _losses(member_losses, "member_losses")
     n = _losses(nonmember_losses, "nonmember_losses")
     t = candidate_thresholds(m, n)
-    adv = (np.searchsorted(np.sort(m), t, side="left") / m.size
-           - np.searchsorted(np.sort(n), t, side="left") / n.size)
-    j = int(np.argmax(adv))                          # first maximum = smallest threshold
+    adv = (
+        np.searchsorted(np.sort(m), t, side="left") / m.size
+        - np.searchsorted(np.sort(n), t, side="left") / n.size
+    )
+    j = int(np.argmax(adv))  # first maximum = smallest threshold
     return float(t[j]), float(adv[j])
 
 
@@ -195,14 +210,24 @@ class MembershipResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; an infinite threshold becomes None."""
-        return {"advantage": self.advantage, "tpr": self.tpr, "fpr": self.fpr,
-                "threshold": self.threshold if np.isfinite(self.threshold) else None,
-                "calibration_advantage": self.calibration_advantage,
-                "n_calibration": list(self.n_calibration), "n_evaluation": list(self.n_evaluation)}
+        return {
+            "advantage": self.advantage,
+            "tpr": self.tpr,
+            "fpr": self.fpr,
+            "threshold": self.threshold if np.isfinite(self.threshold) else None,
+            "calibration_advantage": self.calibration_advantage,
+            "n_calibration": list(self.n_calibration),
+            "n_evaluation": list(self.n_evaluation),
+        }
 
 
-def membership_split(n_members: int, n_nonmembers: int, *, calibration_fraction: float = 0.5,
-                     seed: int | np.random.Generator = 0) -> tuple[np.ndarray, ...]:
+def membership_split(
+    n_members: int,
+    n_nonmembers: int,
+    *,
+    calibration_fraction: float = 0.5,
+    seed: int | np.random.Generator = 0,
+) -> tuple[np.ndarray, ...]:
     """Row indices of the calibration and evaluation halves of members and non-members.
 
     Draws, in order: ``perm_m = rng.permutation(n_members)``, ``perm_n =
@@ -213,20 +238,31 @@ def membership_split(n_members: int, n_nonmembers: int, *, calibration_fraction:
     """
     nm = positive_int(n_members, "n_members", minimum=2)
     nn = positive_int(n_nonmembers, "n_nonmembers", minimum=2)
-    f = real_number(calibration_fraction, "calibration_fraction", low=0.0, high=1.0, low_open=True,
-                    high_open=True)
+    f = real_number(
+        calibration_fraction,
+        "calibration_fraction",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    )
     rng = make_rng(seed)
     perm_m, perm_n = rng.permutation(nm), rng.permutation(nn)
     km, kn = fraction_to_count(f, nm), fraction_to_count(f, nn)
     if not (0 < km < nm and 0 < kn < nn):
-        raise ValueError(f"calibration_fraction {f} leaves an empty half of {nm} members or "
-                         f"{nn} non-members")
+        raise ValueError(
+            f"calibration_fraction {f} leaves an empty half of {nm} members or {nn} non-members"
+        )
     return perm_m[:km], perm_m[km:], perm_n[:kn], perm_n[kn:]
 
 
-def membership_advantage(member_losses: Any, nonmember_losses: Any, *,
-                         calibration_fraction: float = 0.5,
-                         seed: int | np.random.Generator = 0) -> MembershipResult:
+def membership_advantage(
+    member_losses: Any,
+    nonmember_losses: Any,
+    *,
+    calibration_fraction: float = 0.5,
+    seed: int | np.random.Generator = 0,
+) -> MembershipResult:
     """Membership advantage of the loss-threshold attack, its threshold chosen on held-out halves.
 
     Members are the training rows, non-members rows the model never saw.
@@ -252,8 +288,9 @@ def membership_advantage(member_losses: Any, nonmember_losses: Any, *,
     """
     m = _losses(member_losses, "member_losses")
     n = _losses(nonmember_losses, "nonmember_losses")
-    mc, me, nc, ne = membership_split(m.size, n.size, calibration_fraction=calibration_fraction,
-                                      seed=seed)
+    mc, me, nc, ne = membership_split(
+        m.size, n.size, calibration_fraction=calibration_fraction, seed=seed
+    )
     t, cal = _best_threshold_fast(m[mc], n[nc])
     adv, tpr, fpr = threshold_advantage(m[me], n[ne], t)
     return MembershipResult(adv, tpr, fpr, t, cal, (mc.size, nc.size), (me.size, ne.size))

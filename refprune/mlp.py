@@ -66,11 +66,20 @@ class MLP:
         Source of the initial weights.
     """
 
-    def __init__(self, sizes: Sequence[int], activation: str = "relu", *,
-                 loss: str = "cross_entropy", init: str = "kaiming",
-                 sigma: float | None = None, seed: int | np.random.Generator = 0):
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "relu",
+        *,
+        loss: str = "cross_entropy",
+        init: str = "kaiming",
+        sigma: float | None = None,
+        seed: int | np.random.Generator = 0,
+    ):
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
-            raise TypeError(f"sizes must be a sequence of positive integers, got {type(sizes).__name__}")
+            raise TypeError(
+                f"sizes must be a sequence of positive integers, got {type(sizes).__name__}"
+            )
         sizes = tuple(positive_int(s, "sizes[i]") for s in sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes must have at least 2 entries (input and output), got {sizes}")
@@ -82,8 +91,9 @@ class MLP:
                 raise ValueError("sigma must be given when init='normal'")
             sigma = real_number(sigma, "sigma", low=0.0, low_open=True)
         elif sigma is not None:
-            raise ValueError(f"sigma is used only by init='normal', got sigma={sigma!r} with "
-                             f"init={init!r}")
+            raise ValueError(
+                f"sigma is used only by init='normal', got sigma={sigma!r} with init={init!r}"
+            )
         self.sizes = sizes
         self.activation = activation
         self.loss = loss
@@ -119,14 +129,18 @@ class MLP:
         if names is None:
             return self.weight_names()
         if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
-            raise TypeError(f"names must be a sequence of parameter names, got {type(names).__name__}"
-                            + (f" {names!r}" if isinstance(names, (str, bytes)) else ""))
+            raise TypeError(
+                f"names must be a sequence of parameter names, got {type(names).__name__}"
+                + (f" {names!r}" if isinstance(names, (str, bytes)) else "")
+            )
         names = list(names)
         if not names:
             raise ValueError("names must name at least one parameter, got an empty sequence")
         for n in names:
             if n not in self.params:
-                raise ValueError(f"names must be parameters of the model, one of {list(self.params)}; got {n!r}")
+                raise ValueError(
+                    f"names must be parameters of the model, one of {list(self.params)}; got {n!r}"
+                )
         if len(set(names)) != len(names):
             raise ValueError(f"names must not repeat a parameter, got {names}")
         return names
@@ -159,9 +173,11 @@ class MLP:
         """
         for name in names:
             if not self.params[name].flags.writeable:
-                raise ValueError(f"params[{name!r}] is read-only, and the model updates it in "
-                                 "place; make it writeable (or load a writeable copy with "
-                                 "load_state_dict) first")
+                raise ValueError(
+                    f"params[{name!r}] is read-only, and the model updates it in "
+                    "place; make it writeable (or load a writeable copy with "
+                    "load_state_dict) first"
+                )
 
     def set_mask(self, name: str, mask: Any) -> None:
         """Replace the mask of parameter ``name`` and zero its pruned entries.
@@ -179,17 +195,19 @@ class MLP:
         On any error the model is unchanged.
         """
         if not isinstance(masks, Mapping):
-            raise TypeError(f"masks must be a mapping name -> bool array, got "
-                            f"{type(masks).__name__}")
+            raise TypeError(
+                f"masks must be a mapping name -> bool array, got {type(masks).__name__}"
+            )
         checked = {}
         for name, mask in masks.items():
             if name not in self.params:
-                raise ValueError(f"masks has unknown parameter {name!r}; expected names from "
-                                 f"{list(self.params)}")
+                raise ValueError(
+                    f"masks has unknown parameter {name!r}; expected names from {list(self.params)}"
+                )
             checked[name] = bool_array(mask, f"masks[{name!r}]", shape=self.params[name].shape)
         self.check_writeable(checked)
         pruned = {name: ~mask for name, mask in checked.items()}
-        for name, mask in checked.items():                 # commit: nothing here can fail
+        for name, mask in checked.items():  # commit: nothing here can fail
             self._store_mask(name, mask)
             np.copyto(self.params[name], 0.0, where=pruned[name])
 
@@ -203,8 +221,10 @@ class MLP:
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict[str, dict[str, np.ndarray]]:
         """Deep copy of the parameters and masks (for saving and rewinding)."""
-        return {"params": {n: p.copy() for n, p in self.params.items()},
-                "masks": {n: m.copy() for n, m in self.masks.items()}}
+        return {
+            "params": {n: p.copy() for n, p in self.params.items()},
+            "masks": {n: m.copy() for n, m in self.masks.items()},
+        }
 
     def load_state_dict(self, state: Mapping[str, Mapping[str, np.ndarray]]) -> None:
         """Restore parameters (and masks, when present) from deep copies of ``state``.
@@ -217,30 +237,37 @@ class MLP:
         if not isinstance(state, Mapping) or "params" not in state:
             raise ValueError("state must be a mapping with a 'params' entry")
         if not isinstance(state["params"], Mapping):
-            raise TypeError(f"state['params'] must be a mapping name -> array, got "
-                            f"{type(state['params']).__name__}")
+            raise TypeError(
+                f"state['params'] must be a mapping name -> array, got "
+                f"{type(state['params']).__name__}"
+            )
         params = {}
         for n, p in self.params.items():
             if n not in state["params"]:
                 raise ValueError(f"state['params'] is missing {n!r}")
             params[n] = float_array(state["params"][n], f"state['params'][{n!r}]", dtype=p.dtype)
             if params[n].shape != p.shape:
-                raise ValueError(f"state['params'][{n!r}] must have shape {p.shape}, "
-                                 f"got {params[n].shape}")
+                raise ValueError(
+                    f"state['params'][{n!r}] must have shape {p.shape}, got {params[n].shape}"
+                )
         masks = state.get("masks")
         checked: dict[str, np.ndarray] = {}
         if masks is not None:
             if not isinstance(masks, Mapping):
-                raise TypeError(f"state['masks'] must be a mapping name -> bool array, got "
-                                f"{type(masks).__name__}")
+                raise TypeError(
+                    f"state['masks'] must be a mapping name -> bool array, got "
+                    f"{type(masks).__name__}"
+                )
             for n, m in masks.items():
                 if n not in self.params:
-                    raise ValueError(f"state['masks'] has unknown parameter {n!r}; expected "
-                                     f"names from {list(self.params)}")
+                    raise ValueError(
+                        f"state['masks'] has unknown parameter {n!r}; expected "
+                        f"names from {list(self.params)}"
+                    )
                 checked[n] = bool_array(m, f"state['masks'][{n!r}]", shape=self.params[n].shape)
         for n, p in params.items():
             p[~checked.get(n, self.masks[n])] = 0.0
-        for n, m in checked.items():                       # commit: nothing here can fail
+        for n, m in checked.items():  # commit: nothing here can fail
             self._store_mask(n, m)
         self.params.update(params)
 
@@ -249,14 +276,17 @@ class MLP:
 
     # ------------------------------------------------------------ computation
     @overload
-    def check_inputs(self, X: Any, y: Any, *,
-                     require_y: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    def check_inputs(
+        self, X: Any, y: Any, *, require_y: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
-    def check_inputs(self, X: Any, y: Any = None, *,
-                     require_y: bool = False) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def check_inputs(
+        self, X: Any, y: Any = None, *, require_y: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
-    def check_inputs(self, X: Any, y: Any = None, *,
-                     require_y: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def check_inputs(
+        self, X: Any, y: Any = None, *, require_y: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate a batch for this model; returns new arrays (inputs are never modified).
 
         ``y`` may be None (inputs only) unless ``require_y``: everything that
@@ -264,23 +294,28 @@ class MLP:
         """
         X = float_array(X, "X", ndim=2)
         if X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X must have {self.sizes[0]} columns (the input width), got shape {X.shape}")
+            raise ValueError(
+                f"X must have {self.sizes[0]} columns (the input width), got shape {X.shape}"
+            )
         if y is None:
             if require_y:
-                kind = ("integer class labels" if self.loss == "cross_entropy"
-                        else "float targets")
+                kind = "integer class labels" if self.loss == "cross_entropy" else "float targets"
                 raise TypeError(f"y must be given ({kind}, one per row of X), got None")
             return X, None
         if self.loss == "cross_entropy":
             y = int_labels(y, "y", n_classes=self.n_outputs)
             if y.shape[0] != X.shape[0]:
-                raise ValueError(f"y must have one label per row of X ({X.shape[0]}), got {y.shape[0]}")
+                raise ValueError(
+                    f"y must have one label per row of X ({X.shape[0]}), got {y.shape[0]}"
+                )
         else:
             y = float_array(y, "y")
             if y.ndim == 1 and self.n_outputs == 1:
                 y = y[:, None]
             if y.shape != (X.shape[0], self.n_outputs):
-                raise ValueError(f"y must have shape {(X.shape[0], self.n_outputs)} for mse, got {y.shape}")
+                raise ValueError(
+                    f"y must have shape {(X.shape[0], self.n_outputs)} for mse, got {y.shape}"
+                )
         return X, y
 
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -309,8 +344,9 @@ class MLP:
         X, y = self.check_inputs(X, y, require_y=True)
         return float(self._graph(X, y)[0].data)
 
-    def _graph(self, X: np.ndarray, y: np.ndarray, masked: bool = True
-               ) -> tuple[ag.Tensor, dict[str, ag.Tensor]]:
+    def _graph(
+        self, X: np.ndarray, y: np.ndarray, masked: bool = True
+    ) -> tuple[ag.Tensor, dict[str, ag.Tensor]]:
         """Build the loss graph: returns the loss node and the parameter leaves.
 
         ``masked=False`` leaves the masks out of the graph: the forward pass uses the
@@ -346,8 +382,10 @@ class MLP:
         return float(loss.data), {n: leaves[n].grad for n in self.params}
 
     def __repr__(self) -> str:
-        return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
-                f"density={self.density():.4f})")
+        return (
+            f"MLP(sizes={self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
+            f"density={self.density():.4f})"
+        )
 
 
 # ---------------------------------------------------------------- checks and flat vectors
@@ -358,17 +396,21 @@ def check_model(model: Any, name: str = "model") -> MLP:
     return model
 
 
-def check_param_dict(d: Any, model: MLP, name: str, *, allow_bool: bool = False
-                      ) -> dict[str, np.ndarray]:
+def check_param_dict(
+    d: Any, model: MLP, name: str, *, allow_bool: bool = False
+) -> dict[str, np.ndarray]:
     """Copy of ``d`` checked to hold exactly the model's parameter names and shapes."""
     if not isinstance(d, Mapping):
-        raise TypeError(f"{name} must be a mapping from parameter name to array, "
-                        f"got {type(d).__name__}")
+        raise TypeError(
+            f"{name} must be a mapping from parameter name to array, got {type(d).__name__}"
+        )
     missing = [n for n in model.params if n not in d]
     extra = [n for n in d if n not in model.params]
     if missing or extra:
-        raise ValueError(f"{name} must have exactly the model's parameter names "
-                         f"{list(model.params)}; missing {missing}, unexpected {extra}")
+        raise ValueError(
+            f"{name} must have exactly the model's parameter names "
+            f"{list(model.params)}; missing {missing}, unexpected {extra}"
+        )
     out = {}
     for n, p in model.params.items():
         arr = np.asarray(d[n])
@@ -427,9 +469,11 @@ def unflatten_params(vec: Any, model: MLP) -> dict[str, np.ndarray]:
         arr = float_array(vec, "vec", ndim=1)
     P = n_params(model)
     if arr.ndim != 1 or arr.shape[0] != P:
-        raise ValueError(f"vec must have shape ({P},) (the model's parameter count), got {arr.shape}")
+        raise ValueError(
+            f"vec must have shape ({P},) (the model's parameter count), got {arr.shape}"
+        )
     out, start = {}, 0
     for n, p in model.params.items():
-        out[n] = arr[start:start + p.size].reshape(p.shape).copy()
+        out[n] = arr[start : start + p.size].reshape(p.shape).copy()
         start += p.size
     return out

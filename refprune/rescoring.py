@@ -69,8 +69,16 @@ class ObsResult:
     saliencies: list[float]
 
 
-def obs_prune(model: MLP, X: Any, y: Any, n_remove: int, damping: float = DEFAULT_OBS_DAMPING, *,
-              names: Sequence[str] | None = None, fast: bool = True) -> ObsResult:
+def obs_prune(
+    model: MLP,
+    X: Any,
+    y: Any,
+    n_remove: int,
+    damping: float = DEFAULT_OBS_DAMPING,
+    *,
+    names: Sequence[str] | None = None,
+    fast: bool = True,
+) -> ObsResult:
     """Optimal Brain Surgeon: remove ``n_remove`` weights one at a time, compensating each removal.
 
     With H the Hessian at the starting weights (``curvature.full_hessian``,
@@ -122,16 +130,16 @@ def obs_prune(model: MLP, X: Any, y: Any, n_remove: int, damping: float = DEFAUL
     H = full_hessian(model, X, y)
     w = flatten_params(model.effective_params(), model)
     alive = flatten_params(model.masks, model)
-    damped_inverse(H, np.flatnonzero(alive), damping)       # refused unless positive definite
+    damped_inverse(H, np.flatnonzero(alive), damping)  # refused unless positive definite
     cand = _candidates(model, names)
     n_remove = count_in(n_remove, "n_remove", cand.size)
     removed, saliencies = [], []
     for _ in range(n_remove):
         free = np.flatnonzero(alive)
-        hinv = damped_inverse(H, free, damping)               # (H_FF + damping I)^-1
-        pos = np.searchsorted(free, cand)                     # candidates' rows in hinv
+        hinv = damped_inverse(H, free, damping)  # (H_FF + damping I)^-1
+        pos = np.searchsorted(free, cand)  # candidates' rows in hinv
         s = w[cand] ** 2 / (2.0 * np.diag(hinv)[pos])
-        out = s.size - 1 - int(np.argmin(s[::-1]))            # lowest; on ties the later one
+        out = s.size - 1 - int(np.argmin(s[::-1]))  # lowest; on ties the later one
         j, q = int(pos[out]), int(cand[out])
         w[free] -= (w[q] / hinv[j, j]) * hinv[:, j]
         w[q], alive[q] = 0.0, False
@@ -141,8 +149,9 @@ def obs_prune(model: MLP, X: Any, y: Any, n_remove: int, damping: float = DEFAUL
     return _obs_result(model, w, alive, removed, saliencies)
 
 
-def _obs_prune_fast(model: MLP, X: Any, y: Any, n_remove: Any, damping: Any,
-                    names: list[str]) -> ObsResult:
+def _obs_prune_fast(
+    model: MLP, X: Any, y: Any, n_remove: Any, damping: Any, names: list[str]
+) -> ObsResult:
     """``obs_prune`` with one factorisation and a downdate per removal."""
     hinv, free = damped_inverse_hessian(model, X, y, damping)
     cand = _candidates(model, names)
@@ -152,7 +161,7 @@ def _obs_prune_fast(model: MLP, X: Any, y: Any, n_remove: Any, damping: Any,
     alive[free] = True
     removed, saliencies = [], []
     for _ in range(n_remove):
-        pos = np.searchsorted(free, cand)                     # positions of the candidates in free
+        pos = np.searchsorted(free, cand)  # positions of the candidates in free
         s = obs_saliency(w[cand], np.diag(hinv)[pos])
         out = int(np.flatnonzero(~keep_top_k(s, s.size - 1))[0])
         j, q = int(pos[out]), int(cand[out])
@@ -186,14 +195,24 @@ def _entry(model: MLP, q: int) -> tuple[str, tuple[int, ...]]:
     raise AssertionError(q)
 
 
-def _obs_result(model: MLP, w: np.ndarray, alive: np.ndarray,
-                removed: list[tuple[str, tuple[int, ...]]], saliencies: list[float]) -> ObsResult:
+def _obs_result(
+    model: MLP,
+    w: np.ndarray,
+    alive: np.ndarray,
+    removed: list[tuple[str, tuple[int, ...]]],
+    saliencies: list[float],
+) -> ObsResult:
     params, masks = unflatten_params(w, model), unflatten_params(alive, model)
     masks = {n: masks[n] & model.masks[n] for n in model.params}
     new_model = model.copy()
     new_model.load_state_dict({"params": params, "masks": masks})
-    return ObsResult(model=new_model, params=new_model.state_dict()["params"], masks=masks,
-                     removed=removed, saliencies=saliencies)
+    return ObsResult(
+        model=new_model,
+        params=new_model.state_dict()["params"],
+        masks=masks,
+        removed=removed,
+        saliencies=saliencies,
+    )
 
 
 @dataclass(frozen=True)
@@ -215,8 +234,15 @@ class SynflowResult:
     collapsed: list[str]
 
 
-def synflow_prune(model: MLP, density: float, *, iterations: int = 100, names: Sequence[str] | None = None,
-                  rounding: str = "round-half-even", allow_collapse: bool = False) -> SynflowResult:
+def synflow_prune(
+    model: MLP,
+    density: float,
+    *,
+    iterations: int = 100,
+    names: Sequence[str] | None = None,
+    rounding: str = "round-half-even",
+    allow_collapse: bool = False,
+) -> SynflowResult:
     """Iterative SynFlow pruning to ``density`` (data-free); the model is not changed.
 
     With n0 the alive weights of ``names`` at the start and n = ``iterations``,

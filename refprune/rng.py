@@ -21,8 +21,9 @@ def make_rng(seed: int | np.random.Generator) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be a non-negative integer or a numpy Generator, "
-                        f"got {type(seed).__name__}")
+        raise TypeError(
+            f"seed must be a non-negative integer or a numpy Generator, got {type(seed).__name__}"
+        )
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     return np.random.Generator(np.random.PCG64(int(seed)))

@@ -68,8 +68,10 @@ class Schedule:
         for j, v in enumerate(self.values):
             real_number(v, f"values[{j}]", low=0.0, high=1.0)
         if len(self.steps) != len(self.values):
-            raise ValueError(f"steps and values must have the same length, got {len(self.steps)} "
-                             f"and {len(self.values)}")
+            raise ValueError(
+                f"steps and values must have the same length, got {len(self.steps)} "
+                f"and {len(self.values)}"
+            )
         if any(b < a for a, b in zip(self.steps, self.steps[1:])):
             raise ValueError(f"steps must be non-decreasing, got {self.steps}")
         if self.kind == "absolute" and any(b < a for a, b in zip(self.values, self.values[1:])):
@@ -124,8 +126,12 @@ class Schedule:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (values as Python floats, exact under JSON round trip)."""
-        return {"name": self.name, "kind": self.kind, "steps": list(self.steps),
-                "values": [float(v) for v in self.values]}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "steps": list(self.steps),
+            "values": [float(v) for v in self.values],
+        }
 
 
 # ---------------------------------------------------------------- constructors
@@ -178,8 +184,9 @@ def _grid(t0: int, dt: int, n_steps: int) -> tuple[int, int, int, tuple[int, ...
     return t0, dt, n_steps, tuple(t0 + j * dt for j in range(n_steps + 1))
 
 
-def cubic(initial_sparsity: float, final_sparsity: float, *, t0: int = 0, dt: int = 1,
-          n_steps: int = 10) -> Schedule:
+def cubic(
+    initial_sparsity: float, final_sparsity: float, *, t0: int = 0, dt: int = 1, n_steps: int = 10
+) -> Schedule:
     """The gradual pruning schedule of Zhu and Gupta.
 
     s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n dt))^3 for t = t0, t0 + dt, ...,
@@ -216,8 +223,9 @@ def cubic(initial_sparsity: float, final_sparsity: float, *, t0: int = 0, dt: in
     return Schedule("cubic", "absolute", steps, tuple(values))
 
 
-def linear(initial_sparsity: float, final_sparsity: float, *, t0: int = 0, dt: int = 1,
-           n_steps: int = 10) -> Schedule:
+def linear(
+    initial_sparsity: float, final_sparsity: float, *, t0: int = 0, dt: int = 1, n_steps: int = 10
+) -> Schedule:
     """Sparsity rising linearly: s_j = s_i + (s_f - s_i) * (j / n) at t = t0 + j dt, j = 0 .. n.
 
     Parameters as in ``cubic``.
@@ -227,7 +235,9 @@ def linear(initial_sparsity: float, final_sparsity: float, *, t0: int = 0, dt: i
     if s_i > s_f:
         raise ValueError(f"initial_sparsity must be <= final_sparsity, got {s_i} > {s_f}")
     t0, dt, n, steps = _grid(t0, dt, n_steps)
-    return Schedule("linear", "absolute", steps, tuple(s_i + (s_f - s_i) * (j / n) for j in range(n + 1)))
+    return Schedule(
+        "linear", "absolute", steps, tuple(s_i + (s_f - s_i) * (j / n) for j in range(n + 1))
+    )
 
 
 def constant(sparsity: float, *, t0: int = 0, dt: int = 1, n_steps: int = 10) -> Schedule:
@@ -242,8 +252,9 @@ def constant(sparsity: float, *, t0: int = 0, dt: int = 1, n_steps: int = 10) ->
 
 
 # ---------------------------------------------------------------- geometric helpers
-def rounds_to_density(target_density: float, alpha: float, *, n: int | None = None,
-                      rounding: str = "round-half-even") -> int:
+def rounds_to_density(
+    target_density: float, alpha: float, *, n: int | None = None, rounding: str = "round-half-even"
+) -> int:
     """Fewest geometric rounds that bring the density down to ``target_density`` or below.
 
     Without ``n``: the smallest S >= 0 with (1 - alpha)^S <= target, where
@@ -269,7 +280,7 @@ def rounds_to_density(target_density: float, alpha: float, *, n: int | None = No
         if target == 0.0 and alpha < 1.0:
             raise ValueError("target_density 0 is never reached by (1 - alpha)^S with alpha < 1")
         d, s = 1.0, 0
-        while d > target:          # O(S) products: the definition, bit for bit
+        while d > target:  # O(S) products: the definition, bit for bit
             d = d * (1.0 - alpha)
             s += 1
         return s
@@ -278,15 +289,18 @@ def rounds_to_density(target_density: float, alpha: float, *, n: int | None = No
     while k / n > target:
         drop = fraction_to_count(alpha, k, rounding)
         if drop == 0:
-            raise ValueError(f"target_density {target} is not reachable with alpha={alpha}, n={n}, "
-                             f"rounding={rounding!r}: the count stops at {k} alive")
+            raise ValueError(
+                f"target_density {target} is not reachable with alpha={alpha}, n={n}, "
+                f"rounding={rounding!r}: the count stops at {k} alive"
+            )
         k -= drop
         s += 1
     return s
 
 
-def geometric_error_bound(alpha: float, n: int, rounds: int | None = None,
-                          rounding: str = "round-half-even") -> float:
+def geometric_error_bound(
+    alpha: float, n: int, rounds: int | None = None, rounding: str = "round-half-even"
+) -> float:
     """Bound on |k_S / n - (1 - alpha)^S| for the integer geometric counts.
 
     Each round's count error is at most h = 1/2 (round-half-even) or h = 1
@@ -318,5 +332,13 @@ def geometric_error_bound(alpha: float, n: int, rounds: int | None = None,
     return h * (1.0 - d) / (alpha * n)
 
 
-__all__ = ["Schedule", "geometric", "one_shot", "cubic", "linear", "constant",
-           "rounds_to_density", "geometric_error_bound"]
+__all__ = [
+    "Schedule",
+    "geometric",
+    "one_shot",
+    "cubic",
+    "linear",
+    "constant",
+    "rounds_to_density",
+    "geometric_error_bound",
+]

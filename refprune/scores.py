@@ -42,8 +42,18 @@ from ._checks import choice, float_array, positive_int, real_number
 from .mlp import MLP, check_model, flatten_params, unflatten_params
 from .rng import make_rng
 
-RULES = ("magnitude", "random", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs",
-         "obs", "grasp", "synflow")
+RULES = (
+    "magnitude",
+    "random",
+    "gradient",
+    "taylor1",
+    "obd",
+    "taylor2",
+    "taylor2_abs",
+    "obs",
+    "grasp",
+    "synflow",
+)
 
 #: Rules that need a batch (X, y): everything except magnitude, random and synflow.
 DATA_RULES = ("gradient", "taylor1", "obd", "taylor2", "taylor2_abs", "obs", "grasp")
@@ -333,25 +343,35 @@ def synflow(weights: Sequence[Any]) -> list[np.ndarray]:
     A = [np.abs(float_array(w, f"weights[{l}]", ndim=2)) for l, w in enumerate(weights)]
     for l in range(1, len(A)):
         if A[l].shape[1] != A[l - 1].shape[0]:
-            raise ValueError(f"weights[{l}] must have {A[l - 1].shape[0]} columns (the rows of "
-                             f"weights[{l - 1}]), got shape {A[l].shape}")
-    with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below, not warned
+            raise ValueError(
+                f"weights[{l}] must have {A[l - 1].shape[0]} columns (the rows of "
+                f"weights[{l - 1}]), got shape {A[l].shape}"
+            )
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, not warned
         a = [np.ones(A[0].shape[1])]
         for W in A:
             a.append(W @ a[-1])
         r = [np.ones(A[-1].shape[0])]
         for W in reversed(A):
             r.append(W.T @ r[-1])
-        r.reverse()                                         # r[l] = backward sum at layer l
+        r.reverse()  # r[l] = backward sum at layer l
         out = [np.outer(r[l + 1], a[l]) * A[l] for l in range(len(A))]
     if not all(np.all(np.isfinite(s)) for s in out):
-        raise ValueError("synflow scores overflowed float64; the path sums of these weights are too large")
+        raise ValueError(
+            "synflow scores overflowed float64; the path sums of these weights are too large"
+        )
     return out
 
 
 # ====================================================================== model-level rules
-def obs_scores(model: MLP, X: Any, y: Any, *, names: Sequence[str] | None = None,
-               damping: float = DEFAULT_OBS_DAMPING) -> dict[str, np.ndarray]:
+def obs_scores(
+    model: MLP,
+    X: Any,
+    y: Any,
+    *,
+    names: Sequence[str] | None = None,
+    damping: float = DEFAULT_OBS_DAMPING,
+) -> dict[str, np.ndarray]:
     """Optimal Brain Surgeon saliencies of every alive weight, from the damped full Hessian.
 
     L_q = w_q**2 / (2 [(H_FF + damping I)^-1]_qq) (``obs_saliency``), where F
@@ -387,8 +407,9 @@ def obs_scores(model: MLP, X: Any, y: Any, *, names: Sequence[str] | None = None
     return _select(unflatten_params(s, model), names)
 
 
-def damped_inverse_hessian(model: MLP, X: Any, y: Any, damping: float = DEFAULT_OBS_DAMPING
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def damped_inverse_hessian(
+    model: MLP, X: Any, y: Any, damping: float = DEFAULT_OBS_DAMPING
+) -> tuple[np.ndarray, np.ndarray]:
     """(H_FF + damping I)^-1 over the alive parameters F, for Optimal Brain Surgeon.
 
     H is ``refprune.curvature.full_hessian`` (flat order of
@@ -419,13 +440,17 @@ def damped_inverse(H: np.ndarray, free: np.ndarray, damping: float) -> np.ndarra
     try:
         factor = scipy.linalg.cho_factor(A, lower=True)
     except np.linalg.LinAlgError:
-        raise ValueError(f"the Hessian over the alive parameters plus damping * I is not positive "
-                         f"definite (damping={damping}); Optimal Brain Surgeon assumes a minimum: "
-                         f"train further or increase damping") from None
+        raise ValueError(
+            f"the Hessian over the alive parameters plus damping * I is not positive "
+            f"definite (damping={damping}); Optimal Brain Surgeon assumes a minimum: "
+            f"train further or increase damping"
+        ) from None
     return cast(np.ndarray, scipy.linalg.cho_solve(factor, np.eye(free.size)))
 
 
-def grasp_scores(model: MLP, X: Any, y: Any, *, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def grasp_scores(
+    model: MLP, X: Any, y: Any, *, names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """GraSP keep-scores s = w * (H g) (``grasp``) of the parameters ``names``.
 
     g is the gradient of the mean loss restricted to ``names`` (zero elsewhere:
@@ -479,9 +504,17 @@ def synflow_scores(model: MLP, *, names: Sequence[str] | None = None) -> dict[st
     return _zero_pruned(model, {n: s[model.weight_names().index(n)] for n in names})
 
 
-def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
-                   names: Sequence[str] | None = None, seed: int | np.random.Generator | None = None,
-                   hessian_method: str = "exact", **options: Any) -> dict[str, np.ndarray]:
+def compute_scores(
+    rule: str,
+    model: MLP,
+    X: Any = None,
+    y: Any = None,
+    *,
+    names: Sequence[str] | None = None,
+    seed: int | np.random.Generator | None = None,
+    hessian_method: str = "exact",
+    **options: Any,
+) -> dict[str, np.ndarray]:
     """Scores of the parameters ``names`` of ``model`` under ``rule``. Higher score = kept.
 
     ==============  ====================================================  ==========================
@@ -536,9 +569,11 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
     allowed = {"obs": {"damping"}}.get(rule, {"n_samples"} if hutch else set())
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for rule {rule!r}"
-                        f"{f' with hessian_method={hessian_method!r}' if rule in DIAG_RULES else ''}; "
-                        f"accepted: {sorted(allowed) or 'none'}")
+        raise TypeError(
+            f"unknown option(s) {unknown} for rule {rule!r}"
+            f"{f' with hessian_method={hessian_method!r}' if rule in DIAG_RULES else ''}; "
+            f"accepted: {sorted(allowed) or 'none'}"
+        )
     if rule in DATA_RULES and (X is None or y is None):
         raise ValueError(f"rule {rule!r} needs data: X and y must be given")
 
@@ -553,7 +588,9 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
     if rule == "synflow":
         return synflow_scores(model, names=names)
     if rule == "obs":
-        return obs_scores(model, X, y, names=names, damping=options.get("damping", DEFAULT_OBS_DAMPING))
+        return obs_scores(
+            model, X, y, names=names, damping=options.get("damping", DEFAULT_OBS_DAMPING)
+        )
     if rule == "grasp":
         return grasp_scores(model, X, y, names=names)
 
@@ -564,12 +601,16 @@ def compute_scores(rule: str, model: MLP, X: Any = None, y: Any = None, *,
     if rule == "taylor1":
         return _zero_pruned(model, {n: taylor1(w[n], g[n]) for n in names})
     if hutch:
-        h = curvature.hessian_diag(model, X, y, "hutchinson", n_samples=options.get("n_samples"), seed=seed)
+        h = curvature.hessian_diag(
+            model, X, y, "hutchinson", n_samples=options.get("n_samples"), seed=seed
+        )
     else:
         h = curvature.hessian_diag(model, X, y, hessian_method)
-    formula: Callable[[str], np.ndarray] = {"obd": lambda n: obd(w[n], h[n]),
-               "taylor2": lambda n: taylor2(w[n], g[n], h[n]),
-               "taylor2_abs": lambda n: taylor2_abs(w[n], g[n], h[n])}[rule]
+    formula: Callable[[str], np.ndarray] = {
+        "obd": lambda n: obd(w[n], h[n]),
+        "taylor2": lambda n: taylor2(w[n], g[n], h[n]),
+        "taylor2_abs": lambda n: taylor2_abs(w[n], g[n], h[n]),
+    }[rule]
     return _zero_pruned(model, {n: formula(n) for n in names})
 
 
@@ -592,7 +633,9 @@ def _same_shape(*named: tuple[str, Any]) -> list[np.ndarray]:
     arrays = [float_array(v, name, allow_empty=True) for name, v in named]
     for (name, _), a in zip(named[1:], arrays[1:]):
         if a.shape != arrays[0].shape:
-            raise ValueError(f"{name} must have the shape of {named[0][0]} {arrays[0].shape}, got {a.shape}")
+            raise ValueError(
+                f"{name} must have the shape of {named[0][0]} {arrays[0].shape}, got {a.shape}"
+            )
     return arrays
 
 

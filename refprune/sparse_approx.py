@@ -62,26 +62,28 @@ NIHT_SHRINK = 2.0
 class SparseApproximation(NamedTuple):
     """A k-sparse approximation: the vector, its support, and the value it minimises."""
 
-    u: np.ndarray          #: the approximation, float64, the shape of w
-    support: np.ndarray    #: bool mask, True = kept (exactly k from the k-sparse solvers); u is +0.0 off it
-    cost: float            #: the solver's objective at u, evaluated in float64
+    u: np.ndarray  #: the approximation, float64, the shape of w
+    support: (
+        np.ndarray
+    )  #: bool mask, True = kept (exactly k from the k-sparse solvers); u is +0.0 off it
+    cost: float  #: the solver's objective at u, evaluated in float64
 
 
 class IterativeResult(NamedTuple):
     """Result of ``ista`` or ``iht``."""
 
-    x: np.ndarray          #: the last iterate, float64 (n,)
-    n_iter: int            #: iterations performed
-    converged: bool        #: True when the last update moved no entry by more than tol
+    x: np.ndarray  #: the last iterate, float64 (n,)
+    n_iter: int  #: iterations performed
+    converged: bool  #: True when the last update moved no entry by more than tol
 
 
 class SensingProblem(NamedTuple):
     """A compressed-sensing instance y = A x + noise * e (see ``sensing_problem``)."""
 
-    A: np.ndarray          #: (m, n) measurement matrix
-    x: np.ndarray          #: (n,) k-sparse signal
-    y: np.ndarray          #: (m,) measurements
-    support: np.ndarray    #: (n,) bool, the k positions where x may be non-zero
+    A: np.ndarray  #: (m, n) measurement matrix
+    x: np.ndarray  #: (n,) k-sparse signal
+    y: np.ndarray  #: (m,) measurements
+    support: np.ndarray  #: (n,) bool, the k positions where x may be non-zero
 
 
 # ---------------------------------------------------------------- argument checks
@@ -121,13 +123,17 @@ def _check_quadratic(w: Any, H: Any) -> tuple[np.ndarray, np.ndarray]:
     if H.shape != (n, n):
         raise ValueError(f"H must have shape ({n}, {n}) to match w, got {H.shape}")
     if not np.array_equal(H, H.T):
-        raise ValueError("H must be symmetric (H == H.T exactly); if it is symmetric up to "
-                         "rounding, pass (H + H.T) / 2")
+        raise ValueError(
+            "H must be symmetric (H == H.T exactly); if it is symmetric up to "
+            "rounding, pass (H + H.T) / 2"
+        )
     try:
         np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
-        raise ValueError("H must be positive definite (its Cholesky factorisation failed); "
-                         "add damping, H + delta * I, as Optimal Brain Surgeon does") from None
+        raise ValueError(
+            "H must be positive definite (its Cholesky factorisation failed); "
+            "add damping, H + delta * I, as Optimal Brain Surgeon does"
+        ) from None
     return w, H
 
 
@@ -355,7 +361,9 @@ def quadratic_fit_on_support(w: Any, H: Any, support: Any) -> SparseApproximatio
     return SparseApproximation(u, keep, cost)
 
 
-def best_k_sparse_quadratic(w: Any, H: Any, k: int, *, max_n: int = DEFAULT_MAX_N) -> SparseApproximation:
+def best_k_sparse_quadratic(
+    w: Any, H: Any, k: int, *, max_n: int = DEFAULT_MAX_N
+) -> SparseApproximation:
     """Best k-sparse approximation of w in the norm (u - w)^T H (u - w), kept values re-optimised.
 
     u = argmin_{||u||_0 <= k} (u - w)^T H (u - w), H symmetric positive definite.
@@ -398,8 +406,10 @@ def best_k_sparse_quadratic(w: Any, H: Any, k: int, *, max_n: int = DEFAULT_MAX_
     k = _check_k(k, n)
     max_n = positive_int(max_n, "max_n")
     if n > max_n:
-        raise ValueError(f"exhaustive search over C({n}, {k}) = {math.comb(n, k)} supports: "
-                         f"n = {n} exceeds max_n = {max_n}; pass a larger max_n to allow it")
+        raise ValueError(
+            f"exhaustive search over C({n}, {k}) = {math.comb(n, k)} supports: "
+            f"n = {n} exceeds max_n = {max_n}; pass a larger max_n to allow it"
+        )
     best: tuple[np.ndarray, np.ndarray, float] | None = None
     for kept in itertools.combinations(range(n), k):
         keep = np.zeros(n, dtype=bool)
@@ -448,7 +458,7 @@ def soft_threshold(w: Any, lam: float) -> np.ndarray:
 def _sqrt_floor(lam: float) -> float:
     """Largest float64 t with t^2 <= 2 lam in exact arithmetic (lam >= 0 finite)."""
     c = 2 * Fraction(lam)
-    t = math.sqrt(lam) * math.sqrt(2.0)          # within a few ulps; corrected below
+    t = math.sqrt(lam) * math.sqrt(2.0)  # within a few ulps; corrected below
     while Fraction(t) ** 2 > c:
         t = math.nextafter(t, 0.0)
     while Fraction(math.nextafter(t, math.inf)) ** 2 <= c:
@@ -492,12 +502,15 @@ def hard_threshold_prox(w: Any, lam: float) -> np.ndarray:
 # ---------------------------------------------------------------- iterative solvers
 def _finite_or_raise(v: np.ndarray, solver: str, it: int, step: Any) -> None:
     if not np.all(np.isfinite(v)):
-        raise ValueError(f"{solver} diverged at iteration {it} (non-finite iterate) with "
-                         f"step = {step}; use a step <= 1 / ||A||_2^2 (the default)")
+        raise ValueError(
+            f"{solver} diverged at iteration {it} (non-finite iterate) with "
+            f"step = {step}; use a step <= 1 / ||A||_2^2 (the default)"
+        )
 
 
-def ista(A: Any, y: Any, lam: float, *, step: float | None = None, n_iter: int = 1000,
-         tol: float = 0.0) -> IterativeResult:
+def ista(
+    A: Any, y: Any, lam: float, *, step: float | None = None, n_iter: int = 1000, tol: float = 0.0
+) -> IterativeResult:
     """ISTA (iterative soft thresholding) for the lasso 1/2 ||A x - y||^2 + lam ||x||_1.
 
     From x = 0, repeat
@@ -557,8 +570,9 @@ def _hard_k(v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(support, v, 0.0), support
 
 
-def iht(A: Any, y: Any, k: int, *, step: float | str | None = None, n_iter: int = 1000,
-        tol: float = 0.0) -> IterativeResult:
+def iht(
+    A: Any, y: Any, k: int, *, step: float | str | None = None, n_iter: int = 1000, tol: float = 0.0
+) -> IterativeResult:
     """IHT (iterative hard thresholding) for min ||A x - y||^2 subject to ||x||_0 <= k.
 
     From x = 0, repeat
@@ -657,8 +671,9 @@ def _niht_step(A: np.ndarray, g: np.ndarray, support: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- random instances
-def sensing_problem(m: int, n: int, k: int, seed: int | np.random.Generator,
-                    noise: float = 0.0) -> SensingProblem:
+def sensing_problem(
+    m: int, n: int, k: int, seed: int | np.random.Generator, noise: float = 0.0
+) -> SensingProblem:
     """A random compressed-sensing instance y = A x + noise * e with a k-sparse x.
 
     Draw order, with rng = ``refprune.rng.make_rng(seed)``:

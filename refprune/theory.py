@@ -93,7 +93,7 @@ def threshold_ticket_probability(n: int, s: int, tau: float, sigma: float = 1.0)
     n, s = _n_s(n, s)
     p = survival_probability(tau, sigma)
     q = math.erf(tau / (sigma * math.sqrt(2.0)))
-    return p ** s * q ** (n - s)
+    return p**s * q ** (n - s)
 
 
 def top_s_ticket_probability(n: int, s: int) -> float:
@@ -113,8 +113,9 @@ def top_s_ticket_probability(n: int, s: int) -> float:
     return float(Fraction(1, math.comb(n, s)))
 
 
-def ticket_probability(n: int, s: int, *, rule: str = "threshold", tau: float | None = None,
-                       sigma: float = 1.0) -> float:
+def ticket_probability(
+    n: int, s: int, *, rule: str = "threshold", tau: float | None = None, sigma: float = 1.0
+) -> float:
     """Closed form for ``rule`` ("threshold": needs ``tau``; "top_s"); see the two functions above."""
     choice(rule, "rule", TICKET_RULES)
     if rule == "threshold":
@@ -137,9 +138,17 @@ class MonteCarloResult:
         return self.successes / self.trials
 
 
-def ticket_monte_carlo(n: int, s: int, trials: int, *, rule: str = "threshold",
-                       tau: float | None = None, sigma: float = 1.0,
-                       seed: int | np.random.Generator = 0, chunk_size: int = 4096) -> MonteCarloResult:
+def ticket_monte_carlo(
+    n: int,
+    s: int,
+    trials: int,
+    *,
+    rule: str = "threshold",
+    tau: float | None = None,
+    sigma: float = 1.0,
+    seed: int | np.random.Generator = 0,
+    chunk_size: int = 4096,
+) -> MonteCarloResult:
     """Seeded Monte-Carlo estimate of the winning-ticket probability.
 
     The true support is S = {0, ..., s - 1} (any fixed S gives the same
@@ -229,7 +238,9 @@ def clopper_pearson(successes: int, trials: int, confidence: float = 0.99) -> tu
     return lower, upper
 
 
-def binomial_acceptance_interval(p: float, trials: int, confidence: float = 0.99) -> tuple[int, int]:
+def binomial_acceptance_interval(
+    p: float, trials: int, confidence: float = 0.99
+) -> tuple[int, int]:
     """Counts [lo, hi] that X ~ Binomial(trials, p) falls in with probability >= ``confidence``.
 
     With a = 1 - confidence, lo is the smallest k with P(X <= k) >= a/2 and hi the
@@ -271,8 +282,9 @@ def _check_sums_to_one(P: np.ndarray, tol: float, what: str) -> None:
             raise ValueError(f"{what}{where} must sum to 1 within {tol:.3g}, got {total!r}")
 
 
-def expected_accuracy_random_labels(predictions: Any, n_classes: int,
-                                    label_probabilities: Sequence[float] | None = None) -> Fraction:
+def expected_accuracy_random_labels(
+    predictions: Any, n_classes: int, label_probabilities: Sequence[float] | None = None
+) -> Fraction:
     """Exact expected accuracy of fixed predictions against labels drawn independently of the inputs.
 
     Labels Y_1..Y_m are i.i.d. with P(Y = k) = q_k (uniform q_k = 1/K by
@@ -311,32 +323,51 @@ def expected_accuracy_random_labels(predictions: Any, n_classes: int,
     else:
         qa = float_array(label_probabilities, "label_probabilities", ndim=1)
         if qa.shape != (k,) or np.any(qa < 0):
-            raise ValueError(f"label_probabilities must be {k} non-negative numbers, got {qa.tolist()}")
+            raise ValueError(
+                f"label_probabilities must be {k} non-negative numbers, got {qa.tolist()}"
+            )
         _check_sums_to_one(qa[None, :], _sum_tolerance(label_probabilities), "label_probabilities")
         q = [Fraction(float(v)) for v in qa]
     pred = np.asarray(predictions)
     if pred.dtype.kind in "iu":
         if pred.ndim != 1 or pred.size == 0:
-            raise ValueError(f"predictions must be a non-empty 1-D array of class indices, got shape {pred.shape}")
+            raise ValueError(
+                f"predictions must be a non-empty 1-D array of class indices, got shape {pred.shape}"
+            )
         if pred.min() < 0 or pred.max() >= k:
-            raise ValueError(f"predictions must be class indices in [0, {k}), got values in "
-                             f"[{pred.min()}, {pred.max()}]")
+            raise ValueError(
+                f"predictions must be class indices in [0, {k}), got values in "
+                f"[{pred.min()}, {pred.max()}]"
+            )
         counts = np.bincount(pred, minlength=k)
         total = sum(int(c) * q[j] for j, c in enumerate(counts))
         return cast(Fraction, total / pred.size)
     P = float_array(predictions, "predictions", ndim=2)
     if P.shape[1] != k or np.any(P < 0):
-        raise ValueError(f"soft predictions must be an (m, {k}) array of non-negative probabilities, "
-                         f"got shape {P.shape}")
+        raise ValueError(
+            f"soft predictions must be an (m, {k}) array of non-negative probabilities, "
+            f"got shape {P.shape}"
+        )
     _check_sums_to_one(P, _sum_tolerance(predictions), "soft predictions: row")
     total = sum(Fraction(float(P[i, j])) * q[j] for i in range(P.shape[0]) for j in range(k))
     return cast(Fraction, total / P.shape[0])
 
 
-def random_label_experiment(X: Any, n_classes: int, *, hidden: Sequence[int] = (64, 32), rounds: int = 3,
-                            alpha: float = 0.5, test_fraction: float = 0.5, epochs: int = 20, lr: float = 0.05,
-                            batch_size: int | None = 32, momentum: float = 0.9, confidence: float = 0.99,
-                            seed: int = 0) -> dict[str, Any]:
+def random_label_experiment(
+    X: Any,
+    n_classes: int,
+    *,
+    hidden: Sequence[int] = (64, 32),
+    rounds: int = 3,
+    alpha: float = 0.5,
+    test_fraction: float = 0.5,
+    epochs: int = 20,
+    lr: float = 0.05,
+    batch_size: int | None = 32,
+    momentum: float = 0.9,
+    confidence: float = 0.99,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train a dense and an IMP-pruned network on random labels; report test accuracy with a binomial CI.
 
     Labels are ``refprune.data.random_labels`` (uniform over K, independent of
@@ -380,27 +411,54 @@ def random_label_experiment(X: Any, n_classes: int, *, hidden: Sequence[int] = (
     y = random_labels(np.zeros(X.shape[0]), k, seed=seed)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_fraction=test_fraction, seed=seed + 1)
     if X_tr.shape[0] == 0 or X_te.shape[0] == 0:
-        raise ValueError(f"test_fraction {test_fraction} leaves an empty train or test set for {X.shape[0]} rows")
+        raise ValueError(
+            f"test_fraction {test_fraction} leaves an empty train or test set for {X.shape[0]} rows"
+        )
     model = MLP([X.shape[1], *hidden, k], "relu", seed=seed + 2)
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed + 3)
-    res = run_imp(model, X_tr, y_tr, X_test=X_te, y_test=y_te, rounds=rounds, alpha=alpha, train_config=cfg,
-                  weights_format="none")
+    res = run_imp(
+        model,
+        X_tr,
+        y_tr,
+        X_test=X_te,
+        y_test=y_te,
+        rounds=rounds,
+        alpha=alpha,
+        train_config=cfg,
+        weights_format="none",
+    )
     m = X_te.shape[0]
     out = {"n_classes": k, "chance": 1.0 / k, "n_test": m, "confidence": confidence}
     dense = model.copy()
     dense.load_state_dict({"params": res.dense_params})
-    for key, net, rec in (("dense", dense, res.trace["rounds"][0]), ("pruned", res.model, res.trace["rounds"][-1])):
+    for key, net, rec in (
+        ("dense", dense, res.trace["rounds"][0]),
+        ("pruned", res.model, res.trace["rounds"][-1]),
+    ):
         pred = net.predict(X_te)
         correct = int(np.count_nonzero(pred == y_te))
         lo, hi = clopper_pearson(correct, m, confidence)
-        out[key] = {"density": rec["density"], "train_accuracy": rec["train_accuracy"],
-                    "test_accuracy": correct / m, "correct": correct, "ci": [lo, hi],
-                    "contains_chance": lo <= 1.0 / k <= hi,
-                    "expected_accuracy": str(expected_accuracy_random_labels(pred, k))}
+        out[key] = {
+            "density": rec["density"],
+            "train_accuracy": rec["train_accuracy"],
+            "test_accuracy": correct / m,
+            "correct": correct,
+            "ci": [lo, hi],
+            "contains_chance": lo <= 1.0 / k <= hi,
+            "expected_accuracy": str(expected_accuracy_random_labels(pred, k)),
+        }
     return out
 
 
-__all__ = ["survival_probability", "threshold_ticket_probability", "top_s_ticket_probability",
-           "ticket_probability", "MonteCarloResult", "ticket_monte_carlo", "clopper_pearson",
-           "binomial_acceptance_interval", "expected_accuracy_random_labels",
-           "random_label_experiment"]
+__all__ = [
+    "survival_probability",
+    "threshold_ticket_probability",
+    "top_s_ticket_probability",
+    "ticket_probability",
+    "MonteCarloResult",
+    "ticket_monte_carlo",
+    "clopper_pearson",
+    "binomial_acceptance_interval",
+    "expected_accuracy_random_labels",
+    "random_label_experiment",
+]

@@ -58,10 +58,19 @@ from .rng import make_rng
 MASK_AT = ("update", "weights", "gradient")
 
 
-def sgd_update(theta: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None, mask: np.ndarray,
-               lr: float, *, momentum: float = 0.0, nesterov: bool = False,
-               weight_decay: float = 0.0, decoupled: bool = False, mask_at: str = "update"
-               ) -> tuple[np.ndarray, np.ndarray]:
+def sgd_update(
+    theta: np.ndarray,
+    grad: np.ndarray,
+    velocity: np.ndarray | None,
+    mask: np.ndarray,
+    lr: float,
+    *,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+    mask_at: str = "update",
+) -> tuple[np.ndarray, np.ndarray]:
     """One SGD update of one parameter (the rule of the module docstring), on new arrays.
 
     ``grad`` is the gradient of the loss in the effective weights theta * M, not
@@ -89,8 +98,9 @@ def sgd_update(theta: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None,
     return new, v
 
 
-def zero_pruned_state(theta: np.ndarray, velocity: np.ndarray | None, mask: np.ndarray,
-                      mask_at: str) -> tuple[np.ndarray, np.ndarray | None]:
+def zero_pruned_state(
+    theta: np.ndarray, velocity: np.ndarray | None, mask: np.ndarray, mask_at: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The state of a parameter right after its mask becomes ``mask`` (at the start, at pruning).
 
     "update": weight and velocity 0.0 at pruned entries; "weights": the weight only;
@@ -113,8 +123,16 @@ class SGD:
     ``MLP`` does not: use ``train_steps``). State: the velocity per parameter.
     """
 
-    def __init__(self, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0, *,
-                 nesterov: bool = False, decoupled: bool = False, mask_at: str = "update"):
+    def __init__(
+        self,
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        *,
+        nesterov: bool = False,
+        decoupled: bool = False,
+        mask_at: str = "update",
+    ):
         self.lr = real_number(lr, "lr", low=0.0, low_open=True)
         self.momentum = real_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         self.weight_decay = real_number(weight_decay, "weight_decay", low=0.0)
@@ -149,14 +167,18 @@ class SGD:
         missing = [n for n in model.params if n not in grads]
         unknown = [n for n in grads if n not in model.params]
         if missing or unknown:
-            raise ValueError(f"grads must have exactly the model's parameters "
-                             f"{list(model.params)}; missing {missing}, unknown {unknown}")
+            raise ValueError(
+                f"grads must have exactly the model's parameters "
+                f"{list(model.params)}; missing {missing}, unknown {unknown}"
+            )
         checked = {}
         for name, w in model.params.items():
             checked[name] = float_array(grads[name], f"grads[{name!r}]", allow_empty=True)
             if checked[name].shape != w.shape:
-                raise ValueError(f"grads[{name!r}] must have the parameter's shape {w.shape}, "
-                                 f"got {checked[name].shape}")
+                raise ValueError(
+                    f"grads[{name!r}] must have the parameter's shape {w.shape}, "
+                    f"got {checked[name].shape}"
+                )
         model.check_writeable(model.params)
         self._step(model, checked, lr)
 
@@ -166,14 +188,22 @@ class SGD:
         for name, w in model.params.items():
             v = self.velocity.get(name)
             if v is not None and self.mask_at == "update" and model._pruned[name]:
-                v = np.where(model.masks[name], v, 0.0)     # pruned since: its velocity is zeroed
+                v = np.where(model.masks[name], v, 0.0)  # pruned since: its velocity is zeroed
             new_params[name], v = sgd_update(
-                w, grads[name], v, model.masks[name], lr, momentum=self.momentum,
-                nesterov=self.nesterov, weight_decay=self.weight_decay, decoupled=self.decoupled,
-                mask_at=self.mask_at)
+                w,
+                grads[name],
+                v,
+                model.masks[name],
+                lr,
+                momentum=self.momentum,
+                nesterov=self.nesterov,
+                weight_decay=self.weight_decay,
+                decoupled=self.decoupled,
+                mask_at=self.mask_at,
+            )
             if self.momentum:
                 new_velocity[name] = v
-        for name, w in model.params.items():               # commit: nothing here can fail
+        for name, w in model.params.items():  # commit: nothing here can fail
             np.copyto(w, new_params[name])
         self.velocity.update(new_velocity)
 
@@ -184,12 +214,23 @@ def _flag(x: Any, name: str) -> bool:
     return bool(x)
 
 
-def train_steps(params: Mapping[str, Any], masks: Mapping[str, Any] | None, X: np.ndarray,
-                y: np.ndarray, *, activation: str, loss: str, lr_schedule: Any,
-                momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                decoupled: bool = False, mask_at: str = "update",
-                prune_at: Sequence[Mapping[str, Any]] | None = None, record: str = "all"
-                ) -> dict[str, list]:
+def train_steps(
+    params: Mapping[str, Any],
+    masks: Mapping[str, Any] | None,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    activation: str,
+    loss: str,
+    lr_schedule: Any,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+    mask_at: str = "update",
+    prune_at: Sequence[Mapping[str, Any]] | None = None,
+    record: str = "all",
+) -> dict[str, list]:
     """T full-batch SGD updates, pruning and rewinding on the way: the whole trajectory.
 
     The definition of the update for every ``mask_at`` (the module docstring's
@@ -264,21 +305,34 @@ def train_steps(params: Mapping[str, Any], masks: Mapping[str, Any] | None, X: n
             event = events[t]
             for n in names:
                 if np.any(event["masks"][n] & ~current[n]):
-                    raise ValueError(f"prune_at: the masks at step {t} revive entries of {n!r} "
-                                     "pruned before; masks must be nested")
+                    raise ValueError(
+                        f"prune_at: the masks at step {t} revive entries of {n!r} "
+                        "pruned before; masks must be nested"
+                    )
             current = event["masks"]
             if event["rewind"] is not None:
                 theta = _copy(event["rewind"])
                 velocity = {n: None for n in names}
             for n in names:
-                theta[n], velocity[n] = zero_pruned_state(theta[n], velocity[n], current[n], mask_at)
-        for n in names:                                  # the dense network at theta * M
+                theta[n], velocity[n] = zero_pruned_state(
+                    theta[n], velocity[n], current[n], mask_at
+                )
+        for n in names:  # the dense network at theta * M
             np.copyto(net.params[n], np.where(current[n], theta[n], 0.0))
         _, grads = net._loss_and_grads(X, y, masked=False)
         for n in names:
             theta[n], velocity[n] = sgd_update(
-                theta[n], grads[n], velocity[n], current[n], float(rate), momentum=momentum,
-                nesterov=nesterov, weight_decay=weight_decay, decoupled=decoupled, mask_at=mask_at)
+                theta[n],
+                grads[n],
+                velocity[n],
+                current[n],
+                float(rate),
+                momentum=momentum,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
+                decoupled=decoupled,
+                mask_at=mask_at,
+            )
         trajectory.append(_copy(theta))
         velocities.append(_copy(velocity))
     if record == "last":
@@ -303,32 +357,40 @@ def _events(prune_at: Any, like: Mapping[str, np.ndarray], T: int) -> dict[int, 
     if prune_at is None:
         return {}
     if isinstance(prune_at, Mapping) or not isinstance(prune_at, Sequence):
-        raise TypeError("prune_at must be a list of events {'step', 'masks', 'rewind'}, "
-                        f"got {type(prune_at).__name__}")
+        raise TypeError(
+            "prune_at must be a list of events {'step', 'masks', 'rewind'}, "
+            f"got {type(prune_at).__name__}"
+        )
     out: dict[int, dict[str, Any]] = {}
     last = -1
     for i, event in enumerate(prune_at):
-        if not isinstance(event, Mapping) or not {"step", "masks"} <= set(event) \
-                or set(event) - {"step", "masks", "rewind"}:
-            raise ValueError(f"prune_at[{i}] must be a mapping with 'step', 'masks' and "
-                             "optionally 'rewind'")
+        if (
+            not isinstance(event, Mapping)
+            or not {"step", "masks"} <= set(event)
+            or set(event) - {"step", "masks", "rewind"}
+        ):
+            raise ValueError(
+                f"prune_at[{i}] must be a mapping with 'step', 'masks' and optionally 'rewind'"
+            )
         step = event["step"]
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
-                or not last < step < T:
-            raise ValueError(f"prune_at[{i}]['step'] must be an integer in ({last}, {T}) "
-                             f"(increasing, before the last update), got {step!r}")
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not last < step < T:
+            raise ValueError(
+                f"prune_at[{i}]['step'] must be an integer in ({last}, {T}) "
+                f"(increasing, before the last update), got {step!r}"
+            )
         rewind = event.get("rewind")
         if rewind is not None:
             if not isinstance(rewind, Mapping) or sorted(rewind) != sorted(like):
-                raise ValueError(f"prune_at[{i}]['rewind'] must be None or parameters "
-                                 f"{list(like)}")
+                raise ValueError(f"prune_at[{i}]['rewind'] must be None or parameters {list(like)}")
             rewind = {}
             for n, p in like.items():
                 rewind[n] = float_array(event["rewind"][n], f"prune_at[{i}]['rewind'][{n!r}]")
                 if rewind[n].shape != p.shape:
                     raise ValueError(f"prune_at[{i}]['rewind'][{n!r}] must have shape {p.shape}")
-        out[int(step)] = {"masks": _masks(event["masks"], like, f"prune_at[{i}]['masks']"),
-                          "rewind": rewind}
+        out[int(step)] = {
+            "masks": _masks(event["masks"], like, f"prune_at[{i}]['masks']"),
+            "rewind": rewind,
+        }
         last = int(step)
     return out
 
@@ -344,17 +406,37 @@ class History:
     steps: int = 0
 
     def to_dict(self) -> dict:
-        return {"loss": self.loss, "accuracy": self.accuracy, "test_loss": self.test_loss,
-                "test_accuracy": self.test_accuracy, "steps": self.steps}
+        return {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+            "steps": self.steps,
+        }
 
 
-def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: float = 0.1,
-          batch_size: int | None = None, momentum: float = 0.0, weight_decay: float = 0.0,
-          nesterov: bool = False, decoupled: bool = False, mask_at: str = "update",
-          lr_schedule: Callable[[int], float] | None = None, seed: int | np.random.Generator = 0,
-          optimizer: SGD | None = None, start_step: int = 0, first_batch: int = 0,
-          X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
-          callback: Callable[[int, MLP], None] | None = None) -> History:
+def train(
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int = 10,
+    lr: float = 0.1,
+    batch_size: int | None = None,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    decoupled: bool = False,
+    mask_at: str = "update",
+    lr_schedule: Callable[[int], float] | None = None,
+    seed: int | np.random.Generator = 0,
+    optimizer: SGD | None = None,
+    start_step: int = 0,
+    first_batch: int = 0,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    callback: Callable[[int, MLP], None] | None = None,
+) -> History:
     """Train ``model`` in place with masked SGD (see the module docstring).
 
     Parameters
@@ -403,12 +485,22 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
     epochs = positive_int(epochs, "epochs")
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size")
-    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
+    if (
+        isinstance(start_step, bool)
+        or not isinstance(start_step, (int, np.integer))
+        or start_step < 0
+    ):
         raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
-    if isinstance(first_batch, bool) or not isinstance(first_batch, (int, np.integer)) or first_batch < 0:
+    if (
+        isinstance(first_batch, bool)
+        or not isinstance(first_batch, (int, np.integer))
+        or first_batch < 0
+    ):
         raise ValueError(f"first_batch must be a non-negative integer, got {first_batch!r}")
     if lr_schedule is not None and not callable(lr_schedule):
-        raise TypeError(f"lr_schedule must be callable (step -> learning rate), got {type(lr_schedule).__name__}")
+        raise TypeError(
+            f"lr_schedule must be callable (step -> learning rate), got {type(lr_schedule).__name__}"
+        )
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     if (X_test is None) != (y_test is None):
@@ -416,20 +508,25 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
     if X_test is not None:
         X_test, y_test = model.check_inputs(X_test, y_test)
     if optimizer is None:
-        optimizer = SGD(lr, momentum, weight_decay, nesterov=nesterov, decoupled=decoupled,
-                        mask_at=mask_at)
+        optimizer = SGD(
+            lr, momentum, weight_decay, nesterov=nesterov, decoupled=decoupled, mask_at=mask_at
+        )
     elif not isinstance(optimizer, SGD):
         raise TypeError(f"optimizer must be a refprune SGD, got {type(optimizer).__name__}")
     n = X.shape[0]
     full_batch = batch_size is None or batch_size >= n
     batches_per_epoch = 1 if full_batch else -(-n // batch_size)
     if first_batch >= batches_per_epoch:
-        raise ValueError(f"first_batch must be < the batches per epoch ({batches_per_epoch}), "
-                         f"got {first_batch}")
+        raise ValueError(
+            f"first_batch must be < the batches per epoch ({batches_per_epoch}), got {first_batch}"
+        )
     step = int(start_step)
     updates = epochs * batches_per_epoch - first_batch
-    rates = (None if lr_schedule is None else
-             [_checked_rate(lr_schedule(t), t) for t in range(step, step + updates)])
+    rates = (
+        None
+        if lr_schedule is None
+        else [_checked_rate(lr_schedule(t), t) for t in range(step, step + updates)]
+    )
     model.check_writeable(model.params)
     rng = make_rng(seed)
 
@@ -439,8 +536,22 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
     masks, velocity = dict(model.masks), dict(optimizer.velocity)
     rng_state = rng.bit_generator.state
     try:
-        history = _run(model, X, y, X_test, y_test, optimizer, rng, rates, callback, step,
-                       epochs, first_batch, batch_size, full_batch)
+        history = _run(
+            model,
+            X,
+            y,
+            X_test,
+            y_test,
+            optimizer,
+            rng,
+            rates,
+            callback,
+            step,
+            epochs,
+            first_batch,
+            batch_size,
+            full_batch,
+        )
     except BaseException:
         for k, p in arrays.items():
             np.copyto(p, values[k])
@@ -453,9 +564,22 @@ def train(model: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: flo
     return history
 
 
-def _run(model: MLP, X, y, X_test, y_test, optimizer: SGD, rng: np.random.Generator,
-         rates: list[float] | None, callback, step: int, epochs: int, first_batch: int,
-         batch_size: int | None, full_batch: bool) -> History:
+def _run(
+    model: MLP,
+    X,
+    y,
+    X_test,
+    y_test,
+    optimizer: SGD,
+    rng: np.random.Generator,
+    rates: list[float] | None,
+    callback,
+    step: int,
+    epochs: int,
+    first_batch: int,
+    batch_size: int | None,
+    full_batch: bool,
+) -> History:
     """The training loop of ``train`` on checked arguments."""
     n = X.shape[0]
     start_step = step
@@ -467,7 +591,7 @@ def _run(model: MLP, X, y, X_test, y_test, optimizer: SGD, rng: np.random.Genera
         skip = first_batch if epoch == 0 else 0
         width = n if full_batch else batch_size
         for start in range(skip * width, n, width):
-            idx = None if full_batch else order[start:start + batch_size]
+            idx = None if full_batch else order[start : start + batch_size]
             xb, yb = (X, y) if idx is None else (X[idx], y[idx])
             _, grads = model._loss_and_grads(xb, yb, optimizer.mask_at != "weights")
             rate = optimizer.lr if rates is None else rates[step - start_step]
@@ -485,8 +609,10 @@ def _checked_rate(rate, step: int) -> float:
 
 
 def _record(history: History, model: MLP, X, y, X_test, y_test) -> None:
-    for (xs, ys, losses, accs) in ((X, y, history.loss, history.accuracy),
-                                   (X_test, y_test, history.test_loss, history.test_accuracy)):
+    for xs, ys, losses, accs in (
+        (X, y, history.loss, history.accuracy),
+        (X_test, y_test, history.test_loss, history.test_accuracy),
+    ):
         if xs is None:
             continue
         losses.append(float(model._graph(xs, ys)[0].data))

@@ -29,8 +29,11 @@ def net(seed=0, sizes=(4, 6, 5, 3)):
 
 
 def snapshot(model):
-    return ({n: (id(p), p.copy(), p.flags.writeable) for n, p in model.params.items()},
-            {n: m.copy() for n, m in model.masks.items()}, dict(model._pruned))
+    return (
+        {n: (id(p), p.copy(), p.flags.writeable) for n, p in model.params.items()},
+        {n: m.copy() for n, m in model.masks.items()},
+        dict(model._pruned),
+    )
 
 
 def assert_unchanged(model, snap):
@@ -55,21 +58,38 @@ def magnitudes(model):
 
 
 # ----------------------------------------------------------------- read-only parameters
-@pytest.mark.parametrize("step", [
-    lambda m: prune(m, magnitudes(m), 0.5),
-    lambda m: prune(m, magnitudes(m), 0.5, scope="global"),
-    lambda m: prune_count(m, magnitudes(m), 10, scope="global"),
-    lambda m: prune_units(m, 0.5),
-    lambda m: prune_n_m(m, magnitudes(m), 1, 1),
-    lambda m: apply_masks(m, {n: ~np.eye(*k.shape, dtype=bool) for n, k in m.masks.items()
-                              if n.endswith("weight")}),
-    lambda m: PruneSpec(names=tuple(m.weight_names()), scope="global").apply(
-        m, magnitudes(m), one_shot(0.5), 0),
-    lambda m: m.set_masks({n: np.zeros(k.shape, bool) for n, k in m.masks.items()}),
-    lambda m: SGD(0.1, momentum=0.9).step(m, m.loss_and_grads(X, Y)[1]),
-    lambda m: train(m, X, Y, epochs=1),
-], ids=["prune", "prune-global", "prune_count", "prune_units", "prune_n_m", "apply_masks",
-        "prune_to_counts", "set_masks", "SGD.step", "train"])
+@pytest.mark.parametrize(
+    "step",
+    [
+        lambda m: prune(m, magnitudes(m), 0.5),
+        lambda m: prune(m, magnitudes(m), 0.5, scope="global"),
+        lambda m: prune_count(m, magnitudes(m), 10, scope="global"),
+        lambda m: prune_units(m, 0.5),
+        lambda m: prune_n_m(m, magnitudes(m), 1, 1),
+        lambda m: apply_masks(
+            m,
+            {n: ~np.eye(*k.shape, dtype=bool) for n, k in m.masks.items() if n.endswith("weight")},
+        ),
+        lambda m: PruneSpec(names=tuple(m.weight_names()), scope="global").apply(
+            m, magnitudes(m), one_shot(0.5), 0
+        ),
+        lambda m: m.set_masks({n: np.zeros(k.shape, bool) for n, k in m.masks.items()}),
+        lambda m: SGD(0.1, momentum=0.9).step(m, m.loss_and_grads(X, Y)[1]),
+        lambda m: train(m, X, Y, epochs=1),
+    ],
+    ids=[
+        "prune",
+        "prune-global",
+        "prune_count",
+        "prune_units",
+        "prune_n_m",
+        "apply_masks",
+        "prune_to_counts",
+        "set_masks",
+        "SGD.step",
+        "train",
+    ],
+)
 def test_read_only_parameter_is_refused_before_anything_changes(step):
     m = net()
     name = last_read_only(m)
@@ -84,16 +104,20 @@ def test_prune_on_a_read_only_model_used_to_leave_pruned_weights_non_zero():
     m.params["layers.2.weight"].flags.writeable = False
     with pytest.raises(ValueError):
         prune(m, magnitudes(m), 0.5)
-    for n, p in m.params.items():       # every pruned entry is still 0.0: the masks did not move
+    for n, p in m.params.items():  # every pruned entry is still 0.0: the masks did not move
         assert np.all(p[~m.masks[n]] == 0.0)
     assert all(m.masks[n].all() for n in m.masks)
 
 
-@pytest.mark.parametrize("run", [
-    lambda m: obs_prune(m, X, Y, 3, damping=10.0),
-    lambda m: synflow_prune(m, 0.5, iterations=3),
-    lambda m: imp_round(m, m.state_dict()["params"], 0.5),
-], ids=["obs_prune", "synflow_prune", "imp_round"])
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda m: obs_prune(m, X, Y, 3, damping=10.0),
+        lambda m: synflow_prune(m, 0.5, iterations=3),
+        lambda m: imp_round(m, m.state_dict()["params"], 0.5),
+    ],
+    ids=["obs_prune", "synflow_prune", "imp_round"],
+)
 def test_functions_that_return_a_new_model_work_on_a_read_only_one_and_leave_it(run):
     m = net()
     for p in m.params.values():
@@ -132,15 +156,20 @@ def test_prune_with_a_bad_last_multiplier_changes_nothing():
     m = net()
     snap = snapshot(m)
     with pytest.raises(ValueError, match="rate_multipliers"):
-        prune(m, magnitudes(m), 0.5, rate_multipliers={"layers.0.weight": 1.0,
-                                                       "layers.2.weight": float("inf")})
+        prune(
+            m,
+            magnitudes(m),
+            0.5,
+            rate_multipliers={"layers.0.weight": 1.0, "layers.2.weight": float("inf")},
+        )
     assert_unchanged(m, snap)
 
 
 def test_prune_to_counts_with_scores_missing_for_a_later_group_changes_nothing():
     m = net()
-    spec = PruneSpec(names=tuple(m.weight_names()), scope="global",
-                     rate_multipliers={"layers.2.weight": 0.5})
+    spec = PruneSpec(
+        names=tuple(m.weight_names()), scope="global", rate_multipliers={"layers.2.weight": 0.5}
+    )
     s = magnitudes(m)
     del s["layers.2.weight"]
     snap = snapshot(m)
@@ -162,7 +191,7 @@ def test_apply_masks_refuses_to_revive_and_changes_nothing():
 def test_load_state_dict_with_a_bad_last_mask_changes_nothing():
     m = net()
     state = net(seed=1).state_dict()
-    state["masks"]["layers.2.bias"] = np.ones(4, bool)           # wrong shape, last entry
+    state["masks"]["layers.2.bias"] = np.ones(4, bool)  # wrong shape, last entry
     snap = snapshot(m)
     with pytest.raises(ValueError, match="shape"):
         m.load_state_dict(state)
@@ -180,16 +209,19 @@ def test_obs_prune_bad_damping_and_count_change_nothing():
     assert_unchanged(m, snap)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda g: g.pop("layers.2.bias"), "missing"),
-    (lambda g: g.__setitem__("layers.2.bias", np.full(3, np.nan)), "finite"),
-    (lambda g: g.__setitem__("layers.2.bias", np.zeros(4)), "shape"),
-    (lambda g: g.__setitem__("extra", np.zeros(1)), "unknown"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda g: g.pop("layers.2.bias"), "missing"),
+        (lambda g: g.__setitem__("layers.2.bias", np.full(3, np.nan)), "finite"),
+        (lambda g: g.__setitem__("layers.2.bias", np.zeros(4)), "shape"),
+        (lambda g: g.__setitem__("extra", np.zeros(1)), "unknown"),
+    ],
+)
 def test_sgd_step_with_a_bad_last_gradient_changes_nothing(bad, match):
     m = net()
     opt = SGD(0.1, momentum=0.9)
-    opt.step(m, m.loss_and_grads(X, Y)[1])                       # a velocity to keep
+    opt.step(m, m.loss_and_grads(X, Y)[1])  # a velocity to keep
     velocity = {n: v.copy() for n, v in opt.velocity.items()}
     grads = m.loss_and_grads(X, Y)[1]
     bad(grads)
@@ -214,8 +246,14 @@ def test_train_with_a_bad_late_rate_refuses_before_the_first_update():
     seen = []
     snap = snapshot(m)
     with pytest.raises(ValueError, match=r"lr_schedule\(5\)"):
-        train(m, X, Y, epochs=8, lr_schedule=lambda t: float("nan") if t == 5 else 0.1,
-              callback=lambda t, model: seen.append(t))
+        train(
+            m,
+            X,
+            Y,
+            epochs=8,
+            lr_schedule=lambda t: float("nan") if t == 5 else 0.1,
+            callback=lambda t, model: seen.append(t),
+        )
     assert_unchanged(m, snap) and not seen
 
 
@@ -231,7 +269,7 @@ def test_train_restores_model_optimizer_and_generator_when_a_callback_fails():
 
     def callback(t, model):
         if t == 3:
-            prune(model, magnitudes(model), 0.5)                  # changes masks too
+            prune(model, magnitudes(model), 0.5)  # changes masks too
         if t == 5:
             raise RuntimeError("stop")
 
@@ -244,18 +282,37 @@ def test_train_restores_model_optimizer_and_generator_when_a_callback_fails():
 
 
 # ----------------------------------------------------------------- non-finite hyperparameters
-@pytest.mark.parametrize("make", [
-    lambda v: MLP([4, 3, 2], sigma=v),
-    lambda v: MLP([4, 3, 2], init="normal", sigma=v),
-    lambda v: SGD(v), lambda v: SGD(0.1, momentum=v), lambda v: SGD(0.1, weight_decay=v),
-    lambda v: obs_prune(net(), X, Y, 1, damping=v),
-    lambda v: compute_scores("obs", net(), X, Y, damping=v),
-    lambda v: SparseSGD(net(), lr=v), lambda v: SparseSGD(net(), momentum=v),
-    lambda v: one_shot(v), lambda v: Schedule("custom", "absolute", (0,), (v,)),
-    lambda v: Schedule("custom", "relative", (0,), (v,)),
-], ids=["sigma-kaiming", "sigma-normal", "lr", "momentum", "weight_decay", "damping",
-        "obs-damping", "sparse-lr", "sparse-momentum", "sparsity", "schedule-absolute",
-        "schedule-relative"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: MLP([4, 3, 2], sigma=v),
+        lambda v: MLP([4, 3, 2], init="normal", sigma=v),
+        lambda v: SGD(v),
+        lambda v: SGD(0.1, momentum=v),
+        lambda v: SGD(0.1, weight_decay=v),
+        lambda v: obs_prune(net(), X, Y, 1, damping=v),
+        lambda v: compute_scores("obs", net(), X, Y, damping=v),
+        lambda v: SparseSGD(net(), lr=v),
+        lambda v: SparseSGD(net(), momentum=v),
+        lambda v: one_shot(v),
+        lambda v: Schedule("custom", "absolute", (0,), (v,)),
+        lambda v: Schedule("custom", "relative", (0,), (v,)),
+    ],
+    ids=[
+        "sigma-kaiming",
+        "sigma-normal",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "damping",
+        "obs-damping",
+        "sparse-lr",
+        "sparse-momentum",
+        "sparsity",
+        "schedule-absolute",
+        "schedule-relative",
+    ],
+)
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_hyperparameters_are_refused(make, value):
     with pytest.raises(ValueError):
@@ -272,9 +329,12 @@ def test_sigma_is_refused_where_it_is_not_used():
 def test_steps_without_labels_are_refused(loss):
     m = MLP([4, 3, 2], loss=loss, seed=0)
     snap = snapshot(m)
-    for call in (lambda: SGD(0.1).step(m, m.loss_and_grads(X, None)[1]),
-                 lambda: m.loss_value(X, None), lambda: m.accuracy(X, None),
-                 lambda: train(m, X, None)):
+    for call in (
+        lambda: SGD(0.1).step(m, m.loss_and_grads(X, None)[1]),
+        lambda: m.loss_value(X, None),
+        lambda: m.accuracy(X, None),
+        lambda: train(m, X, None),
+    ):
         with pytest.raises(TypeError, match="y must be given"):
             call()
     assert_unchanged(m, snap)

@@ -100,7 +100,7 @@ def test_mse(shape, seed):
 
 def test_gradients_accumulate():
     x = ag.Tensor(np.array([1.0, 2.0]), requires_grad=True)
-    y = ag.sum(x * x + x)          # x used twice: both paths add up
+    y = ag.sum(x * x + x)  # x used twice: both paths add up
     y.backward()
     np.testing.assert_array_equal(x.grad, 2 * x.data + 1)
 
@@ -112,9 +112,13 @@ def test_full_mlp_loss_gradient(activation, loss, sizes, n, seed):
     model = MLP(sizes, activation, loss=loss, seed=seed % 1000)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, sizes[0]))
-    for name in model.bias_names():       # non-zero biases exercise their gradient
+    for name in model.bias_names():  # non-zero biases exercise their gradient
         model.params[name][:] = 0.1 * rng.standard_normal(model.params[name].shape)
-    y = rng.integers(0, sizes[-1], n) if loss == "cross_entropy" else rng.standard_normal((n, sizes[-1]))
+    y = (
+        rng.integers(0, sizes[-1], n)
+        if loss == "cross_entropy"
+        else rng.standard_normal((n, sizes[-1]))
+    )
     assume(activation != "relu" or min_abs_preactivation(model, X) > 1e-4)  # away from the kink
     loss, grads = model.loss_and_grads(X, y)
     # central differences carry an absolute rounding error of about eps_mach * |L| / h = 2e-10 |L|

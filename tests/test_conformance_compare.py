@@ -13,14 +13,14 @@ from conformance.conventions import equal_up_to_ties
 EXACT = {"kind": "exact"}
 
 
-def _close(scale, rel=2.0 ** -40):
+def _close(scale, rel=2.0**-40):
     return {"kind": "close", "rel": rel, "scale": scale}
 
 
 def test_close_is_relative_to_each_entry_scale():
     e = np.array([1.0, 1e-54, 1e6])
     tol = _close(np.array([1.0, 1e-54, 2e6]))
-    a = e + np.array([2.0 ** -41, 2.0 ** -41 * 1e-54, 1e-6])
+    a = e + np.array([2.0**-41, 2.0**-41 * 1e-54, 1e-6])
     assert compare(e, a, tol) is None
     bad = compare(e, e + np.array([0.0, 0.0, 1e-5]), tol)
     assert "1 of 3 entries outside the tolerance" in bad and "at 2:" in bad and "allowed" in bad
@@ -55,7 +55,7 @@ def test_within_the_tolerance_passes(e, s, k):
 def test_beyond_the_tolerance_fails(e, s, k, down):
     tol = _close(np.array([s]))
     step = k * tol["rel"] * s
-    assume(step > 4 * math.ulp(e))                    # the move survives rounding
+    assume(step > 4 * math.ulp(e))  # the move survives rounding
     x = e - step if down else e + step
     assert compare(np.array([e]), np.array([x]), tol) is not None
 
@@ -91,14 +91,14 @@ def test_masks_up_to_ties_only_when_asked():
     tie = lambda e, a, s, al=None: equal_up_to_ties(e, a, s, al)
     assert "masks differ" in compare(exp, act, tol, inputs={"scores": scores})
     assert compare(exp, act, tol, inputs={"scores": scores}, tie_check=tie) is None
-    wrong = np.array([False, True, True, False])                 # the strict winner dropped
+    wrong = np.array([False, True, True, False])  # the strict winner dropped
     assert compare(exp, wrong, tol, inputs={"scores": scores}, tie_check=tie)
 
 
 def test_pooled_masks_up_to_ties_across_tensors():
     scores = {"a": np.array([0.5, 1.0]), "b": np.array([0.5])}
     exp = {"a": np.array([True, True]), "b": np.array([False])}
-    act = {"b": np.array([True]), "a": np.array([False, True])}   # another order of keys
+    act = {"b": np.array([True]), "a": np.array([False, True])}  # another order of keys
     tol = dict(EXACT, up_to_ties={"scores": "s", "pooled": True})
     tie = lambda e, a, s, al=None: equal_up_to_ties(e, a, s, al)
     assert compare(exp, act, tol, inputs={"s": scores}, tie_check=tie) is None

@@ -33,8 +33,9 @@ def regenerated(tmp_path_factory):
 def test_regeneration_matches_the_committed_files(regenerated):
     """Byte-identical families give the same bytes; bounded ones stay within their bounds."""
     problems = accuracy.regeneration_problems(golden.GOLDEN_DIR, regenerated)
-    assert problems == [], "run `python -m conformance generate` and commit the result:\n" + \
-        "\n".join(problems[:20])
+    assert problems == [], (
+        "run `python -m conformance generate` and commit the result:\n" + "\n".join(problems[:20])
+    )
 
 
 # ------------------------------------------------------------ other BLAS kernels and threads
@@ -74,8 +75,12 @@ def _cpu_flags() -> set[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return set()
-    return {f for line in text.splitlines() if line.startswith(("flags", "Features"))
-            for f in line.split(":", 1)[1].split()}
+    return {
+        f
+        for line in text.splitlines()
+        if line.startswith(("flags", "Features"))
+        for f in line.split(":", 1)[1].split()
+    }
 
 
 def openblas_coretypes() -> list[str]:
@@ -100,16 +105,26 @@ def openblas_coretypes() -> list[str]:
 
 def _numpy_dispatch() -> list[str]:
     from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
     return [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
 
 
 def _variants() -> list[tuple[str, dict[str, str]]]:
-    out = [(f"{core}, {threads} thread{'s' if threads > 1 else ''}",
-            {"OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": str(threads)})
-           for core in openblas_coretypes() for threads in (1, 2)]
+    out = [
+        (
+            f"{core}, {threads} thread{'s' if threads > 1 else ''}",
+            {"OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": str(threads)},
+        )
+        for core in openblas_coretypes()
+        for threads in (1, 2)
+    ]
     if _numpy_dispatch():
-        out.append(("NumPy's SIMD loops at the baseline only",
-                    {"NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_dispatch())}))
+        out.append(
+            (
+                "NumPy's SIMD loops at the baseline only",
+                {"NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_dispatch())},
+            )
+        )
     return out
 
 
@@ -117,16 +132,23 @@ def _variants() -> list[tuple[str, dict[str, str]]]:
 def other_machines(tmp_path_factory):
     """Regenerate the golden files once per variant, two subprocesses at a time."""
     if not sys.platform.startswith("linux") or not openblas_coretypes():
-        pytest.skip("OpenBLAS kernels are selected by OPENBLAS_CORETYPE only on Linux x86-64 and "
-                    "aarch64 here")
+        pytest.skip(
+            "OpenBLAS kernels are selected by OPENBLAS_CORETYPE only on Linux x86-64 and "
+            "aarch64 here"
+        )
     root = tmp_path_factory.mktemp("machines")
 
     def run(item):
         i, (name, settings) = item
         out = root / f"v{i}"
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(out)],
-                              env={**os.environ, **settings}, capture_output=True, text=True,
-                              timeout=600, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(out)],
+            env={**os.environ, **settings},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         return name, settings, out, proc
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -182,6 +204,7 @@ def test_the_regeneration_check_refuses_what_its_bounds_do_not_allow(tmp_path):
             scale = next(iter(case["tolerance"]["diag"]["scale"].values()))
             x, s = float.fromhex(leaf["data"][0]), float.fromhex(scale["data"][0])
             leaf["data"][0] = (x + units * accuracy.EPS * s).hex()
+
         return change
 
     bound = accuracy.machine_variation("curvature")
@@ -192,15 +215,18 @@ def test_the_regeneration_check_refuses_what_its_bounds_do_not_allow(tmp_path):
         case = first(data, "imp")
         mask = next(iter(case["expected"]["trace"]["masks"][-1].values()))
         mask["data"] = ("0" if mask["data"][0] == "1" else "1") + mask["data"][1:]
+
     assert "discrete part differs" in problems(flip_mask, "lottery")
 
     def touch_masks(data):
         first(data, "keep_top_k")["comment"] += "."
+
     assert "must be byte-identical" in problems(touch_masks, "masks")
 
     def move_margin(data):
         m = first(data, "imp")["margin"]
         m["relative_gap"]["float64"] = (float.fromhex(m["relative_gap"]["float64"]) * 1.5).hex()
+
     assert "margin moved" in problems(move_margin, "lottery")
 
 
@@ -246,11 +272,19 @@ def test_every_mask_rounding_mode_and_profile_is_covered():
     cases = [c for p in golden.family_files() for c in golden.load(p).cases]
     roundings = {c.inputs["rounding"] for c in cases if c.op == "fraction_to_count"}
     assert roundings == {"round-half-even", "floor", "ceil"}
-    profiles = {f for c in cases if c.op == "profile_mask" for f in c.flags if f.startswith("profile:")}
-    assert profiles == {"profile:reference", "profile:torch", "profile:tfmot", "profile:open-lth",
-                        "profile:shrinkbench"}
+    profiles = {
+        f for c in cases if c.op == "profile_mask" for f in c.flags if f.startswith("profile:")
+    }
+    assert profiles == {
+        "profile:reference",
+        "profile:torch",
+        "profile:tfmot",
+        "profile:open-lth",
+        "profile:shrinkbench",
+    }
     rules = {c.inputs["rule"] for c in cases if c.op == "scores"}
     from refprune.scores import RULES
+
     assert rules == set(RULES)
     methods = {c.inputs["method"] for c in cases if c.op == "hessian_diag"}
     assert methods == {"exact", "ggn", "obd"}
@@ -270,10 +304,10 @@ def test_golden_files_stay_small():
 def test_lint_reports_each_kind_of_problem(tmp_path):
     path = golden.family_files()[0]
     data = json.loads(path.read_text())
-    data["cases"][1]["id"] = data["cases"][0]["id"]                 # duplicate id
+    data["cases"][1]["id"] = data["cases"][0]["id"]  # duplicate id
     data["cases"][2]["flags"] = sorted(data["cases"][2]["flags"] + ["undefined-flag"])
     data["number_of_cases"] += 1
-    data["cases"][3]["inputs"]["bare"] = 0.5                      # a float that is not hex
+    data["cases"][3]["inputs"]["bare"] = 0.5  # a float that is not hex
     bad = tmp_path / path.name
     bad.write_text(json.dumps(data))
     problems = "\n".join(golden.lint(bad, OPERATIONS))
@@ -292,7 +326,17 @@ def test_manifest_detects_an_edited_file(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the encoding
-EDGE = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, -1 / 3, 1.0]
+EDGE = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    0.1,
+    -1 / 3,
+    1.0,
+]
 
 
 @pytest.mark.parametrize("x", EDGE)
@@ -311,19 +355,32 @@ def test_hexfloat_examples():
     assert golden.hexfloat(5e-324) == "0x0.0000000000001p-1022"
 
 
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
-                  elements=st.floats(allow_nan=False)))
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+        elements=st.floats(allow_nan=False),
+    )
+)
 def test_float_arrays_round_trip_bit_for_bit(a):
     back = golden.decode(json.loads(json.dumps(golden.encode(a))))
     assert back.shape == a.shape and back.dtype == np.float64
     assert np.array_equal(back.view(np.uint64), a.view(np.uint64))
 
 
-@given(hnp.arrays(np.bool_, hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)),
-       hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=4)))
+@given(
+    hnp.arrays(np.bool_, hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)),
+    hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=4)),
+)
 def test_bool_and_int_arrays_round_trip(b, i):
-    assert np.array_equal(golden.decode(golden.encode(b)), b) and golden.decode(golden.encode(b)).dtype == bool
-    assert np.array_equal(golden.decode(golden.encode(i)), i) and golden.decode(golden.encode(i)).dtype == np.int64
+    assert (
+        np.array_equal(golden.decode(golden.encode(b)), b)
+        and golden.decode(golden.encode(b)).dtype == bool
+    )
+    assert (
+        np.array_equal(golden.decode(golden.encode(i)), i)
+        and golden.decode(golden.encode(i)).dtype == np.int64
+    )
 
 
 def test_nested_values_round_trip():
@@ -350,6 +407,7 @@ def test_case_inputs_are_exactly_the_protocol_arguments():
     import inspect
 
     from conformance.backend import Backend
+
     for path in golden.family_files():
         for case in golden.load(path).cases:
             params = inspect.signature(getattr(Backend, case.op)).parameters
@@ -359,6 +417,7 @@ def test_case_inputs_are_exactly_the_protocol_arguments():
 
 def test_every_operation_is_documented():
     from pathlib import Path
+
     text = (Path(__file__).resolve().parents[1] / "docs" / "conformance.md").read_text()
     for op in OPERATIONS:
         assert f"`{op}`" in text, op
@@ -380,8 +439,9 @@ def _shift(value, tol, step):
 
     def leaf(path, x):
         s = accuracy._at(scale, path) if scale is not None else np.zeros(np.shape(x))
-        moved = step(np.asarray(x, dtype=np.float64), np.broadcast_to(_entry_tolerance(tol, s),
-                                                                       np.shape(x)))
+        moved = step(
+            np.asarray(x, dtype=np.float64), np.broadcast_to(_entry_tolerance(tol, s), np.shape(x))
+        )
         return float(moved) if isinstance(x, float) else moved
 
     def walk(v, m):
@@ -390,13 +450,17 @@ def _shift(value, tol, step):
         if isinstance(v, list):
             return [walk(x, y) for x, y in zip(v, m)]
         return v if m is None else m
+
     return walk(value, accuracy.mirror(value, leaf))
 
 
 def _ten_times(x, allowed):
     """10x the tolerance away from x; one ulp away where nothing is allowed."""
-    return np.where(allowed > 0, x + 10 * allowed * np.where(x < 0, -1.0, 1.0),
-                    np.nextafter(x, np.where(x < 0, -np.inf, np.inf)))
+    return np.where(
+        allowed > 0,
+        x + 10 * allowed * np.where(x < 0, -1.0, 1.0),
+        np.nextafter(x, np.where(x < 0, -np.inf, np.inf)),
+    )
 
 
 def _machine_move(x, allowed, tol, units):
@@ -425,8 +489,9 @@ def test_every_golden_float_fails_at_10x_its_tolerance_and_passes_at_machine_var
                 x = np.asarray(accuracy._at(far, path))
                 assert outside(np.asarray(e), x, tol, s).all(), (case.id, path)
                 checked += np.size(e)
-            near = _shift(expected, tol,
-                          lambda x, allowed, tol=tol: _machine_move(x, allowed, tol, units))
+            near = _shift(
+                expected, tol, lambda x, allowed, tol=tol: _machine_move(x, allowed, tol, units)
+            )
             assert compare(expected, near, tol, inputs=case.inputs) is None, case.id
     assert checked > 0 or family in ("masks", "profiles"), "no float checked"
 
@@ -480,16 +545,33 @@ def test_tolerances_are_derived_from_the_bound_table():
                 assert tol["rel"] == accuracy.tolerance_rel(case.op, case.inputs), case.id
                 units = tol["rel"] / accuracy.EPS
                 assert units >= 2 * accuracy.bound(case.op, case.inputs)
-                assert units >= accuracy.TOLERANCE_OVER_VARIATION * \
-                    accuracy.machine_variation(case.family)
+                assert units >= accuracy.TOLERANCE_OVER_VARIATION * accuracy.machine_variation(
+                    case.family
+                )
 
 
 # ----------------------------------------------------------------------------- margins
 def test_every_decision_records_its_margin():
-    decided = {"fraction_to_count", "keep_top_k", "select_masks", "prune_units", "n_m_mask",
-               "profile_mask", "obs_prune", "synflow_prune", "schedule", "rounds_to_density",
-               "hard_threshold", "soft_threshold", "hard_threshold_prox", "sparse_approx_exact",
-               "ista", "iht", "imp_round", "imp"}
+    decided = {
+        "fraction_to_count",
+        "keep_top_k",
+        "select_masks",
+        "prune_units",
+        "n_m_mask",
+        "profile_mask",
+        "obs_prune",
+        "synflow_prune",
+        "schedule",
+        "rounds_to_density",
+        "hard_threshold",
+        "soft_threshold",
+        "hard_threshold_prox",
+        "sparse_approx_exact",
+        "ista",
+        "iht",
+        "imp_round",
+        "imp",
+    }
     seen = set()
     for _, case in _cases():
         margin = case.raw["margin"]
@@ -503,24 +585,29 @@ def test_every_decision_records_its_margin():
 
 def test_margin_helpers():
     from conformance import margins
+
     assert margins.gap(1.0, 1.0) == 0.0 and margins.gap(0.0, 0.0) == 0.0
     assert margins.gap(2.0, 1.0) == 0.5
     assert margins.selection_gap(np.array([3.0, 1.0, 2.0]), np.array([True, False, True])) == 0.5
     assert margins.selection_gap(np.array([1.0, 2.0]), np.array([True, True])) is None
     with pytest.raises(ValueError, match="outranks"):
         margins.selection_gap(np.array([1.0, 2.0]), np.array([True, False]))
-    alive = np.array([True, False, True])                    # a dead entry takes no part
-    assert margins.selection_gap(np.array([3.0, 9.0, 1.0]), np.array([True, False, False]),
-                                 alive) == 2.0 / 3.0
-    assert margins.rounding_gap(3.5, "round-half-even") == 0.0       # on the boundary
+    alive = np.array([True, False, True])  # a dead entry takes no part
+    assert (
+        margins.selection_gap(np.array([3.0, 9.0, 1.0]), np.array([True, False, False]), alive)
+        == 2.0 / 3.0
+    )
+    assert margins.rounding_gap(3.5, "round-half-even") == 0.0  # on the boundary
     assert margins.rounding_gap(5.0, "floor") == 0.0
     assert margins.rounding_gap(3.25, "round-half-even") == 0.25 / 3.5
     assert margins.exactly_summed(np.array([1.0, -2.0, 0.5]))
     assert not margins.exactly_summed(np.array([0.1, 0.2]))
-    assert not margins.exactly_summed(np.array([1.0, 2.0 ** -60]))
+    assert not margins.exactly_summed(np.array([1.0, 2.0**-60]))
     assert margins.exactly_squared(np.array([1.5, 3.0])) and not margins.exactly_squared([0.1])
-    assert margins.record(exact=[0.0], computed=[0.5, None]) == \
-        {"relative_gap": 0.5, "quantity": "computed"}
+    assert margins.record(exact=[0.0], computed=[0.5, None]) == {
+        "relative_gap": 0.5,
+        "quantity": "computed",
+    }
     assert margins.record(exact=[None]) is None
 
 
@@ -555,6 +642,7 @@ def test_the_lint_checks_tolerance_scales(tmp_path):
 # ----------------------------------------------------------------------------- JSON Schema
 def test_every_file_is_valid_under_the_json_schema():
     import jsonschema  # in the test extra: the lint needs it to check the schema
+
     schema = json.loads((golden.GOLDEN_DIR / golden.SCHEMA).read_text())
     assert schema == golden.json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -567,7 +655,7 @@ def test_every_file_is_valid_under_the_json_schema():
 def test_the_json_schema_refuses_malformed_files():
     data = json.loads((golden.GOLDEN_DIR / "sparse_approx.json").read_text())
     case = data["cases"][0]
-    case["inputs"]["bare"] = 0.5                                       # a float that is not hex
+    case["inputs"]["bare"] = 0.5  # a float that is not hex
     del case["margin"]
     case["tolerance"][next(iter(case["tolerance"]))]["kind"] = "roughly"
     data["cases"][1]["expected"] = {"u": {"ndarray": "float64", "shape": [1], "data": ["1.5"]}}

@@ -24,8 +24,8 @@ from conformance.runner import (
     run,
 )
 
-FEW = 5                                  # Hypothesis examples per property in these tests
-HANG = 1800                              # a guard against a hung child, not a speed limit
+FEW = 5  # Hypothesis examples per property in these tests
+HANG = 1800  # a guard against a hung child, not a speed limit
 
 
 class TiesToHigherIndex(ReferenceBackend):
@@ -52,8 +52,9 @@ class OnlyExactDiagonal(Backend):
     def hessian_diag(self, *, params, X, y, activation, loss, method):
         if method != "exact":
             raise NotProvided
-        return ReferenceBackend().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                               method=method)
+        return ReferenceBackend().hessian_diag(
+            params=params, X=X, y=y, activation=activation, loss=loss, method=method
+        )
 
 
 class Mutating(ReferenceBackend):
@@ -89,7 +90,11 @@ def test_reference_passes_everything(reference_report):
 
 def test_summary_table_and_timing_are_printed(reference_report):
     text = format_report(reference_report)
-    assert "passed" in text and "not provided" in text and "expected-fail" in text.replace("exp-fail", "expected-fail")
+    assert (
+        "passed" in text
+        and "not provided" in text
+        and "expected-fail" in text.replace("exp-fail", "expected-fail")
+    )
     assert "time: golden" in text and "result: OK" in text
     for family in ("masks", "curvature", "scores", "schedules", "lottery", "profiles"):
         assert family in text
@@ -112,11 +117,17 @@ def test_a_backend_can_refuse_one_variant():
 
 
 def test_a_defect_fails_with_id_flags_diff_and_reproduction():
-    report = run(TiesToHigherIndex(), families=["masks"], max_examples=FEW,
-                 backend_spec="tests.test_conformance_runner:TiesToHigherIndex")
+    report = run(
+        TiesToHigherIndex(),
+        families=["masks"],
+        max_examples=FEW,
+        backend_spec="tests.test_conformance_runner:TiesToHigherIndex",
+    )
     assert not report.ok
     golden_failures = [r for r in report.failures if r.kind == "golden"]
-    assert golden_failures and all(r.op == "keep_top_k" and "ties" in r.flags for r in golden_failures)
+    assert golden_failures and all(
+        r.op == "keep_top_k" and "ties" in r.flags for r in golden_failures
+    )
     first = golden_failures[0]
     assert "masks differ" in first.detail and "expected" in first.detail
     assert f"--case {first.id}" in first.reproduce and "golden_case(" in first.reproduce
@@ -135,12 +146,20 @@ def test_golden_reproduction_snippet_runs():
 
 
 def test_property_reproduction_snippet_runs():
-    report = run(TiesToHigherIndex(), property_names=["masks/keep-top-k-differential"], max_examples=FEW,
-                 backend_spec="tests.test_conformance_runner:TiesToHigherIndex")
-    snippet = report.failures[0].reproduce.split("# or call the backend with the falsifying example:\n")[1]
+    report = run(
+        TiesToHigherIndex(),
+        property_names=["masks/keep-top-k-differential"],
+        max_examples=FEW,
+        backend_spec="tests.test_conformance_runner:TiesToHigherIndex",
+    )
+    snippet = report.failures[0].reproduce.split(
+        "# or call the backend with the falsifying example:\n"
+    )[1]
     namespace = {}
-    exec(compile(snippet.replace("print(", "results.append("), "<snippet>", "exec"),
-         dict(namespace, results=(results := [])))
+    exec(
+        compile(snippet.replace("print(", "results.append("), "<snippet>", "exec"),
+        dict(namespace, results=(results := [])),
+    )
     assert len(results) == 2 and not np.array_equal(results[0], results[1])
 
 
@@ -160,8 +179,12 @@ def test_xfails_turn_failures_into_expected_failures_and_report_unknown_ids(tmp_
     first = run(TiesToHigherIndex(), families=["masks"], properties=False)
     ids = [r.id for r in first.failures]
     path = tmp_path / "xfails.txt"
-    path.write_text("# known deviations\n" + "\n".join(ids) + "\n999999  # no such case\nmasks/no-such-property\n"
-                    + "masks/keep-top-k-count\n")
+    path.write_text(
+        "# known deviations\n"
+        + "\n".join(ids)
+        + "\n999999  # no such case\nmasks/no-such-property\n"
+        + "masks/keep-top-k-count\n"
+    )
     xfails = read_xfails(path)
     report = run(TiesToHigherIndex(), families=["masks"], xfails=xfails, max_examples=FEW)
     assert {r.id for r in report.results if r.status == XFAIL} >= set(ids)
@@ -180,12 +203,20 @@ def test_each_profile_backend_passes_its_own_profile(name):
 
 def test_profile_cases_tell_the_libraries_apart():
     for claimed in ("torch", "tfmot", "open-lth", "shrinkbench"):
-        report = run(ProfileBackend(claimed), profile="reference", families=["profiles"], properties=False)
+        report = run(
+            ProfileBackend(claimed), profile="reference", families=["profiles"], properties=False
+        )
         assert not report.ok, f"the {claimed} conventions pass as the reference"
 
 
 def test_unstable_ties_are_compared_up_to_ties():
-    report = run(TiesToHigherIndex(), profile="torch", families=["masks"], golden_cases=True, properties=False)
+    report = run(
+        TiesToHigherIndex(),
+        profile="torch",
+        families=["masks"],
+        golden_cases=True,
+        properties=False,
+    )
     assert report.ok, format_report(report)
 
 
@@ -197,8 +228,16 @@ def test_cli_exit_codes_and_json_report(tmp_path, capsys):
     assert data["ok"] and data["summary"]["schedules"]["golden"]["passed"] > 0
     assert set(data["seconds"]) == {"start", "golden", "properties", "total"}
     assert data["isolation"] == "process" and data["checked"] == 25
-    code = cli.main(["run", "--backend", "tests.test_conformance_runner:FloorEverywhere", "--family", "masks",
-                     "--golden-only"])
+    code = cli.main(
+        [
+            "run",
+            "--backend",
+            "tests.test_conformance_runner:FloorEverywhere",
+            "--family",
+            "masks",
+            "--golden-only",
+        ]
+    )
     assert code == 1
     out = capsys.readouterr().out
     assert "FAILED masks case" in out and "time: golden" in out
@@ -228,28 +267,44 @@ def test_provides_ignores_placeholders():
 
 
 def test_py_literal_rebuilds_values_exactly():
-    value = {"a": np.array([[0.1, -0.0], [5e-324, 1e300]]), "b": np.array([True, False]),
-             "c": np.array([1, 2], dtype=np.int64), "d": [1.5, "x", None]}
+    value = {
+        "a": np.array([[0.1, -0.0], [5e-324, 1e300]]),
+        "b": np.array([True, False]),
+        "c": np.array([1, 2], dtype=np.int64),
+        "d": [1.5, "x", None],
+    }
     back = eval(py_literal(value), {"np": np})
     assert np.array_equal(back["a"].view(np.uint64), value["a"].view(np.uint64))
     assert back["b"].dtype == bool and back["c"].dtype == np.int64 and back["d"] == [1.5, "x", None]
 
 
 def test_module_entry_point_runs_golden_only_fast():
-    proc = subprocess.run([sys.executable, "-m", "conformance", "run", "--golden-only"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "conformance", "run", "--golden-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "result: OK" in proc.stdout
 
 
 def _ids_of_op(op):
     from conformance import golden
+
     return [c.id for p in golden.family_files() for c in golden.load(p).cases if c.op == op]
 
 
 def test_same_seed_same_falsifying_example():
-    runs = [run(TiesToHigherIndex(), property_names=["masks/keep-top-k-differential"], max_examples=FEW, seed=3)
-            for _ in range(2)]
+    runs = [
+        run(
+            TiesToHigherIndex(),
+            property_names=["masks/keep-top-k-differential"],
+            max_examples=FEW,
+            seed=3,
+        )
+        for _ in range(2)
+    ]
     assert runs[0].failures[0].reproduce == runs[1].failures[0].reproduce
     assert "--seed 3" in runs[0].failures[0].reproduce
 
@@ -264,6 +319,7 @@ def test_usage_errors_exit_2(capsys):
 # --------------------------------------------------------------------------- a tampered golden directory
 def _golden_copy(tmp_path):
     from conformance import golden
+
     directory = tmp_path / "golden"
     shutil.copytree(golden.GOLDEN_DIR, directory)
     return directory
@@ -272,6 +328,7 @@ def _golden_copy(tmp_path):
 def _reseal(directory):
     """Rewrite the manifest, as someone who edits a file and recomputes its digest would."""
     from conformance import golden
+
     (directory / "MANIFEST.txt").write_text(golden.manifest_text(directory), encoding="ascii")
 
 
@@ -292,8 +349,10 @@ def _refusal(directory, capsys, *extra):
 
 def test_an_untouched_copy_of_the_golden_directory_runs(tmp_path, capsys):
     directory = _golden_copy(tmp_path)
-    assert cli.main(["run", "--golden-dir", str(directory), "--family", "schedules",
-                     "--golden-only"]) == 0
+    assert (
+        cli.main(["run", "--golden-dir", str(directory), "--family", "schedules", "--golden-only"])
+        == 0
+    )
     assert "result: OK" in capsys.readouterr().out
 
 
@@ -357,6 +416,7 @@ def test_a_changed_schema_or_generator_version_is_refused(tmp_path, capsys):
     _edit_json(directory / "scores.json", lambda d: d.update(schema_version=99))
     _reseal(directory)
     from conformance.golden import SCHEMA_VERSION
+
     assert f"scores.json: schema_version 99 != {SCHEMA_VERSION}" in _refusal(directory, capsys)
     directory = _golden_copy(tmp_path / "again")
     _edit_json(directory / "scores.json", lambda d: d.update(generator_version="0"))
@@ -372,6 +432,7 @@ def test_a_case_missing_a_field_is_refused_with_file_and_case_id(tmp_path, capsy
     def drop(data):
         holder["id"] = data["cases"][3]["id"]
         del data["cases"][3]["expected"]
+
     _edit_json(directory / "masks.json", drop)
     _reseal(directory)
     err = _refusal(directory, capsys)
@@ -388,10 +449,26 @@ def test_a_malformed_case_is_refused_without_a_traceback(tmp_path, capsys):
 def test_the_pytest_entry_refuses_a_tampered_directory_too(tmp_path):
     directory = _golden_copy(tmp_path)
     (directory / "masks.json").write_text("{}")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "conformance.pytest_plugin", "--pyargs", "conformance",
-                           "--conformance-golden-dir", str(directory)],
-                          capture_output=True, text=True, timeout=HANG, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "conformance.pytest_plugin",
+            "--pyargs",
+            "conformance",
+            "--conformance-golden-dir",
+            str(directory),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        cwd=tmp_path,
+    )
     assert proc.returncode not in (0, 1), proc.stdout + proc.stderr
     assert "refusing the golden directory" in proc.stdout + proc.stderr
     assert "masks.json: SHA-256 differs" in proc.stdout + proc.stderr
@@ -399,8 +476,10 @@ def test_the_pytest_entry_refuses_a_tampered_directory_too(tmp_path):
 
 def test_a_selection_that_runs_no_check_is_not_ok():
     from conformance import golden
-    torch_case = next(c.id for c in golden.load_family("profiles").cases
-                      if "profile:torch" in c.flags)
+
+    torch_case = next(
+        c.id for c in golden.load_family("profiles").cases if "profile:torch" in c.flags
+    )
     report = run(ReferenceBackend(), case_ids=[torch_case])
     assert report.results == [] and not report.ok
     assert "nothing was checked: no check was selected" in format_report(report)

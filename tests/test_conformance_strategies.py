@@ -36,12 +36,20 @@ def test_networks_are_accepted_by_the_reference(net):
     loss = REF.loss_value(**net)
     assert np.isfinite(loss)
     g = REF.gradient(**net)
-    assert set(g) == set(net["params"]) and all(g[n].shape == p.shape for n, p in net["params"].items())
+    assert set(g) == set(net["params"]) and all(
+        g[n].shape == p.shape for n, p in net["params"].items()
+    )
 
 
 @given(cst.param_scores(), st.data())
 def test_param_scores_work_with_select_masks(s, data):
     masks = {n: data.draw(cst.masks(v.shape)) for n, v in s.items()}
-    out = REF.select_masks(scores=s, masks=masks, fraction=data.draw(cst.fractions()), scope="global",
-                           rate_multipliers=None, rounding="round-half-even")
+    out = REF.select_masks(
+        scores=s,
+        masks=masks,
+        fraction=data.draw(cst.fractions()),
+        scope="global",
+        rate_multipliers=None,
+        rounding="round-half-even",
+    )
     assert all(not np.any(out[n] & ~masks[n]) for n in s)

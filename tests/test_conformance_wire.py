@@ -107,13 +107,16 @@ def _in_order(report):
     return report.results
 
 
-@pytest.mark.parametrize("cls, message", [
-    (ExitsInOperation, "SystemExit"),
-    (InterruptsInOperation, "KeyboardInterrupt"),
-    (KillsItself, "ended while answering"),
-    (WrongType, "shape ()"),
-    (Unencodable, "cannot carry"),
-])
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (ExitsInOperation, "SystemExit"),
+        (InterruptsInOperation, "KeyboardInterrupt"),
+        (KillsItself, "ended while answering"),
+        (WrongType, "shape ()"),
+        (Unencodable, "cannot carry"),
+    ],
+)
 def test_a_misbehaving_operation_fails_its_check_and_the_run_goes_on(cls, message):
     report = run(_spec(cls), case_ids=CASES)
     first, middle, last = _in_order(report)
@@ -127,7 +130,7 @@ def test_os_exit_restarts_the_worker_and_shows_its_stderr():
     report = run(_spec(KillsItself), case_ids=CASES)
     first = _by_id(report)[str(CASES[0])]
     assert "exited with status 7" in first.detail and "about to leave" in first.detail
-    assert report.restarts == 1          # for the middle case; none is needed after the last
+    assert report.restarts == 1  # for the middle case; none is needed after the last
     assert "restarted 1 time(s)" in format_report(report)
 
 
@@ -162,8 +165,19 @@ def test_mutation_is_caught_by_golden_cases_and_by_properties_alone():
     props = run(_spec(MutatesScores), property_names=names, max_examples=5)
     assert sorted(r.id for r in props.failures) == sorted(names)
     assert all("modified its arguments ['scores']" in r.detail for r in props.failures)
-    code = cli.main(["run", "--backend", _spec(MutatesScores), "--properties-only",
-                     "--family", "masks", "--max-examples", "5", "--no-shrink"])
+    code = cli.main(
+        [
+            "run",
+            "--backend",
+            _spec(MutatesScores),
+            "--properties-only",
+            "--family",
+            "masks",
+            "--max-examples",
+            "5",
+            "--no-shrink",
+        ]
+    )
     assert code == 1
 
 
@@ -186,8 +200,9 @@ def test_a_run_whose_checks_all_need_missing_operations_checks_nothing():
 
     report = run(OnlyCounts(), families=["curvature"], max_examples=2)
     assert not report.ok and report.checked == 0
-    assert "nothing was checked: the backend provides none of the operations" in \
-        format_report(report)
+    assert "nothing was checked: the backend provides none of the operations" in format_report(
+        report
+    )
 
 
 # --------------------------------------------------------------------------- processes by command
@@ -210,12 +225,15 @@ def test_a_well_behaved_process_passes_and_shows_request_lines():
     assert json.loads(expected[2:])["value"] == case.raw["expected"]["mask"]
 
 
-@pytest.mark.parametrize("mode, message", [
-    ("crash", "the backend process ended while answering request"),
-    ("garbage", "protocol error while waiting for the answer to request"),
-    ("wrong-id", "while request"),
-    ("bad-value", "not in the golden files' encoding"),
-])
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("crash", "the backend process ended while answering request"),
+        ("garbage", "protocol error while waiting for the answer to request"),
+        ("wrong-id", "while request"),
+        ("bad-value", "not in the golden files' encoding"),
+    ],
+)
 def test_a_misbehaving_process_fails_the_check_and_the_run_goes_on(mode, message):
     report = _cmd_run(mode, case_ids=CASES, timeout=10)
     first, middle, last = _in_order(report)
@@ -252,11 +270,14 @@ def test_a_hanging_process_times_out_and_is_replaced():
     assert middle.status == PASSED and report.restarts == 1
 
 
-@pytest.mark.parametrize("mode, message", [
-    ("no-hello", "exited before its hello line"),
-    ("version-2", "speaks protocol version 2; this runner speaks 1"),
-    ("unknown-op", "unknown operations ['prune_everything']"),
-])
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("no-hello", "exited before its hello line"),
+        ("version-2", "speaks protocol version 2; this runner speaks 1"),
+        ("unknown-op", "unknown operations ['prune_everything']"),
+    ],
+)
 def test_a_failed_handshake_is_a_usage_error(mode, message, capsys):
     assert cli.main(["run", "--backend-cmd", f"{FAKE} {mode}", "--golden-only"]) == 2
     err = capsys.readouterr().err
@@ -297,8 +318,9 @@ def test_properties_run_through_a_process_with_the_same_results():
 
 # --------------------------------------------------------------------------- the client and server
 def test_process_backend_calls_and_errors():
-    with ProcessBackend(serve_command("conformance.backend:ReferenceBackend"),
-                        env=child_environment()) as proc:
+    with ProcessBackend(
+        serve_command("conformance.backend:ReferenceBackend"), env=child_environment()
+    ) as proc:
         hello = proc.start()
         assert hello["operations"] == list(OPERATIONS) and proc.name == "refprune reference"
         mask = proc.keep_top_k(scores=np.array([0.5, -0.0, 2.0]), k=2)
@@ -320,7 +342,8 @@ def test_a_restarted_process_must_send_the_same_hello(tmp_path):
         "print(json.dumps({'type': 'hello', 'protocol': 'refprune-conformance', 'version': 1,\n"
         "                  'backend': 'x', 'operations': ops, 'profile': 'reference'}),\n"
         "      flush=True)\n"
-        "sys.stdin.readline()\n")
+        "sys.stdin.readline()\n"
+    )
     proc = ProcessBackend([sys.executable, str(script), str(tmp_path / "flag")], timeout=10)
     proc.start()
     with pytest.raises(ProcessFailure, match="ended while answering"):
@@ -345,12 +368,22 @@ def test_serve_answers_every_kind_of_call():
         assert message_problem(reply) is None, reply
         return reply
 
-    call = {"type": "call", "id": 4, "op": "keep_top_k",
-            "args": golden.encode({"scores": np.array([1.0, 2.0]), "k": 1})}
-    assert ask(call) == {"type": "error", "id": 4, "error": "ArgumentsModified",
-                         "message": "keep_top_k modified its arguments ['scores']"}
-    call.update(op="fraction_to_count", args={"fraction": {"float64": "0x1p-1"}, "n": 3,
-                                              "rounding": "floor"})
+    call = {
+        "type": "call",
+        "id": 4,
+        "op": "keep_top_k",
+        "args": golden.encode({"scores": np.array([1.0, 2.0]), "k": 1}),
+    }
+    assert ask(call) == {
+        "type": "error",
+        "id": 4,
+        "error": "ArgumentsModified",
+        "message": "keep_top_k modified its arguments ['scores']",
+    }
+    call.update(
+        op="fraction_to_count",
+        args={"fraction": {"float64": "0x1p-1"}, "n": 3, "rounding": "floor"},
+    )
     assert ask(call) == {"type": "result", "id": 4, "value": 1}
     call["args"]["n"] = -1
     reply = ask(call)
@@ -366,10 +399,20 @@ def test_changed_arguments_is_bit_for_bit():
     def changed(before, after):
         return changed_arguments(snapshot(before), after)
 
-    before = {"a": np.array([0.0, 1.0]), "b": {"c": np.array([True])}, "d": [np.arange(3)],
-              "e": float("nan"), "f": ["x"]}
-    same = {"a": np.array([0.0, 1.0]), "b": {"c": np.array([True])}, "d": [np.arange(3)],
-            "e": float("nan"), "f": ["x"]}
+    before = {
+        "a": np.array([0.0, 1.0]),
+        "b": {"c": np.array([True])},
+        "d": [np.arange(3)],
+        "e": float("nan"),
+        "f": ["x"],
+    }
+    same = {
+        "a": np.array([0.0, 1.0]),
+        "b": {"c": np.array([True])},
+        "d": [np.arange(3)],
+        "e": float("nan"),
+        "f": ["x"],
+    }
     assert changed(before, same) == []
     assert changed(before, dict(same, a=np.array([-0.0, 1.0]))) == ["a"]
     assert changed(before, dict(same, a=np.array([0.0, 1.0], dtype=np.float32))) == ["a"]
@@ -381,17 +424,29 @@ def test_changed_arguments_is_bit_for_bit():
 
 
 def test_serve_from_the_command_line():
-    proc = subprocess.run(serve_command("conformance.backend:ReferenceBackend"),
-                          input=dumps({"type": "call", "id": 1, "op": "fraction_to_count",
-                                       "args": {"fraction": {"float64": "0x1p-2"}, "n": 10,
-                                                "rounding": "ceil"}}) + "\n",
-                          capture_output=True, text=True, timeout=60, env=child_environment())
+    proc = subprocess.run(
+        serve_command("conformance.backend:ReferenceBackend"),
+        input=dumps(
+            {
+                "type": "call",
+                "id": 1,
+                "op": "fraction_to_count",
+                "args": {"fraction": {"float64": "0x1p-2"}, "n": 10, "rounding": "ceil"},
+            }
+        )
+        + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_environment(),
+    )
     assert proc.returncode == 0, proc.stderr
     hello, reply = [json.loads(line) for line in proc.stdout.splitlines()]
     assert hello["type"] == "hello" and hello["version"] == 1 and hello["profile"] == "reference"
     assert reply == {"type": "result", "id": 1, "value": 3}
-    bad = subprocess.run(serve_command("no_such_module_x:B"), input="", capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        serve_command("no_such_module_x:B"), input="", capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and bad.stdout == "" and "no_such_module_x" in bad.stderr
 
 
@@ -406,8 +461,14 @@ def test_every_message_of_a_run_follows_the_schema():
     validator = _validator()
     backend = ReferenceBackend()
     ops = list(OPERATIONS)
-    hello = {"type": "hello", "protocol": "refprune-conformance", "version": 1,
-             "backend": "refprune reference", "operations": ops, "profile": "reference"}
+    hello = {
+        "type": "hello",
+        "protocol": "refprune-conformance",
+        "version": 1,
+        "backend": "refprune reference",
+        "operations": ops,
+        "profile": "reference",
+    }
     validator.validate(hello)
     for path in golden.family_files():
         for i, case in enumerate(golden.load(path).cases[:12], start=1):
@@ -420,40 +481,59 @@ def test_every_message_of_a_run_follows_the_schema():
     validator.validate({"type": "error", "id": None, "error": "ProtocolError", "message": "x"})
 
 
-@pytest.mark.parametrize("message", [
-    {"type": "call", "id": 0, "op": "keep_top_k", "args": {}},
-    {"type": "call", "id": 1, "op": "keep_top_k"},
-    {"type": "call", "id": 1, "op": "keep_top_k", "args": {}, "extra": 1},
-    {"type": "result", "id": 1},
-    {"type": "result", "id": True, "value": 1},
-    {"type": "hello", "protocol": "refprune-conformance", "version": 1, "backend": "x",
-     "operations": "keep_top_k", "profile": "reference"},
-    {"type": "error", "id": 1, "message": "x"},
-    {"type": "bye"},
-    [1, 2],
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "call", "id": 0, "op": "keep_top_k", "args": {}},
+        {"type": "call", "id": 1, "op": "keep_top_k"},
+        {"type": "call", "id": 1, "op": "keep_top_k", "args": {}, "extra": 1},
+        {"type": "result", "id": 1},
+        {"type": "result", "id": True, "value": 1},
+        {
+            "type": "hello",
+            "protocol": "refprune-conformance",
+            "version": 1,
+            "backend": "x",
+            "operations": "keep_top_k",
+            "profile": "reference",
+        },
+        {"type": "error", "id": 1, "message": "x"},
+        {"type": "bye"},
+        [1, 2],
+    ],
+)
 def test_the_schema_and_the_runner_refuse_the_same_messages(message):
     validator = _validator()
     assert not validator.is_valid(message)
     assert message_problem(message) is not None
 
 
-@pytest.mark.parametrize("value", [
-    {"float64": "0x1p-1"}, {"ndarray": "bool", "shape": [2, 1], "data": "10"},
-    {"ndarray": "float64", "shape": [], "data": ["-0x0p+0"]},
-    {"ndarray": "int64", "shape": [2], "data": [1, -2]}, {"a": [1, "x", None, True]},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"float64": "0x1p-1"},
+        {"ndarray": "bool", "shape": [2, 1], "data": "10"},
+        {"ndarray": "float64", "shape": [], "data": ["-0x0p+0"]},
+        {"ndarray": "int64", "shape": [2], "data": [1, -2]},
+        {"a": [1, "x", None, True]},
+    ],
+)
 def test_values_follow_the_schema(value):
     validator = _validator()
     validator.validate({"type": "result", "id": 1, "value": value})
 
 
-@pytest.mark.parametrize("value", [
-    0.5, {"float64": 0.5}, {"ndarray": "float32", "shape": [1], "data": ["0x1p+0"]},
-    {"ndarray": "bool", "shape": [1], "data": "x"},
-    {"ndarray": "int64", "shape": [1], "data": [0.5]},
-    {"float64": "0x1p+0", "x": 1},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.5,
+        {"float64": 0.5},
+        {"ndarray": "float32", "shape": [1], "data": ["0x1p+0"]},
+        {"ndarray": "bool", "shape": [1], "data": "x"},
+        {"ndarray": "int64", "shape": [1], "data": [0.5]},
+        {"float64": "0x1p+0", "x": 1},
+    ],
+)
 def test_malformed_values_are_refused_by_the_schema(value):
     validator = _validator()
     assert not validator.is_valid({"type": "result", "id": 1, "value": value})

@@ -47,7 +47,7 @@ def rel_err(a, b) -> float:
     return diff / scale if scale > 0 else np.inf
 
 
-DIAG_FLOOR = 1e-2   # see diag_err
+DIAG_FLOOR = 1e-2  # see diag_err
 
 
 def diag_err(d, H) -> float:
@@ -70,8 +70,17 @@ def flat(d, model):
     return cv.flatten_params(d, model)
 
 
-def make_problem(sizes, activation="tanh", loss="cross_entropy", *, n=5, seed=0, sigma=1.0,
-                 x_kind="normal", prune=0.0) -> Problem:
+def make_problem(
+    sizes,
+    activation="tanh",
+    loss="cross_entropy",
+    *,
+    n=5,
+    seed=0,
+    sigma=1.0,
+    x_kind="normal",
+    prune=0.0,
+) -> Problem:
     """A random network and batch; biases are random too (the default init zeroes them).
 
     x_kind: "normal", "zeros", "signed_zero" (all -0.0), "equal_rows" (one row repeated).
@@ -99,20 +108,25 @@ def make_problem(sizes, activation="tanh", loss="cross_entropy", *, n=5, seed=0,
 
 
 @st.composite
-def problems(draw, activations=ACTIVATIONS, losses=LOSSES, min_hidden=0, max_hidden=3,
-             allow_prune=True) -> Problem:
+def problems(
+    draw, activations=ACTIVATIONS, losses=LOSSES, min_hidden=0, max_hidden=3, allow_prune=True
+) -> Problem:
     """Tiny networks at the edges: widths and batches of 1, one class, zero and -0.0 inputs,
     repeated rows, pruned entries, large weights (gradient far from zero)."""
     activation = draw(st.sampled_from(activations))
     loss = draw(st.sampled_from(losses))
     depth = draw(st.integers(min_hidden, max_hidden))
     sizes = tuple(draw(st.integers(1, 4)) for _ in range(depth + 2))
-    return make_problem(sizes, activation, loss, n=draw(st.integers(1, 5)),
-                        seed=draw(st.integers(0, 2**31)),
-                        sigma=draw(st.sampled_from([0.5, 1.0, 2.0])),
-                        x_kind=draw(st.sampled_from(["normal", "normal", "zeros", "signed_zero",
-                                                     "equal_rows"])),
-                        prune=draw(st.sampled_from([0.0, 0.0, 0.3])) if allow_prune else 0.0)
+    return make_problem(
+        sizes,
+        activation,
+        loss,
+        n=draw(st.integers(1, 5)),
+        seed=draw(st.integers(0, 2**31)),
+        sigma=draw(st.sampled_from([0.5, 1.0, 2.0])),
+        x_kind=draw(st.sampled_from(["normal", "normal", "zeros", "signed_zero", "equal_rows"])),
+        prune=draw(st.sampled_from([0.0, 0.0, 0.3])) if allow_prune else 0.0,
+    )
 
 
 def with_params(model: MLP, vec: np.ndarray) -> MLP:
@@ -160,8 +174,10 @@ def test_hvp_equals_central_differences_of_the_autograd_gradient(pb, seed):
     plus, minus = with_params(model, theta + eps * v), with_params(model, theta - eps * v)
     if model.activation == "relu":  # the difference quotient is valid only off ReLU's kinks
         pats = [relu_pattern(m, X) for m in (model, plus, minus)]
-        assume(all(np.array_equal(p, q) for p, q in zip(pats[0], pats[1]))
-               and all(np.array_equal(p, q) for p, q in zip(pats[0], pats[2])))
+        assume(
+            all(np.array_equal(p, q) for p, q in zip(pats[0], pats[1]))
+            and all(np.array_equal(p, q) for p, q in zip(pats[0], pats[2]))
+        )
     gp = flat(plus.loss_and_grads(X, y)[1], model)
     gm = flat(minus.loss_and_grads(X, y)[1], model)
     fd = (gp - gm) / (2 * eps)
@@ -223,12 +239,15 @@ def test_folding_factors_into_full_matrices_gives_the_same_diagonal(pb):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("sizes", [
-    (4, 3),              # single layer
-    (3, 5, 4, 3),        # two hidden layers, factor route throughout
-    (2, 2, 2, 6, 6, 3),  # factors wider than a layer: folded into a full matrix
-    (5, 1, 3, 1, 2),     # width-1 bottlenecks
-])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (4, 3),  # single layer
+        (3, 5, 4, 3),  # two hidden layers, factor route throughout
+        (2, 2, 2, 6, 6, 3),  # factors wider than a layer: folded into a full matrix
+        (5, 1, 3, 1, 2),  # width-1 bottlenecks
+    ],
+)
 def test_exact_diagonal_named_shapes_far_from_a_minimum(activation, loss, sizes):
     pb = make_problem(sizes, activation, loss, n=6, seed=11, sigma=2.0, prune=0.2)
     assert np.max(np.abs(flat(cv.gradient(*pb), pb.model))) > 1e-2
@@ -250,8 +269,9 @@ def ggn_diag_by_finite_difference_jacobian(model, X, y):
     for j in range(theta.size):
         e = np.zeros_like(theta)
         e[j] = eps
-        J[:, :, j] = (with_params(model, theta + e).forward(X)
-                      - with_params(model, theta - e).forward(X)) / (2 * eps)
+        J[:, :, j] = (
+            with_params(model, theta + e).forward(X) - with_params(model, theta - e).forward(X)
+        ) / (2 * eps)
     f, N, K = model.forward(X), X.shape[0], model.n_outputs
     if model.loss == "cross_entropy":
         p = np.exp(f - f.max(1, keepdims=True))
@@ -265,8 +285,9 @@ def ggn_diag_by_finite_difference_jacobian(model, X, y):
 @given(problems(activations=SMOOTH, max_hidden=2))
 def test_ggn_equals_jacobian_gauss_newton_diagonal(pb):
     ref = ggn_diag_by_finite_difference_jacobian(*pb)
-    assert np.max(np.abs(flat(cv.hessian_diag(*pb, "ggn"), pb.model) - ref)) \
-        <= 1e-6 * max(np.max(np.abs(ref)), 1e-6)
+    assert np.max(np.abs(flat(cv.hessian_diag(*pb, "ggn"), pb.model) - ref)) <= 1e-6 * max(
+        np.max(np.abs(ref)), 1e-6
+    )
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
@@ -277,7 +298,9 @@ def test_ggn_differs_from_exact_for_smooth_activations(activation):
     exact = cv.hessian_diag(*pb)
     ggn = cv.hessian_diag(*pb, "ggn")
     gap = exact["layers.0.bias"] - ggn["layers.0.bias"]
-    W0, b0, W1 = (pb.model.params[k] for k in ("layers.0.weight", "layers.0.bias", "layers.1.weight"))
+    W0, b0, W1 = (
+        pb.model.params[k] for k in ("layers.0.weight", "layers.0.bias", "layers.1.weight")
+    )
     z1 = pb.X @ W0.T + b0
     f = np.tanh(z1) if activation == "tanh" else 1 / (1 + np.exp(-z1))
     logits = f @ W1.T + pb.model.params["layers.1.bias"]
@@ -324,17 +347,21 @@ def obd_reference(model, X, y):
                 back = W[l].T @ g
                 h_new = np.zeros(W[l].shape[1])
                 for i in range(W[l].shape[1]):
-                    h_new[i] = act.first(z[l][i:i + 1])[0] ** 2 * sum(
-                        W[l][k, i] ** 2 * h[k] for k in range(W[l].shape[0])) \
-                        + act.second(z[l][i:i + 1])[0] * back[i]
+                    h_new[i] = (
+                        act.first(z[l][i : i + 1])[0] ** 2
+                        * sum(W[l][k, i] ** 2 * h[k] for k in range(W[l].shape[0]))
+                        + act.second(z[l][i : i + 1])[0] * back[i]
+                    )
                 g, h = back * act.first(z[l]), h_new
     return {k: np.where(model.masks[k], v, 0.0) for k, v in out.items()}
 
 
 @given(problems(max_hidden=2))
 def test_obd_follows_the_becker_lecun_recursion(pb):
-    assert rel_err(flat(cv.hessian_diag(*pb, "obd"), pb.model),
-                   flat(obd_reference(*pb), pb.model)) <= 1e-12
+    assert (
+        rel_err(flat(cv.hessian_diag(*pb, "obd"), pb.model), flat(obd_reference(*pb), pb.model))
+        <= 1e-12
+    )
 
 
 @given(problems(max_hidden=0))
@@ -348,11 +375,14 @@ def test_obd_is_exact_for_mse_with_one_hidden_layer(pb):
     assert diag_err(flat(cv.hessian_diag(*pb, "obd"), pb.model), cv.full_hessian(*pb)) <= 1e-10
 
 
-@pytest.mark.parametrize("activation, loss, sizes", [
-    ("relu", "cross_entropy", (3, 4, 3)),   # off-diagonal softmax Hessian dropped
-    ("identity", "mse", (3, 4, 4, 2)),      # off-diagonal W^T W dropped at the second step
-    ("tanh", "cross_entropy", (3, 5, 4, 3)),
-])
+@pytest.mark.parametrize(
+    "activation, loss, sizes",
+    [
+        ("relu", "cross_entropy", (3, 4, 3)),  # off-diagonal softmax Hessian dropped
+        ("identity", "mse", (3, 4, 4, 2)),  # off-diagonal W^T W dropped at the second step
+        ("tanh", "cross_entropy", (3, 5, 4, 3)),
+    ],
+)
 def test_obd_differs_from_exact_on_multilayer_networks(activation, loss, sizes):
     pb = make_problem(sizes, activation, loss, n=8, seed=4)
     exact = flat(cv.hessian_diag(*pb), pb.model)
@@ -374,7 +404,7 @@ def test_hutchinson_mean_is_within_five_standard_errors_of_exact():
     exact = np.diag(H)
     # Var(v_i (H v)_i) = sum_{j != i} H_ij^2 for Rademacher v, so the standard error of the
     # mean of S probes is sqrt(sum_{j != i} H_ij^2 / S)
-    se = np.sqrt(((H ** 2).sum(1) - exact ** 2) / S)
+    se = np.sqrt(((H**2).sum(1) - exact**2) / S)
     assert np.all(np.abs(est - exact) <= 5 * se + 1e-12)
     # and the estimate is informative: its error is far below the spread of the diagonal
     assert np.max(np.abs(est - exact)) < 0.2 * np.max(np.abs(exact))
@@ -419,9 +449,12 @@ def test_pruned_entries_have_exact_zeros_everywhere(pb, seed):
     dead = ~flat(model.masks, model)
     H = cv.full_hessian(*pb)
     v = make_rng(seed + 1).standard_normal(dead.size)
-    outs = [cv.gradient(*pb), cv.hvp(*pb, cv.unflatten_params(v, model)),
-            *(cv.hessian_diag(*pb, m) for m in ("exact", "ggn", "obd")),
-            cv.hessian_diag(*pb, "hutchinson", n_samples=2, seed=0)]
+    outs = [
+        cv.gradient(*pb),
+        cv.hvp(*pb, cv.unflatten_params(v, model)),
+        *(cv.hessian_diag(*pb, m) for m in ("exact", "ggn", "obd")),
+        cv.hessian_diag(*pb, "hutchinson", n_samples=2, seed=0),
+    ]
     for d in outs:
         vals = flat(d, model)[dead]
         assert np.all(vals == 0.0) and not np.any(np.signbit(vals))
@@ -429,8 +462,10 @@ def test_pruned_entries_have_exact_zeros_everywhere(pb, seed):
     # pruned entries of v have no effect on H v
     v2 = v.copy()
     v2[dead] = 1e3
-    assert np.array_equal(flat(cv.hvp(*pb, cv.unflatten_params(v2, model)), model),
-                          flat(cv.hvp(*pb, cv.unflatten_params(v, model)), model))
+    assert np.array_equal(
+        flat(cv.hvp(*pb, cv.unflatten_params(v2, model)), model),
+        flat(cv.hvp(*pb, cv.unflatten_params(v, model)), model),
+    )
 
 
 def test_same_inputs_give_identical_bits_and_nothing_is_mutated():
@@ -439,10 +474,13 @@ def test_same_inputs_give_identical_bits_and_nothing_is_mutated():
     state = pb.model.state_dict()
     v = cv.unflatten_params(np.linspace(-1, 1, cv.n_params(pb.model)), pb.model)
     v0 = {k: a.copy() for k, a in v.items()}
-    calls = [lambda: cv.gradient(*pb), lambda: cv.hvp(*pb, v),
-             lambda: {"H": cv.full_hessian(*pb)},
-             *(lambda m=m: cv.hessian_diag(*pb, m) for m in ("exact", "ggn", "obd")),
-             lambda: cv.hessian_diag(*pb, "hutchinson", n_samples=5, seed=3)]
+    calls = [
+        lambda: cv.gradient(*pb),
+        lambda: cv.hvp(*pb, v),
+        lambda: {"H": cv.full_hessian(*pb)},
+        *(lambda m=m: cv.hessian_diag(*pb, m) for m in ("exact", "ggn", "obd")),
+        lambda: cv.hessian_diag(*pb, "hutchinson", n_samples=5, seed=3),
+    ]
     for call in calls:
         a, b = call(), call()
         assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -456,7 +494,9 @@ def test_output_dicts_follow_the_model_parameter_order_and_shapes():
     pb = make_problem((3, 4, 2), "relu", "cross_entropy")
     for d in (cv.gradient(*pb), cv.hessian_diag(*pb, "obd")):
         assert list(d) == list(pb.model.params)
-        assert all(d[k].shape == p.shape and d[k].dtype == np.float64 for k, p in pb.model.params.items())
+        assert all(
+            d[k].shape == p.shape and d[k].dtype == np.float64 for k, p in pb.model.params.items()
+        )
 
 
 # ============================================================== flat vectors
@@ -466,11 +506,14 @@ def test_unflatten_inverts_flatten_in_c_order(pb, seed):
     vec = make_rng(seed).standard_normal(cv.n_params(model))
     d = cv.unflatten_params(vec, model)
     assert np.array_equal(cv.flatten_params(d, model), vec)
-    assert np.array_equal(vec[:model.params["layers.0.weight"].size],
-                          d["layers.0.weight"].ravel(order="C"))
+    assert np.array_equal(
+        vec[: model.params["layers.0.weight"].size], d["layers.0.weight"].ravel(order="C")
+    )
     masks = cv.flatten_params(model.masks, model)
     assert masks.dtype == np.bool_ and masks.size == vec.size
-    assert all(np.array_equal(cv.unflatten_params(masks, model)[k], model.masks[k]) for k in model.masks)
+    assert all(
+        np.array_equal(cv.unflatten_params(masks, model)[k], model.masks[k]) for k in model.masks
+    )
 
 
 # ============================================================== bad input
@@ -499,38 +542,111 @@ BAD_CALLS = [
     ("model not an MLP", lambda: cv.gradient("net", PB.X, PB.y), TypeError, "model"),
     ("unknown method", lambda: cv.hessian_diag(*PB, "kfac"), ValueError, "method"),
     ("method not a string", lambda: cv.hessian_diag(*PB, 1), TypeError, "method"),
-    ("hutchinson n_samples 0", lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=0, seed=0),
-     ValueError, "n_samples"),
-    ("hutchinson n_samples float", lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=2.0, seed=0),
-     TypeError, "n_samples"),
-    ("hutchinson n_samples missing", lambda: cv.hessian_diag(*PB, "hutchinson", seed=0),
-     ValueError, "n_samples"),
-    ("hutchinson seed missing", lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=3),
-     ValueError, "seed"),
-    ("hutchinson seed negative", lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=3, seed=-1),
-     ValueError, "seed"),
-    ("n_samples with exact", lambda: cv.hessian_diag(*PB, "exact", n_samples=3), ValueError, "n_samples"),
+    (
+        "hutchinson n_samples 0",
+        lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=0, seed=0),
+        ValueError,
+        "n_samples",
+    ),
+    (
+        "hutchinson n_samples float",
+        lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=2.0, seed=0),
+        TypeError,
+        "n_samples",
+    ),
+    (
+        "hutchinson n_samples missing",
+        lambda: cv.hessian_diag(*PB, "hutchinson", seed=0),
+        ValueError,
+        "n_samples",
+    ),
+    (
+        "hutchinson seed missing",
+        lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=3),
+        ValueError,
+        "seed",
+    ),
+    (
+        "hutchinson seed negative",
+        lambda: cv.hessian_diag(*PB, "hutchinson", n_samples=3, seed=-1),
+        ValueError,
+        "seed",
+    ),
+    (
+        "n_samples with exact",
+        lambda: cv.hessian_diag(*PB, "exact", n_samples=3),
+        ValueError,
+        "n_samples",
+    ),
     ("seed with obd", lambda: cv.hessian_diag(*PB, "obd", seed=1), ValueError, "seed"),
     ("v not a mapping", lambda: cv.hvp(*PB, np.ones(26)), TypeError, "v"),
-    ("v missing a name", lambda: cv.hvp(*PB, {k: a for k, a in V_OK.items() if "bias" not in k}),
-     ValueError, "missing"),
-    ("v extra name", lambda: cv.hvp(*PB, {**V_OK, "layers.9.weight": np.ones(2)}), ValueError,
-     "unexpected"),
-    ("v wrong shape", lambda: cv.hvp(*PB, {**V_OK, "layers.0.bias": np.ones(5)}), ValueError, "shape"),
-    ("v NaN", lambda: cv.hvp(*PB, {**V_OK, "layers.1.weight": _nan(V_OK["layers.1.weight"])}),
-     ValueError, "finite"),
-    ("v ints", lambda: cv.hvp(*PB, {**V_OK, "layers.0.bias": np.ones(4, dtype=int)}), TypeError, "v"),
-    ("full Hessian too large", lambda: cv.full_hessian(*PB, max_params=10), ValueError, "max_params"),
+    (
+        "v missing a name",
+        lambda: cv.hvp(*PB, {k: a for k, a in V_OK.items() if "bias" not in k}),
+        ValueError,
+        "missing",
+    ),
+    (
+        "v extra name",
+        lambda: cv.hvp(*PB, {**V_OK, "layers.9.weight": np.ones(2)}),
+        ValueError,
+        "unexpected",
+    ),
+    (
+        "v wrong shape",
+        lambda: cv.hvp(*PB, {**V_OK, "layers.0.bias": np.ones(5)}),
+        ValueError,
+        "shape",
+    ),
+    (
+        "v NaN",
+        lambda: cv.hvp(*PB, {**V_OK, "layers.1.weight": _nan(V_OK["layers.1.weight"])}),
+        ValueError,
+        "finite",
+    ),
+    (
+        "v ints",
+        lambda: cv.hvp(*PB, {**V_OK, "layers.0.bias": np.ones(4, dtype=int)}),
+        TypeError,
+        "v",
+    ),
+    (
+        "full Hessian too large",
+        lambda: cv.full_hessian(*PB, max_params=10),
+        ValueError,
+        "max_params",
+    ),
     ("max_params zero", lambda: cv.full_hessian(*PB, max_params=0), ValueError, "max_params"),
-    ("allow_large not bool", lambda: cv.full_hessian(*PB, allow_large="yes"), TypeError, "allow_large"),
-    ("unflatten wrong length", lambda: cv.unflatten_params(np.ones(3), PB.model), ValueError, "vec"),
-    ("unflatten NaN", lambda: cv.unflatten_params(np.full(26, np.nan), PB.model), ValueError, "vec"),
-    ("flatten mixed kinds", lambda: cv.flatten_params({**V_OK, "layers.0.bias": np.ones(4, bool)},
-                                                      PB.model), TypeError, "d"),
+    (
+        "allow_large not bool",
+        lambda: cv.full_hessian(*PB, allow_large="yes"),
+        TypeError,
+        "allow_large",
+    ),
+    (
+        "unflatten wrong length",
+        lambda: cv.unflatten_params(np.ones(3), PB.model),
+        ValueError,
+        "vec",
+    ),
+    (
+        "unflatten NaN",
+        lambda: cv.unflatten_params(np.full(26, np.nan), PB.model),
+        ValueError,
+        "vec",
+    ),
+    (
+        "flatten mixed kinds",
+        lambda: cv.flatten_params({**V_OK, "layers.0.bias": np.ones(4, bool)}, PB.model),
+        TypeError,
+        "d",
+    ),
 ]
 
 
-@pytest.mark.parametrize("call, exc, words", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+@pytest.mark.parametrize(
+    "call, exc, words", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
+)
 def test_bad_input_raises_a_clear_error(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
@@ -549,7 +665,7 @@ def _masks(model: MLP, masking: str, rng: np.random.Generator) -> dict[str, np.n
     masks = {n: np.ones(p.shape, dtype=bool) for n, p in model.params.items()}
     if masking == "random":
         masks = {n: rng.random(m.shape) < 0.6 for n, m in masks.items()}
-    elif masking == "dead_unit":                 # a hidden unit without inputs nor bias
+    elif masking == "dead_unit":  # a hidden unit without inputs nor bias
         masks["layers.0.weight"][0, :] = False
         masks["layers.0.bias"][0] = False
     elif masking == "collapsed_layer":
@@ -557,10 +673,16 @@ def _masks(model: MLP, masking: str, rng: np.random.Generator) -> dict[str, np.n
     return masks
 
 
-@given(act=st.sampled_from(ACTIVATIONS), loss=st.sampled_from(LOSSES),
-       masking=st.sampled_from(MASKINGS), hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3),
-       n=st.integers(1, 12), scale=st.sampled_from([0.1, 1.0, 4.0]), chunk=st.sampled_from([None, 40]),
-       seed=st.integers(0, 2**16))
+@given(
+    act=st.sampled_from(ACTIVATIONS),
+    loss=st.sampled_from(LOSSES),
+    masking=st.sampled_from(MASKINGS),
+    hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    n=st.integers(1, 12),
+    scale=st.sampled_from([0.1, 1.0, 4.0]),
+    chunk=st.sampled_from([None, 40]),
+    seed=st.integers(0, 2**16),
+)
 def test_fast_routes_equal_their_definitions(act, loss, masking, hidden, n, scale, chunk, seed):
     """gradient and hessian_diag ("exact", "ggn", "obd"): the default route equals the
     per-sample definition (fast=False) within FAST_BOUND of each array's largest entry,
@@ -572,7 +694,9 @@ def test_fast_routes_equal_their_definitions(act, loss, masking, hidden, n, scal
     X = scale * rng.standard_normal((n, 3))
     y = rng.integers(0, 3, n) if loss == "cross_entropy" else rng.standard_normal((n, 3))
     routes = [lambda **kw: cv.gradient(model, X, y, **kw)]
-    routes += [lambda m=m, **kw: cv.hessian_diag(model, X, y, m, **kw) for m in ("exact", "ggn", "obd")]
+    routes += [
+        lambda m=m, **kw: cv.hessian_diag(model, X, y, m, **kw) for m in ("exact", "ggn", "obd")
+    ]
     with mock.patch.object(cv, "_CHUNK_FLOATS", chunk or cv._CHUNK_FLOATS):
         for route in routes:
             fast, definition = route(), route(fast=False)

@@ -23,22 +23,28 @@ from conformance.backend import NotProvided, ReferenceBackend
 from conformance.runner import golden_case, read_xfails, run
 
 XFAILS = Path(__file__).resolve().parents[1] / "conformance" / "adapters" / "jax_xfails.txt"
-SATURATED_TANH = (431, 432, 433, 434)              # tanh units in their flat tails, mse
-SATURATED_SOFTMAX = (424, 425, 426, 427, 428)      # 1 - p_y below 1e-9
-LARGE_LOGITS = (97, 98, 99)                        # logits of order 100
+SATURATED_TANH = (431, 432, 433, 434)  # tanh units in their flat tails, mse
+SATURATED_SOFTMAX = (424, 425, 426, 427, 428)  # 1 - p_y below 1e-9
+LARGE_LOGITS = (97, 98, 99)  # logits of order 100
 
 
 @pytest.fixture(scope="module")
 def jax_backend():
     pytest.importorskip("jax", reason="the JAX adapter needs jax (pip install 'refprune[jax]')")
     from conformance.adapters.jax_backend import JaxBackend
+
     return JaxBackend()
 
 
 def test_the_suite_passes_jax_up_to_its_declared_deviations(jax_backend):
-    report = run(jax_backend, backend_spec="conformance.adapters.jax_backend:JaxBackend",
-                 families=["curvature"], max_examples=2,
-                 xfails=read_xfails(XFAILS), shrink=False)
+    report = run(
+        jax_backend,
+        backend_spec="conformance.adapters.jax_backend:JaxBackend",
+        families=["curvature"],
+        max_examples=2,
+        xfails=read_xfails(XFAILS),
+        shrink=False,
+    )
     assert report.ok, "\n\n".join(f"{r.id} {r.flags}: {r.detail}" for r in report.failures)
     assert not report.unmatched_xfails
     summary = report.summary()
@@ -100,11 +106,25 @@ def test_the_exact_diagonal_is_the_diagonal_of_jax_hessian(jax_backend):
 def test_the_obd_recursion_and_the_random_rule_are_not_provided(jax_backend):
     net = {"layers.0.weight": np.ones((2, 2)), "layers.0.bias": np.zeros(2)}
     with pytest.raises(NotProvided):
-        jax_backend.hessian_diag(params=net, X=np.ones((1, 2)), y=np.array([0]), activation="tanh",
-                                 loss="cross_entropy", method="obd")
+        jax_backend.hessian_diag(
+            params=net,
+            X=np.ones((1, 2)),
+            y=np.array([0]),
+            activation="tanh",
+            loss="cross_entropy",
+            method="obd",
+        )
     with pytest.raises(NotProvided):
-        jax_backend.scores(rule="random", params=net, X=None, y=None, activation="relu",
-                           loss="mse", masks=None, options={"seed": 0})
+        jax_backend.scores(
+            rule="random",
+            params=net,
+            X=None,
+            y=None,
+            activation="relu",
+            loss="mse",
+            masks=None,
+            options={"seed": 0},
+        )
 
 
 def test_inputs_are_left_untouched(jax_backend):
@@ -116,9 +136,16 @@ def test_inputs_are_left_untouched(jax_backend):
 
 # ------------------------------------------------------------------ jax stays optional
 def test_the_adapter_module_imports_without_jax():
-    code = ("import sys; sys.modules['jax'] = None\n"
-            "import conformance.adapters.jax_backend as m\n"
-            "try:\n    m.JaxBackend()\nexcept ImportError as e:\n    print('ImportError', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; sys.modules['jax'] = None\n"
+        "import conformance.adapters.jax_backend as m\n"
+        "try:\n    m.JaxBackend()\nexcept ImportError as e:\n    print('ImportError', e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.startswith("ImportError") and "refprune[jax]" in out.stdout

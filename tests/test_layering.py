@@ -25,15 +25,24 @@ LAYERS: list[tuple[str, ...]] = [
     ("curvature",),
     ("scores",),
     ("masks",),
-    ("rescoring",),                                   # OBS and SynFlow pruning
+    ("rescoring",),  # OBS and SynFlow pruning
     ("data", "metrics", "schedules", "sparse_approx"),
     ("lottery",),
     ("theory",),
-    ("sparse.pool",), ("sparse.products",), ("sparse.plan",), ("sparse.forward",),
-    ("sparse.train",), ("sparse",),
-    ("",),                                            # refprune/__init__.py
-    ("sweep.config",), ("sweep.job",), ("sweep.store",), ("sweep.runner",), ("sweep.report",),
-    ("sweep.cli",), ("sweep",),
+    ("sparse.pool",),
+    ("sparse.products",),
+    ("sparse.plan",),
+    ("sparse.forward",),
+    ("sparse.train",),
+    ("sparse",),
+    ("",),  # refprune/__init__.py
+    ("sweep.config",),
+    ("sweep.job",),
+    ("sweep.store",),
+    ("sweep.runner",),
+    ("sweep.report",),
+    ("sweep.cli",),
+    ("sweep",),
     ("__main__",),
 ]
 LAYER = {("refprune." + m).rstrip("."): i for i, layer in enumerate(LAYERS) for m in layer}
@@ -61,7 +70,7 @@ def refprune_imports(name: str, path: Path) -> list[tuple[str, int, bool]]:
                 out.extend((a.name, child.lineno, inner) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1])
+                    base = ".".join(package.split(".")[: len(package.split(".")) - child.level + 1])
                     base = f"{base}.{child.module}" if child.module else base
                 else:
                     base = child.module or ""
@@ -80,9 +89,11 @@ def test_every_module_has_a_layer():
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_imports_go_to_earlier_layers_only(name):
-    bad = [f"line {line}: {mod} (layer {LAYER.get(mod)}) from {name} (layer {LAYER[name]})"
-           for mod, line, _ in refprune_imports(name, MODULES[name])
-           if mod != name and LAYER.get(mod, len(LAYERS)) >= LAYER[name]]
+    bad = [
+        f"line {line}: {mod} (layer {LAYER.get(mod)}) from {name} (layer {LAYER[name]})"
+        for mod, line, _ in refprune_imports(name, MODULES[name])
+        if mod != name and LAYER.get(mod, len(LAYERS)) >= LAYER[name]
+    ]
     assert bad == []
 
 
@@ -94,7 +105,7 @@ def test_no_function_level_imports_of_refprune(name):
 
 def test_the_walk_sees_relative_and_nested_imports():
     found = refprune_imports("refprune.sparse.forward", MODULES["refprune.sparse.forward"])
-    assert ("refprune.sparse.plan", ) == tuple({m for m, _, _ in found if m.endswith(".plan")})
-    assert ("refprune.mlp" in {m for m, _, _ in found})
+    assert ("refprune.sparse.plan",) == tuple({m for m, _, _ in found if m.endswith(".plan")})
+    assert "refprune.mlp" in {m for m, _, _ in found}
     deferred = refprune_imports("refprune.__main__", MODULES["refprune.__main__"])
     assert any(inner and m == "refprune.lottery" for m, _, inner in deferred)

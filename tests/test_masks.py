@@ -35,8 +35,9 @@ from refprune.train import train
 # ---------------------------------------------------------------- strategies
 # Few distinct values, so ties are common; -0.0 and 0.0 both present.
 TIE_VALUES = st.sampled_from([-1.5, -0.0, 0.0, 0.25, 0.25, 1.0, 3.0])
-FRACTIONS = st.one_of(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.85, 1.0]),
-                      st.floats(0.0, 1.0, allow_nan=False))
+FRACTIONS = st.one_of(
+    st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.85, 1.0]), st.floats(0.0, 1.0, allow_nan=False)
+)
 
 
 @st.composite
@@ -46,15 +47,21 @@ def scored_masks(draw, max_params=3, ties=True):
     scores, masks = {}, {}
     for i in range(n_params):
         shape = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=6))
-        elements = TIE_VALUES if ties else st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+        elements = (
+            TIE_VALUES if ties else st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+        )
         scores[f"p{i}"] = draw(hnp.arrays(np.float64, shape, elements=elements))
         masks[f"p{i}"] = draw(hnp.arrays(np.bool_, shape, elements=st.booleans()))
     return scores, masks
 
 
 def distinct_scores(n):
-    return hnp.arrays(np.float64, n, elements=st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False),
-                      unique=True)
+    return hnp.arrays(
+        np.float64,
+        n,
+        elements=st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False),
+        unique=True,
+    )
 
 
 def total_alive(masks, names=None):
@@ -66,18 +73,21 @@ def small_model(seed=0, sizes=(6, 5, 4, 3), activation="relu", loss="cross_entro
 
 
 def same_state(a, b):
-    return all(np.array_equal(a["params"][n], b["params"][n]) and
-               np.array_equal(a["masks"][n], b["masks"][n]) for n in a["params"])
+    return all(
+        np.array_equal(a["params"][n], b["params"][n])
+        and np.array_equal(a["masks"][n], b["masks"][n])
+        for n in a["params"]
+    )
 
 
 # ---------------------------------------------------------------- the two conventions
 def test_fraction_to_count_rounding_modes():
-    assert fraction_to_count(0.25, 10) == 2            # 2.5 -> 2 (half to even)
-    assert fraction_to_count(0.375, 4) == 2            # 1.5 -> 2 (half to even)
-    assert fraction_to_count(0.625, 4) == 2            # 2.5 -> 2
+    assert fraction_to_count(0.25, 10) == 2  # 2.5 -> 2 (half to even)
+    assert fraction_to_count(0.375, 4) == 2  # 1.5 -> 2 (half to even)
+    assert fraction_to_count(0.625, 4) == 2  # 2.5 -> 2
     assert fraction_to_count(0.25, 10, "floor") == 2
     assert fraction_to_count(0.25, 10, "ceil") == 3
-    assert fraction_to_count(0.07, 100, "ceil") == 8   # 0.07 * 100 == 7.000000000000001 in float64
+    assert fraction_to_count(0.07, 100, "ceil") == 8  # 0.07 * 100 == 7.000000000000001 in float64
     assert fraction_to_count(0.0, 0) == 0 and fraction_to_count(1.0, 7) == 7
 
 
@@ -87,7 +97,9 @@ def test_keep_top_k_ties_lower_index_kept_and_negative_zero_equals_zero():
     assert keep_top_k(np.array([-0.0, 0.0]), 1).tolist() == [True, False]
 
 
-@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=5), elements=TIE_VALUES), st.data())
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=5), elements=TIE_VALUES), st.data()
+)
 def test_keep_top_k_keeps_exactly_k_and_the_highest(s, data):
     k = data.draw(st.integers(0, s.size))
     keep = keep_top_k(s, k)
@@ -131,17 +143,25 @@ def test_every_kept_score_is_at_least_every_pruned_alive_score(sm, f, scope):
         assert kept.size == 0 or gone.size == 0 or kept.min() >= gone.max()
 
 
-@given(scored_masks(ties=False), FRACTIONS, st.integers(-30, 30), st.sampled_from(["layer", "global"]))
+@given(
+    scored_masks(ties=False), FRACTIONS, st.integers(-30, 30), st.sampled_from(["layer", "global"])
+)
 def test_masks_unchanged_by_scaling_scores_by_a_positive_constant(sm, f, e, scope):
     # powers of two scale exactly, so the order (ties included) is the same
     scores, masks = sm
-    scaled = {n: s * 2.0 ** e for n, s in scores.items()}
+    scaled = {n: s * 2.0**e for n, s in scores.items()}
     a, b = select_masks(scores, masks, f, scope=scope), select_masks(scaled, masks, f, scope=scope)
     assert all(np.array_equal(a[n], b[n]) for n in scores)
 
 
-@given(st.integers(1, 30).flatmap(lambda n: st.tuples(st.permutations(range(n)), hnp.arrays(np.bool_, n))),
-       st.floats(1e-3, 1e3), FRACTIONS, st.sampled_from(["layer", "global"]))
+@given(
+    st.integers(1, 30).flatmap(
+        lambda n: st.tuples(st.permutations(range(n)), hnp.arrays(np.bool_, n))
+    ),
+    st.floats(1e-3, 1e3),
+    FRACTIONS,
+    st.sampled_from(["layer", "global"]),
+)
 def test_masks_unchanged_by_any_positive_scale_when_scores_are_well_separated(data, c, f, scope):
     # distinct integers scaled by c stay strictly ordered (gaps of c, far above one ulp)
     order, alive = data
@@ -150,8 +170,12 @@ def test_masks_unchanged_by_any_positive_scale_when_scores_are_well_separated(da
     assert np.array_equal(a, select_masks({"w": s["w"] * c}, {"w": alive}, f, scope=scope)["w"])
 
 
-@given(st.integers(1, 30).flatmap(lambda n: st.tuples(distinct_scores(n), st.permutations(range(n)),
-                                                       hnp.arrays(np.bool_, n))), FRACTIONS)
+@given(
+    st.integers(1, 30).flatmap(
+        lambda n: st.tuples(distinct_scores(n), st.permutations(range(n)), hnp.arrays(np.bool_, n))
+    ),
+    FRACTIONS,
+)
 def test_masks_permute_with_their_inputs_when_scores_are_distinct(data, f):
     s, perm, alive = data
     perm = np.array(perm)
@@ -172,8 +196,11 @@ def test_all_equal_scores_keep_the_first_alive_entries_in_c_order(n, n_dead, f):
 def test_ties_in_global_scope_go_by_position_in_the_concatenation():
     scores = {"b": np.array([1.0, 1.0]), "a": np.array([[1.0, 1.0], [1.0, 1.0]])}
     masks = {n: np.ones(s.shape, dtype=bool) for n, s in scores.items()}
-    new = select_masks(scores, masks, 0.5, scope="global")      # 3 of 6 kept: "b" comes first
-    assert new["b"].tolist() == [True, True] and new["a"].tolist() == [[True, False], [False, False]]
+    new = select_masks(scores, masks, 0.5, scope="global")  # 3 of 6 kept: "b" comes first
+    assert new["b"].tolist() == [True, True] and new["a"].tolist() == [
+        [True, False],
+        [False, False],
+    ]
 
 
 def test_a_pruned_entry_is_never_revived_even_with_the_highest_score():
@@ -184,12 +211,12 @@ def test_a_pruned_entry_is_never_revived_even_with_the_highest_score():
 
 def test_fraction_counts_alive_entries_not_all_entries():
     s = {"w": np.arange(10.0)}
-    m = {"w": np.arange(10) >= 6}                              # 4 alive of 10
-    assert select_masks(s, m, 0.5)["w"].sum() == 2             # half of 4, not half of 10
+    m = {"w": np.arange(10) >= 6}  # 4 alive of 10
+    assert select_masks(s, m, 0.5)["w"].sum() == 2  # half of 4, not half of 10
 
 
 def test_alive_is_the_mask_not_the_value():
-    s = {"w": np.array([0.0, 0.0, 5.0])}                       # alive weights may score exactly 0
+    s = {"w": np.array([0.0, 0.0, 5.0])}  # alive weights may score exactly 0
     assert select_masks(s, {"w": np.ones(3, dtype=bool)}, 0.0)["w"].all()
 
 
@@ -211,7 +238,7 @@ def test_layer_rate_multiplier_prunes_the_output_layer_at_half_rate():
     s = {"hidden": np.arange(100.0), "out": np.arange(20.0)}
     m = {n: np.ones(v.shape, dtype=bool) for n, v in s.items()}
     new = select_masks(s, m, 0.2, rate_multipliers={"out": 0.5})
-    assert alive_counts(new) == {"hidden": 80, "out": 18}      # 20% of 100, 10% of 20
+    assert alive_counts(new) == {"hidden": 80, "out": 18}  # 20% of 100, 10% of 20
 
 
 def test_global_scope_multiplier_takes_a_parameter_out_of_the_pool():
@@ -245,7 +272,9 @@ def test_multipliers_of_one_change_nothing(sm, f):
 def test_select_masks_count_prunes_exactly_the_count(sm, data):
     scores, masks = sm
     k = data.draw(st.integers(0, total_alive(masks)))
-    assert total_alive(select_masks_count(scores, masks, k, scope="global")) == total_alive(masks) - k
+    assert (
+        total_alive(select_masks_count(scores, masks, k, scope="global")) == total_alive(masks) - k
+    )
     per = {n: data.draw(st.integers(0, int(masks[n].sum()))) for n in scores}
     new = select_masks_count(scores, masks, per)
     assert all(new[n].sum() == masks[n].sum() - per[n] for n in scores)
@@ -264,37 +293,43 @@ GOOD_S = {"w": np.array([1.0, 2.0])}
 GOOD_M = {"w": np.array([True, True])}
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(fraction=1.5), ValueError, r"fraction must be in \[0.0, 1.0\], got 1.5"),
-    (dict(fraction=-0.1), ValueError, "fraction must be in"),
-    (dict(fraction=float("nan")), ValueError, "fraction must be finite"),
-    (dict(scores={"w": np.array([1.0, np.nan])}), ValueError, r"scores\['w'\] must be finite"),
-    (dict(scores={"w": np.array([1.0, np.inf])}), ValueError, r"scores\['w'\] must be finite"),
-    (dict(scores={"w": np.array([1, 2])}), TypeError, "floating-point"),
-    (dict(scores={"w": np.ones(3)}), ValueError, "must have the same shape"),
-    (dict(scores={}), ValueError, "at least one parameter"),
-    (dict(scores={"v": np.ones(2)}), ValueError, "missing 'v'"),
-    (dict(masks={"w": np.array([1.0, 1.0])}), TypeError, "boolean"),
-    (dict(scope="local"), ValueError, "unknown scope"),
-    (dict(rounding="nearest"), ValueError, "unknown rounding"),
-    (dict(rate_multipliers={"x": 0.5}), ValueError, "not a name of scores"),
-    (dict(rate_multipliers={"w": -1.0}), ValueError, "rate_multipliers"),
-    (dict(fraction=0.6, rate_multipliers={"w": 2.0}), ValueError, "must be <= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(fraction=1.5), ValueError, r"fraction must be in \[0.0, 1.0\], got 1.5"),
+        (dict(fraction=-0.1), ValueError, "fraction must be in"),
+        (dict(fraction=float("nan")), ValueError, "fraction must be finite"),
+        (dict(scores={"w": np.array([1.0, np.nan])}), ValueError, r"scores\['w'\] must be finite"),
+        (dict(scores={"w": np.array([1.0, np.inf])}), ValueError, r"scores\['w'\] must be finite"),
+        (dict(scores={"w": np.array([1, 2])}), TypeError, "floating-point"),
+        (dict(scores={"w": np.ones(3)}), ValueError, "must have the same shape"),
+        (dict(scores={}), ValueError, "at least one parameter"),
+        (dict(scores={"v": np.ones(2)}), ValueError, "missing 'v'"),
+        (dict(masks={"w": np.array([1.0, 1.0])}), TypeError, "boolean"),
+        (dict(scope="local"), ValueError, "unknown scope"),
+        (dict(rounding="nearest"), ValueError, "unknown rounding"),
+        (dict(rate_multipliers={"x": 0.5}), ValueError, "not a name of scores"),
+        (dict(rate_multipliers={"w": -1.0}), ValueError, "rate_multipliers"),
+        (dict(fraction=0.6, rate_multipliers={"w": 2.0}), ValueError, "must be <= 1"),
+    ],
+)
 def test_select_masks_bad_input_raises_a_clear_error(kwargs, exc, match):
     args = dict(scores=GOOD_S, masks=GOOD_M, fraction=0.5) | kwargs
     with pytest.raises(exc, match=match):
         select_masks(args.pop("scores"), args.pop("masks"), args.pop("fraction"), **args)
 
 
-@pytest.mark.parametrize("n_prune, scope, match", [
-    (3, "global", r"n_prune must be in \[0, 2\]"),
-    (-1, "global", "n_prune must be in"),
-    (1.0, "global", "n_prune must be an integer"),
-    ({"w": 3}, "layer", r"n_prune\['w'\] must be in \[0, 2\]"),
-    (1, "layer", "mapping"),
-    ({"v": 1}, "layer", "exactly the names"),
-])
+@pytest.mark.parametrize(
+    "n_prune, scope, match",
+    [
+        (3, "global", r"n_prune must be in \[0, 2\]"),
+        (-1, "global", "n_prune must be in"),
+        (1.0, "global", "n_prune must be an integer"),
+        ({"w": 3}, "layer", r"n_prune\['w'\] must be in \[0, 2\]"),
+        (1, "layer", "mapping"),
+        ({"v": 1}, "layer", "exactly the names"),
+    ],
+)
 def test_select_masks_count_bad_input(n_prune, scope, match):
     with pytest.raises((ValueError, TypeError), match=match):
         select_masks_count(GOOD_S, GOOD_M, n_prune, scope=scope)
@@ -316,7 +351,7 @@ def test_prune_applies_masks_and_zeroes_pruned_weights():
     assert all(np.all(net.params[n][~net.masks[n]] == 0.0) for n in net.weight_names())
     assert r.alive == {n: int(net.masks[n].sum()) for n in net.weight_names()}
     assert r.pruned == {"layers.0.weight": 15, "layers.1.weight": 10, "layers.2.weight": 6}
-    assert net.masks["layers.0.bias"].all()                   # biases only when named
+    assert net.masks["layers.0.bias"].all()  # biases only when named
 
 
 def test_pruned_weights_stay_zero_through_training_and_later_steps():
@@ -335,8 +370,14 @@ def test_pruned_weights_stay_zero_through_training_and_later_steps():
 def test_prune_with_biases_named():
     net = small_model()
     names = ["layers.0.weight", "layers.0.bias"]
-    r = prune(net, compute_scores("magnitude", net, names=names), 1.0, names=names, scope="global",
-              allow_collapse=True)
+    r = prune(
+        net,
+        compute_scores("magnitude", net, names=names),
+        1.0,
+        names=names,
+        scope="global",
+        allow_collapse=True,
+    )
     assert r.collapsed == ["layers.0.weight"] and not net.masks["layers.0.bias"].any()
 
 
@@ -344,7 +385,7 @@ def test_layer_collapse_raises_and_leaves_the_model_untouched():
     net = small_model()
     before = net.state_dict()
     s = compute_scores("magnitude", net)
-    s["layers.2.weight"] = s["layers.2.weight"] * 0.0 - 1.0      # output layer lowest everywhere
+    s["layers.2.weight"] = s["layers.2.weight"] * 0.0 - 1.0  # output layer lowest everywhere
     with pytest.raises(ValueError, match=r"layer collapse: \['layers.2.weight'\]"):
         prune(net, s, 0.4, scope="global")
     assert same_state(before, net.state_dict())
@@ -356,16 +397,35 @@ def test_layer_collapse_is_reported_when_allowed():
     assert r.collapsed == net.weight_names() and net.density() == 0.0
 
 
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda net, s: prune(net, s, 1.5), ValueError, "fraction must be in"),
-    (lambda net, s: prune(net, {}, 0.5), ValueError, "missing"),
-    (lambda net, s: prune(net, s, 0.5, names=[]), ValueError, "at least one parameter"),
-    (lambda net, s: prune(net, s, 0.5, names=["layers.9.weight"]), ValueError, "parameters of the model"),
-    (lambda net, s: prune(net, s | {"layers.0.weight": np.full((5, 6), np.nan)}, 0.5), ValueError, "finite"),
-    (lambda net, s: prune(net, s | {"layers.0.weight": np.ones((6, 5))}, 0.5), ValueError, "same shape"),
-    (lambda net, s: prune("net", s, 0.5), TypeError, "MLP"),
-    (lambda net, s: prune_count(net, s, 10 ** 6, scope="global"), ValueError, "n_prune must be in"),
-])
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda net, s: prune(net, s, 1.5), ValueError, "fraction must be in"),
+        (lambda net, s: prune(net, {}, 0.5), ValueError, "missing"),
+        (lambda net, s: prune(net, s, 0.5, names=[]), ValueError, "at least one parameter"),
+        (
+            lambda net, s: prune(net, s, 0.5, names=["layers.9.weight"]),
+            ValueError,
+            "parameters of the model",
+        ),
+        (
+            lambda net, s: prune(net, s | {"layers.0.weight": np.full((5, 6), np.nan)}, 0.5),
+            ValueError,
+            "finite",
+        ),
+        (
+            lambda net, s: prune(net, s | {"layers.0.weight": np.ones((6, 5))}, 0.5),
+            ValueError,
+            "same shape",
+        ),
+        (lambda net, s: prune("net", s, 0.5), TypeError, "MLP"),
+        (
+            lambda net, s: prune_count(net, s, 10**6, scope="global"),
+            ValueError,
+            "n_prune must be in",
+        ),
+    ],
+)
 def test_prune_bad_input_leaves_the_model_untouched(call, exc, match):
     net = small_model()
     s = compute_scores("magnitude", net)
@@ -384,11 +444,21 @@ def test_prune_count_prunes_exactly_the_count():
 # ---------------------------------------------------------------- structured: units
 def test_unit_scores_hand_computed():
     net = MLP([2, 2, 1], "relu", seed=0)
-    net.load_state_dict({"params": {"layers.0.weight": np.array([[3.0, -4.0], [1.0, 0.5]]),
-                                    "layers.0.bias": np.array([9.0, 9.0]),
-                                    "layers.1.weight": np.array([[1.0, 1.0]]), "layers.1.bias": np.zeros(1)}})
-    assert unit_scores(net, 0, "l1").tolist() == [7.0, 1.5]               # |3| + |-4|, |1| + |0.5|
-    assert unit_scores(net, 0, "l2").tolist() == [5.0, np.sqrt(1.25)]     # sqrt(9 + 16), sqrt(1 + 0.25)
+    net.load_state_dict(
+        {
+            "params": {
+                "layers.0.weight": np.array([[3.0, -4.0], [1.0, 0.5]]),
+                "layers.0.bias": np.array([9.0, 9.0]),
+                "layers.1.weight": np.array([[1.0, 1.0]]),
+                "layers.1.bias": np.zeros(1),
+            }
+        }
+    )
+    assert unit_scores(net, 0, "l1").tolist() == [7.0, 1.5]  # |3| + |-4|, |1| + |0.5|
+    assert unit_scores(net, 0, "l2").tolist() == [
+        5.0,
+        np.sqrt(1.25),
+    ]  # sqrt(9 + 16), sqrt(1 + 0.25)
 
 
 def test_prune_units_masks_row_bias_and_outgoing_column():
@@ -396,10 +466,12 @@ def test_prune_units_masks_row_bias_and_outgoing_column():
     s = unit_scores(net, 0)
     r = prune_units(net, 0.5)
     gone = np.argsort(s, kind="stable")[:3]
-    assert not net.masks["layers.0.weight"][gone].any() and not net.masks["layers.0.bias"][gone].any()
+    assert (
+        not net.masks["layers.0.weight"][gone].any() and not net.masks["layers.0.bias"][gone].any()
+    )
     assert not net.masks["layers.1.weight"][:, gone].any()
     assert r.alive_units == {0: 3} and alive_units(net, 0).sum() == 3
-    assert net.masks["layers.1.bias"].all()                   # the output layer keeps its biases
+    assert net.masks["layers.1.bias"].all()  # the output layer keeps its biases
 
 
 @given(st.integers(0, 10_000), FRACTIONS, st.sampled_from(["l1", "l2"]))
@@ -419,26 +491,33 @@ def test_prune_units_repeated_steps_are_nested_and_count_alive_units():
     prune_units(net, 0.5)
     first = net.masks["layers.0.weight"].copy()
     r = prune_units(net, 0.5)
-    assert r.alive_units == {0: 3} and not np.any(net.masks["layers.0.weight"] & ~first)   # 10 -> 5 -> 3 (2.5 rounds to 2)
+    assert r.alive_units == {0: 3} and not np.any(
+        net.masks["layers.0.weight"] & ~first
+    )  # 10 -> 5 -> 3 (2.5 rounds to 2)
 
 
 def test_prune_units_collapse_raises_and_leaves_the_model_untouched():
     net = small_model(sizes=(4, 3, 2))
     before = net.state_dict()
-    with pytest.raises(ValueError, match=r"layer collapse: \['layers.0.weight', 'layers.1.weight'\]"):
+    with pytest.raises(
+        ValueError, match=r"layer collapse: \['layers.0.weight', 'layers.1.weight'\]"
+    ):
         prune_units(net, 1.0)
     assert same_state(before, net.state_dict())
     r = prune_units(net, 1.0, allow_collapse=True)
     assert r.collapsed == ["layers.0.weight", "layers.1.weight"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(layers=[2]), r"hidden layer in \[0, 1\]"),
-    (dict(layers=[0, 0]), "repeat"),
-    (dict(layers=[]), "at least one"),
-    (dict(norm="linf"), "unknown norm"),
-    (dict(fraction=2.0), "fraction must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(layers=[2]), r"hidden layer in \[0, 1\]"),
+        (dict(layers=[0, 0]), "repeat"),
+        (dict(layers=[]), "at least one"),
+        (dict(norm="linf"), "unknown norm"),
+        (dict(fraction=2.0), "fraction must be in"),
+    ],
+)
 def test_prune_units_bad_input(kwargs, match):
     net = small_model()
     before = net.state_dict()
@@ -459,9 +538,18 @@ def test_n_m_hand_computed_with_ties_and_negative_zero():
     assert n_m_mask(np.array([-0.0, 0.0, 0.0, -0.0]), 1, 2).tolist() == [True, False, True, False]
 
 
-@given(st.sampled_from([(1, 2), (2, 4), (0, 3), (3, 3), (1, 1), (4, 8)]).flatmap(
-    lambda nm: st.tuples(st.just(nm), hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 3).map(
-        lambda g: g * nm[1])), elements=TIE_VALUES))))
+@given(
+    st.sampled_from([(1, 2), (2, 4), (0, 3), (3, 3), (1, 1), (4, 8)]).flatmap(
+        lambda nm: st.tuples(
+            st.just(nm),
+            hnp.arrays(
+                np.float64,
+                st.tuples(st.integers(1, 4), st.integers(1, 3).map(lambda g: g * nm[1])),
+                elements=TIE_VALUES,
+            ),
+        )
+    )
+)
 def test_n_m_keeps_n_per_group_by_the_keep_top_k_rule(args):
     (n, m), s = args
     keep = n_m_mask(s, n, m)
@@ -478,14 +566,21 @@ def test_n_m_with_alive_is_nested_and_keeps_the_best_alive(s, alive):
         assert np.array_equal(g_keep[g_alive], keep_top_k(g_s[g_alive], int(g_keep.sum())))
 
 
-@pytest.mark.parametrize("args, exc, match", [
-    ((np.ones((2, 6)), 2, 4), ValueError, r"m must divide the length of the last axis of scores \(6\), got m=4"),
-    ((np.ones((2, 4)), 5, 4), ValueError, r"n must be in \[0, m\]"),
-    ((np.ones((2, 4)), 1, 0), ValueError, "m must be >= 1"),
-    ((np.ones(4), 1.0, 2), TypeError, "n must be an integer"),
-    ((np.array([1.0, np.nan]), 1, 2), ValueError, "finite"),
-    ((np.array(1.0), 1, 1), ValueError, "at least one dimension"),
-])
+@pytest.mark.parametrize(
+    "args, exc, match",
+    [
+        (
+            (np.ones((2, 6)), 2, 4),
+            ValueError,
+            r"m must divide the length of the last axis of scores \(6\), got m=4",
+        ),
+        ((np.ones((2, 4)), 5, 4), ValueError, r"n must be in \[0, m\]"),
+        ((np.ones((2, 4)), 1, 0), ValueError, "m must be >= 1"),
+        ((np.ones(4), 1.0, 2), TypeError, "n must be an integer"),
+        ((np.array([1.0, np.nan]), 1, 2), ValueError, "finite"),
+        ((np.array(1.0), 1, 1), ValueError, "at least one dimension"),
+    ],
+)
 def test_n_m_bad_input(args, exc, match):
     with pytest.raises(exc, match=match):
         n_m_mask(*args)
@@ -497,7 +592,9 @@ def test_prune_n_m_on_a_model():
     w = net.masks["layers.0.weight"].reshape(4, 2, 4)
     assert (w.sum(axis=-1) == 2).all() and r.alive["layers.1.weight"] == 4
     before = net.state_dict()
-    with pytest.raises(ValueError, match=r"m must divide the input dimension of 'layers.0.weight' \(8\)"):
+    with pytest.raises(
+        ValueError, match=r"m must divide the input dimension of 'layers.0.weight' \(8\)"
+    ):
         prune_n_m(net, compute_scores("magnitude", net), 1, 3)
     assert same_state(before, net.state_dict())
 
@@ -509,7 +606,9 @@ def _least_squares_model(seed=0, n=20, d=4, k=2):
     X, Y = rng.standard_normal((n, d)), rng.standard_normal((n, k))
     net = MLP([d, k], "identity", loss="mse", seed=seed)
     B = np.linalg.lstsq(np.hstack([X, np.ones((n, 1))]), Y, rcond=None)[0]
-    net.load_state_dict({"params": {"layers.0.weight": B[:d].T.copy(), "layers.0.bias": B[d].copy()}})
+    net.load_state_dict(
+        {"params": {"layers.0.weight": B[:d].T.copy(), "layers.0.bias": B[d].copy()}}
+    )
     return net, X, Y
 
 
@@ -560,12 +659,13 @@ def test_obs_with_damping_reaches_the_constrained_optimum_of_the_damped_quadrati
 def _constrained_least_squares_damped(net, X, Y, masks, damping):
     """argmin of 1/2 d^T (H + damping I) d over d with the removed entries of w + d at 0 (KKT system)."""
     from refprune.curvature import flatten_params, full_hessian, unflatten_params
+
     H = full_hessian(net, X, Y) + damping * np.eye(sum(p.size for p in net.params.values()))
     w = flatten_params(net.effective_params(), net)
     removed = np.flatnonzero(~flatten_params(masks, net))
     E = np.eye(w.size)[removed]
     K = np.block([[H, E.T], [E, np.zeros((removed.size, removed.size))]])
-    d = np.linalg.solve(K, np.concatenate([np.zeros(w.size), -w[removed]]))[:w.size]
+    d = np.linalg.solve(K, np.concatenate([np.zeros(w.size), -w[removed]]))[: w.size]
     out = unflatten_params(w + d, net)
     return out["layers.0.weight"], out["layers.0.bias"]
 
@@ -628,6 +728,7 @@ def _two_two_two():
 
 def test_prune_units_collapse_is_an_emptied_weight_matrix_even_when_units_remain():
     from refprune.masks import collapsed_matrices
+
     net = _two_two_two()
     before = net.state_dict()
     with pytest.raises(ValueError, match=r"layer collapse: \['layers.1.weight'\]"):
@@ -635,11 +736,12 @@ def test_prune_units_collapse_is_an_emptied_weight_matrix_even_when_units_remain
     assert same_state(before, net.state_dict())
     r = prune_units(net, 0.5, allow_collapse=True)
     assert r.collapsed == ["layers.1.weight"] == collapsed_matrices(net, net.masks)
-    assert r.alive_units == {0: 1}                    # the hidden layer keeps a unit
+    assert r.alive_units == {0: 1}  # the hidden layer keeps a unit
 
 
 def test_collapse_has_one_definition_in_code_and_docs():
     from pathlib import Path
+
     doc = (Path(__file__).parent.parent / "docs" / "masks.md").read_text()
     assert "A hidden layer left with no unit raises (collapse)" not in doc
     assert "**Layer collapse** (the one definition" in doc

@@ -23,9 +23,10 @@ from refprune.train import train
 
 # Losses with many ties (a few distinct values) and the edges: zeros, one element, huge spreads.
 few_values = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 1e-300, 7.5])
-losses = st.one_of(st.lists(few_values, min_size=1, max_size=12),
-                   st.lists(st.floats(0.0, 1e6, allow_nan=False, allow_infinity=False), min_size=1,
-                            max_size=12))
+losses = st.one_of(
+    st.lists(few_values, min_size=1, max_size=12),
+    st.lists(st.floats(0.0, 1e6, allow_nan=False, allow_infinity=False), min_size=1, max_size=12),
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,19 @@ def test_class_frequency_weighted_mean_is_the_accuracy(pairs):
     assert weighted == pytest.approx(np.mean(p == y), abs=1e-12)
 
 
-@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)), min_size=1,
-                max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=40
+    )
+)
 def test_excess_drops_weighted_by_class_frequency_sum_to_zero(triples):
     dense_p, pruned_p, y = (np.array(v) for v in zip(*triples))
-    e = class_excess_drop(per_class_accuracy(dense_p, y, 3), per_class_accuracy(pruned_p, y, 3),
-                          float(np.mean(dense_p == y)), float(np.mean(pruned_p == y)))
+    e = class_excess_drop(
+        per_class_accuracy(dense_p, y, 3),
+        per_class_accuracy(pruned_p, y, 3),
+        float(np.mean(dense_p == y)),
+        float(np.mean(pruned_p == y)),
+    )
     counts = np.bincount(y, minlength=3)
     total = sum(n * v for v, n in zip(e, counts) if v is not None) / y.size
     assert total == pytest.approx(0.0, abs=1e-12)
@@ -116,7 +124,7 @@ def test_scaling_the_losses_by_two_scales_the_threshold(m, n):
 def test_separable_losses_give_advantage_one():
     assert best_threshold([0.1, 0.2, 0.3], [0.5, 0.9]) == (0.4, 1.0)
     assert candidate_thresholds([1.0, 1.0], [1.0]).tolist() == [-np.inf, np.inf]
-    assert best_threshold([1.0], [1.0]) == (-np.inf, 0.0)       # ties: the smallest threshold
+    assert best_threshold([1.0], [1.0]) == (-np.inf, 0.0)  # ties: the smallest threshold
 
 
 def test_membership_split_draws_in_the_documented_order():
@@ -124,7 +132,7 @@ def test_membership_split_draws_in_the_documented_order():
     rng = np.random.Generator(np.random.PCG64(3))
     pm, pn = rng.permutation(10), rng.permutation(7)
     assert mc.tolist() == pm[:5].tolist() and me.tolist() == pm[5:].tolist()
-    assert nc.tolist() == pn[:4].tolist() and ne.tolist() == pn[4:].tolist()   # 3.5 rounds to 4
+    assert nc.tolist() == pn[:4].tolist() and ne.tolist() == pn[4:].tolist()  # 3.5 rounds to 4
 
 
 def test_membership_advantage_is_measured_on_rows_not_used_to_choose_the_threshold():
@@ -144,18 +152,26 @@ def test_infinite_threshold_is_null_in_json():
     assert membership_advantage([1.0, 1.0], [1.0, 1.0]).to_dict()["threshold"] is None
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: threshold_advantage([], [1.0], 0.5), "member_losses must"),
-    (lambda: threshold_advantage([1.0], [np.nan], 0.5), "nonmember_losses must be finite"),
-    (lambda: threshold_advantage([1.0], [1.0], float("nan")), "threshold must not be NaN"),
-    (lambda: membership_split(1, 5), "n_members must be >= 2"),
-    (lambda: membership_split(4, 4, calibration_fraction=1.0), "calibration_fraction must be in"),
-    (lambda: per_class_accuracy([0, 1], [0], 2), "same length"),
-    (lambda: per_class_accuracy([0, 3], [0, 1], 2), r"predictions must hold class labels in"),
-    (lambda: class_excess_drop([0.5], [0.5, 0.5], 0.5, 0.5), "same length"),
-    (lambda: per_example_loss(MLP([2, 1], loss="mse"), np.ones((1, 2)), np.ones(1)),
-     "cross_entropy"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: threshold_advantage([], [1.0], 0.5), "member_losses must"),
+        (lambda: threshold_advantage([1.0], [np.nan], 0.5), "nonmember_losses must be finite"),
+        (lambda: threshold_advantage([1.0], [1.0], float("nan")), "threshold must not be NaN"),
+        (lambda: membership_split(1, 5), "n_members must be >= 2"),
+        (
+            lambda: membership_split(4, 4, calibration_fraction=1.0),
+            "calibration_fraction must be in",
+        ),
+        (lambda: per_class_accuracy([0, 1], [0], 2), "same length"),
+        (lambda: per_class_accuracy([0, 3], [0, 1], 2), r"predictions must hold class labels in"),
+        (lambda: class_excess_drop([0.5], [0.5, 0.5], 0.5, 0.5), "same length"),
+        (
+            lambda: per_example_loss(MLP([2, 1], loss="mse"), np.ones((1, 2)), np.ones(1)),
+            "cross_entropy",
+        ),
+    ],
+)
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()

@@ -39,9 +39,19 @@ def test_masked_weights_stay_exactly_zero(momentum, weight_decay):
     masks = {n: random_mask(p.shape, 0.5, i) for i, (n, p) in enumerate(model.params.items())}
     model.set_masks(masks)
     seen_nonzero_grad = []
-    train(model, X, y, epochs=5, lr=0.05, batch_size=50, momentum=momentum, weight_decay=weight_decay,
-          callback=lambda t, m: seen_nonzero_grad.append(
-              any(np.any(g[~m.masks[n]]) for n, g in m.loss_and_grads(X, y)[1].items())))
+    train(
+        model,
+        X,
+        y,
+        epochs=5,
+        lr=0.05,
+        batch_size=50,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        callback=lambda t, m: seen_nonzero_grad.append(
+            any(np.any(g[~m.masks[n]]) for n, g in m.loss_and_grads(X, y)[1].items())
+        ),
+    )
     for name, p in model.params.items():
         pruned = p[~model.masks[name]]
         assert np.all(pruned == 0.0) and not np.any(np.signbit(pruned)), name
@@ -56,7 +66,7 @@ def test_set_mask_zeroes_and_masks_are_read_only():
     assert model.params["layers.0.weight"][0, 0] == 0.0
     with pytest.raises(ValueError):
         model.masks["layers.0.weight"][0, 1] = False
-    m[1, 1] = False   # the model keeps its own copy
+    m[1, 1] = False  # the model keeps its own copy
     assert model.masks["layers.0.weight"][1, 1]
 
 
@@ -87,8 +97,9 @@ def test_documented_init_draw_order():
     assert np.array_equal(model.params["layers.0.weight"], w0)
     assert np.array_equal(model.params["layers.1.weight"], w1)
     g = MLP([5, 4], init="glorot", seed=1)
-    assert np.array_equal(g.params["layers.0.weight"],
-                          np.sqrt(2 / 9) * make_rng(1).standard_normal((4, 5)))
+    assert np.array_equal(
+        g.params["layers.0.weight"], np.sqrt(2 / 9) * make_rng(1).standard_normal((4, 5))
+    )
     n = MLP([5, 4], init="normal", sigma=0.3, seed=1)
     assert np.array_equal(n.params["layers.0.weight"], 0.3 * make_rng(1).standard_normal((4, 5)))
 
@@ -141,32 +152,38 @@ X_OK = np.zeros((4, 3))
 Y_OK = np.array([0, 1, 0, 1])
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(sizes=[3]), ValueError, "sizes"),
-    (dict(sizes=[3, 0]), ValueError, "sizes"),
-    (dict(sizes=[3, 2.5]), TypeError, "sizes"),
-    (dict(sizes=[3, 2], activation="swish"), ValueError, "activation"),
-    (dict(sizes=[3, 2], init="he_uniform"), ValueError, "init"),
-    (dict(sizes=[3, 2], init="normal"), ValueError, "sigma"),
-    (dict(sizes=[3, 2], loss="hinge"), ValueError, "loss"),
-    (dict(sizes=[3, 2], seed=-1), ValueError, "seed"),
-    (dict(sizes=[3, 2], seed=None), TypeError, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(sizes=[3]), ValueError, "sizes"),
+        (dict(sizes=[3, 0]), ValueError, "sizes"),
+        (dict(sizes=[3, 2.5]), TypeError, "sizes"),
+        (dict(sizes=[3, 2], activation="swish"), ValueError, "activation"),
+        (dict(sizes=[3, 2], init="he_uniform"), ValueError, "init"),
+        (dict(sizes=[3, 2], init="normal"), ValueError, "sigma"),
+        (dict(sizes=[3, 2], loss="hinge"), ValueError, "loss"),
+        (dict(sizes=[3, 2], seed=-1), ValueError, "seed"),
+        (dict(sizes=[3, 2], seed=None), TypeError, "seed"),
+    ],
+)
 def test_bad_model_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         MLP(**kwargs)
 
 
-@pytest.mark.parametrize("X,y,exc,match", [
-    (np.zeros((4, 5)), Y_OK, ValueError, "X must have 3 columns"),
-    (np.zeros((0, 3)), Y_OK[:0], ValueError, "X must not be empty"),
-    (np.full((4, 3), np.nan), Y_OK, ValueError, "X must be finite"),
-    (np.full((4, 3), np.inf), Y_OK, ValueError, "X must be finite"),
-    (np.zeros((4, 3), dtype=int), Y_OK, TypeError, "X must be a floating"),
-    (X_OK, np.array([0, 1, 0]), ValueError, "y must have one label per row"),
-    (X_OK, np.array([0, 1, 0, 2]), ValueError, r"y must hold class labels in \[0, 2\)"),
-    (X_OK, np.array([0.0, 1, 0, 1]), TypeError, "y must be an integer"),
-])
+@pytest.mark.parametrize(
+    "X,y,exc,match",
+    [
+        (np.zeros((4, 5)), Y_OK, ValueError, "X must have 3 columns"),
+        (np.zeros((0, 3)), Y_OK[:0], ValueError, "X must not be empty"),
+        (np.full((4, 3), np.nan), Y_OK, ValueError, "X must be finite"),
+        (np.full((4, 3), np.inf), Y_OK, ValueError, "X must be finite"),
+        (np.zeros((4, 3), dtype=int), Y_OK, TypeError, "X must be a floating"),
+        (X_OK, np.array([0, 1, 0]), ValueError, "y must have one label per row"),
+        (X_OK, np.array([0, 1, 0, 2]), ValueError, r"y must hold class labels in \[0, 2\)"),
+        (X_OK, np.array([0.0, 1, 0, 1]), TypeError, "y must be an integer"),
+    ],
+)
 def test_bad_training_data(X, y, exc, match):
     model = MLP([3, 2], seed=0)
     before = model.state_dict()["params"]
@@ -177,13 +194,19 @@ def test_bad_training_data(X, y, exc, match):
     np.testing.assert_array_equal(X, X_before)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(lr=0.0), ValueError, "lr"), (dict(lr=-1.0), ValueError, "lr"),
-    (dict(lr=float("nan")), ValueError, "lr"), (dict(epochs=0), ValueError, "epochs"),
-    (dict(batch_size=0), ValueError, "batch_size"), (dict(momentum=1.0), ValueError, "momentum"),
-    (dict(weight_decay=-0.1), ValueError, "weight_decay"),
-    (dict(lr_schedule=lambda t: float("nan")), ValueError, "lr_schedule"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(lr=0.0), ValueError, "lr"),
+        (dict(lr=-1.0), ValueError, "lr"),
+        (dict(lr=float("nan")), ValueError, "lr"),
+        (dict(epochs=0), ValueError, "epochs"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(momentum=1.0), ValueError, "momentum"),
+        (dict(weight_decay=-0.1), ValueError, "weight_decay"),
+        (dict(lr_schedule=lambda t: float("nan")), ValueError, "lr_schedule"),
+    ],
+)
 def test_bad_training_arguments(kwargs, exc, match):
     model = MLP([3, 2], seed=0)
     with pytest.raises(exc, match=match):
@@ -222,23 +245,39 @@ def test_forward_matches_autograd_graph(width, seed):
     model = MLP([3, width, 2], "sigmoid", seed=seed)
     X = np.random.default_rng(seed).standard_normal((5, 3))
     assert model.loss_value(X, np.array([0, 1, 1, 0, 1])) == pytest.approx(
-        -np.mean(np.log(np.exp(model.forward(X))[np.arange(5), [0, 1, 1, 0, 1]]
-                        / np.exp(model.forward(X)).sum(1))), rel=1e-12)
+        -np.mean(
+            np.log(
+                np.exp(model.forward(X))[np.arange(5), [0, 1, 1, 0, 1]]
+                / np.exp(model.forward(X)).sum(1)
+            )
+        ),
+        rel=1e-12,
+    )
 
 
 @pytest.mark.parametrize("k", [1, 3, 4, 7])
 def test_interrupted_run_resumes_exactly_mid_epoch(k):
     """Stop after k updates, resume with first_batch = k mod (batches per epoch): same bits."""
     X, y = blobs()
-    per_epoch = -(-len(X) // 64)                     # 7 batches of 64 (the last one 16)
+    per_epoch = -(-len(X) // 64)  # 7 batches of 64 (the last one 16)
     whole = MLP([4, 8, 3], seed=0)
     train(whole, X, y, epochs=2, lr=0.05, batch_size=64, momentum=0.9, seed=3)
 
     part = MLP([4, 8, 3], seed=0)
     opt = SGD(0.05, momentum=0.9)
     snapshots = {}
-    train(part, X, y, epochs=2, batch_size=64, optimizer=opt, seed=3,
-          callback=lambda t, m: snapshots.setdefault(t, (m.state_dict(), {n: v.copy() for n, v in opt.velocity.items()})))
+    train(
+        part,
+        X,
+        y,
+        epochs=2,
+        batch_size=64,
+        optimizer=opt,
+        seed=3,
+        callback=lambda t, m: snapshots.setdefault(
+            t, (m.state_dict(), {n: v.copy() for n, v in opt.velocity.items()})
+        ),
+    )
     state, velocity = snapshots[k]
     resumed = MLP([4, 8, 3], seed=0)
     resumed.load_state_dict(state)
@@ -247,7 +286,16 @@ def test_interrupted_run_resumes_exactly_mid_epoch(k):
     rng = make_rng(3)
     for _ in range(k // per_epoch):
         rng.permutation(len(X))
-    train(resumed, X, y, epochs=2 - k // per_epoch, batch_size=64, optimizer=opt2, seed=rng,
-          start_step=k, first_batch=k % per_epoch)
+    train(
+        resumed,
+        X,
+        y,
+        epochs=2 - k // per_epoch,
+        batch_size=64,
+        optimizer=opt2,
+        seed=rng,
+        start_step=k,
+        first_batch=k % per_epoch,
+    )
     for n in whole.params:
         assert whole.params[n].tobytes() == resumed.params[n].tobytes()

@@ -28,16 +28,18 @@ BACKEND = f"node {NODE_DIR / 'masks_backend.js'}"
 DEFECT = f"node {NODE_DIR / 'ties_to_higher_index.js'}"
 MASKS_OPS = ["fraction_to_count", "keep_top_k", "select_masks", "prune_units", "n_m_mask"]
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None,
-                                reason="node (Node.js 20) is not on PATH: the Node.js backend "
-                                       "cannot run here")
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None,
+    reason="node (Node.js 20) is not on PATH: the Node.js backend cannot run here",
+)
 
 
 def _run(cmd, tmp_path, *extra):
     """``python -m conformance run --backend-cmd CMD --family masks``: exit status and report."""
     path = tmp_path / "report.json"
-    status = cli.main(["run", "--backend-cmd", cmd, "--family", "masks", "--report", str(path),
-                       *extra])
+    status = cli.main(
+        ["run", "--backend-cmd", cmd, "--family", "masks", "--report", str(path), *extra]
+    )
     return status, json.loads(path.read_text())
 
 
@@ -86,8 +88,14 @@ def test_the_copy_with_one_defect_fails_and_the_checks_are_named(tmp_path, capsy
 
 def _node_answers(lines):
     """The backend's stdout for the given input lines (its hello first), as parsed messages."""
-    proc = subprocess.run(BACKEND.split(), input="".join(line + "\n" for line in lines),
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        BACKEND.split(),
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
@@ -95,36 +103,76 @@ def test_its_hex_float_reader_and_writer_are_exact(tmp_path):
     """The JavaScript parser and formatter, called directly, against Python's float.fromhex."""
     rng = np.random.default_rng(7)
     words = rng.integers(0, 2**64, size=3000, dtype=np.uint64)
-    floats = [x for x in (struct.unpack("<d", struct.pack("<Q", int(w)))[0] for w in words)
-              if math.isfinite(x)] + [0.0, -0.0, 5e-324, -5e-324, 2.0 ** -1022]
+    floats = [
+        x
+        for x in (struct.unpack("<d", struct.pack("<Q", int(w)))[0] for w in words)
+        if math.isfinite(x)
+    ] + [0.0, -0.0, 5e-324, -5e-324, 2.0**-1022]
     written = [golden.encode(x)["float64"] for x in floats]
     # Other spellings of the same values, and values that must be rounded once on reading.
-    other = ["0x1.8000000000000p+1", "0x3p-1", "0x10p-4", "0X1.8P1", "0x1.p+0",
-             "0x1p-1075", "0x1.0000000000001p-1075", "0x3p-1076", "0x0.00000000000008p-1022",
-             "0x0.00000000000018p-1022", "0x1.fffffffffffff7p+1023", "0xffffffffffffffffp-64"]
+    other = [
+        "0x1.8000000000000p+1",
+        "0x3p-1",
+        "0x10p-4",
+        "0X1.8P1",
+        "0x1.p+0",
+        "0x1p-1075",
+        "0x1.0000000000001p-1075",
+        "0x3p-1076",
+        "0x0.00000000000008p-1022",
+        "0x0.00000000000018p-1022",
+        "0x1.fffffffffffff7p+1023",
+        "0xffffffffffffffffp-64",
+    ]
     script = tmp_path / "hex.js"
     script.write_text(
         f"const b = require({json.dumps(str(NODE_DIR / 'masks_backend.js'))});\n"
         "const inp = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
-        "console.log(JSON.stringify(inp.map((h) => b.formatHexFloat(b.parseHexFloat(h)))));\n")
-    proc = subprocess.run(["node", str(script)], input=json.dumps(written + other),
-                          capture_output=True, text=True, timeout=60, check=True)
+        "console.log(JSON.stringify(inp.map((h) => b.formatHexFloat(b.parseHexFloat(h)))));\n"
+    )
+    proc = subprocess.run(
+        ["node", str(script)],
+        input=json.dumps(written + other),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     got = json.loads(proc.stdout)
-    assert got[:len(written)] == written
-    assert got[len(written):] == [golden.encode(float.fromhex(h))["float64"] for h in other]
+    assert got[: len(written)] == written
+    assert got[len(written) :] == [golden.encode(float.fromhex(h))["float64"] for h in other]
 
 
 def test_its_lines_follow_the_schema_and_a_bad_line_is_answered_as_an_error():
     import jsonschema
+
     schema = json.loads((ROOT / "conformance" / "wire_schema.json").read_text())
     calls = [
-        {"type": "call", "id": 1, "op": "fraction_to_count",
-         "args": {"fraction": {"float64": "0x1p-1"}, "n": 5, "rounding": "round-half-even"}},
-        {"type": "call", "id": 2, "op": "keep_top_k",
-         "args": {"k": 2, "scores": {"ndarray": "float64", "shape": [3],
-                                     "data": ["0x1p-1", "-0x0p+0", "0x1p+1"]}}},
-        {"type": "call", "id": 3, "op": "fraction_to_count",
-         "args": {"fraction": {"float64": "0x1.8p+1"}, "n": 5, "rounding": "floor"}},
+        {
+            "type": "call",
+            "id": 1,
+            "op": "fraction_to_count",
+            "args": {"fraction": {"float64": "0x1p-1"}, "n": 5, "rounding": "round-half-even"},
+        },
+        {
+            "type": "call",
+            "id": 2,
+            "op": "keep_top_k",
+            "args": {
+                "k": 2,
+                "scores": {
+                    "ndarray": "float64",
+                    "shape": [3],
+                    "data": ["0x1p-1", "-0x0p+0", "0x1p+1"],
+                },
+            },
+        },
+        {
+            "type": "call",
+            "id": 3,
+            "op": "fraction_to_count",
+            "args": {"fraction": {"float64": "0x1.8p+1"}, "n": 5, "rounding": "floor"},
+        },
         {"type": "call", "id": 4, "op": "hvp", "args": {}},
     ]
     answers = _node_answers([json.dumps(c) for c in calls] + ["not json"])

@@ -37,8 +37,9 @@ from conformance.conventions import (
 )
 from refprune.masks import select_masks
 
-REF, TORCH, TFMOT, OLTH, SB = (PROFILES[n] for n in
-                               ("reference", "torch", "tfmot", "open-lth", "shrinkbench"))
+REF, TORCH, TFMOT, OLTH, SB = (
+    PROFILES[n] for n in ("reference", "torch", "tfmot", "open-lth", "shrinkbench")
+)
 DISTINCT10 = np.array([0.3, -0.1, 0.5, 0.2, -0.4, 0.05, 0.6, 0.7, -0.8, 0.9])
 
 
@@ -57,8 +58,9 @@ def scores_and_alive(draw, min_size=1, max_size=24):
     return s, alive
 
 
-fractions = st.one_of(st.sampled_from([0.0, 0.25, 0.5, 0.85, 1.0]),
-                      st.floats(0.0, 1.0, allow_nan=False))
+fractions = st.one_of(
+    st.sampled_from([0.0, 0.25, 0.5, 0.85, 1.0]), st.floats(0.0, 1.0, allow_nan=False)
+)
 
 
 def n_pruned(keep, alive):
@@ -86,8 +88,10 @@ def test_library_rules_cite_a_commit_and_a_file():
 
 
 def test_tie_determinism_flags():
-    assert [PROFILES[n].deterministic_ties for n in ("reference", "torch", "tfmot", "open-lth",
-                                                     "shrinkbench")] == [True, False, True, True, True]
+    assert [
+        PROFILES[n].deterministic_ties
+        for n in ("reference", "torch", "tfmot", "open-lth", "shrinkbench")
+    ] == [True, False, True, True, True]
 
 
 def test_scope_not_offered_is_refused():
@@ -131,10 +135,10 @@ def test_reference_delegates_to_select_masks():
 
 
 def test_reference_rounding_variants():
-    s = np.arange(1.0, 11.0)                                   # 0.25 * 10 = 2.5
+    s = np.arange(1.0, 11.0)  # 0.25 * 10 = 2.5
     assert n_pruned(reference_profile("floor").keep_mask(s, 0.25), np.ones(10, bool)) == 2
     assert n_pruned(reference_profile("ceil").keep_mask(s, 0.25), np.ones(10, bool)) == 3
-    assert n_pruned(REF.keep_mask(s, 0.25), np.ones(10, bool)) == 2   # half to even
+    assert n_pruned(REF.keep_mask(s, 0.25), np.ones(10, bool)) == 2  # half to even
     assert reference_profile("ceil").name == "reference-ceil"
     with pytest.raises(ValueError, match="unknown rounding"):
         reference_profile("nearest")
@@ -158,11 +162,11 @@ def test_reference_equals_select_masks(sa, f, scope):
 # ----------------------------------------------------------------------------- torch
 # prune.py@03459473 _compute_nparams_toprune: round(amount * tensor_size), Python float64.
 def test_torch_half_way_counts_round_to_even():
-    assert torch_nparams_toprune(0.25, 10) == 2               # 2.5 -> 2
-    assert torch_nparams_toprune(0.35, 10) == 4               # 0.35 * 10 == 3.5 -> 4
-    assert torch_nparams_toprune(0.5, 5) == 2                 # 2.5 -> 2
-    assert torch_nparams_toprune(0.5, 7) == 4                 # 3.5 -> 4
-    assert torch_nparams_toprune(0.45, 10) == 4               # 4.5 -> 4
+    assert torch_nparams_toprune(0.25, 10) == 2  # 2.5 -> 2
+    assert torch_nparams_toprune(0.35, 10) == 4  # 0.35 * 10 == 3.5 -> 4
+    assert torch_nparams_toprune(0.5, 5) == 2  # 2.5 -> 2
+    assert torch_nparams_toprune(0.5, 7) == 4  # 3.5 -> 4
+    assert torch_nparams_toprune(0.45, 10) == 4  # 4.5 -> 4
     assert n_pruned(TORCH.keep_mask(DISTINCT10, 0.25), np.ones(10, bool)) == 2
 
 
@@ -194,7 +198,7 @@ def test_torch_amount_validation():
 def test_torch_fraction_is_of_the_alive_weights():
     # PruningContainer._combine_masks: slc = mask == 1, compute_mask(t[slc]).
     alive = np.array([True] * 6 + [False] * 4)
-    keep = TORCH.keep_mask(DISTINCT10, 0.5, alive=alive)     # round(0.5 * 6) = 3 of the 6
+    keep = TORCH.keep_mask(DISTINCT10, 0.5, alive=alive)  # round(0.5 * 6) = 3 of the 6
     assert n_pruned(keep, alive) == 3 and not keep[~alive].any()
     # alive |w|: .3 .1 .5 .2 .4 .05 -> the three smallest (.05 .1 .2) go
     assert keep.tolist() == [True, False, True, False, True, False] + [False] * 4
@@ -209,16 +213,16 @@ def test_torch_ranks_absolute_values():
 def test_torch_global_pools_every_tensor():
     # global_unstructured: parameters_to_vector of scores and masks, then the container rule.
     s = {"a": np.array([0.1, 0.2, 0.3]), "b": np.array([5.0, 6.0, 7.0])}
-    glob = TORCH.keep_masks(s, 0.5, scope="global")          # round(0.5 * 6) = 3: all of "a"
-    lay = TORCH.keep_masks(s, 0.5, scope="layer")            # round(1.5) = 2 per tensor
+    glob = TORCH.keep_masks(s, 0.5, scope="global")  # round(0.5 * 6) = 3: all of "a"
+    lay = TORCH.keep_masks(s, 0.5, scope="layer")  # round(1.5) = 2 per tensor
     assert not glob["a"].any() and glob["b"].all()
     assert lay["a"].tolist() == [False, False, True] and lay["b"].tolist() == [False, False, True]
 
 
 def test_torch_ties_are_compared_up_to_ties():
-    s = np.array([1.0, 1.0, 1.0, 2.0, -1.0])                 # |s|: four tie at 1
+    s = np.array([1.0, 1.0, 1.0, 2.0, -1.0])  # |s|: four tie at 1
     ours = TORCH.keep_mask(s, 2)
-    other = np.array([True, False, True, True, False])       # another valid topk answer
+    other = np.array([True, False, True, True, False])  # another valid topk answer
     assert n_pruned(ours, np.ones(5, bool)) == 2
     assert TORCH.masks_match(ours, other, s)
     assert not TORCH.masks_match(ours, np.array([True, True, True, False, False]), s)
@@ -238,16 +242,17 @@ def test_torch_prunes_exactly_round_of_alive(sa, f):
 def test_torch_matches_reference_up_to_ties_on_magnitudes(sa, f):
     s, alive = sa
     mag = np.abs(s)
-    assert equal_up_to_ties(REF.keep_mask(mag, f, alive=alive), TORCH.keep_mask(s, f, alive=alive),
-                            mag, alive)
+    assert equal_up_to_ties(
+        REF.keep_mask(mag, f, alive=alive), TORCH.keep_mask(s, f, alive=alive), mag, alive
+    )
 
 
 # ----------------------------------------------------------------------------- tfmot
 # pruning_impl.py@6fbc2cec _update_mask: k = max(round(f32(size) * (1 - sparsity)), 1), float32.
 def test_tfmot_float32_count_differs_from_float64_at_n10_s085():
     assert np.float32(10) * (np.float32(1) - np.float32(0.85)) == np.float32(1.4999998)
-    assert round(10 * (1 - 0.85)) == 2                        # float64: 1.5000000000000002
-    assert tfmot_keep_count(0.85, 10) == 1                    # float32: 1.4999998 -> 1
+    assert round(10 * (1 - 0.85)) == 2  # float64: 1.5000000000000002
+    assert tfmot_keep_count(0.85, 10) == 1  # float32: 1.4999998 -> 1
     assert TFMOT.keep_mask(DISTINCT10, 0.85).sum() == 1
     assert TFMOT.count(0.85, 10) == 1
 
@@ -269,7 +274,7 @@ def test_tfmot_keeps_at_least_one():
 
 def test_tfmot_ties_at_the_threshold_are_kept():
     # tf.math.greater_equal(abs_weights, threshold_value).
-    keep = TFMOT.keep_mask(np.array([1.0, -1.0, 1.0, 2.0]), 0.5)   # k = 2, threshold 1
+    keep = TFMOT.keep_mask(np.array([1.0, -1.0, 1.0, 2.0]), 0.5)  # k = 2, threshold 1
     assert keep.all()
 
 
@@ -277,14 +282,14 @@ def test_tfmot_threshold_zero_keeps_everything_pruned_entries_too():
     # Masked weights read 0; k = round(4 * 0.75) = 3, threshold = 3rd largest = 0.
     alive = np.array([True, True, False, False])
     keep = TFMOT.keep_mask(np.array([0.5, 0.3, 0.2, 0.1]), 0.25, alive=alive)
-    assert keep.all()                                        # the pruned two come back
+    assert keep.all()  # the pruned two come back
 
 
 def test_tfmot_sparsity_is_of_the_whole_tensor():
     # tf.size(abs_weights) counts every entry; a pruned weight is a 0 among them.
     alive = np.array([True, True, False, False])
     keep = TFMOT.keep_mask(np.array([0.5, 0.3, 0.2, 0.1]), 0.5, alive=alive)
-    assert keep.tolist() == [True, True, False, False]        # k = 2: nothing more goes
+    assert keep.tolist() == [True, True, False, False]  # k = 2: nothing more goes
     assert n_pruned(TORCH.keep_mask(np.array([0.5, 0.3, 0.2, 0.1]), 0.5, alive=alive), alive) == 1
 
 
@@ -306,7 +311,11 @@ def test_tfmot_sparsity_validation():
 # pruning_schedule.py@6fbc2cec PolynomialDecay.__call__, ConstantSparsity.__call__, _should_prune_in_step.
 def test_tfmot_polynomial_decay_start_is_not_always_float32_initial():
     s = tfmot_polynomial_decay(0, 0.1, 0.5, 0, 100)
-    assert s.dtype == np.float32 and s != np.float32(0.1) and float(s) == float.fromhex("0x1.999998p-4")
+    assert (
+        s.dtype == np.float32
+        and s != np.float32(0.1)
+        and float(s) == float.fromhex("0x1.999998p-4")
+    )
     assert tfmot_polynomial_decay(0, 0.5, 0.8, 0, 100) == np.float32(0.5)
 
 
@@ -314,9 +323,9 @@ def test_tfmot_polynomial_decay_middle_and_end():
     # step 50 of [0, 100]: p = 0.5, (1 - p)^3 = 0.125 exactly;
     # f32(0.5 - 0.8) * 0.125 + f32(0.8) = 0.76250001043... -> float32 0x1.866666p-1.
     assert float(tfmot_polynomial_decay(50, 0.5, 0.8, 0, 100)) == float.fromhex("0x1.866666p-1")
-    for step in (100, 150):                                  # p clipped to 1: exactly f32(final)
+    for step in (100, 150):  # p clipped to 1: exactly f32(final)
         assert tfmot_polynomial_decay(step, 0.5, 0.8, 0, 100) == np.float32(0.8)
-    assert tfmot_polynomial_decay(-5, 0.5, 0.8, 0, 100) == np.float32(0.5)   # p clipped to 0
+    assert tfmot_polynomial_decay(-5, 0.5, 0.8, 0, 100) == np.float32(0.5)  # p clipped to 0
 
 
 def test_tfmot_float32_sparsity_is_used_without_rerounding():
@@ -326,10 +335,15 @@ def test_tfmot_float32_sparsity_is_used_without_rerounding():
 
 def test_tfmot_constant_sparsity_and_should_prune():
     assert tfmot_constant_sparsity(0.85) == np.float32(0.85)
-    assert [tfmot_should_prune(t, 0, 1000, 100) for t in (0, 50, 100, 1000, 1100)] == \
-        [True, False, True, True, False]
-    assert tfmot_should_prune(10**6, 200, -1, 100)           # end_step -1: prune forever
-    assert not tfmot_should_prune(150, 200, -1, 50)           # before begin_step
+    assert [tfmot_should_prune(t, 0, 1000, 100) for t in (0, 50, 100, 1000, 1100)] == [
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert tfmot_should_prune(10**6, 200, -1, 100)  # end_step -1: prune forever
+    assert not tfmot_should_prune(150, 200, -1, 50)  # before begin_step
     with pytest.raises(ValueError, match="frequency must be > 0"):
         tfmot_should_prune(0, 0, 10, 0)
     with pytest.raises(ValueError, match="end_step must be > begin_step"):
@@ -352,16 +366,16 @@ def test_tfmot_keeps_top_k_plus_ties(sa, s_):
 def test_open_lth_prunes_one_weight_even_at_fraction_zero():
     keep = OLTH.keep_mask(DISTINCT10, 0.0)
     assert OLTH.count(0.0, 10) == 0 and n_pruned(keep, np.ones(10, bool)) == 1
-    assert not keep[5]                                       # |0.05|, the smallest
+    assert not keep[5]  # |0.05|, the smallest
 
 
 def test_open_lth_strict_comparison_prunes_one_extra():
-    keep = OLTH.keep_mask(DISTINCT10, 0.2)                   # m = 2 -> threshold = 3rd smallest
+    keep = OLTH.keep_mask(DISTINCT10, 0.2)  # m = 2 -> threshold = 3rd smallest
     assert n_pruned(keep, np.ones(10, bool)) == 3
 
 
 def test_open_lth_ties_at_the_threshold_all_go():
-    keep = OLTH.keep_mask(np.array([1.0, 2.0, 2.0, -2.0, 3.0]), 0.2)   # m = 1, threshold 2
+    keep = OLTH.keep_mask(np.array([1.0, 2.0, 2.0, -2.0, 3.0]), 0.2)  # m = 1, threshold 2
     assert keep.tolist() == [False, False, False, False, True]
 
 
@@ -375,20 +389,20 @@ def test_open_lth_ceil_of_a_float64_product():
 def test_open_lth_ignored_layers_count_as_alive():
     # number_of_remaining_weights sums every mask; prunable_tensors drops the ignored ones.
     s = {"a": np.arange(1.0, 11.0), "b": np.arange(1.0, 11.0)}
-    new = OLTH.keep_masks(s, 0.2, scope="global", ignore=["b"])   # m = ceil(0.2 * 20) = 4
+    new = OLTH.keep_masks(s, 0.2, scope="global", ignore=["b"])  # m = ceil(0.2 * 20) = 4
     assert n_pruned(new["a"], np.ones(10, bool)) == 5 and new["b"].all()
 
 
 def test_open_lth_fraction_of_alive_and_pruned_stay_pruned():
     alive = np.array([True] * 5 + [False] * 5)
-    keep = OLTH.keep_mask(DISTINCT10, 0.2, alive=alive)      # m = 1 of 5 alive -> 2 go
+    keep = OLTH.keep_mask(DISTINCT10, 0.2, alive=alive)  # m = 1 of 5 alive -> 2 go
     assert n_pruned(keep, alive) == 2 and not keep[~alive].any()
 
 
 def test_open_lth_index_past_the_end_is_refused():
     with pytest.raises(ValueError, match="raises IndexError"):
         OLTH.keep_mask(DISTINCT10, 1.0)
-    with pytest.raises(ValueError, match="raises IndexError"):   # ignored layer inflates the count
+    with pytest.raises(ValueError, match="raises IndexError"):  # ignored layer inflates the count
         OLTH.keep_masks({"a": np.ones(2), "b": np.ones(10)}, 0.2, scope="global", ignore=["b"])
 
 
@@ -408,28 +422,32 @@ def test_open_lth_prunes_at_least_m_plus_one(sa, f):
 # ----------------------------------------------------------------------------- shrinkbench
 # strategies/utils.py@b2449745 fraction_threshold / threshold_mask; magnitude.py GlobalMagWeight.
 def test_shrinkbench_fraction_is_the_fraction_kept():
-    keep = SB.keep_mask(np.array([1.0, 2.0, 3.0, 4.0]), 0.25)   # q = 0.75, h = 2.25, thr 3.25
+    keep = SB.keep_mask(np.array([1.0, 2.0, 3.0, 4.0]), 0.25)  # q = 0.75, h = 2.25, thr 3.25
     assert keep.tolist() == [False, False, False, True]
 
 
 def test_shrinkbench_threshold_is_interpolated():
     s = np.array([1.0, 2.0, 3.0, 4.0])
-    assert shrinkbench_threshold(s, 0.6) == pytest.approx(2.2, abs=1e-15)   # h = 1.2
-    assert SB.keep_mask(s, 0.6).sum() == 2                    # keeps 2, the nominal count is 2.4
+    assert shrinkbench_threshold(s, 0.6) == pytest.approx(2.2, abs=1e-15)  # h = 1.2
+    assert SB.keep_mask(s, 0.6).sum() == 2  # keeps 2, the nominal count is 2.4
 
 
 def test_shrinkbench_count_inexact_with_ties():
     # q = 0.6, h = 2.4: threshold = 1; nothing is strictly below it, all five stay.
     keep = SB.keep_mask(np.array([1.0, 1.0, 1.0, 1.0, 2.0]), 0.4)
     assert keep.all()
-    assert SB.keep_mask(np.full(6, 0.3), 0.1).all()            # all-equal: nothing pruned
+    assert SB.keep_mask(np.full(6, 0.3), 0.1).all()  # all-equal: nothing pruned
     assert SB.count(0.4, 5) is None
 
 
 def test_shrinkbench_prunes_biases_but_not_the_classifier():
     # GlobalMagWeight: params() of the prunable modules, weight and bias; classifier not prunable.
-    s = {"fc1.weight": np.array([0.9, 0.8, 0.7, 0.6]), "fc1.bias": np.array([0.01, 0.5]),
-         "fc2.weight": np.array([0.001, 0.002]), "fc2.bias": np.array([0.0])}
+    s = {
+        "fc1.weight": np.array([0.9, 0.8, 0.7, 0.6]),
+        "fc1.bias": np.array([0.01, 0.5]),
+        "fc2.weight": np.array([0.001, 0.002]),
+        "fc2.bias": np.array([0.0]),
+    }
     new = SB.keep_masks(s, 0.5, scope="global", ignore=["fc2.weight", "fc2.bias"])
     # pool: .9 .8 .7 .6 .01 .5 -> q = 0.5, h = 2.5 -> threshold (.6 + .7) / 2 = .65
     assert new["fc1.weight"].tolist() == [True, True, True, False]
@@ -475,8 +493,10 @@ def _lerp_quantile(x: np.ndarray, q: float) -> float:
     return float(a + (b - a) * g) if g < 0.5 else float(b - (b - a) * (1 - g))
 
 
-@given(hnp.arrays(np.float64, st.integers(1, 30), elements=st.one_of(TIE_VALUES, WIDE)),
-       st.floats(0.0, 1.0, allow_nan=False, exclude_min=True))
+@given(
+    hnp.arrays(np.float64, st.integers(1, 30), elements=st.one_of(TIE_VALUES, WIDE)),
+    st.floats(0.0, 1.0, allow_nan=False, exclude_min=True),
+)
 def test_shrinkbench_threshold_is_the_documented_formula(x, f):
     assert shrinkbench_threshold(np.abs(x), f) == _lerp_quantile(np.abs(x), 1 - f)
 
@@ -495,7 +515,8 @@ def test_equal_up_to_ties_allows_any_choice_at_the_threshold():
     expected = np.array([True, True, False, False, False])
     assert equal_up_to_ties(expected, np.array([True, False, False, True, False]), s)
     assert "score 1.0: expected 1 of 3 kept, got 2" in tie_mismatch(
-        expected, np.array([True, True, True, False, False]), s)
+        expected, np.array([True, True, True, False, False]), s
+    )
     assert tie_mismatch(expected, np.array([False, True, True, False, False]), s) is not None
     assert not equal_up_to_ties(expected, np.array([True, True, False, False, True]), s)
 
@@ -504,14 +525,18 @@ def test_equal_up_to_ties_negative_zero_equals_zero_and_dead_entries_must_match(
     s = np.array([0.0, -0.0, 1.0])
     assert equal_up_to_ties(np.array([True, False, True]), np.array([False, True, True]), s)
     alive = np.array([True, True, False])
-    assert not equal_up_to_ties(np.array([True, False, False]), np.array([True, False, True]), s,
-                                alive)
+    assert not equal_up_to_ties(
+        np.array([True, False, False]), np.array([True, False, True]), s, alive
+    )
 
 
 def test_equal_up_to_ties_pools_mappings_in_order():
     s = {"a": np.array([1.0, 2.0]), "b": np.array([1.0])}
-    assert equal_up_to_ties({"a": np.array([True, True]), "b": np.array([False])},
-                            {"a": np.array([False, True]), "b": np.array([True])}, s)
+    assert equal_up_to_ties(
+        {"a": np.array([True, True]), "b": np.array([False])},
+        {"a": np.array([False, True]), "b": np.array([True])},
+        s,
+    )
 
 
 @given(scores_and_alive(), fractions, st.randoms(use_true_random=False))
@@ -570,7 +595,9 @@ def test_extras_expose_the_library_arithmetic():
     assert REF.count(0.25, 10) == 2 and TORCH.count(3, 10) == 3 and OLTH.count(0.25, 10) == 3
 
 
-@given(scores_and_alive(), st.sampled_from(["reference", "torch", "tfmot", "open-lth", "shrinkbench"]))
+@given(
+    scores_and_alive(), st.sampled_from(["reference", "torch", "tfmot", "open-lth", "shrinkbench"])
+)
 def test_profiles_never_modify_their_inputs(sa, name):
     s, alive = sa
     s0, a0 = s.copy(), alive.copy()
@@ -578,7 +605,7 @@ def test_profiles_never_modify_their_inputs(sa, name):
     try:
         PROFILES[name].keep_mask(s, amount, alive=alive)
     except ValueError:
-        pass                                                   # open-lth with nothing alive
+        pass  # open-lth with nothing alive
     assert np.array_equal(s, s0) and np.array_equal(np.signbit(s), np.signbit(s0))
     assert np.array_equal(alive, a0)
 

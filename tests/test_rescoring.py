@@ -23,10 +23,16 @@ def rel_err(a, b) -> float:
     return 0.0 if diff == 0.0 else (diff / scale if scale > 0 else np.inf)
 
 
-@given(act=st.sampled_from(("relu", "tanh", "sigmoid", "identity")),
-       loss=st.sampled_from(("cross_entropy", "mse")), masking=st.sampled_from(MASKINGS),
-       hidden=st.integers(1, 4), n_remove=st.integers(0, 6),
-       damping=st.sampled_from([0.1, 1.0, 10.0]), names=st.sampled_from([None, "all"]), seed=st.integers(0, 2**16))
+@given(
+    act=st.sampled_from(("relu", "tanh", "sigmoid", "identity")),
+    loss=st.sampled_from(("cross_entropy", "mse")),
+    masking=st.sampled_from(MASKINGS),
+    hidden=st.integers(1, 4),
+    n_remove=st.integers(0, 6),
+    damping=st.sampled_from([0.1, 1.0, 10.0]),
+    names=st.sampled_from([None, "all"]),
+    seed=st.integers(0, 2**16),
+)
 def test_obs_fast_equals_the_definition(act, loss, masking, hidden, n_remove, damping, names, seed):
     """Same removals in the same order; params and saliencies within FAST_BOUND
     of each array's largest magnitude; identical masks. Where the damped Hessian is

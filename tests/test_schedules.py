@@ -63,9 +63,14 @@ def test_geometric_bound_is_nearly_attained():
     assert abs(1 / 3 - 0.5) == pytest.approx(geometric_error_bound(0.5, 3, 1))
 
 
-@given(alpha=fractions, rounds=st.integers(0, 6), rounding=roundings,
-       shape=st.sampled_from([(1,), (3,), (4, 5), (10, 10)]), seed=st.integers(0, 2**16),
-       ties=st.booleans())
+@given(
+    alpha=fractions,
+    rounds=st.integers(0, 6),
+    rounding=roundings,
+    shape=st.sampled_from([(1,), (3,), (4, 5), (10, 10)]),
+    seed=st.integers(0, 2**16),
+    ties=st.booleans(),
+)
 def test_geometric_counts_agree_with_select_masks(alpha, rounds, rounding, shape, seed, ties):
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 3, shape).astype(float) if ties else rng.standard_normal(shape)
@@ -93,18 +98,23 @@ def test_rounds_to_density_is_the_fewest(target, alpha):
 
 
 def test_rounds_to_density_named_cases():
-    assert rounds_to_density(0.1, 0.2) == 11          # 0.8^10 = 0.107 > 0.1 >= 0.8^11
+    assert rounds_to_density(0.1, 0.2) == 11  # 0.8^10 = 0.107 > 0.1 >= 0.8^11
     assert rounds_to_density(0.8 * 0.8 * 0.8, 0.2) == 3  # exactly on a product: no extra round
     assert rounds_to_density(1.0, 0.5) == 0
     assert rounds_to_density(0.0, 1.0) == 1
     assert rounds_to_density(0.1, 0.2, n=1000) == 11
 
 
-@given(target=st.floats(0.05, 1.0), alpha=st.floats(0.05, 1.0), n=st.integers(20, 5000), rounding=roundings)
+@given(
+    target=st.floats(0.05, 1.0),
+    alpha=st.floats(0.05, 1.0),
+    n=st.integers(20, 5000),
+    rounding=roundings,
+)
 def test_rounds_to_density_with_counts_is_the_fewest(target, alpha, n, rounding):
     try:
         s = rounds_to_density(target, alpha, n=n, rounding=rounding)
-    except ValueError:                                # the counts stalled above the target
+    except ValueError:  # the counts stalled above the target
         k = geometric(alpha, 10 * n).alive_counts(n, rounding)
         assert k[-1] / n > target
         return
@@ -114,7 +124,7 @@ def test_rounds_to_density_with_counts_is_the_fewest(target, alpha, n, rounding)
 
 def test_rounds_to_density_unreachable():
     with pytest.raises(ValueError, match="not reachable"):
-        rounds_to_density(0.01, 0.2, n=10)           # 10 -> 8 -> 6 -> 5 -> 4 -> 3 -> 2 -> 2: round(0.4) = 0
+        rounds_to_density(0.01, 0.2, n=10)  # 10 -> 8 -> 6 -> 5 -> 4 -> 3 -> 2 -> 2: round(0.4) = 0
     with pytest.raises(ValueError, match="never reached"):
         rounds_to_density(0.0, 0.5)
 
@@ -125,7 +135,7 @@ def test_cubic_named_values():
     c = cubic(0.0, 0.9, t0=10, dt=5, n_steps=4)
     assert c.steps == (10, 15, 20, 25, 30)
     assert c.values == (0.0, 0.9 - 0.9 * 0.421875, 0.9 - 0.9 * 0.125, 0.9 - 0.9 * 0.015625, 0.9)
-    assert c.values[1] == 0.5203125          # an exponent of 2 would give 0.39375
+    assert c.values[1] == 0.5203125  # an exponent of 2 would give 0.39375
 
 
 def test_cubic_start_is_the_formula_as_written():
@@ -133,18 +143,30 @@ def test_cubic_start_is_the_formula_as_written():
     assert cubic(1e-300, 1.0, n_steps=2).values[0] == 0.0
 
 
-@given(s_i=fractions, s_f=fractions, n=st.integers(1, 50), t0=st.integers(0, 100), dt=st.integers(1, 10))
+@given(
+    s_i=fractions,
+    s_f=fractions,
+    n=st.integers(1, 50),
+    t0=st.integers(0, 100),
+    dt=st.integers(1, 10),
+)
 def test_cubic_endpoints_and_monotone(s_i, s_f, n, t0, dt):
     s_i, s_f = min(s_i, s_f), max(s_i, s_f)
     c = cubic(s_i, s_f, t0=t0, dt=dt, n_steps=n)
-    assert c.values[0] == s_f + (s_i - s_f) and abs(c.values[0] - s_i) <= 2.0 ** -53
+    assert c.values[0] == s_f + (s_i - s_f) and abs(c.values[0] - s_i) <= 2.0**-53
     assert c.values[-1] == s_f
     assert all(b >= a for a, b in zip(c.values, c.values[1:]))
     assert c.steps == tuple(range(t0, t0 + n * dt + 1, dt))
 
 
-@given(s_i=fractions, s_f=fractions, n=st.integers(1, 30), size=sizes, rounding=roundings,
-       kind=st.sampled_from(["cubic", "linear"]))
+@given(
+    s_i=fractions,
+    s_f=fractions,
+    n=st.integers(1, 30),
+    size=sizes,
+    rounding=roundings,
+    kind=st.sampled_from(["cubic", "linear"]),
+)
 def test_absolute_counts_follow_the_rounding_rule(s_i, s_f, n, size, rounding, kind):
     s_i, s_f = min(s_i, s_f), max(s_i, s_f)
     sched = (cubic if kind == "cubic" else linear)(s_i, s_f, n_steps=n)
@@ -158,34 +180,38 @@ def test_linear_constant_one_shot_values():
     assert linear(0.0, 0.8, n_steps=4).values == (0.0, 0.2, 0.4, 0.6000000000000001, 0.8)
     assert constant(0.5, t0=3, dt=2, n_steps=2).steps == (3, 5, 7)
     assert constant(0.5, n_steps=2).alive_counts(10) == (5, 5, 5)
-    assert one_shot(0.75).alive_counts(10) == (2,)            # 7.5 pruned -> 8 (even)
+    assert one_shot(0.75).alive_counts(10) == (2,)  # 7.5 pruned -> 8 (even)
     assert one_shot(0.75).densities() == (0.25,)
 
 
 def test_to_dict_is_json_ready():
     import json
+
     d = cubic(0.1, 0.9, n_steps=3).to_dict()
     assert json.loads(json.dumps(d)) == d
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("call, match", [
-    (lambda: geometric(1.5, 3), "alpha must be in"),
-    (lambda: geometric(0.2, -1), "rounds must be >= 0"),
-    (lambda: geometric(0.2, 2.0), "rounds must be an integer"),
-    (lambda: cubic(0.9, 0.1), "initial_sparsity must be <= final_sparsity"),
-    (lambda: cubic(0.0, 0.5, dt=0), "dt must be >= 1"),
-    (lambda: cubic(0.0, 0.5, n_steps=0), "n_steps must be >= 1"),
-    (lambda: linear(0.0, float("nan")), "final_sparsity must be finite"),
-    (lambda: one_shot(-0.1), "sparsity must be in"),
-    (lambda: rounds_to_density(0.5, 0.0), "alpha must be in"),
-    (lambda: geometric(0.2, 2).alive_counts(-1), "n must be >= 0"),
-    (lambda: geometric(0.2, 2).alive_counts(10, "up"), "unknown rounding"),
-    (lambda: Schedule("x", "relative", (1, 0), (0.1, 0.1)), "steps must be non-decreasing"),
-    (lambda: Schedule("x", "absolute", (0, 1), (0.5, 0.1)), "non-decreasing"),
-    (lambda: Schedule("x", "sideways", (0,), (0.5,)), "unknown kind"),
-    (lambda: Schedule("x", "relative", (0,), ()), "same length"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: geometric(1.5, 3), "alpha must be in"),
+        (lambda: geometric(0.2, -1), "rounds must be >= 0"),
+        (lambda: geometric(0.2, 2.0), "rounds must be an integer"),
+        (lambda: cubic(0.9, 0.1), "initial_sparsity must be <= final_sparsity"),
+        (lambda: cubic(0.0, 0.5, dt=0), "dt must be >= 1"),
+        (lambda: cubic(0.0, 0.5, n_steps=0), "n_steps must be >= 1"),
+        (lambda: linear(0.0, float("nan")), "final_sparsity must be finite"),
+        (lambda: one_shot(-0.1), "sparsity must be in"),
+        (lambda: rounds_to_density(0.5, 0.0), "alpha must be in"),
+        (lambda: geometric(0.2, 2).alive_counts(-1), "n must be >= 0"),
+        (lambda: geometric(0.2, 2).alive_counts(10, "up"), "unknown rounding"),
+        (lambda: Schedule("x", "relative", (1, 0), (0.1, 0.1)), "steps must be non-decreasing"),
+        (lambda: Schedule("x", "absolute", (0, 1), (0.5, 0.1)), "non-decreasing"),
+        (lambda: Schedule("x", "sideways", (0,), (0.5,)), "unknown kind"),
+        (lambda: Schedule("x", "relative", (0,), ()), "same length"),
+    ],
+)
 def test_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
@@ -197,7 +223,7 @@ def test_exact_arithmetic_check_of_the_bound_derivation():
     k, e = n, 0.0
     for s in range(12):
         drop = fraction_to_count(alpha, k)
-        delta = (alpha * k) - drop              # k_{s+1} = (1 - alpha) k_s + delta_s
+        delta = (alpha * k) - drop  # k_{s+1} = (1 - alpha) k_s + delta_s
         assert abs(delta) <= 0.5 + 1e-12
         k -= drop
         e = (1 - alpha) * e + delta
@@ -208,7 +234,8 @@ def test_counts_stall_once_alpha_times_k_is_at_most_one_half():
     # docs/schedules.md: round-half-even prunes nothing once alpha * k <= 1/2 (1/2 itself
     # rounds to the even 0), floor once alpha * k < 1, ceil never.
     from pathlib import Path
-    assert fraction_to_count(0.25, 2) == 0 and fraction_to_count(0.25, 3) == 1      # 0.5, 0.75
+
+    assert fraction_to_count(0.25, 2) == 0 and fraction_to_count(0.25, 3) == 1  # 0.5, 0.75
     with pytest.raises(ValueError, match="stops at 2 alive"):
         rounds_to_density(0.5, 0.25, n=2)
     for alpha, k in ((0.25, 2), (0.1, 5), (0.5, 1), (0.125, 4)):

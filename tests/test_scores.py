@@ -44,8 +44,11 @@ def keep(scores, n_keep):
 def batch(model, n=9, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, model.sizes[0]))
-    y = (rng.integers(0, model.n_outputs, n) if model.loss == "cross_entropy"
-         else rng.standard_normal((n, model.n_outputs)))
+    y = (
+        rng.integers(0, model.n_outputs, n)
+        if model.loss == "cross_entropy"
+        else rng.standard_normal((n, model.n_outputs))
+    )
     return X, y
 
 
@@ -54,17 +57,20 @@ def options(rule):
 
 
 def same_state(a, b):
-    return all(np.array_equal(a["params"][n], b["params"][n]) and
-               np.array_equal(a["masks"][n], b["masks"][n]) for n in a["params"])
+    return all(
+        np.array_equal(a["params"][n], b["params"][n])
+        and np.array_equal(a["masks"][n], b["masks"][n])
+        for n in a["params"]
+    )
 
 
 # ---------------------------------------------------------------- the article's example
 def test_article_example_magnitude_prunes_w1_obd_prunes_w2():
     # w1 = 0.01 sits in a direction of curvature h11 = 2000; w2 = 0.08 in a flat one (h22 = 0).
     w, h = np.array([0.01, 0.08]), np.array([2000.0, 0.0])
-    assert keep(magnitude(w), 1) == {1}                       # magnitude removes the tiny w1
-    assert keep(obd(w, h), 1) == {0}                          # OBD removes w2: 1/2*2000*1e-4 = 0.1 > 0
-    assert obd(w, h).tolist() == [0.5 * 2000.0 * 0.01 ** 2, 0.0]
+    assert keep(magnitude(w), 1) == {1}  # magnitude removes the tiny w1
+    assert keep(obd(w, h), 1) == {0}  # OBD removes w2: 1/2*2000*1e-4 = 0.1 > 0
+    assert obd(w, h).tolist() == [0.5 * 2000.0 * 0.01**2, 0.0]
 
 
 def test_article_example_on_a_network_obd_is_right_and_magnitude_wrong():
@@ -73,7 +79,9 @@ def test_article_example_on_a_network_obd_is_right_and_magnitude_wrong():
     x1 = np.sqrt(1000.0) * np.array([1.0, -1.0, 1.0, -1.0])
     X = np.stack([x1, 0.1 * np.array([1.0, 1.0, -1.0, -1.0])], axis=1)
     net = MLP([2, 1], "identity", loss="mse", seed=0)
-    net.load_state_dict({"params": {"layers.0.weight": np.array([[0.01, 0.08]]), "layers.0.bias": np.zeros(1)}})
+    net.load_state_dict(
+        {"params": {"layers.0.weight": np.array([[0.01, 0.08]]), "layers.0.bias": np.zeros(1)}}
+    )
     y = X @ np.array([0.01, 0.08])
     h = hessian_diag(net, X, y[:, None])["layers.0.weight"]
     assert np.allclose(h, [[2000.0, 0.02]], rtol=1e-12)
@@ -82,11 +90,13 @@ def test_article_example_on_a_network_obd_is_right_and_magnitude_wrong():
         m = net.copy()
         m.set_mask("layers.0.weight", (np.arange(2) != j)[None, :])
         loss_without.append(m.loss_value(X, y))
-    assert loss_without[0] > 1000 * loss_without[1]            # removing w1 hurts far more
+    assert loss_without[0] > 1000 * loss_without[1]  # removing w1 hurts far more
     mag = compute_scores("magnitude", net)["layers.0.weight"]
     sal = compute_scores("obd", net, X, y)["layers.0.weight"]
     assert keep(mag, 1) == {1} and keep(sal, 1) == {0}
-    assert np.allclose(sal.ravel(), loss_without, rtol=1e-12)  # and OBD is exact here (g = 0, quadratic)
+    assert np.allclose(
+        sal.ravel(), loss_without, rtol=1e-12
+    )  # and OBD is exact here (g = 0, quadratic)
 
 
 # ---------------------------------------------------------------- each formula, by hand
@@ -105,11 +115,11 @@ def test_gradient_by_hand():
 
 
 def test_taylor1_by_hand():
-    assert taylor1(np.array([2.0, -1.0]), np.array([0.5, 3.0])).tolist() == [1.0, 3.0]   # |g w|
+    assert taylor1(np.array([2.0, -1.0]), np.array([0.5, 3.0])).tolist() == [1.0, 3.0]  # |g w|
 
 
 def test_obd_by_hand():
-    assert obd(np.array([2.0, -1.0]), np.array([3.0, 4.0])).tolist() == [6.0, 2.0]       # 1/2 h w^2
+    assert obd(np.array([2.0, -1.0]), np.array([3.0, 4.0])).tolist() == [6.0, 2.0]  # 1/2 h w^2
 
 
 def test_taylor2_by_hand_and_negative_means_pruned_first():
@@ -117,19 +127,19 @@ def test_taylor2_by_hand_and_negative_means_pruned_first():
     # -g w + 1/2 h w^2:  -4 + 1 = -3;  -1 + 6 = 5;  3 + 2 = 5
     assert taylor2(w, g, h).tolist() == [-3.0, 5.0, 5.0]
     assert taylor2_abs(w, g, h).tolist() == [3.0, 5.0, 5.0]
-    assert keep(taylor2(w, g, h), 2) == {1, 2}                # removal lowers the loss: goes first
+    assert keep(taylor2(w, g, h), 2) == {1, 2}  # removal lowers the loss: goes first
 
 
 def test_obs_saliency_and_update_by_hand():
     # H = [[2, 1], [1, 2]], H^-1 = 1/3 [[2, -1], [-1, 2]], w = [1, 1], remove q = 0
     hinv = np.array([[2.0, -1.0], [-1.0, 2.0]]) / 3.0
     w = np.array([1.0, 1.0])
-    assert np.allclose(obs_saliency(w, np.diag(hinv)), [0.75, 0.75])           # 1 / (2 * 2/3)
+    assert np.allclose(obs_saliency(w, np.diag(hinv)), [0.75, 0.75])  # 1 / (2 * 2/3)
     dw = obs_update(w, hinv, 0)
-    assert np.allclose(dw, [-1.0, 0.5])                                        # -(1 / (2/3)) * [2/3, -1/3]
+    assert np.allclose(dw, [-1.0, 0.5])  # -(1 / (2/3)) * [2/3, -1/3]
     H = np.array([[2.0, 1.0], [1.0, 2.0]])
-    assert np.isclose(0.5 * dw @ H @ dw, 0.75)                                 # the saliency is the increase
-    assert np.allclose(obs_downdate(hinv, 0), [[0.5]])                         # inverse of H without row/col 0
+    assert np.isclose(0.5 * dw @ H @ dw, 0.75)  # the saliency is the increase
+    assert np.allclose(obs_downdate(hinv, 0), [[0.5]])  # inverse of H without row/col 0
 
 
 @given(st.integers(1, 7), st.integers(0, 10_000), st.data())
@@ -146,14 +156,14 @@ def test_obs_downdate_is_the_inverse_of_the_hessian_without_row_and_column_q(n, 
 def test_grasp_by_hand_and_it_removes_the_papers_highest_scores():
     w, hg = np.array([2.0, -1.0, 0.5]), np.array([3.0, 4.0, -2.0])
     s = grasp(w, hg)
-    assert s.tolist() == [6.0, -4.0, -1.0]                                     # w (H g)
-    paper = -w * hg                                                            # Wang et al.: highest removed
+    assert s.tolist() == [6.0, -4.0, -1.0]  # w (H g)
+    paper = -w * hg  # Wang et al.: highest removed
     assert set(range(3)) - keep(s, 2) == {int(np.argmax(paper))}
 
 
 def test_synflow_by_hand_and_each_layer_conserves_the_flow():
-    W0 = np.array([[1.0, -2.0]])            # (1, 2)
-    W1 = np.array([[3.0], [-1.0]])          # (2, 1)
+    W0 = np.array([[1.0, -2.0]])  # (1, 2)
+    W1 = np.array([[3.0], [-1.0]])  # (2, 1)
     # a0 = [1, 1], a1 = [3], r2 = [1, 1], r1 = [4], R = 12
     s0, s1 = synflow([W0, W1])
     assert s0.tolist() == [[4.0, 8.0]] and s1.tolist() == [[9.0], [3.0]]
@@ -163,10 +173,16 @@ def test_synflow_by_hand_and_each_layer_conserves_the_flow():
 @given(st.integers(0, 10_000), st.lists(st.integers(1, 5), min_size=2, max_size=5))
 def test_synflow_scores_of_every_layer_sum_to_R(seed, sizes):
     rng = np.random.default_rng(seed)
-    Ws = [rng.standard_normal((o, i)) * (rng.random((o, i)) < 0.7) for i, o in zip(sizes, sizes[1:])]
+    Ws = [
+        rng.standard_normal((o, i)) * (rng.random((o, i)) < 0.7) for i, o in zip(sizes, sizes[1:])
+    ]
     s = synflow(Ws)
-    R = np.ones(sizes[-1]) @ np.linalg.multi_dot([np.abs(W) for W in reversed(Ws)] + [np.ones(sizes[0])]) \
-        if len(Ws) > 1 else np.abs(Ws[0]).sum()
+    R = (
+        np.ones(sizes[-1])
+        @ np.linalg.multi_dot([np.abs(W) for W in reversed(Ws)] + [np.ones(sizes[0])])
+        if len(Ws) > 1
+        else np.abs(Ws[0]).sum()
+    )
     assert all(np.isclose(x.sum(), R, rtol=1e-12, atol=0) for x in s)
 
 
@@ -208,19 +224,23 @@ def test_taylor2_is_the_exact_loss_change_from_removing_one_weight_of_any_quadra
         u = w.copy()
         u[i] = 0.0
         true = quad(A, b, u) - quad(A, b, w)
-        assert np.isclose(s[i], true, rtol=1e-9, atol=1e-9 * (1 + np.abs(A).sum() * (1 + np.abs(w).max()) ** 2))
+        assert np.isclose(
+            s[i], true, rtol=1e-9, atol=1e-9 * (1 + np.abs(A).sum() * (1 + np.abs(w).max()) ** 2)
+        )
 
 
 @given(quadratics())
 def test_obd_is_the_exact_loss_change_where_the_gradient_is_zero(q):
     A, _, w = q
-    b = -A @ w                                   # w is a stationary point: g = A w + b = 0
+    b = -A @ w  # w is a stationary point: g = A w + b = 0
     s = obd(w, np.diag(A).copy())
     for i in range(w.size):
         u = w.copy()
         u[i] = 0.0
         true = quad(A, b, u) - quad(A, b, w)
-        assert np.isclose(s[i], true, rtol=1e-9, atol=1e-9 * (1 + np.abs(A).sum() * (1 + np.abs(w).max()) ** 2))
+        assert np.isclose(
+            s[i], true, rtol=1e-9, atol=1e-9 * (1 + np.abs(A).sum() * (1 + np.abs(w).max()) ** 2)
+        )
 
 
 def _linear_mse(seed, fitted=False, n=12, d=3, k=2):
@@ -230,7 +250,9 @@ def _linear_mse(seed, fitted=False, n=12, d=3, k=2):
     net = MLP([d, k], "identity", loss="mse", seed=seed)
     if fitted:
         B = np.linalg.lstsq(np.hstack([X, np.ones((n, 1))]), Y, rcond=None)[0]
-        net.load_state_dict({"params": {"layers.0.weight": B[:d].T.copy(), "layers.0.bias": B[d].copy()}})
+        net.load_state_dict(
+            {"params": {"layers.0.weight": B[:d].T.copy(), "layers.0.bias": B[d].copy()}}
+        )
     return net, X, Y
 
 
@@ -266,7 +288,7 @@ def test_model_obs_is_the_exact_change_with_the_others_reoptimised(seed):
     L0 = net.loss_value(X, Y)
     Xa = np.hstack([X, np.ones((X.shape[0], 1))])
     for i, j in np.ndindex(s.shape):
-        cols = np.arange(Xa.shape[1]) != j      # refit row i of (W | b) without input j
+        cols = np.arange(Xa.shape[1]) != j  # refit row i of (W | b) without input j
         resid = Y[:, i] - Xa[:, cols] @ np.linalg.lstsq(Xa[:, cols], Y[:, i], rcond=None)[0]
         resid_full = Y[:, i] - Xa @ np.linalg.lstsq(Xa, Y[:, i], rcond=None)[0]
         true = (resid @ resid - resid_full @ resid_full) / Y.size
@@ -286,7 +308,7 @@ def _fd_hessian_diag(net, X, y, eps=1e-4):
                 m = net.copy()
                 m.params[n][idx] += step
                 vals.append(m.loss_value(X, y))
-            h[idx] = (vals[0] - 2 * vals[1] + vals[2]) / eps ** 2
+            h[idx] = (vals[0] - 2 * vals[1] + vals[2]) / eps**2
         out[n] = h
     return out
 
@@ -299,13 +321,27 @@ def test_first_and_second_order_rules_match_autograd_and_finite_differences(acti
     h = _fd_hessian_diag(net, X, y)
     for n in net.weight_names():
         w = net.params[n]
-        assert np.allclose(compute_scores("gradient", net, X, y)[n], np.abs(g[n]), rtol=1e-12, atol=1e-15)
-        assert np.allclose(compute_scores("taylor1", net, X, y)[n], np.abs(g[n] * w), rtol=1e-12, atol=1e-15)
-        assert np.allclose(compute_scores("obd", net, X, y)[n], 0.5 * h[n] * w ** 2, rtol=1e-5, atol=1e-8)
-        assert np.allclose(compute_scores("taylor2", net, X, y)[n], -g[n] * w + 0.5 * h[n] * w ** 2,
-                           rtol=1e-5, atol=1e-8)
-        assert np.allclose(compute_scores("taylor2_abs", net, X, y)[n], np.abs(-g[n] * w + 0.5 * h[n] * w ** 2),
-                           rtol=1e-5, atol=1e-8)
+        assert np.allclose(
+            compute_scores("gradient", net, X, y)[n], np.abs(g[n]), rtol=1e-12, atol=1e-15
+        )
+        assert np.allclose(
+            compute_scores("taylor1", net, X, y)[n], np.abs(g[n] * w), rtol=1e-12, atol=1e-15
+        )
+        assert np.allclose(
+            compute_scores("obd", net, X, y)[n], 0.5 * h[n] * w**2, rtol=1e-5, atol=1e-8
+        )
+        assert np.allclose(
+            compute_scores("taylor2", net, X, y)[n],
+            -g[n] * w + 0.5 * h[n] * w**2,
+            rtol=1e-5,
+            atol=1e-8,
+        )
+        assert np.allclose(
+            compute_scores("taylor2_abs", net, X, y)[n],
+            np.abs(-g[n] * w + 0.5 * h[n] * w**2),
+            rtol=1e-5,
+            atol=1e-8,
+        )
 
 
 def test_grasp_matches_w_times_a_finite_difference_hessian_gradient_product():
@@ -331,8 +367,9 @@ def test_hessian_method_is_passed_through_and_hutchinson_is_seeded():
     w = net.params["layers.0.weight"]
     for method in ("exact", "ggn", "obd"):
         h = hessian_diag(net, X, y, method)["layers.0.weight"]
-        assert np.array_equal(compute_scores("obd", net, X, y, hessian_method=method)["layers.0.weight"],
-                              obd(w, h))
+        assert np.array_equal(
+            compute_scores("obd", net, X, y, hessian_method=method)["layers.0.weight"], obd(w, h)
+        )
     a = compute_scores("obd", net, X, y, hessian_method="hutchinson", n_samples=4, seed=7)
     b = compute_scores("obd", net, X, y, hessian_method="hutchinson", n_samples=4, seed=7)
     h = hessian_diag(net, X, y, "hutchinson", n_samples=4, seed=7)["layers.0.weight"]
@@ -383,24 +420,56 @@ def test_magnitude_selection_is_the_same_for_scores_and_for_weights(seed):
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda net, X, y: compute_scores("l0", net), ValueError, "unknown rule 'l0'"),
-    (lambda net, X, y: compute_scores("obd", net), ValueError, "rule 'obd' needs data"),
-    (lambda net, X, y: compute_scores("gradient", net, X), ValueError, "needs data"),
-    (lambda net, X, y: compute_scores("random", net), ValueError, "seed must be given"),
-    (lambda net, X, y: compute_scores("magnitude", net, damping=1.0), TypeError, r"unknown option\(s\) \['damping'\]"),
-    (lambda net, X, y: compute_scores("obd", net, X, y, n_samples=3), TypeError, "unknown option"),
-    (lambda net, X, y: compute_scores("obd", net, X, y, hessian_method="hutchinson", n_samples=3),
-     ValueError, "seed must be given"),
-    (lambda net, X, y: compute_scores("obd", net, X, y, hessian_method="kfac"), ValueError, "hessian_method"),
-    (lambda net, X, y: compute_scores("magnitude", net, names=["w"]), ValueError, "parameters of the model"),
-    (lambda net, X, y: compute_scores("magnitude", net, names=[]), ValueError, "at least one"),
-    (lambda net, X, y: compute_scores("magnitude", net, names="layers.0.weight"), TypeError, "sequence"),
-    (lambda net, X, y: compute_scores("synflow", net, names=["layers.0.bias"]), ValueError, "weight matrices only"),
-    (lambda net, X, y: compute_scores("magnitude", "net"), TypeError, "MLP"),
-    (lambda net, X, y: compute_scores("gradient", net, X[:, :2], y), ValueError, "columns"),
-    (lambda net, X, y: compute_scores("obs", net, X, y, damping=-1.0), ValueError, "damping"),
-])
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda net, X, y: compute_scores("l0", net), ValueError, "unknown rule 'l0'"),
+        (lambda net, X, y: compute_scores("obd", net), ValueError, "rule 'obd' needs data"),
+        (lambda net, X, y: compute_scores("gradient", net, X), ValueError, "needs data"),
+        (lambda net, X, y: compute_scores("random", net), ValueError, "seed must be given"),
+        (
+            lambda net, X, y: compute_scores("magnitude", net, damping=1.0),
+            TypeError,
+            r"unknown option\(s\) \['damping'\]",
+        ),
+        (
+            lambda net, X, y: compute_scores("obd", net, X, y, n_samples=3),
+            TypeError,
+            "unknown option",
+        ),
+        (
+            lambda net, X, y: compute_scores(
+                "obd", net, X, y, hessian_method="hutchinson", n_samples=3
+            ),
+            ValueError,
+            "seed must be given",
+        ),
+        (
+            lambda net, X, y: compute_scores("obd", net, X, y, hessian_method="kfac"),
+            ValueError,
+            "hessian_method",
+        ),
+        (
+            lambda net, X, y: compute_scores("magnitude", net, names=["w"]),
+            ValueError,
+            "parameters of the model",
+        ),
+        (lambda net, X, y: compute_scores("magnitude", net, names=[]), ValueError, "at least one"),
+        (
+            lambda net, X, y: compute_scores("magnitude", net, names="layers.0.weight"),
+            TypeError,
+            "sequence",
+        ),
+        (
+            lambda net, X, y: compute_scores("synflow", net, names=["layers.0.bias"]),
+            ValueError,
+            "weight matrices only",
+        ),
+        (lambda net, X, y: compute_scores("magnitude", "net"), TypeError, "MLP"),
+        (lambda net, X, y: compute_scores("gradient", net, X[:, :2], y), ValueError, "columns"),
+        (lambda net, X, y: compute_scores("obs", net, X, y, damping=-1.0), ValueError, "damping"),
+    ],
+)
 def test_compute_scores_bad_input(call, exc, match):
     net = MLP([3, 4, 2], "tanh", seed=0)
     X, y = batch(net)
@@ -410,19 +479,30 @@ def test_compute_scores_bad_input(call, exc, match):
     assert same_state(before, net.state_dict())
 
 
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda: taylor1(np.ones(2), np.ones(3)), ValueError, r"g must have the shape of w \(2,\)"),
-    (lambda: obd(np.ones(2), np.array([1.0, np.nan])), ValueError, "h must be finite"),
-    (lambda: magnitude(np.array([1, 2])), TypeError, "floating-point"),
-    (lambda: random_scores((2, -1), 0), ValueError, "shape"),
-    (lambda: random_scores((2,), None), TypeError, "seed"),
-    (lambda: obs_saliency(np.ones(2), np.array([1.0, 0.0])), ValueError, "hinv_diag must be > 0"),
-    (lambda: obs_update(np.ones(2), np.eye(2), 2), ValueError, r"q must be in \[0, 2\)"),
-    (lambda: obs_downdate(np.eye(3)[:2], 0), ValueError, "square"),
-    (lambda: synflow([np.ones((2, 3)), np.ones((2, 3))]), ValueError, r"weights\[1\] must have 2 columns"),
-    (lambda: synflow(np.ones((2, 2))), TypeError, "sequence"),
-    (lambda: synflow([np.full((2, 2), 1e200)] * 3), ValueError, "overflowed"),
-])
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: taylor1(np.ones(2), np.ones(3)), ValueError, r"g must have the shape of w \(2,\)"),
+        (lambda: obd(np.ones(2), np.array([1.0, np.nan])), ValueError, "h must be finite"),
+        (lambda: magnitude(np.array([1, 2])), TypeError, "floating-point"),
+        (lambda: random_scores((2, -1), 0), ValueError, "shape"),
+        (lambda: random_scores((2,), None), TypeError, "seed"),
+        (
+            lambda: obs_saliency(np.ones(2), np.array([1.0, 0.0])),
+            ValueError,
+            "hinv_diag must be > 0",
+        ),
+        (lambda: obs_update(np.ones(2), np.eye(2), 2), ValueError, r"q must be in \[0, 2\)"),
+        (lambda: obs_downdate(np.eye(3)[:2], 0), ValueError, "square"),
+        (
+            lambda: synflow([np.ones((2, 3)), np.ones((2, 3))]),
+            ValueError,
+            r"weights\[1\] must have 2 columns",
+        ),
+        (lambda: synflow(np.ones((2, 2))), TypeError, "sequence"),
+        (lambda: synflow([np.full((2, 2), 1e200)] * 3), ValueError, "overflowed"),
+    ],
+)
 def test_array_level_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
@@ -431,7 +511,14 @@ def test_array_level_bad_input(call, exc, match):
 def test_array_functions_do_not_modify_their_inputs():
     w, g, h = np.array([1.0, -2.0]), np.array([0.5, 0.5]), np.array([1.0, 2.0])
     copies = w.copy(), g.copy(), h.copy()
-    for f in (lambda: magnitude(w), lambda: taylor1(w, g), lambda: obd(w, h), lambda: taylor2(w, g, h),
-              lambda: taylor2_abs(w, g, h), lambda: grasp(w, h), lambda: synflow([w[None, :]])):
+    for f in (
+        lambda: magnitude(w),
+        lambda: taylor1(w, g),
+        lambda: obd(w, h),
+        lambda: taylor2(w, g, h),
+        lambda: taylor2_abs(w, g, h),
+        lambda: grasp(w, h),
+        lambda: synflow([w[None, :]]),
+    ):
         f()
     assert all(np.array_equal(a, b) for a, b in zip((w, g, h), copies))

@@ -77,7 +77,7 @@ def lp_damage(pruned: np.ndarray, p: float) -> float:
     a = np.abs(pruned)
     if p == math.inf:
         return float(a.max()) if a.size else 0.0
-    return math.fsum(a ** p)
+    return math.fsum(a**p)
 
 
 def bits(a: np.ndarray) -> np.ndarray:
@@ -86,8 +86,11 @@ def bits(a: np.ndarray) -> np.ndarray:
 
 def unchanged(before: list, after: tuple) -> bool:
     """Every array argument has its old dtype, shape and bytes (NaN included)."""
-    return all(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-               for a, b in zip(before, after) if isinstance(a, np.ndarray))
+    return all(
+        a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        for a, b in zip(before, after)
+        if isinstance(a, np.ndarray)
+    )
 
 
 # ---------------------------------------------------------------- hard_threshold: optimality
@@ -186,7 +189,7 @@ def test_hard_threshold_keeps_any_shape():
 
 
 def test_best_k_term_error_hand_case():
-    w = np.array([3.0, -4.0, 1.0, 2.0])                      # k = 2 prunes [1, 2]
+    w = np.array([3.0, -4.0, 1.0, 2.0])  # k = 2 prunes [1, 2]
     assert best_k_term_error(w, 2, 1.0) == 3.0
     assert best_k_term_error(w, 2) == math.sqrt(5.0)
     assert best_k_term_error(w, 2, math.inf) == 2.0
@@ -195,8 +198,11 @@ def test_best_k_term_error_hand_case():
 
 
 def test_best_k_term_error_does_not_overflow():
-    assert math.isclose(best_k_term_error(np.array([5.0, 1e300, 1e300, 1e300]), 1), math.sqrt(2) * 1e300,
-                        rel_tol=1e-15)
+    assert math.isclose(
+        best_k_term_error(np.array([5.0, 1e300, 1e300, 1e300]), 1),
+        math.sqrt(2) * 1e300,
+        rel_tol=1e-15,
+    )
 
 
 # ---------------------------------------------------------------- non-negative
@@ -251,7 +257,9 @@ def weighted_cost(w: np.ndarray, d: np.ndarray, keep: np.ndarray) -> float:
 def test_weighted_equals_exhaustive_optimum(case):
     w, d, k = case
     r = best_k_sparse_weighted(w, d, k)
-    assert weighted_cost(w, d, r.support) == min(weighted_cost(w, d, m) for m in all_supports(w.size, k))
+    assert weighted_cost(w, d, r.support) == min(
+        weighted_cost(w, d, m) for m in all_supports(w.size, k)
+    )
 
 
 @given(weighted_problem())
@@ -286,7 +294,9 @@ def test_quadratic_is_no_worse_than_any_support(case):
     w, H, k = case
     r = best_k_sparse_quadratic(w, H, k)
     scale = float(w @ H @ w)
-    assert all(r.cost <= schur_cost(w, H, m) + 1e-9 * scale + 1e-12 for m in all_supports(w.size, k))
+    assert all(
+        r.cost <= schur_cost(w, H, m) + 1e-9 * scale + 1e-12 for m in all_supports(w.size, k)
+    )
 
 
 @given(spd_problem())
@@ -314,7 +324,7 @@ def test_quadratic_support_has_k_entries_and_pruned_are_zero(case):
 @given(weighted_problem(max_n=6))
 def test_quadratic_with_diagonal_H_is_the_weighted_problem(case):
     w, d, k = case
-    d = d + 0.5                                             # H must be positive definite
+    d = d + 0.5  # H must be positive definite
     r, q = best_k_sparse_weighted(w, d, k), best_k_sparse_quadratic(w, np.diag(d), k)
     assert close(q.cost, r.cost, float(np.sum(d * w * w)))
 
@@ -322,8 +332,9 @@ def test_quadratic_with_diagonal_H_is_the_weighted_problem(case):
 @given(vector_and_k(max_n=6))
 def test_quadratic_with_identity_is_magnitude(case):
     w, k = case
-    assert close(best_k_sparse_quadratic(w, np.eye(w.size), k).cost, hard_threshold(w, k).cost,
-                 float(w @ w))
+    assert close(
+        best_k_sparse_quadratic(w, np.eye(w.size), k).cost, hard_threshold(w, k).cost, float(w @ w)
+    )
 
 
 @given(spd_problem())
@@ -345,7 +356,9 @@ def test_quadratic_hand_case():
     # u = [0, 2.5], cost = 2 - 1 + 0.5 = 1.5 = w_0^2 / [H^-1]_00 = 1 / (2/3). Keeping index 0 costs 6.
     r = best_k_sparse_quadratic(np.array([1.0, 2.0]), np.array([[2.0, 1.0], [1.0, 2.0]]), 1)
     assert np.array_equal(r.support, [False, True])
-    assert np.allclose(r.u, [0.0, 2.5], rtol=0, atol=1e-15) and math.isclose(r.cost, 1.5, rel_tol=1e-15)
+    assert np.allclose(r.u, [0.0, 2.5], rtol=0, atol=1e-15) and math.isclose(
+        r.cost, 1.5, rel_tol=1e-15
+    )
 
 
 def test_quadratic_k_zero_and_k_n():
@@ -362,9 +375,12 @@ def test_quadratic_exact_ties_go_to_the_first_support_in_lexicographic_order():
 
 
 def test_quadratic_fit_on_support_hand_case():
-    r = quadratic_fit_on_support(np.array([1.0, 2.0]), np.array([[2.0, 1.0], [1.0, 2.0]]),
-                                 np.array([True, False]))
-    assert np.allclose(r.u, [2.0, 0.0], rtol=0, atol=1e-15) and math.isclose(r.cost, 6.0, rel_tol=1e-15)
+    r = quadratic_fit_on_support(
+        np.array([1.0, 2.0]), np.array([[2.0, 1.0], [1.0, 2.0]]), np.array([True, False])
+    )
+    assert np.allclose(r.u, [2.0, 0.0], rtol=0, atol=1e-15) and math.isclose(
+        r.cost, 6.0, rel_tol=1e-15
+    )
 
 
 def test_quadratic_allows_larger_n_when_asked():
@@ -398,25 +414,51 @@ COUNTEREXAMPLES = {
     # u >= 0: magnitude keeps -3, which the constraint sets to 0 (cost 9 + 1); the exact solver keeps 1.
     "nonneg_large_negative_entry": ("nonneg", [-3.0, 1.0], None, 1, 10.0, 9.0, [False, True]),
     # u >= 0, k = 2: the two largest magnitudes are negative; keeping the positive ones saves 0.25 + 1.
-    "nonneg_negatives_outweigh": ("nonneg", [-2.0, 0.5, -1.5, 1.0], None, 2, 7.5, 6.25,
-                                  [False, True, False, True]),
+    "nonneg_negatives_outweigh": (
+        "nonneg",
+        [-2.0, 0.5, -1.5, 1.0],
+        None,
+        2,
+        7.5,
+        6.25,
+        [False, True, False, True],
+    ),
     # The article's example with d = h / 2: w1 = 0.01 in a sharp direction (h11 = 2000) and w2 = 0.08
     # in a flat one (h22 = 1). Magnitude prunes w1 (cost 1000 * 1e-4 = 0.1); exact prunes w2
     # (0.5 * 0.0064 = 0.0032), the choice of the OBD saliency 1/2 h w^2.
-    "weighted_sharp_small_weight_flat_large_weight": ("weighted", [0.01, 0.08], [1000.0, 0.5], 1,
-                                                      0.1, 0.0032, [True, False]),
+    "weighted_sharp_small_weight_flat_large_weight": (
+        "weighted",
+        [0.01, 0.08],
+        [1000.0, 0.5],
+        1,
+        0.1,
+        0.0032,
+        [True, False],
+    ),
     # Equal diagonal (so OBD agrees with magnitude), but w0 and w1 are correlated (h01 = 0.9): with
     # w0 pruned, w1 absorbs it (u1 = 1.1 + 0.9 = 2.0) at cost 1 - 0.81 = 0.19; magnitude prunes the
     # uncoupled w2 at cost 0.81.
-    "quadratic_correlated_pair": ("quadratic", [1.0, 1.1, 0.9],
-                                  [[1.0, 0.9, 0.0], [0.9, 1.0, 0.0], [0.0, 0.0, 1.0]], 2,
-                                  0.81, 0.19, [False, True, True]),
+    "quadratic_correlated_pair": (
+        "quadratic",
+        [1.0, 1.1, 0.9],
+        [[1.0, 0.9, 0.0], [0.9, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        2,
+        0.81,
+        0.19,
+        [False, True, True],
+    ),
     # Anti-correlated pair (h01 = -0.8), w0 = w1 = 1: removing both costs (1, 1) H (1, 1) = 0.4 (a flat
     # direction), removing one costs 0.36 plus the lone w2 (0.25): 0.61. Magnitude (and OBS one weight
     # at a time, which removes w2 first) keeps w0 at cost 0.61.
-    "quadratic_pair_removed_together": ("quadratic", [1.0, 1.0, 0.5],
-                                        [[1.0, -0.8, 0.0], [-0.8, 1.0, 0.0], [0.0, 0.0, 1.0]], 1,
-                                        0.61, 0.4, [False, False, True]),
+    "quadratic_pair_removed_together": (
+        "quadratic",
+        [1.0, 1.0, 0.5],
+        [[1.0, -0.8, 0.0], [-0.8, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        1,
+        0.61,
+        0.4,
+        [False, False, True],
+    ),
 }
 
 
@@ -454,8 +496,9 @@ def test_article_example_obd_keeps_the_sharp_weight():
 
 def test_quadratic_correlated_pair_values():
     _, w, H, k, *_ = COUNTEREXAMPLES["quadratic_correlated_pair"]
-    assert np.allclose(best_k_sparse_quadratic(np.array(w), np.array(H), k).u, [0.0, 2.0, 0.9],
-                       rtol=0, atol=1e-15)
+    assert np.allclose(
+        best_k_sparse_quadratic(np.array(w), np.array(H), k).u, [0.0, 2.0, 0.9], rtol=0, atol=1e-15
+    )
 
 
 def test_greedy_obs_is_strictly_worse_than_exhaustive_on_the_pair_case():
@@ -467,7 +510,7 @@ def test_greedy_obs_is_strictly_worse_than_exhaustive_on_the_pair_case():
 
 
 # ---------------------------------------------------------------- proximal operators
-GRID = np.linspace(-12.0, 12.0, 240_001)                    # spacing 1e-4
+GRID = np.linspace(-12.0, 12.0, 240_001)  # spacing 1e-4
 
 
 @given(st.floats(-10, 10), st.floats(0, 5))
@@ -543,7 +586,9 @@ def test_hard_threshold_prox_rounded_square_root_is_kept():
 
 
 def test_hard_threshold_prox_lam_zero_keeps_every_nonzero():
-    assert np.array_equal(hard_threshold_prox(np.array([1e-320, -2.0, -0.0]), 0.0), [1e-320, -2.0, 0.0])
+    assert np.array_equal(
+        hard_threshold_prox(np.array([1e-320, -2.0, -0.0]), 0.0), [1e-320, -2.0, 0.0]
+    )
 
 
 # ---------------------------------------------------------------- ISTA and IHT: hand cases
@@ -619,7 +664,9 @@ def test_ista_objective_never_increases_with_the_default_step(seed):
 @given(st.integers(0, 2**32 - 1), st.sampled_from([None, "normalized"]))
 def test_iht_residual_never_increases(seed, step):
     p = sensing_problem(12, 24, 3, seed)
-    values = [np.sum((p.A @ iht(p.A, p.y, 3, step=step, n_iter=t).x - p.y) ** 2) for t in range(0, 15)]
+    values = [
+        np.sum((p.A @ iht(p.A, p.y, 3, step=step, n_iter=t).x - p.y) ** 2) for t in range(0, 15)
+    ]
     assert all(b <= a + 1e-12 * (1 + a) for a, b in zip(values, values[1:]))
 
 
@@ -634,7 +681,7 @@ def test_iht_iterates_are_k_sparse(seed, step):
 def test_ista_recovers_a_sparse_vector(seed):
     p = sensing_problem(48, 64, 4, seed)
     x = ista(p.A, p.y, 0.01, n_iter=2000).x
-    assert np.linalg.norm(x - p.x) <= 0.05 * np.linalg.norm(p.x)          # lasso bias ~ lam
+    assert np.linalg.norm(x - p.x) <= 0.05 * np.linalg.norm(p.x)  # lasso bias ~ lam
     assert np.array_equal(keep_top_k(np.abs(x), 4), p.support)
 
 
@@ -654,7 +701,10 @@ def test_iht_default_step_recovers_a_very_sparse_vector(seed):
 
 # ---------------------------------------------------------------- random instances
 def test_sensing_problem_is_reproducible_bit_for_bit():
-    a, b = sensing_problem(8, 16, 3, seed=42, noise=0.1), sensing_problem(8, 16, 3, seed=42, noise=0.1)
+    a, b = (
+        sensing_problem(8, 16, 3, seed=42, noise=0.1),
+        sensing_problem(8, 16, 3, seed=42, noise=0.1),
+    )
     assert all(np.array_equal(bits(x), bits(y)) for x, y in zip(a[:3], b[:3]))
     assert np.array_equal(a.support, b.support)
 
@@ -693,7 +743,13 @@ BAD = {
     # name: (function, args, kwargs, exception, message fragment)
     "w_integers": (hard_threshold, (np.array([1, 2]), 1), {}, TypeError, "w must be a floating"),
     "w_nan": (hard_threshold, (np.array([1.0, np.nan]), 1), {}, ValueError, "w must be finite"),
-    "w_empty": (best_k_sparse_nonnegative, (np.array([]), 0), {}, ValueError, "w must not be empty"),
+    "w_empty": (
+        best_k_sparse_nonnegative,
+        (np.array([]), 0),
+        {},
+        ValueError,
+        "w must not be empty",
+    ),
     "k_too_large": (hard_threshold, (W3, 4), {}, ValueError, "k must be in [0, 3]"),
     "k_negative": (best_k_sparse_nonnegative, (W3, -1), {}, ValueError, "k must be >= 0"),
     "k_float": (hard_threshold, (W3, 1.0), {}, TypeError, "k must be an integer"),
@@ -701,25 +757,83 @@ BAD = {
     "p_zero": (best_k_term_error, (W3, 1, 0.0), {}, ValueError, "p must be in (0.0, inf]"),
     "p_nan": (best_k_term_error, (W3, 1, math.nan), {}, ValueError, "p must be finite"),
     "p_string": (best_k_term_error, (W3, 1, "2"), {}, TypeError, "p must be a real number"),
-    "d_wrong_shape": (best_k_sparse_weighted, (W3, np.ones(2), 1), {}, ValueError, "d must have the shape"),
-    "d_negative": (best_k_sparse_weighted, (W3, np.array([1.0, -1.0, 1.0]), 1), {}, ValueError,
-                   "d must be >= 0"),
-    "d_overflow": (best_k_sparse_weighted, (np.array([1e200, 1.0]), np.array([1.0, 2.0]), 1), {},
-                   ValueError, "overflows"),
-    "H_not_symmetric": (best_k_sparse_quadratic, (np.ones(2), np.array([[2.0, 1.0], [0.5, 2.0]]), 1), {},
-                        ValueError, "H must be symmetric"),
-    "H_indefinite": (best_k_sparse_quadratic, (np.ones(2), np.array([[1.0, 2.0], [2.0, 1.0]]), 1), {},
-                     ValueError, "H must be positive definite"),
-    "H_wrong_shape": (best_k_sparse_quadratic, (W3, H2, 1), {}, ValueError, "H must have shape (3, 3)"),
-    "w_not_1d_for_H": (best_k_sparse_quadratic, (np.ones((2, 1)), H2, 1), {}, ValueError,
-                       "w must be 1-dimensional"),
-    "n_above_max_n": (best_k_sparse_quadratic, (np.ones(17), np.eye(17), 8), {}, ValueError,
-                      "exceeds max_n = 16"),
-    "max_n_zero": (best_k_sparse_quadratic, (np.ones(2), H2, 1), {"max_n": 0}, ValueError, "max_n must be >= 1"),
-    "support_not_bool": (quadratic_fit_on_support, (np.ones(2), H2, np.array([1, 0])), {}, TypeError,
-                         "support must be a boolean"),
-    "support_wrong_shape": (quadratic_fit_on_support, (np.ones(2), H2, np.array([True])), {}, ValueError,
-                            "support must have shape (2,)"),
+    "d_wrong_shape": (
+        best_k_sparse_weighted,
+        (W3, np.ones(2), 1),
+        {},
+        ValueError,
+        "d must have the shape",
+    ),
+    "d_negative": (
+        best_k_sparse_weighted,
+        (W3, np.array([1.0, -1.0, 1.0]), 1),
+        {},
+        ValueError,
+        "d must be >= 0",
+    ),
+    "d_overflow": (
+        best_k_sparse_weighted,
+        (np.array([1e200, 1.0]), np.array([1.0, 2.0]), 1),
+        {},
+        ValueError,
+        "overflows",
+    ),
+    "H_not_symmetric": (
+        best_k_sparse_quadratic,
+        (np.ones(2), np.array([[2.0, 1.0], [0.5, 2.0]]), 1),
+        {},
+        ValueError,
+        "H must be symmetric",
+    ),
+    "H_indefinite": (
+        best_k_sparse_quadratic,
+        (np.ones(2), np.array([[1.0, 2.0], [2.0, 1.0]]), 1),
+        {},
+        ValueError,
+        "H must be positive definite",
+    ),
+    "H_wrong_shape": (
+        best_k_sparse_quadratic,
+        (W3, H2, 1),
+        {},
+        ValueError,
+        "H must have shape (3, 3)",
+    ),
+    "w_not_1d_for_H": (
+        best_k_sparse_quadratic,
+        (np.ones((2, 1)), H2, 1),
+        {},
+        ValueError,
+        "w must be 1-dimensional",
+    ),
+    "n_above_max_n": (
+        best_k_sparse_quadratic,
+        (np.ones(17), np.eye(17), 8),
+        {},
+        ValueError,
+        "exceeds max_n = 16",
+    ),
+    "max_n_zero": (
+        best_k_sparse_quadratic,
+        (np.ones(2), H2, 1),
+        {"max_n": 0},
+        ValueError,
+        "max_n must be >= 1",
+    ),
+    "support_not_bool": (
+        quadratic_fit_on_support,
+        (np.ones(2), H2, np.array([1, 0])),
+        {},
+        TypeError,
+        "support must be a boolean",
+    ),
+    "support_wrong_shape": (
+        quadratic_fit_on_support,
+        (np.ones(2), H2, np.array([True])),
+        {},
+        ValueError,
+        "support must have shape (2,)",
+    ),
     "lam_negative": (soft_threshold, (W3, -0.1), {}, ValueError, "lam must be in [0.0, inf]"),
     "lam_inf": (hard_threshold_prox, (W3, math.inf), {}, ValueError, "lam must be finite"),
     "lam_string": (soft_threshold, (W3, "1"), {}, TypeError, "lam must be a real number"),
@@ -729,15 +843,45 @@ BAD = {
     "step_zero": (ista, (A2, Y2, 0.1), {"step": 0.0}, ValueError, "step must be in (0.0, inf]"),
     "n_iter_negative": (ista, (A2, Y2, 0.1), {"n_iter": -1}, ValueError, "n_iter must be >= 0"),
     "tol_negative": (iht, (A2, Y2, 1), {"tol": -1e-3}, ValueError, "tol must be in"),
-    "A_zero_default_step": (ista, (np.zeros((3, 2)), Y2, 0.1), {}, ValueError, "A must not be all zeros"),
-    "ista_diverges": (ista, (A2, Y2, 0.1), {"step": 10.0, "n_iter": 5000}, ValueError, "ista diverged"),
+    "A_zero_default_step": (
+        ista,
+        (np.zeros((3, 2)), Y2, 0.1),
+        {},
+        ValueError,
+        "A must not be all zeros",
+    ),
+    "ista_diverges": (
+        ista,
+        (A2, Y2, 0.1),
+        {"step": 10.0, "n_iter": 5000},
+        ValueError,
+        "ista diverged",
+    ),
     "iht_diverges": (iht, (A2, Y2, 1), {"step": 10.0, "n_iter": 5000}, ValueError, "iht diverged"),
     "iht_k_too_large": (iht, (A2, Y2, 3), {}, ValueError, "k must be in [0, 2]"),
-    "iht_unknown_step_rule": (iht, (A2, Y2, 1), {"step": "fast"}, ValueError, "step must be a float > 0"),
+    "iht_unknown_step_rule": (
+        iht,
+        (A2, Y2, 1),
+        {"step": "fast"},
+        ValueError,
+        "step must be a float > 0",
+    ),
     "m_zero": (sensing_problem, (0, 4, 1, 0), {}, ValueError, "m must be >= 1"),
     "sensing_k_too_large": (sensing_problem, (3, 4, 5, 0), {}, ValueError, "k must be in [0, 4]"),
-    "noise_negative": (sensing_problem, (3, 4, 1, 0), {"noise": -1.0}, ValueError, "noise must be in"),
-    "seed_negative": (sensing_problem, (3, 4, 1, -1), {}, ValueError, "seed must be a non-negative"),
+    "noise_negative": (
+        sensing_problem,
+        (3, 4, 1, 0),
+        {"noise": -1.0},
+        ValueError,
+        "noise must be in",
+    ),
+    "seed_negative": (
+        sensing_problem,
+        (3, 4, 1, -1),
+        {},
+        ValueError,
+        "seed must be a non-negative",
+    ),
     "seed_float": (sensing_problem, (3, 4, 1, 1.5), {}, TypeError, "seed must be a non-negative"),
 }
 
@@ -746,8 +890,13 @@ BAD = {
 def test_bad_input_raises_and_leaves_inputs_untouched(name):
     fn, args, kwargs, exc, fragment = BAD[name]
     copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    with pytest.raises(exc, match=fragment.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        exc,
+        match=fragment.replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("[", r"\[")
+        .replace("]", r"\]"),
+    ):
         fn(*args, **kwargs)
     assert unchanged(copies, args)
 
@@ -758,7 +907,10 @@ GOOD_CALLS = {
     "nonnegative": (best_k_sparse_nonnegative, (W3, 2)),
     "weighted": (best_k_sparse_weighted, (W3, np.array([1.0, 2.0, 0.5]), 1)),
     "quadratic": (best_k_sparse_quadratic, (np.array([1.0, 2.0]), H2, 1)),
-    "fit_on_support": (quadratic_fit_on_support, (np.array([1.0, 2.0]), H2, np.array([True, False]))),
+    "fit_on_support": (
+        quadratic_fit_on_support,
+        (np.array([1.0, 2.0]), H2, np.array([True, False])),
+    ),
     "soft_threshold": (soft_threshold, (W3, 1.5)),
     "hard_threshold_prox": (hard_threshold_prox, (W3, 1.5)),
     "ista": (ista, (A2, Y2, 0.1)),
@@ -771,7 +923,7 @@ def test_functions_never_modify_or_alias_their_inputs(name):
     fn, args = GOOD_CALLS[name]
     copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     out = fn(*args)
-    for field in (out if isinstance(out, tuple) else (out,)):
+    for field in out if isinstance(out, tuple) else (out,):
         if isinstance(field, np.ndarray):
-            field[...] = 0                                  # writing the result must not reach the inputs
+            field[...] = 0  # writing the result must not reach the inputs
     assert unchanged(copies, args)

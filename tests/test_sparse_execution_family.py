@@ -42,20 +42,31 @@ def test_the_golden_answer_moved_to_float32_fails(case):
     tol = case.tolerance[next(iter(case.tolerance))]
 
     def moved(x):
-        return np.asarray(x, dtype=np.float64) * (1 + 2.0 ** -24)
+        return np.asarray(x, dtype=np.float64) * (1 + 2.0**-24)
+
     if case.op == "sparse_forward":
         wrong = moved(expected)
     else:
-        wrong = {"params": {n: moved(p) for n, p in expected["params"].items()},
-                 "loss": float(expected["loss"]) * (1 + 2.0 ** -24)}
+        wrong = {
+            "params": {n: moved(p) for n, p in expected["params"].items()},
+            "loss": float(expected["loss"]) * (1 + 2.0**-24),
+        }
     assert compare(expected, wrong, tol, inputs=case.inputs) is not None
 
 
 def test_the_running_bound_leaves_pruned_entries_no_room():
     case = next(c for c in CASES if "pruned-garbage" in c.flags and c.op == "sparse_train_step")
     i = case.inputs
-    b = running_bounds(i["params"], i["masks"], i["X"], i["activation"], i["loss"], i["y"],
-                       i["lr"], i["weight_decay"])
+    b = running_bounds(
+        i["params"],
+        i["masks"],
+        i["X"],
+        i["activation"],
+        i["loss"],
+        i["y"],
+        i["lr"],
+        i["weight_decay"],
+    )
     for n, m in i["masks"].items():
         assert np.all(b["params"][n][~m] == 0.0)
         assert np.all(b["params"][n][m] > 0.0)

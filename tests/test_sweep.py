@@ -18,9 +18,14 @@ from refprune.sweep.store import StoreError
 
 HELPERS = Path(__file__).with_name("sweep_helpers")
 # The tiny sweep of the tests: 2 seeds x 2 rules x 2 rounds on the sparse teacher, small and fast.
-TINY = {"seeds": [0, 1], "rules": ["magnitude", "random"], "rounds": 2,
-        "controls": ["reinit", "random_masks"], "train": {"epochs": 2},
-        "data": {"teacher": {"n_samples": 200}}}
+TINY = {
+    "seeds": [0, 1],
+    "rules": ["magnitude", "random"],
+    "rounds": 2,
+    "controls": ["reinit", "random_masks"],
+    "train": {"epochs": 2},
+    "data": {"teacher": {"n_samples": 200}},
+}
 TINY_TOML = """seeds = [0, 1]
 rules = ["magnitude", "random"]
 rounds = 2
@@ -70,9 +75,12 @@ def test_grid_expands_seeds_outermost_with_one_id_per_canonical_config():
 
 def test_run_id_ignores_key_order_and_spelling_of_defaults():
     a = sweep.expand(sweep.SweepConfig.from_dict(TINY))
-    b = sweep.expand(sweep.SweepConfig.from_dict({**dict(reversed(list(TINY.items()))),
-                                                  "architectures": [[48, 24]], "alphas": [0.2]}))
-    assert [r.run_id for r in a] == [r.run_id for r in b]      # "default" = (48, 24) on the teacher
+    b = sweep.expand(
+        sweep.SweepConfig.from_dict(
+            {**dict(reversed(list(TINY.items()))), "architectures": [[48, 24]], "alphas": [0.2]}
+        )
+    )
+    assert [r.run_id for r in a] == [r.run_id for r in b]  # "default" = (48, 24) on the teacher
 
 
 def test_config_round_trips_through_to_dict():
@@ -80,27 +88,38 @@ def test_config_round_trips_through_to_dict():
     assert sweep.SweepConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("doc, match", [
-    ({}, "seeds: missing"),
-    ({"seeds": [0], "rule": ["magnitude"]}, "rule: unknown key"),
-    ({"seeds": [0, 0]}, "seeds lists 0 twice"),
-    ({"seeds": [-1]}, r"seeds\[0\] must be >= 0"),
-    ({"seeds": "0"}, "seeds must be a list"),
-    ({"seeds": [0], "rules": ["biggest"]}, r"rules\[0\]: unknown value 'biggest'"),
-    ({"seeds": [0], "rewinds": ["step:x"]}, r"rewinds\[0\]: rewind must be 'step:K'"),
-    ({"seeds": [0], "alphas": [1.0]}, r"alphas\[0\] must be in \(0.0, 1.0\)"),
-    ({"seeds": [0], "architectures": [[0]]}, r"architectures\[0\]\[0\] must be >= 1"),
-    ({"seeds": [0], "architectures": ["big"]}, r"architectures\[0\] must be \"default\""),
-    ({"seeds": [0], "train": {"epoch": 2}}, "train.epoch: unknown key"),
-    ({"seeds": [0], "train": {"lr": 0}}, r"train.lr must be in \(0.0, inf\]"),
-    ({"seeds": [0], "data": {"mnist": {}}}, "data.mnist: unknown key"),
-    ({"seeds": [0], "data": {"teacher": {"n_sample": 5}}}, "data.teacher.n_sample: unknown key"),
-    ({"seeds": [0], "data": {"random_labels": {"base": "cifar"}}},
-     "data.random_labels.base: unknown value"),
-    ({"seeds": [0], "membership": 1}, "membership must be true or false"),
-    ({"seeds": [0], "controls": ["shuffle"]}, r"controls\[0\]: unknown value 'shuffle'"),
-    ({"seeds": [0], "architectures": ["default", [48, 24]]}, "two entries give the same network"),
-])
+@pytest.mark.parametrize(
+    "doc, match",
+    [
+        ({}, "seeds: missing"),
+        ({"seeds": [0], "rule": ["magnitude"]}, "rule: unknown key"),
+        ({"seeds": [0, 0]}, "seeds lists 0 twice"),
+        ({"seeds": [-1]}, r"seeds\[0\] must be >= 0"),
+        ({"seeds": "0"}, "seeds must be a list"),
+        ({"seeds": [0], "rules": ["biggest"]}, r"rules\[0\]: unknown value 'biggest'"),
+        ({"seeds": [0], "rewinds": ["step:x"]}, r"rewinds\[0\]: rewind must be 'step:K'"),
+        ({"seeds": [0], "alphas": [1.0]}, r"alphas\[0\] must be in \(0.0, 1.0\)"),
+        ({"seeds": [0], "architectures": [[0]]}, r"architectures\[0\]\[0\] must be >= 1"),
+        ({"seeds": [0], "architectures": ["big"]}, r"architectures\[0\] must be \"default\""),
+        ({"seeds": [0], "train": {"epoch": 2}}, "train.epoch: unknown key"),
+        ({"seeds": [0], "train": {"lr": 0}}, r"train.lr must be in \(0.0, inf\]"),
+        ({"seeds": [0], "data": {"mnist": {}}}, "data.mnist: unknown key"),
+        (
+            {"seeds": [0], "data": {"teacher": {"n_sample": 5}}},
+            "data.teacher.n_sample: unknown key",
+        ),
+        (
+            {"seeds": [0], "data": {"random_labels": {"base": "cifar"}}},
+            "data.random_labels.base: unknown value",
+        ),
+        ({"seeds": [0], "membership": 1}, "membership must be true or false"),
+        ({"seeds": [0], "controls": ["shuffle"]}, r"controls\[0\]: unknown value 'shuffle'"),
+        (
+            {"seeds": [0], "architectures": ["default", [48, 24]]},
+            "two entries give the same network",
+        ),
+    ],
+)
 def test_bad_config_names_the_key(doc, match):
     with pytest.raises(ConfigError, match=match):
         sweep.expand(sweep.SweepConfig.from_dict(doc))
@@ -149,8 +168,9 @@ def test_a_run_that_dies_is_retried_once_then_reported_while_the_others_finish(r
     log = tmp_path / "log"
     summary = sweep.run(TINY, tmp_path / "out", workers=2, job_command=logging_job(log, "1:random"))
     plan = sweep.expand(sweep.SweepConfig.from_dict(TINY))
-    dead = next(r.run_id for r in plan
-                if r.config["seed"] == 1 and r.config["pruning"]["rule"] == "random")
+    dead = next(
+        r.run_id for r in plan if r.config["seed"] == 1 and r.config["pruning"]["rule"] == "random"
+    )
     assert list(summary.failed) == [dead] and summary.completed == 3
     assert "exit status 7" in summary.failed[dead]
     starts = [rid for what, rid in log_lines(log) if what == "start"]
@@ -169,15 +189,18 @@ def test_a_run_that_dies_is_retried_once_then_reported_while_the_others_finish(r
 
 def test_a_killed_pool_worker_costs_only_the_run_that_kills_it(reference, tmp_path):
     log = tmp_path / "log"
-    summary = sweep.run(TINY, tmp_path / "out", workers=2,
-                        job_command=logging_job(log, "kill-worker:0:random"))
+    summary = sweep.run(
+        TINY, tmp_path / "out", workers=2, job_command=logging_job(log, "kill-worker:0:random")
+    )
     plan = sweep.expand(sweep.SweepConfig.from_dict(TINY))
-    killer = next(r.run_id for r in plan
-                  if r.config["seed"] == 0 and r.config["pruning"]["rule"] == "random")
+    killer = next(
+        r.run_id for r in plan if r.config["seed"] == 0 and r.config["pruning"]["rule"] == "random"
+    )
     assert list(summary.failed) == [killer] and "BrokenProcessPool" in summary.failed[killer]
     assert summary.completed == 3
-    assert files(tmp_path / "out") == {k: v for k, v in files(reference).items()
-                                       if k != f"{killer}.json"}
+    assert files(tmp_path / "out") == {
+        k: v for k, v in files(reference).items() if k != f"{killer}.json"
+    }
     assert [rid for what, rid in log_lines(log) if what == "start"].count(killer) == 2
 
 
@@ -196,7 +219,7 @@ def test_sigint_stops_the_sweep_and_a_rerun_finishes_it_running_nothing_twice(re
     first = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "runs").glob("*.json")}
     assert 1 <= len(first) < 4
     assert not [p for p in out.rglob("*.tmp")]
-    time.sleep(0.5)                        # a run's process ends within 0.2 s of its worker
+    time.sleep(0.5)  # a run's process ends within 0.2 s of its worker
     n_lines = len(log_lines(log))
     time.sleep(0.5)
     assert len(log_lines(log)) == n_lines  # nothing left running by the interrupted sweep
@@ -205,9 +228,12 @@ def test_sigint_stops_the_sweep_and_a_rerun_finishes_it_running_nothing_twice(re
     assert f"skipped {len(first)} completed {4 - len(first)} failed 0" in rerun.stdout
     started = [rid for what, rid in log_lines(log)[n_lines:] if what == "start"]
     assert sorted(started) == sorted(name[:-5] for name in files(reference) if name not in first)
-    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "runs").glob("*.json")
-            if p.name in first} == first                        # finished runs are not run again
-    assert files(out) == files(reference)                       # nothing lost
+    assert {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in (out / "runs").glob("*.json")
+        if p.name in first
+    } == first  # finished runs are not run again
+    assert files(out) == files(reference)  # nothing lost
 
 
 def test_a_damaged_run_file_stops_the_sweep_and_the_report(reference, tmp_path):
@@ -224,17 +250,22 @@ def test_a_damaged_run_file_stops_the_sweep_and_the_report(reference, tmp_path):
         sweep.run(TINY, out)
     with pytest.raises(StoreError, match=victim.name):
         sweep.report(out, plots=False)
-    victim.write_text(victim.read_text()[:100])                  # a truncated file
+    victim.write_text(victim.read_text()[:100])  # a truncated file
     with pytest.raises(StoreError, match="not valid JSON"):
         sweep.run(TINY, out)
 
 
 def test_a_result_that_fails_its_checks_is_a_failed_attempt(tmp_path):
     liar = tmp_path / "liar.py"
-    liar.write_text("import json, sys\nreq = json.loads(sys.stdin.read())\n"
-                    "print(json.dumps({'file': '{}', 'compute_seconds': 0}))\n")
-    summary = sweep.run({**TINY, "seeds": [0], "rules": ["magnitude"]}, tmp_path / "out",
-                        job_command=[sys.executable, str(liar)])
+    liar.write_text(
+        "import json, sys\nreq = json.loads(sys.stdin.read())\n"
+        "print(json.dumps({'file': '{}', 'compute_seconds': 0}))\n"
+    )
+    summary = sweep.run(
+        {**TINY, "seeds": [0], "rules": ["magnitude"]},
+        tmp_path / "out",
+        job_command=[sys.executable, str(liar)],
+    )
     assert summary.completed == 0 and len(summary.failed) == 1
     assert "not a refprune.sweep-run file" in next(iter(summary.failed.values()))
     assert not list((tmp_path / "out" / "runs").glob("*.json"))
@@ -255,7 +286,7 @@ def test_report_writes_the_table_summary_and_plots(reference, tmp_path):
     summary = sweep.report(reference, tmp_path)
     assert summary["runs"] == {"planned": 4, "finished": 4, "failed": [], "missing": 0}
     rows = json.loads((tmp_path / "table.json").read_text())
-    assert len(rows) == 4 * (3 + 2 + 2)                # imp rounds 0-2, two controls x 2 rounds
+    assert len(rows) == 4 * (3 + 2 + 2)  # imp rounds 0-2, two controls x 2 rounds
     header = (tmp_path / "table.csv").read_text().splitlines()[0].split(",")
     assert header[-4:] == ["class_0", "class_1", "class_2", "class_3"]
     for name in summary["files"]:
@@ -268,9 +299,18 @@ def test_report_writes_the_table_summary_and_plots(reference, tmp_path):
 
 def test_random_labels_stay_within_the_binomial_interval_of_chance(tmp_path):
     out = tmp_path / "out"
-    sweep.run({"seeds": [0, 1], "datasets": ["random_labels"], "rounds": 3, "controls": ["reinit"],
-               "alphas": [0.5], "train": {"epochs": 3},
-               "data": {"random_labels": {"n_samples": 400}}}, out)
+    sweep.run(
+        {
+            "seeds": [0, 1],
+            "datasets": ["random_labels"],
+            "rounds": 3,
+            "controls": ["reinit"],
+            "alphas": [0.5],
+            "train": {"epochs": 3},
+            "data": {"random_labels": {"n_samples": 400}},
+        },
+        out,
+    )
     chance = next(iter(sweep.report(out, plots=False)["groups"].values()))["chance"]
     assert chance["checks"] == 2 * (4 + 3) and chance["chance"] == 0.25 and chance["n_test"] == 200
     assert chance["outside"] == 0, chance["first_outside"]
@@ -283,20 +323,27 @@ def run_cli(args, capsys):
     return exc.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, content, message", [
-    (["--workers", "0"], TINY_TOML, "argument --workers: expected a positive integer, got 0"),
-    (["--scheduler", "localhost"], TINY_TOML, "argument --scheduler: expected an address"),
-    (["--workers", "2", "--dask-local", "2"], TINY_TOML, "not allowed with argument"),
-    (["--retries", "x"], TINY_TOML, "argument --retries: expected an integer >= 0"),
-    ([], "seeds = [0\n", "is not valid TOML"),
-    ([], "seeds = [0]\nrules = ['biggest']\n", "rules[0]: unknown value 'biggest'"),
-    ([], "seed = [0]\n", "seed: unknown key"),
-    ([], None, "cannot read"),
-    ([], "seeds = [0]\narchitectures = ['default', [48, 24]]\n",
-     "two entries give the same network"),
-])
-def test_bad_arguments_and_config_files_get_usage_and_one_line(tmp_path, capsys, args, content,
-                                                               message):
+@pytest.mark.parametrize(
+    "args, content, message",
+    [
+        (["--workers", "0"], TINY_TOML, "argument --workers: expected a positive integer, got 0"),
+        (["--scheduler", "localhost"], TINY_TOML, "argument --scheduler: expected an address"),
+        (["--workers", "2", "--dask-local", "2"], TINY_TOML, "not allowed with argument"),
+        (["--retries", "x"], TINY_TOML, "argument --retries: expected an integer >= 0"),
+        ([], "seeds = [0\n", "is not valid TOML"),
+        ([], "seeds = [0]\nrules = ['biggest']\n", "rules[0]: unknown value 'biggest'"),
+        ([], "seed = [0]\n", "seed: unknown key"),
+        ([], None, "cannot read"),
+        (
+            [],
+            "seeds = [0]\narchitectures = ['default', [48, 24]]\n",
+            "two entries give the same network",
+        ),
+    ],
+)
+def test_bad_arguments_and_config_files_get_usage_and_one_line(
+    tmp_path, capsys, args, content, message
+):
     cfg = tmp_path / "s.toml"
     if content is not None:
         cfg.write_text(content)
@@ -311,8 +358,9 @@ def test_digits_without_scikit_learn_is_named_before_anything_runs(tmp_path, cap
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a)
+    )
     cfg = tmp_path / "d.toml"
     cfg.write_text("seeds = [0]\ndatasets = ['digits']\n")
     code, err = run_cli(["sweep", str(cfg)], capsys)
@@ -326,7 +374,7 @@ def test_report_of_a_missing_directory_gets_usage(tmp_path, capsys):
 
 
 def test_cli_sweep_dry_run_then_run_then_report(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)                     # the default output directory: ./one-sweep
+    monkeypatch.chdir(tmp_path)  # the default output directory: ./one-sweep
     cfg = tmp_path / "one.toml"
     cfg.write_text(TINY_TOML.replace("seeds = [0, 1]", "seeds = [1]").replace(', "random"]', "]"))
     assert cli(["sweep", str(cfg), "--dry-run"]) == 0
@@ -355,6 +403,7 @@ def test_progress_line_counts_and_estimates():
 
     stream = Tty()
     from refprune.sweep.runner import Progress
+
     bar = Progress(10, 2, stream=stream, width=10)
     bar.update(2, 0, force=True)
     bar.update(4, 1)
@@ -365,6 +414,7 @@ def test_progress_line_counts_and_estimates():
 
 def test_environment_of_a_run_has_one_blas_thread_and_keeps_the_machine_settings():
     from refprune.sweep.job import JOB_ENV
+
     assert JOB_ENV["OPENBLAS_NUM_THREADS"] == "1"
     assert not [k for k in JOB_ENV if k.startswith("OPENBLAS_") and k != "OPENBLAS_NUM_THREADS"]
 
@@ -373,8 +423,22 @@ def test_cli_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY_TOML)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "refprune", "sweep", str(cfg), "--out", str(out),
-                             "--workers", "1", "--quiet"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "refprune",
+            "sweep",
+            str(cfg),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list((out / "runs").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.02)

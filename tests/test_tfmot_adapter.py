@@ -21,20 +21,29 @@ from conformance.runner import golden_case, read_xfails, run
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = "conformance.adapters.tfmot_backend:TfmotBackend"
 XFAILS = ROOT / "conformance" / "adapters" / "tfmot_xfails.txt"
-DEVIATIONS = {"367", "368", "369", "372", "schedules/differential",
-              "schedules/polynomial-differential"}
+DEVIATIONS = {
+    "367",
+    "368",
+    "369",
+    "372",
+    "schedules/differential",
+    "schedules/polynomial-differential",
+}
 
 
 def _have_tfmot() -> bool:
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("tensorflow", "tf_keras", "tensorflow_model_optimization"))
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+    )
 
 
-needs_tfmot = pytest.mark.skipif(not _have_tfmot(), reason="TF-MOT is not installed (optional: "
-                                 "pip install 'refprune[tfmot]')")
+needs_tfmot = pytest.mark.skipif(
+    not _have_tfmot(), reason="TF-MOT is not installed (optional: pip install 'refprune[tfmot]')"
+)
 
 # One TensorFlow process for the direct checks: each line of its output is one JSON result.
-CHECKS = r'''
+CHECKS = r"""
 import json
 import numpy as np
 from conformance.adapters.tfmot_backend import TfmotBackend
@@ -69,21 +78,28 @@ sc = np.array([[0.4, 0.4, 0.1, 0.4, 0.0, 0.0, 0.0, 0.0], [0.3, 0.2, 0.2, 0.2, 0.
 out["n_m"] = b.n_m_mask(scores=sc, n=2, m=4, alive=None).tolist()
 out["n_m_reference"] = ref.n_m_mask(scores=sc, n=2, m=4, alive=None).tolist()
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def checks():
-    out = subprocess.run([sys.executable, "-c", CHECKS], capture_output=True, text=True,
-                         cwd=ROOT, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", CHECKS], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @needs_tfmot
 def test_the_suite_passes_tfmot_up_to_its_declared_deviations():
-    report = run(SPEC, profile="tfmot", families=["profiles", "masks", "schedules"],
-                 max_examples=10, xfails=read_xfails(XFAILS), shrink=False)
+    report = run(
+        SPEC,
+        profile="tfmot",
+        families=["profiles", "masks", "schedules"],
+        max_examples=10,
+        xfails=read_xfails(XFAILS),
+        shrink=False,
+    )
     assert report.ok, "\n\n".join(f"{r.id} {r.flags}: {r.detail}" for r in report.failures)
     assert not report.unmatched_xfails
     summary = report.summary()
@@ -123,9 +139,12 @@ def test_n_m_ties_go_to_the_lower_index(checks):
 
 
 def test_the_adapter_module_imports_without_tensorflow():
-    code = ("import sys; sys.modules['tensorflow'] = None\n"
-            "import conformance.adapters.tfmot_backend as m\n"
-            "try:\n    m.TfmotBackend()\nexcept ImportError as e:\n    print('ImportError', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=ROOT)
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"
+        "import conformance.adapters.tfmot_backend as m\n"
+        "try:\n    m.TfmotBackend()\nexcept ImportError as e:\n    print('ImportError', e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.startswith("ImportError") and "refprune[tfmot]" in out.stdout

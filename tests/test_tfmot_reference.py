@@ -42,7 +42,7 @@ def test_eager_power_is_the_correctly_rounded_cube_not_numpys_float32_power():
     # NumPy's float32 power is 1 ulp off the exact cube at step 1 (and depends on the SIMD
     # path NumPy picks); the profile rounds the exact cube.
     q = np.float32(1) - np.float32(1) / np.float32(1000)
-    exact = np.float32(float(q) ** 3)           # the double cube is exact to 2^-53: no tie here
+    exact = np.float32(float(q) ** 3)  # the double cube is exact to 2^-53: no tie here
     s = tfmot_polynomial_decay(1, 0.1, 0.9, 0, 1000, execution="eager")
     assert s == np.float32(np.float32(np.float32(0.1 - 0.9) * exact) + np.float32(0.9))
 
@@ -56,21 +56,26 @@ def test_graph_count_is_folded_not_the_count_of_the_sparsity():
 
 def test_exact_powers_agree_between_the_closed_forms():
     for step in range(0, 1001, 13):
-        for power, form in ((1.0, lambda q: q), (2.0, lambda q: q * q),
-                            (0.5, lambda q: np.sqrt(q))):
+        for power, form in (
+            (1.0, lambda q: q),
+            (2.0, lambda q: q * q),
+            (0.5, lambda q: np.sqrt(q)),
+        ):
             q = np.float32(1) - min(np.float32(1), np.float32(step) / np.float32(1000))
             want = np.float32(np.float32(0.1 - 0.9) * form(q)) + np.float32(0.9)
-            assert tfmot_polynomial_decay(step, 0.1, 0.9, 0, 1000, power,
-                                          execution="eager") == want
+            assert tfmot_polynomial_decay(step, 0.1, 0.9, 0, 1000, power, execution="eager") == want
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(execution="xla"), "execution must be one of"),
-    (dict(power=float("nan")), "power must be in"),
-    (dict(power=0.0), "power must be in"),
-    (dict(power=1e300), "positive float32 number"),
-    (dict(end_step=0), "end_step must be > begin_step"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(execution="xla"), "execution must be one of"),
+        (dict(power=float("nan")), "power must be in"),
+        (dict(power=0.0), "power must be in"),
+        (dict(power=1e300), "positive float32 number"),
+        (dict(end_step=0), "end_step must be > begin_step"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     args = dict(step=3, initial_sparsity=0.1, final_sparsity=0.9, begin_step=0, end_step=10)
     args.update(kwargs)
@@ -81,18 +86,30 @@ def test_bad_arguments(kwargs, match):
 
 
 def _have_tfmot() -> bool:
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("tensorflow", "tf_keras", "tensorflow_model_optimization"))
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+    )
 
 
-@pytest.mark.skipif(not _have_tfmot(), reason="TF-MOT is not installed (optional: pip install "
-                    "tensorflow-cpu tf-keras tensorflow-model-optimization)")
+@pytest.mark.skipif(
+    not _have_tfmot(),
+    reason="TF-MOT is not installed (optional: pip install "
+    "tensorflow-cpu tf-keras tensorflow-model-optimization)",
+)
 def test_profile_against_tfmot():
     script = Path(__file__).with_name("tfmot_reference.py")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(script.parent.parent),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True,
-                         text=True, env=env, timeout=1800)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(script.parent.parent), os.environ.get("PYTHONPATH", "")]),
+    )
+    out = subprocess.run(
+        [sys.executable, str(script), "--quick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     total = [line for line in out.stdout.splitlines() if line.startswith("total:")]
     assert out.returncode == 0 and total, out.stdout[-3000:] + out.stderr[-3000:]
     assert " 0 mismatches;" in total[0], total[0]

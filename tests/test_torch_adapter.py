@@ -21,28 +21,41 @@ from conformance.conventions import TORCH, torch_nparams_toprune
 from conformance.runner import read_xfails, run
 
 # torch itself warns that torch.jit.script (used inside torch) is deprecated; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
+)
 
 XFAILS = Path(__file__).resolve().parents[1] / "conformance" / "adapters" / "torch_xfails.txt"
 # Golden curvature cases where torch's own derivatives of a saturated tanh or softmax lose
 # digits the reference keeps, and structured pruning's notion of an alive unit; no deviation
 # is about ties (those the profile allows).
 ACCURACY = {"97", "98", "99", "424", "425", "426", "427", "428", "431", "432", "433", "434"}
-UNITS = {"masks/prune-units-differential",   # reported "xpass" when no example meets the case
-         "masks/prune-units-every-norm-and-cut"}
+UNITS = {
+    "masks/prune-units-differential",  # reported "xpass" when no example meets the case
+    "masks/prune-units-every-norm-and-cut",
+}
 DEVIATIONS = ACCURACY | UNITS
 
 
 @pytest.fixture(scope="module")
 def torch_backend():
-    pytest.importorskip("torch", reason="the PyTorch adapter needs torch (pip install 'refprune[torch]')")
+    pytest.importorskip(
+        "torch", reason="the PyTorch adapter needs torch (pip install 'refprune[torch]')"
+    )
     from conformance.adapters.torch_backend import TorchBackend
+
     return TorchBackend()
 
 
 def test_the_suite_passes_torch_up_to_its_declared_deviations(torch_backend):
-    report = run(torch_backend, backend_spec="conformance.adapters.torch_backend:TorchBackend",
-                 profile="torch", max_examples=5, xfails=read_xfails(XFAILS), shrink=False)
+    report = run(
+        torch_backend,
+        backend_spec="conformance.adapters.torch_backend:TorchBackend",
+        profile="torch",
+        max_examples=5,
+        xfails=read_xfails(XFAILS),
+        shrink=False,
+    )
     assert report.ok, "\n\n".join(f"{r.id} {r.flags}: {r.detail}" for r in report.failures)
     assert not report.unmatched_xfails
     summary = report.summary()
@@ -65,14 +78,24 @@ def test_a_unit_whose_incoming_row_is_all_pruned_is_invisible_to_ln_structured(t
     """The reference counts unit 0 alive (its bias and outgoing weight are): 2 alive units,
     round(0.5 * 2) = 1 goes, unit 0 (norm 0). torch's container skips a channel whose mask row
     is all zero: 1 visible unit, round(0.5 * 1) = 0 go, and unit 0's bias and outgoing weight stay."""
-    p = {"layers.0.weight": np.array([[0.0], [1.0]]), "layers.0.bias": np.array([0.5, 0.5]),
-         "layers.1.weight": np.array([[1.0, 1.0]]), "layers.1.bias": np.array([0.0])}
+    p = {
+        "layers.0.weight": np.array([[0.0], [1.0]]),
+        "layers.0.bias": np.array([0.5, 0.5]),
+        "layers.1.weight": np.array([[1.0, 1.0]]),
+        "layers.1.bias": np.array([0.0]),
+    }
     masks = {n: np.ones(v.shape, dtype=bool) for n, v in p.items()}
     masks["layers.0.weight"] = np.array([[False], [True]])
     args = dict(params=p, masks=masks, fraction=0.5, norm="l1", rounding="round-half-even")
     ref, got = ReferenceBackend().prune_units(**args), torch_backend.prune_units(**args)
-    assert ref["layers.1.weight"].tolist() == [[False, True]] and ref["layers.0.bias"].tolist() == [False, True]
-    assert got["layers.1.weight"].tolist() == [[True, True]] and got["layers.0.bias"].tolist() == [True, True]
+    assert ref["layers.1.weight"].tolist() == [[False, True]] and ref["layers.0.bias"].tolist() == [
+        False,
+        True,
+    ]
+    assert got["layers.1.weight"].tolist() == [[True, True]] and got["layers.0.bias"].tolist() == [
+        True,
+        True,
+    ]
 
 
 # ------------------------------------------------------------------ counts and containers
@@ -82,17 +105,28 @@ def test_torch_counts_are_round_half_even_of_the_float64_product(torch_backend, 
     assert count == torch_nparams_toprune(fraction, n) == round(fraction * n)
 
 
-@pytest.mark.parametrize("fraction, n, count", [(0.25, 10, 2), (0.35, 10, 4), (0.5, 3, 2), (0.5, 5, 2)])
+@pytest.mark.parametrize(
+    "fraction, n, count", [(0.25, 10, 2), (0.35, 10, 4), (0.5, 3, 2), (0.5, 5, 2)]
+)
 def test_torch_counts_at_half_way_points(torch_backend, fraction, n, count):
-    assert torch_backend.fraction_to_count(fraction=fraction, n=n, rounding="round-half-even") == count
+    assert (
+        torch_backend.fraction_to_count(fraction=fraction, n=n, rounding="round-half-even") == count
+    )
 
 
 @given(cst.distinct_scores(cst.shapes(max_side=5)), st.data())
 def test_a_second_pruning_step_prunes_a_fraction_of_the_survivors(torch_backend, s, data):
-    first, second = data.draw(cst.fractions(), label="first"), data.draw(cst.fractions(), label="second")
+    first, second = (
+        data.draw(cst.fractions(), label="first"),
+        data.draw(cst.fractions(), label="second"),
+    )
     scores = {"w": s}
-    once = torch_backend.profile_mask(scores=scores, amount=first, alive=None, scope="layer", ignore=[])
-    twice = torch_backend.profile_mask(scores=scores, amount=second, alive=once, scope="layer", ignore=[])
+    once = torch_backend.profile_mask(
+        scores=scores, amount=first, alive=None, scope="layer", ignore=[]
+    )
+    twice = torch_backend.profile_mask(
+        scores=scores, amount=second, alive=once, scope="layer", ignore=[]
+    )
     assert not np.any(twice["w"] & ~once["w"]), "pruned entries stay pruned"
     assert once["w"].sum() - twice["w"].sum() == round(second * once["w"].sum())
     assert np.array_equal(twice["w"], TORCH.keep_masks(scores, second, alive=once)["w"])
@@ -113,15 +147,17 @@ def test_an_integer_amount_is_a_count(torch_backend):
     s = {"a": np.array([0.5, 0.1, 0.9, 0.3]), "b": np.array([[0.2, 0.8], [0.4, 0.05]])}
     masks = torch_backend.profile_mask(scores=s, amount=3, alive=None, scope="global", ignore=[])
     assert sum(int(m.sum()) for m in masks.values()) == 8 - 3
-    assert masks["a"].tolist() == [True, False, True, True]          # 0.1 goes
-    assert masks["b"].tolist() == [[False, True], [True, False]]     # 0.2 and 0.05 go
+    assert masks["a"].tolist() == [True, False, True, True]  # 0.1 goes
+    assert masks["b"].tolist() == [[False, True], [True, False]]  # 0.2 and 0.05 go
 
 
 def test_inputs_are_left_untouched(torch_backend):
     s = np.array([[0.3, -0.2], [0.0, 0.7]])
     alive = np.array([[True, False], [True, True]])
     s0, alive0 = s.copy(), alive.copy()
-    torch_backend.profile_mask(scores={"w": s}, amount=0.5, alive={"w": alive}, scope="layer", ignore=[])
+    torch_backend.profile_mask(
+        scores={"w": s}, amount=0.5, alive={"w": alive}, scope="layer", ignore=[]
+    )
     assert np.array_equal(s, s0) and np.array_equal(alive, alive0)
 
 
@@ -132,16 +168,27 @@ def test_other_roundings_and_signed_scores_are_not_provided(torch_backend):
     with pytest.raises(NotProvided):
         torch_backend.keep_top_k(scores=np.array([-1.0, 2.0]), k=1)
     with pytest.raises(NotProvided):
-        torch_backend.select_masks(scores={"w": np.array([0.5, -0.5])}, masks={"w": np.ones(2, bool)},
-                                   fraction=0.5, scope="layer", rate_multipliers=None,
-                                   rounding="round-half-even")
+        torch_backend.select_masks(
+            scores={"w": np.array([0.5, -0.5])},
+            masks={"w": np.ones(2, bool)},
+            fraction=0.5,
+            scope="layer",
+            rate_multipliers=None,
+            rounding="round-half-even",
+        )
 
 
 def test_the_obd_recursion_is_not_provided(torch_backend):
     net = {"layers.0.weight": np.ones((2, 2)), "layers.0.bias": np.zeros(2)}
     with pytest.raises(NotProvided):
-        torch_backend.hessian_diag(params=net, X=np.ones((1, 2)), y=np.array([0]), activation="tanh",
-                                   loss="cross_entropy", method="obd")
+        torch_backend.hessian_diag(
+            params=net,
+            X=np.ones((1, 2)),
+            y=np.array([0]),
+            activation="tanh",
+            loss="cross_entropy",
+            method="obd",
+        )
 
 
 # ------------------------------------------------------------------ curvature
@@ -160,8 +207,14 @@ def test_forward_over_reverse_hvp_fails_only_through_mse_loss(torch_backend):
     from conformance.adapters.torch_backend import TorchForwardOverReverse
 
     fwd = TorchForwardOverReverse()
-    p = {"layers.0.weight": np.array([[0.5, -1.0], [2.0, 0.25]]), "layers.0.bias": np.array([0.1, -0.2])}
-    v = {"layers.0.weight": np.array([[1.0, 0.0], [0.5, -1.0]]), "layers.0.bias": np.array([0.3, 0.2])}
+    p = {
+        "layers.0.weight": np.array([[0.5, -1.0], [2.0, 0.25]]),
+        "layers.0.bias": np.array([0.1, -0.2]),
+    }
+    v = {
+        "layers.0.weight": np.array([[1.0, 0.0], [0.5, -1.0]]),
+        "layers.0.bias": np.array([0.3, 0.2]),
+    }
     X = np.array([[1.0, 2.0], [-0.5, 0.5], [0.0, 1.5]])
     ce = dict(params=p, X=X, y=np.array([0, 1, 1]), v=v, activation="tanh", loss="cross_entropy")
     want = ReferenceBackend().hvp(**ce)
@@ -178,21 +231,31 @@ def test_forward_over_reverse_hvp_fails_only_through_mse_loss(torch_backend):
 
 # ------------------------------------------------------------------ sparse execution
 def _one_layer(bias, bias_mask, weight=((0.0, 1.0), (2.0, 0.5))):
-    return dict(params={"layers.0.weight": np.array(weight), "layers.0.bias": np.array(bias)},
-                masks={"layers.0.weight": np.array([[True, True], [False, True]]),
-                       "layers.0.bias": np.array(bias_mask)},
-                X=np.array([[1.0, -2.0], [0.5, 1.0]]), y=np.array([[0.0, 1.0], [1.0, 0.0]]),
-                activation="relu", loss="mse", lr=0.5, weight_decay=0.0)
+    return dict(
+        params={"layers.0.weight": np.array(weight), "layers.0.bias": np.array(bias)},
+        masks={
+            "layers.0.weight": np.array([[True, True], [False, True]]),
+            "layers.0.bias": np.array(bias_mask),
+        },
+        X=np.array([[1.0, -2.0], [0.5, 1.0]]),
+        y=np.array([[0.0, 1.0], [1.0, 0.0]]),
+        activation="relu",
+        loss="mse",
+        lr=0.5,
+        weight_decay=0.0,
+    )
 
 
-def test_to_sparse_csr_drops_alive_zeros_so_the_step_builds_its_pattern_from_the_mask(torch_backend):
+def test_to_sparse_csr_drops_alive_zeros_so_the_step_builds_its_pattern_from_the_mask(
+    torch_backend,
+):
     """Tensor.to_sparse_csr() keeps the non-zeros: the alive 0.0 at (0, 0) is not stored. The
     adapter's training pattern is the mask, so that weight gets its gradient and moves."""
     torch = torch_backend.torch
     args = _one_layer([0.25, -0.5], [True, True])
     w = torch.tensor(args["params"]["layers.0.weight"] * args["masks"]["layers.0.weight"])
     with pytest.warns(UserWarning, match="beta"):
-        assert w.to_sparse_csr().values().numel() == 2            # 3 alive, the 0.0 dropped
+        assert w.to_sparse_csr().values().numel() == 2  # 3 alive, the 0.0 dropped
     got = torch_backend.sparse_train_step(**args)
     want = ReferenceBackend().sparse_train_step(**args)
     assert got["params"]["layers.0.weight"][0, 0] != 0.0
@@ -211,9 +274,16 @@ def test_a_pruned_negative_bias_comes_out_of_the_reparametrisation_as_negative_z
 
 # ------------------------------------------------------------------ torch stays optional
 def test_the_adapter_module_imports_without_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import conformance.adapters.torch_backend as m\n"
-            "try:\n    m.TorchBackend()\nexcept ImportError as e:\n    print('ImportError', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import conformance.adapters.torch_backend as m\n"
+        "try:\n    m.TorchBackend()\nexcept ImportError as e:\n    print('ImportError', e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.startswith("ImportError") and "refprune[torch]" in out.stdout

@@ -26,8 +26,17 @@ def _setup(seed=0, activation="tanh"):
 
 
 def _run(params, masks, X, y, rates, prune_at=None, **kw):
-    return train_steps(params, masks, X, y, activation="tanh", loss="cross_entropy",
-                       lr_schedule=np.asarray(rates, dtype=np.float64), prune_at=prune_at, **kw)
+    return train_steps(
+        params,
+        masks,
+        X,
+        y,
+        activation="tanh",
+        loss="cross_entropy",
+        lr_schedule=np.asarray(rates, dtype=np.float64),
+        prune_at=prune_at,
+        **kw,
+    )
 
 
 # ----------------------------------------------------------------------------- the rule
@@ -38,10 +47,28 @@ def test_one_update_is_torch_sgd_by_hand():
     g1, g2 = np.array([0.5, 0.25, -1.0, 7.0]), np.array([-0.5, 1.0, 2.0, 7.0])
     mu, wd, lr = 0.9, 0.1, 0.5
     for nesterov, decoupled in itertools.product([False, True], repeat=2):
-        th, v = sgd_update(theta, g1, None, mask, lr, momentum=mu, nesterov=nesterov,
-                           weight_decay=wd, decoupled=decoupled)
-        th, v = sgd_update(th, g2, v, mask, lr, momentum=mu, nesterov=nesterov,
-                           weight_decay=wd, decoupled=decoupled)
+        th, v = sgd_update(
+            theta,
+            g1,
+            None,
+            mask,
+            lr,
+            momentum=mu,
+            nesterov=nesterov,
+            weight_decay=wd,
+            decoupled=decoupled,
+        )
+        th, v = sgd_update(
+            th,
+            g2,
+            v,
+            mask,
+            lr,
+            momentum=mu,
+            nesterov=nesterov,
+            weight_decay=wd,
+            decoupled=decoupled,
+        )
         t = theta.copy()
         buf = None
         for g in (g1, g2):
@@ -51,14 +78,14 @@ def test_one_update_is_torch_sgd_by_hand():
             t = t - lr * (u + (wd * t if decoupled else 0)) * mask
         np.testing.assert_allclose(th, t, rtol=1e-15, atol=0)
         np.testing.assert_allclose(v, buf, rtol=1e-15, atol=0)
-        assert th[3] == 3.0          # the caller zeroes pruned state under "update"
+        assert th[3] == 3.0  # the caller zeroes pruned state under "update"
 
 
 def test_nesterov_needs_momentum_and_mask_at_is_checked():
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         SGD(0.1, nesterov=True)
     with pytest.raises(ValueError, match="mask_at"):
-        SGD(0.1, mask_at="gradient")           # an MLP holds 0.0 at pruned entries
+        SGD(0.1, mask_at="gradient")  # an MLP holds 0.0 at pruned entries
     with pytest.raises(TypeError, match="decoupled must be a bool"):
         SGD(0.1, decoupled=1)
 
@@ -70,11 +97,29 @@ def test_default_sgd_is_unchanged_and_weights_convention_trains_the_same_network
     runs = {}
     for mask_at in ("update", "weights"):
         net = model.copy()
-        train(net, X, y, epochs=5, lr=0.2, momentum=0.9, weight_decay=0.05, nesterov=True,
-              mask_at=mask_at)
+        train(
+            net,
+            X,
+            y,
+            epochs=5,
+            lr=0.2,
+            momentum=0.9,
+            weight_decay=0.05,
+            nesterov=True,
+            mask_at=mask_at,
+        )
         runs[mask_at] = net.params
-        ref = _run(params, m0, X, y, [0.2] * 5, momentum=0.9, weight_decay=0.05, nesterov=True,
-                   mask_at=mask_at)["params"][-1]
+        ref = _run(
+            params,
+            m0,
+            X,
+            y,
+            [0.2] * 5,
+            momentum=0.9,
+            weight_decay=0.05,
+            nesterov=True,
+            mask_at=mask_at,
+        )["params"][-1]
         for n in params:
             assert np.array_equal(net.params[n], ref[n])
             assert np.all(net.params[n][~m0[n]] == 0.0)
@@ -96,24 +141,32 @@ def test_sgd_zeroes_the_velocity_of_weights_pruned_during_training():
 
 
 # ----------------------------------------------------------------------------- the claims
-COMBINATIONS = list(itertools.product([0.0, 0.9], [False, True], [0.0, 0.1], [False, True],
-                                      ["none", "prune", "rewind"]))
+COMBINATIONS = list(
+    itertools.product(
+        [0.0, 0.9], [False, True], [0.0, 0.1], [False, True], ["none", "prune", "rewind"]
+    )
+)
 
 
 @pytest.mark.parametrize("momentum,nesterov,wd,decoupled,event", COMBINATIONS)
-def test_pruned_weights_never_come_back_and_the_conventions_agree(momentum, nesterov, wd,
-                                                                  decoupled, event):
+def test_pruned_weights_never_come_back_and_the_conventions_agree(
+    momentum, nesterov, wd, decoupled, event
+):
     """docs/training.md, claims 1-3, on every combination of the options."""
     if nesterov and not momentum:
         return
     params, m0, m1, back, X, y = _setup(3)
-    prune_at = {"none": None,
-                "prune": [{"step": 2, "masks": m1, "rewind": None}],
-                "rewind": [{"step": 2, "masks": m1, "rewind": back}]}[event]
+    prune_at = {
+        "none": None,
+        "prune": [{"step": 2, "masks": m1, "rewind": None}],
+        "rewind": [{"step": 2, "masks": m1, "rewind": back}],
+    }[event]
     masks_at = [m0, m0, m0] + [m0 if event == "none" else m1] * 3
     kw = dict(momentum=momentum, nesterov=nesterov, weight_decay=wd, decoupled=decoupled)
-    runs = {m: _run(params, m0, X, y, [0.5, 0.25, 0.5, 0.25, 0.1], prune_at, mask_at=m, **kw)
-            for m in ("update", "weights", "gradient")}
+    runs = {
+        m: _run(params, m0, X, y, [0.5, 0.25, 0.5, 0.25, 0.1], prune_at, mask_at=m, **kw)
+        for m in ("update", "weights", "gradient")
+    }
     for mask_at in ("update", "weights"):
         for t, theta in enumerate(runs[mask_at]["params"]):
             for n, m in masks_at[t].items():
@@ -133,7 +186,7 @@ def test_gradient_convention_keeps_moving_pruned_entries():
     n = "layers.0.weight"
     pruned = ~m0[n]
     assert np.array_equal(out["params"][0][n][pruned], params[n][pruned])
-    assert not np.array_equal(out["params"][-1][n][pruned], params[n][pruned])   # decayed
+    assert not np.array_equal(out["params"][-1][n][pruned], params[n][pruned])  # decayed
 
 
 def test_train_steps_refuses_bad_events_and_rates():
@@ -168,10 +221,12 @@ def test_random_masks_within_are_nested_with_exact_counts_and_unchanged_without(
     rng = np.random.Generator(np.random.PCG64(3))
     for n in ("a", "b"):
         expected = np.zeros(masks[n].size, bool)
-        expected[rng.permutation(masks[n].size)[:masks[n].sum()]] = True
+        expected[rng.permutation(masks[n].size)[: masks[n].sum()]] = True
         assert np.array_equal(plain[n].ravel(), expected)
     with pytest.raises(ValueError, match="more than the"):
-        random_masks_like({"a": np.ones(4, bool)}, ["a"], 0, within={"a": np.eye(2, dtype=bool).ravel()})
+        random_masks_like(
+            {"a": np.ones(4, bool)}, ["a"], 0, within={"a": np.eye(2, dtype=bool).ravel()}
+        )
 
 
 # ----------------------------------------------------------------------------- torch
@@ -180,16 +235,32 @@ def test_torch_prune_reparametrisation_is_the_gradient_convention():
     weight_orig and its momentum buffer keep moving at pruned entries; pruning mid-training."""
     torch = pytest.importorskip("torch")
     from torch.nn.utils import prune
+
     params, m0, m1, _, X, y = _setup(7)
-    out = _run(params, m0, X, y, [0.25] * 4, [{"step": 2, "masks": m1, "rewind": None}],
-               momentum=0.9, nesterov=True, weight_decay=0.1, mask_at="gradient")
+    out = _run(
+        params,
+        m0,
+        X,
+        y,
+        [0.25] * 4,
+        [{"step": 2, "masks": m1, "rewind": None}],
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=0.1,
+        mask_at="gradient",
+    )
     layers = [torch.nn.Linear(3, 4).double(), torch.nn.Linear(4, 3).double()]
     with torch.no_grad():
         for l, lin in enumerate(layers):
             lin.weight.copy_(torch.from_numpy(params[f"layers.{l}.weight"]))
             lin.bias.copy_(torch.from_numpy(params[f"layers.{l}.bias"]))
-    opt = torch.optim.SGD([p for lin in layers for p in lin.parameters()], lr=0.25, momentum=0.9,
-                          nesterov=True, weight_decay=0.1)
+    opt = torch.optim.SGD(
+        [p for lin in layers for p in lin.parameters()],
+        lr=0.25,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=0.1,
+    )
     for l, lin in enumerate(layers):
         for kind in ("weight", "bias"):
             prune.custom_from_mask(lin, kind, torch.from_numpy(m0[f"layers.{l}.{kind}"]))
@@ -206,8 +277,10 @@ def test_torch_prune_reparametrisation_is_the_gradient_convention():
     for l, lin in enumerate(layers):
         for kind in ("weight", "bias"):
             got = getattr(lin, f"{kind}_orig").detach().numpy()
-            np.testing.assert_allclose(got, out["params"][-1][f"layers.{l}.{kind}"], rtol=1e-12,
-                                       atol=1e-14)
+            np.testing.assert_allclose(
+                got, out["params"][-1][f"layers.{l}.{kind}"], rtol=1e-12, atol=1e-14
+            )
             buf = opt.state[getattr(lin, f"{kind}_orig")]["momentum_buffer"].numpy()
-            np.testing.assert_allclose(buf, out["velocity"][-1][f"layers.{l}.{kind}"], rtol=1e-12,
-                                       atol=1e-14)
+            np.testing.assert_allclose(
+                buf, out["velocity"][-1][f"layers.{l}.{kind}"], rtol=1e-12, atol=1e-14
+            )

@@ -59,11 +59,15 @@ def test_each_wrong_backend_documents_its_defect(name):
 def test_each_wrong_backend_is_caught_by_goldens_alone_and_by_properties_alone(name, table):
     kill = table.kill(name, CATALOGUE[name])
     KILLS[name] = kill
-    assert kill.golden, (f"{name}: no golden case of the {kill.family} family catches it "
-                         f"({kill.golden_run} cases of {list(kill.operations)} run): add one where "
-                         "this alternative disagrees with the reference at the decision")
-    assert kill.properties, (f"{name}: no property of the {kill.family} family catches it "
-                             f"({kill.properties_run} run): strengthen or add one")
+    assert kill.golden, (
+        f"{name}: no golden case of the {kill.family} family catches it "
+        f"({kill.golden_run} cases of {list(kill.operations)} run): add one where "
+        "this alternative disagrees with the reference at the decision"
+    )
+    assert kill.properties, (
+        f"{name}: no property of the {kill.family} family catches it "
+        f"({kill.properties_run} run): strengthen or add one"
+    )
 
 
 # ------------------------------------------------------------------ one defect each
@@ -78,8 +82,9 @@ class _UnitsUndamaged(wrong_masks._UnitsBackend):
 class _OBDUndamaged(WrongBackend):
     def hessian_diag(self, *, params, X, y, activation, loss, method):
         if method != "obd":
-            return super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                        method=method)
+            return super().hessian_diag(
+                params=params, X=X, y=y, activation=activation, loss=loss, method=method
+            )
         return wrong_curvature.obd_diagonal(params, X, y, activation, loss, sigma2=True)
 
 
@@ -97,8 +102,9 @@ class _SchedulesUndamaged(WrongBackend):
         return wrong_schedules.polynomial_rebuilt(name, options, result, n, rounding)
 
     def rounds_to_density(self, *, target_density, alpha, n, rounding):
-        super().rounds_to_density(target_density=target_density, alpha=alpha, n=n,
-                                  rounding=rounding)
+        super().rounds_to_density(
+            target_density=target_density, alpha=alpha, n=n, rounding=rounding
+        )
         return wrong_schedules.rounds_rebuilt(target_density, alpha, n, rounding)
 
 
@@ -108,26 +114,36 @@ class _ISTAUndamaged(WrongBackend):
 
 
 class _IMPRoundUndamaged(WrongBackend):
-    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers,
-                  rounding):
-        return wrong_lottery.imp_round_rebuilt(trained, rewind_params, masks, fraction, scope,
-                                               rate_multipliers, rounding)
+    def imp_round(
+        self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+    ):
+        return wrong_lottery.imp_round_rebuilt(
+            trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+        )
 
 
 class _IMPUndamaged(wrong_lottery._IMPBackend):
     """The rebuilt IMP loop: momentum reset, update masked, snapshot after K updates."""
 
 
-UNDAMAGED = [(_SelectionUndamaged, "masks"), (_UnitsUndamaged, "masks"),
-             (_OBDUndamaged, "curvature"), (_RulesUndamaged, "scores"),
-             (_SchedulesUndamaged, "schedules"), (_ISTAUndamaged, "sparse_approx"),
-             (_IMPRoundUndamaged, "lottery"), (_IMPUndamaged, "lottery")]
+UNDAMAGED = [
+    (_SelectionUndamaged, "masks"),
+    (_UnitsUndamaged, "masks"),
+    (_OBDUndamaged, "curvature"),
+    (_RulesUndamaged, "scores"),
+    (_SchedulesUndamaged, "schedules"),
+    (_ISTAUndamaged, "sparse_approx"),
+    (_IMPRoundUndamaged, "lottery"),
+    (_IMPUndamaged, "lottery"),
+]
 
 
-@pytest.mark.parametrize("backend, family", UNDAMAGED,
-                         ids=lambda x: x if isinstance(x, str) else x.__name__.strip("_"))
-def test_rebuilt_computations_pass_the_checks_with_their_defect_switched_off(backend, family,
-                                                                          table):
+@pytest.mark.parametrize(
+    "backend, family", UNDAMAGED, ids=lambda x: x if isinstance(x, str) else x.__name__.strip("_")
+)
+def test_rebuilt_computations_pass_the_checks_with_their_defect_switched_off(
+    backend, family, table
+):
     """Each rebuilt computation, with no defect, passes every check that calls what it changes
     (so a wrong backend built on it differs from the reference by its one defect)."""
     cls = type(backend.__name__, (backend,), {"family": family})

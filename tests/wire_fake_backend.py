@@ -36,9 +36,14 @@ def main():
     ops = [] if MODE == "nothing" else list(OPERATIONS)
     version = 2 if MODE == "version-2" else VERSION
     extra = ["prune_everything"] if MODE == "unknown-op" else []
-    hello = {"type": "hello", "protocol": PROTOCOL, "version": version,
-             "backend": f"fake ({MODE})", "operations": ops + extra,
-             "profile": "torch" if MODE == "torch" else "reference"}
+    hello = {
+        "type": "hello",
+        "protocol": PROTOCOL,
+        "version": version,
+        "backend": f"fake ({MODE})",
+        "operations": ops + extra,
+        "profile": "torch" if MODE == "torch" else "reference",
+    }
     send(hello)
     backend = ReferenceBackend()
     for line in sys.stdin:

@@ -56,8 +56,9 @@ def _import_jax():
     try:
         import jax
     except ImportError as exc:  # pragma: no cover - exercised only without jax
-        raise ImportError("the JAX backend needs jax; install it with "
-                          "pip install 'refprune[jax]'") from exc
+        raise ImportError(
+            "the JAX backend needs jax; install it with pip install 'refprune[jax]'"
+        ) from exc
     jax.config.update("jax_enable_x64", True)
     return jax
 
@@ -112,7 +113,7 @@ class JaxBackend(Backend):
 
         grad = jax.grad(loss_of)
 
-        def hvp(t, M, X, y, v):                            # forward-over-reverse
+        def hvp(t, M, X, y, v):  # forward-over-reverse
             return jax.jvp(lambda s: grad(s, M, X, y), (t,), (v,))[1]
 
         def ggn_diag(t, M, X, y):
@@ -122,16 +123,25 @@ class JaxBackend(Backend):
             return jnp.einsum("ai,ab,bi->i", J, H_out, J)
 
         hessian = jax.jit(jax.hessian(loss_of))
-        fns = {"loss": jax.jit(loss_of), "grad": jax.jit(grad), "hvp": jax.jit(hvp),
-               "hessian": hessian, "exact": lambda *args: jnp.diagonal(hessian(*args)),
-               "ggn": jax.jit(ggn_diag)}
+        fns = {
+            "loss": jax.jit(loss_of),
+            "grad": jax.jit(grad),
+            "hvp": jax.jit(hvp),
+            "hessian": hessian,
+            "exact": lambda *args: jnp.diagonal(hessian(*args)),
+            "ggn": jax.jit(ggn_diag),
+        }
         self._compiled[key] = fns
         return fns
 
     def _activations(self) -> dict:
         jax = self.jax
-        return {"relu": jax.nn.relu, "tanh": jax.numpy.tanh, "sigmoid": jax.nn.sigmoid,
-                "identity": lambda z: z}
+        return {
+            "relu": jax.nn.relu,
+            "tanh": jax.numpy.tanh,
+            "sigmoid": jax.nn.sigmoid,
+            "identity": lambda z: z,
+        }
 
     def _problem(self, params, X, y, activation: str, loss: str, masks=None):
         """(the compiled functions, theta, M, X, y) as JAX arrays, theta in flat parameter order."""
@@ -140,9 +150,16 @@ class JaxBackend(Backend):
         shapes = tuple(tuple(int(d) for d in np.shape(params[n])) for n in names)
         fns = self._functions(shapes, activation, loss)
         theta = jnp.asarray(np.concatenate([np.ravel(params[n]) for n in names]).astype(np.float64))
-        M = jnp.asarray(np.concatenate(
-            [np.ravel(masks[n]) if masks is not None and n in masks
-             else np.ones(int(np.size(params[n])), dtype=bool) for n in names]).astype(np.float64))
+        M = jnp.asarray(
+            np.concatenate(
+                [
+                    np.ravel(masks[n])
+                    if masks is not None and n in masks
+                    else np.ones(int(np.size(params[n])), dtype=bool)
+                    for n in names
+                ]
+            ).astype(np.float64)
+        )
         Xj = jnp.asarray(np.array(X, dtype=np.float64))
         yj = jnp.asarray(np.array(y, dtype=np.int64 if loss == "cross_entropy" else np.float64))
         return fns, theta, M, Xj, yj
@@ -154,13 +171,16 @@ class JaxBackend(Backend):
         out, start = {}, 0
         for n in flat_names(params):
             size = int(np.size(params[n]))
-            out[n] = arr[start:start + size].reshape(np.shape(params[n])).copy()
+            out[n] = arr[start : start + size].reshape(np.shape(params[n])).copy()
             start += size
         return out
 
     def _flat(self, tree: Mapping[str, np.ndarray], params):
-        return self.jnp.asarray(np.concatenate([np.ravel(np.asarray(tree[n], dtype=np.float64))
-                                                for n in flat_names(params)]))
+        return self.jnp.asarray(
+            np.concatenate(
+                [np.ravel(np.asarray(tree[n], dtype=np.float64)) for n in flat_names(params)]
+            )
+        )
 
     # ============================================================== curvature
     def loss_value(self, *, params, X, y, activation, loss):
@@ -197,13 +217,29 @@ class JaxBackend(Backend):
         if V.ndim != 2 or V.shape[0] < 1 or V.shape[1] != theta.size:
             raise ValueError(f"probes must have shape (S >= 1, {theta.size}), got {V.shape}")
         acc = np.zeros(theta.size)
-        for v in V:                                       # summed in probe order, then / S
+        for v in V:  # summed in probe order, then / S
             acc += v * np.asarray(fns["hvp"](theta, *rest, self.jnp.asarray(v)))
         return self._tree(acc / V.shape[0], params)
 
     # ============================================================== training
-    def train_steps(self, *, params, masks, X, y, activation, loss, lr_schedule, momentum,
-                    nesterov, weight_decay, decoupled, mask_at, prune_at, record="all"):
+    def train_steps(
+        self,
+        *,
+        params,
+        masks,
+        X,
+        y,
+        activation,
+        loss,
+        lr_schedule,
+        momentum,
+        nesterov,
+        weight_decay,
+        decoupled,
+        mask_at,
+        prune_at,
+        record="all",
+    ):
         """Full-batch masked SGD written in JAX: g = ``jax.grad`` of the loss in the effective
         weights theta * M, the update of ``torch.optim.SGD`` (dampening 0) in ``jax.numpy``,
         ``jax.jit``-compiled, with the mask applied where ``mask_at`` says (the protocol's rule).
@@ -221,9 +257,11 @@ class JaxBackend(Backend):
         ones = jnp.ones_like(theta)
 
         def flat_mask(tree):
-            return jnp.asarray(np.concatenate([np.ravel(tree[n]) for n in names]).astype(np.float64))
+            return jnp.asarray(
+                np.concatenate([np.ravel(tree[n]) for n in names]).astype(np.float64)
+            )
 
-        def zero_pruned(theta, v, M):                  # the state right after the mask becomes M
+        def zero_pruned(theta, v, M):  # the state right after the mask becomes M
             if mask_at == "gradient":
                 return theta, v
             theta = jnp.where(M != 0, theta, 0.0)
@@ -242,20 +280,36 @@ class JaxBackend(Backend):
                 if event.get("rewind") is not None:
                     theta, v = self._flat(event["rewind"], params), None
                 theta, v = zero_pruned(theta, v, M)
-            g = fns["grad"](jnp.where(M != 0, theta, 0.0), ones, Xj, yj)   # dL/dw, dense network
-            update = self._sgd(mask_at, v is None, bool(momentum), bool(nesterov),
-                               bool(weight_decay), bool(decoupled))
-            theta, v = update(theta, g, ones if v is None else v, M, rate, float(momentum),
-                              float(weight_decay))
+            g = fns["grad"](jnp.where(M != 0, theta, 0.0), ones, Xj, yj)  # dL/dw, dense network
+            update = self._sgd(
+                mask_at,
+                v is None,
+                bool(momentum),
+                bool(nesterov),
+                bool(weight_decay),
+                bool(decoupled),
+            )
+            theta, v = update(
+                theta, g, ones if v is None else v, M, rate, float(momentum), float(weight_decay)
+            )
             trajectory.append(theta)
             velocities.append(v)
         if record == "last":
             trajectory, velocities = trajectory[-1:], velocities[-1:]
-        return {"params": [self._tree(a, params) for a in trajectory],
-                "velocity": [self._tree(a, params) for a in velocities]}
+        return {
+            "params": [self._tree(a, params) for a in trajectory],
+            "velocity": [self._tree(a, params) for a in velocities],
+        }
 
-    def _sgd(self, mask_at: str, first: bool, has_momentum: bool, nesterov: bool, has_decay: bool,
-             decoupled: bool):
+    def _sgd(
+        self,
+        mask_at: str,
+        first: bool,
+        has_momentum: bool,
+        nesterov: bool,
+        has_decay: bool,
+        decoupled: bool,
+    ):
         """The compiled update (theta, g, v, M, lr, mu, wd) -> (theta, v) of one configuration:
         d = g (* M) (+ wd theta), v = mu v + d (v = d first), u = d + mu v | v | d,
         s = u (+ wd theta), theta = theta - lr s, masked where ``mask_at`` says."""
@@ -293,12 +347,29 @@ class JaxBackend(Backend):
         options = dict(options or {})
         if rule in ("random", "obs"):
             raise NotProvided(f"rule {rule!r} has no JAX counterpart")
-        rules = ("magnitude", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs", "grasp", "synflow")
+        rules = (
+            "magnitude",
+            "gradient",
+            "taylor1",
+            "obd",
+            "taylor2",
+            "taylor2_abs",
+            "grasp",
+            "synflow",
+        )
         if rule not in rules:
             raise ValueError(f"rule must be one of {list(rules) + ['random', 'obs']}, got {rule!r}")
-        names = list(options.get("names") or [n for n in flat_names(params) if n.endswith(".weight")])
-        m = {n: (np.ones(np.shape(params[n]), dtype=bool) if masks is None or n not in masks
-                 else np.asarray(masks[n], dtype=bool)) for n in params}
+        names = list(
+            options.get("names") or [n for n in flat_names(params) if n.endswith(".weight")]
+        )
+        m = {
+            n: (
+                np.ones(np.shape(params[n]), dtype=bool)
+                if masks is None or n not in masks
+                else np.asarray(masks[n], dtype=bool)
+            )
+            for n in params
+        }
         w = {n: np.where(m[n], np.asarray(params[n], dtype=np.float64), 0.0) for n in params}
         if rule == "magnitude":
             out = {n: np.abs(w[n]) for n in names}
@@ -307,7 +378,7 @@ class JaxBackend(Backend):
             if any(n not in weights for n in names):
                 raise ValueError("synflow scores weight matrices only")
 
-            def R(W):                                      # R = 1^T |W_{L-1}| ... |W_0| 1
+            def R(W):  # R = 1^T |W_{L-1}| ... |W_0| 1
                 a = jnp.ones(W[0].shape[1], dtype=jnp.float64)
                 for Wl in W:
                     a = Wl @ a
@@ -327,12 +398,18 @@ class JaxBackend(Backend):
                 hg = self._tree(fns["hvp"](*args, self._flat(v, params)), params)
                 out = {n: w[n] * hg[n] for n in names}
             else:
-                h = self._tree(self._diag(params, X, y, activation, loss,
-                                          options.get("hessian_method", "exact"), m), params)
+                h = self._tree(
+                    self._diag(
+                        params, X, y, activation, loss, options.get("hessian_method", "exact"), m
+                    ),
+                    params,
+                )
                 obd = {n: 0.5 * h[n] * w[n] ** 2 for n in names}
-                out = {"obd": obd,
-                       "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
-                       "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names}}[rule]
+                out = {
+                    "obd": obd,
+                    "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
+                    "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names},
+                }[rule]
         return {n: np.where(m[n], out[n], 0.0) for n in names}
 
 
@@ -354,5 +431,8 @@ class JaxHighestAccuracy(JaxBackend):
     def _activations(self) -> dict:
         lax = self.jax.lax
         highest = lax.AccuracyMode.HIGHEST
-        return dict(super()._activations(), tanh=lambda z: lax.tanh(z, accuracy=highest),
-                    sigmoid=lambda z: lax.logistic(z, accuracy=highest))
+        return dict(
+            super()._activations(),
+            tanh=lambda z: lax.tanh(z, accuracy=highest),
+            sigmoid=lambda z: lax.logistic(z, accuracy=highest),
+        )

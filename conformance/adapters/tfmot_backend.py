@@ -71,9 +71,11 @@ def _import_tfmot():
             pruning_schedule,
         )
     except ImportError as exc:  # pragma: no cover - exercised only without TF-MOT
-        raise ImportError("the TF-MOT backend needs tensorflow, tf-keras and "
-                          "tensorflow-model-optimization; install them with "
-                          "pip install 'refprune[tfmot]'") from exc
+        raise ImportError(
+            "the TF-MOT backend needs tensorflow, tf-keras and "
+            "tensorflow-model-optimization; install them with "
+            "pip install 'refprune[tfmot]'"
+        ) from exc
     return tf, tfmot, pruning_impl, pruning_schedule
 
 
@@ -84,8 +86,10 @@ class TfmotBackend(Backend):
 
     def __init__(self) -> None:
         self.tf, tfmot, self.pruning_impl, self.schedules = _import_tfmot()
-        self.name = (f"TF-MOT {tfmot.__version__} on TensorFlow {self.tf.__version__} "
-                     "(pruning_impl.Pruning, PolynomialDecay, ConstantSparsity)")
+        self.name = (
+            f"TF-MOT {tfmot.__version__} on TensorFlow {self.tf.__version__} "
+            "(pruning_impl.Pruning, PolynomialDecay, ConstantSparsity)"
+        )
 
     # ============================================================== helpers
     def _pruning(self, weights: list[np.ndarray], schedule, step: int, m_by_n=None):
@@ -93,29 +97,49 @@ class TfmotBackend(Backend):
         ``PruneLowMagnitude.build`` creates them (mask ones, threshold zero), at ``step``."""
         tf = self.tf
         step_var = tf.Variable(step, dtype=tf.int64)
-        variables = [(tf.Variable(w), tf.Variable(tf.ones(w.shape, dtype=w.dtype)),
-                      tf.Variable(tf.zeros([], dtype=w.dtype))) for w in weights]
+        variables = [
+            (
+                tf.Variable(w),
+                tf.Variable(tf.ones(w.shape, dtype=w.dtype)),
+                tf.Variable(tf.zeros([], dtype=w.dtype)),
+            )
+            for w in weights
+        ]
         pruning = self.pruning_impl.Pruning(
-            training_step_fn=lambda: step_var, pruning_vars=variables, pruning_schedule=schedule,
-            block_size=(1, 1), block_pooling_type="AVG", sparsity_m_by_n=m_by_n)
+            training_step_fn=lambda: step_var,
+            pruning_vars=variables,
+            pruning_schedule=schedule,
+            block_size=(1, 1),
+            block_pooling_type="AVG",
+            sparsity_m_by_n=m_by_n,
+        )
         return pruning, step_var, variables
 
     # ============================================================== masks
     def profile_mask(self, *, scores, amount, alive, scope, ignore):
         if scope != "layer":
-            raise ValueError(f"TF-MOT masks each weight on its own: scope must be 'layer', "
-                             f"got {scope!r}")
+            raise ValueError(
+                f"TF-MOT masks each weight on its own: scope must be 'layer', got {scope!r}"
+            )
         names = [n for n in scores if n not in set(ignore)]
         if isinstance(amount, bool) or not isinstance(amount, (int, float, np.floating)):
             raise TypeError(f"amount must be a sparsity in [0, 1), got {type(amount).__name__}")
         try:
             schedule = self.schedules.ConstantSparsity(float(amount), begin_step=0, frequency=1)
-        except ValueError as exc:                     # _validate_sparsity: [0, 1)
-            raise ValueError(f"amount must be a sparsity in [0, 1), got {amount!r} ({exc})") from None
-        alive = {n: (np.ones(np.shape(s), dtype=bool) if alive is None
-                     else np.asarray(alive[n], dtype=bool)) for n, s in scores.items()}
+        except ValueError as exc:  # _validate_sparsity: [0, 1)
+            raise ValueError(
+                f"amount must be a sparsity in [0, 1), got {amount!r} ({exc})"
+            ) from None
+        alive = {
+            n: (
+                np.ones(np.shape(s), dtype=bool)
+                if alive is None
+                else np.asarray(alive[n], dtype=bool)
+            )
+            for n, s in scores.items()
+        }
         weights = []
-        for n in names:                               # weight_mask_op left pruned weights at 0
+        for n in names:  # weight_mask_op left pruned weights at 0
             s = np.asarray(scores[n])
             weights.append(np.where(alive[n], s, np.zeros((), dtype=s.dtype)))
         pruning, _, variables = self._pruning(weights, schedule, step=0)
@@ -128,18 +152,26 @@ class TfmotBackend(Backend):
     def n_m_mask(self, *, scores, n, m, alive):
         s = np.asarray(scores, dtype=np.float64)
         if s.ndim != 2:
-            raise NotProvided("TF-MOT's M-by-N sparsity takes rank-2 (Dense) or rank-4 (Conv2D) "
-                              "kernels; here only (out, in) matrices are passed")
+            raise NotProvided(
+                "TF-MOT's M-by-N sparsity takes rank-2 (Dense) or rank-4 (Conv2D) "
+                "kernels; here only (out, in) matrices are passed"
+            )
         if np.any(s < 0):
             raise NotProvided("TF-MOT ranks |weight|; signed scores are not expressible")
         if alive is not None and not np.all(alive):
             raise NotProvided("TF-MOT's M-by-N mask is computed once, at step 1, from all weights")
         if not 0 < int(n) <= int(m) or s.shape[-1] % int(m):
-            raise NotProvided(f"TF-MOT's sparsity_m_by_n needs 0 <= m - n < m, got n={n!r}, m={m!r}")
-        kernel = s.T.astype(np.float32)              # a float32 Keras kernel (in, out): the
-                                                     # M-by-N mask is built in float32
-        pruning, _, variables = self._pruning([kernel], self.schedules.ConstantSparsity(0.5, 0),
-                                              step=1, m_by_n=(int(m) - int(n), int(m)))
+            raise NotProvided(
+                f"TF-MOT's sparsity_m_by_n needs 0 <= m - n < m, got n={n!r}, m={m!r}"
+            )
+        kernel = s.T.astype(np.float32)  # a float32 Keras kernel (in, out): the
+        # M-by-N mask is built in float32
+        pruning, _, variables = self._pruning(
+            [kernel],
+            self.schedules.ConstantSparsity(0.5, 0),
+            step=1,
+            m_by_n=(int(m) - int(n), int(m)),
+        )
         pruning.conditional_mask_update()
         return variables[0][1].numpy().T != 0
 
@@ -147,34 +179,46 @@ class TfmotBackend(Backend):
     def schedule(self, *, name, options, n, rounding):
         ps = self.schedules
         if rounding != HALF_EVEN:
-            raise NotProvided(f"TF-MOT rounds counts half-to-even only (tf.math.round), not {rounding!r}")
+            raise NotProvided(
+                f"TF-MOT rounds counts half-to-even only (tf.math.round), not {rounding!r}"
+            )
         if name == "geometric":
             raise NotProvided("TF-MOT has no relative (geometric) schedule")
         if name not in ("cubic", "linear", "constant", "one_shot"):
-            raise ValueError(f"name must be one of ['constant', 'cubic', 'geometric', 'linear', "
-                             f"'one_shot'], got {name!r}")
+            raise ValueError(
+                f"name must be one of ['constant', 'cubic', 'geometric', 'linear', "
+                f"'one_shot'], got {name!r}"
+            )
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be an integer >= 0, got {n!r}")
         if n == 0:
-            raise NotProvided("TF-MOT cannot take a threshold of an empty weight (top_k of 0 values)")
+            raise NotProvided(
+                "TF-MOT cannot take a threshold of an empty weight (top_k of 0 values)"
+            )
         o = dict(options)
         try:
             if name == "one_shot":
                 begin = end = int(o["step"])
-                sched = ps.ConstantSparsity(float(o["sparsity"]), begin_step=begin, end_step=end,
-                                            frequency=1)
+                sched = ps.ConstantSparsity(
+                    float(o["sparsity"]), begin_step=begin, end_step=end, frequency=1
+                )
             else:
                 begin, dt = int(o["t0"]), int(o["dt"])
                 end = begin + int(o["n_steps"]) * dt
                 if name == "constant":
-                    sched = ps.ConstantSparsity(float(o["sparsity"]), begin_step=begin,
-                                                end_step=end, frequency=dt)
+                    sched = ps.ConstantSparsity(
+                        float(o["sparsity"]), begin_step=begin, end_step=end, frequency=dt
+                    )
                 else:
-                    sched = ps.PolynomialDecay(float(o["initial_sparsity"]),
-                                               float(o["final_sparsity"]), begin_step=begin,
-                                               end_step=end, power=3 if name == "cubic" else 1,
-                                               frequency=dt)
-        except ValueError as exc:                    # _validate_sparsity / _validate_step
+                    sched = ps.PolynomialDecay(
+                        float(o["initial_sparsity"]),
+                        float(o["final_sparsity"]),
+                        begin_step=begin,
+                        end_step=end,
+                        power=3 if name == "cubic" else 1,
+                        frequency=dt,
+                    )
+        except ValueError as exc:  # _validate_sparsity / _validate_step
             raise NotProvided(f"TF-MOT refuses these options: {exc}") from None
         return self._run_schedule(sched, begin, end, int(n))
 
@@ -202,5 +246,10 @@ class TfmotBackend(Backend):
                 values.append(float(sparsity.numpy()))
                 kept.append(int(alive.numpy()))
         values_arr = np.array(values, dtype=np.float64)
-        return {"kind": "absolute", "steps": np.array(steps, dtype=np.int64), "values": values_arr,
-                "densities": 1.0 - values_arr, "alive_counts": np.array(kept, dtype=np.int64)}
+        return {
+            "kind": "absolute",
+            "steps": np.array(steps, dtype=np.int64),
+            "values": values_arr,
+            "densities": 1.0 - values_arr,
+            "alive_counts": np.array(kept, dtype=np.int64),
+        }

@@ -83,8 +83,9 @@ def _import_torch():
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - exercised only without torch
-        raise ImportError("the PyTorch backend needs torch; install it with "
-                          "pip install 'refprune[torch]'") from exc
+        raise ImportError(
+            "the PyTorch backend needs torch; install it with pip install 'refprune[torch]'"
+        ) from exc
     return torch
 
 
@@ -113,7 +114,11 @@ class TorchBackend(Backend):
         torch = self.torch
         module = torch.nn.Module()
         module.weight = torch.nn.Parameter(torch.tensor(np.array(values)), requires_grad=False)
-        mask = np.ones(np.shape(values), dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
+        mask = (
+            np.ones(np.shape(values), dtype=bool)
+            if alive is None
+            else np.asarray(alive, dtype=bool)
+        )
         self.prune.custom_from_mask(module, "weight", mask=torch.tensor(mask.copy()))
         return module
 
@@ -121,17 +126,23 @@ class TorchBackend(Backend):
     def _mask(module) -> np.ndarray:
         return module.weight_mask.detach().cpu().numpy() != 0
 
-    def _prune(self, scores: Mapping[str, np.ndarray], alive: Mapping[str, np.ndarray] | None,
-               groups: list[tuple[list[str], Any]]) -> dict[str, np.ndarray]:
+    def _prune(
+        self,
+        scores: Mapping[str, np.ndarray],
+        alive: Mapping[str, np.ndarray] | None,
+        groups: list[tuple[list[str], Any]],
+    ) -> dict[str, np.ndarray]:
         """Prune each group: one tensor with ``l1_unstructured``, several with ``global_unstructured``."""
         holders = {n: self._holder(scores[n], None if alive is None else alive[n]) for n in scores}
         for names, amount in groups:
             if len(names) == 1:
                 self.prune.l1_unstructured(holders[names[0]], "weight", amount=amount)
             elif names:
-                self.prune.global_unstructured([(holders[n], "weight") for n in names],
-                                               pruning_method=self.prune.L1Unstructured,
-                                               amount=amount)
+                self.prune.global_unstructured(
+                    [(holders[n], "weight") for n in names],
+                    pruning_method=self.prune.L1Unstructured,
+                    amount=amount,
+                )
         return {n: self._mask(holders[n]) for n in scores}
 
     @staticmethod
@@ -143,13 +154,17 @@ class TorchBackend(Backend):
     def _nonnegative(scores: Mapping[str, np.ndarray] | np.ndarray) -> None:
         arrays = scores.values() if isinstance(scores, Mapping) else [scores]
         if any(np.any(np.asarray(a) < 0) for a in arrays):
-            raise NotProvided("torch.nn.utils.prune ranks |score|; signed scores are not expressible")
+            raise NotProvided(
+                "torch.nn.utils.prune ranks |score|; signed scores are not expressible"
+            )
 
     # ============================================================== masks
     def fraction_to_count(self, *, fraction, n, rounding):
         self._rounding(rounding)
         if isinstance(fraction, numbers.Integral) and not isinstance(fraction, bool):
-            fraction = float(fraction)            # the protocol's fraction; torch would read an int as a count
+            fraction = float(
+                fraction
+            )  # the protocol's fraction; torch would read an int as a count
         self.prune._validate_pruning_amount_init(fraction)
         return int(self.prune._compute_nparams_toprune(fraction, int(n)))
 
@@ -163,8 +178,9 @@ class TorchBackend(Backend):
         return self._mask(holder)
 
     @staticmethod
-    def _groups(names: list[str], fraction: float, scope: str,
-                rate_multipliers: Mapping[str, float] | None) -> list[tuple[list[str], float]]:
+    def _groups(
+        names: list[str], fraction: float, scope: str, rate_multipliers: Mapping[str, float] | None
+    ) -> list[tuple[list[str], float]]:
         """The reference's grouping: one group per tensor at fraction * multiplier (layer), or
         the pool of multiplier-1 tensors at fraction plus each other tensor on its own (global)."""
         mult = dict(rate_multipliers or {})
@@ -172,15 +188,17 @@ class TorchBackend(Backend):
             return [([n], float(fraction * mult.get(n, 1.0))) for n in names]
         if scope == "global":
             pool = [n for n in names if mult.get(n, 1.0) == 1.0]
-            return [(pool, float(fraction))] + \
-                   [([n], float(fraction * mult[n])) for n in names if n not in pool]
+            return [(pool, float(fraction))] + [
+                ([n], float(fraction * mult[n])) for n in names if n not in pool
+            ]
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
 
     def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
         self._rounding(rounding)
         self._nonnegative(scores)
-        return self._prune(scores, masks, self._groups(list(scores), fraction, scope,
-                                                            rate_multipliers))
+        return self._prune(
+            scores, masks, self._groups(list(scores), fraction, scope, rate_multipliers)
+        )
 
     def profile_mask(self, *, scores, amount, alive, scope, ignore):
         prunable = [n for n in scores if n not in set(ignore)]
@@ -199,11 +217,12 @@ class TorchBackend(Backend):
         n_layers = sum(1 for n in params if n.endswith(".weight"))
         new = {n: np.asarray(masks[n], dtype=bool).copy() for n in params}
         removed = {}
-        for l in range(n_layers - 1):                         # all layers scored on the old masks
+        for l in range(n_layers - 1):  # all layers scored on the old masks
             name = f"layers.{l}.weight"
             holder = self._holder(params[name], masks[name])
-            self.prune.ln_structured(holder, "weight", amount=float(fraction),
-                                     n=1 if norm == "l1" else 2, dim=0)
+            self.prune.ln_structured(
+                holder, "weight", amount=float(fraction), n=1 if norm == "l1" else 2, dim=0
+            )
             before, after = np.asarray(masks[name], dtype=bool), self._mask(holder)
             removed[l] = before.any(axis=1) & ~after.any(axis=1)
         for l, gone in removed.items():
@@ -213,8 +232,9 @@ class TorchBackend(Backend):
         return new
 
     # ============================================================== lottery
-    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers,
-                  rounding):
+    def imp_round(
+        self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+    ):
         """Prune the trained weight matrices with ``l1_unstructured`` / ``global_unstructured`` (their
         masks as the PruningContainer's starting point), then rewind the way torch code does:
         ``weight_orig`` takes the rewind values, the mask stays, weight = weight_orig * mask."""
@@ -227,18 +247,27 @@ class TorchBackend(Backend):
             if len(group) == 1:
                 self.prune.l1_unstructured(holders[group[0]], "weight", amount=amount)
             elif group:
-                self.prune.global_unstructured([(holders[n], "weight") for n in group],
-                                               pruning_method=self.prune.L1Unstructured, amount=amount)
+                self.prune.global_unstructured(
+                    [(holders[n], "weight") for n in group],
+                    pruning_method=self.prune.L1Unstructured,
+                    amount=amount,
+                )
         out_masks, out_params = {}, {}
         for n in names:
             if n in holders:
                 with torch.no_grad():
-                    holders[n].weight_orig.copy_(torch.tensor(np.array(rewind_params[n], dtype=np.float64)))
+                    holders[n].weight_orig.copy_(
+                        torch.tensor(np.array(rewind_params[n], dtype=np.float64))
+                    )
                 out_masks[n] = self._mask(holders[n])
-                out_params[n] = (holders[n].weight_orig * holders[n].weight_mask).detach().numpy().copy()
-            else:                                            # biases are never pruned
+                out_params[n] = (
+                    (holders[n].weight_orig * holders[n].weight_mask).detach().numpy().copy()
+                )
+            else:  # biases are never pruned
                 out_masks[n] = np.asarray(masks[n], dtype=bool).copy()
-                out_params[n] = np.where(out_masks[n], np.asarray(rewind_params[n], dtype=np.float64), 0.0)
+                out_params[n] = np.where(
+                    out_masks[n], np.asarray(rewind_params[n], dtype=np.float64), 0.0
+                )
         return {"masks": out_masks, "params": out_params}
 
     # ============================================================== scores
@@ -252,12 +281,29 @@ class TorchBackend(Backend):
         options = dict(options or {})
         if rule in ("random", "obs"):
             raise NotProvided(f"rule {rule!r} has no PyTorch counterpart")
-        rules = ("magnitude", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs", "grasp", "synflow")
+        rules = (
+            "magnitude",
+            "gradient",
+            "taylor1",
+            "obd",
+            "taylor2",
+            "taylor2_abs",
+            "grasp",
+            "synflow",
+        )
         if rule not in rules:
             raise ValueError(f"rule must be one of {list(rules) + ['random', 'obs']}, got {rule!r}")
-        names = list(options.get("names") or [n for n in flat_names(params) if n.endswith(".weight")])
-        m = {n: (np.ones(np.shape(params[n]), dtype=bool) if masks is None or n not in masks
-                 else np.asarray(masks[n], dtype=bool)) for n in params}
+        names = list(
+            options.get("names") or [n for n in flat_names(params) if n.endswith(".weight")]
+        )
+        m = {
+            n: (
+                np.ones(np.shape(params[n]), dtype=bool)
+                if masks is None or n not in masks
+                else np.asarray(masks[n], dtype=bool)
+            )
+            for n in params
+        }
         w = {n: np.where(m[n], np.asarray(params[n], dtype=np.float64), 0.0) for n in params}
         if rule == "magnitude":
             out = {n: np.abs(w[n]) for n in names}
@@ -268,7 +314,7 @@ class TorchBackend(Backend):
             W = [torch.tensor(np.abs(w[n])).requires_grad_(True) for n in weights]
             a = torch.ones(W[0].shape[1], dtype=torch.float64)
             for Wl in W:
-                a = Wl @ a                                        # R = 1^T |W_{L-1}| ... |W_0| 1
+                a = Wl @ a  # R = 1^T |W_{L-1}| ... |W_0| 1
             grads = torch.autograd.grad(a.sum(), W)
             out = {n: np.abs(grads[weights.index(n)].numpy() * np.abs(w[n])) for n in names}
         else:
@@ -283,12 +329,18 @@ class TorchBackend(Backend):
                 hg = self._tree(self._hvp(loss_of, theta, self._flat(v, params)), params)
                 out = {n: w[n] * hg[n] for n in names}
             else:
-                h = self._tree(self._diag(params, X, y, activation, loss,
-                                          options.get("hessian_method", "exact"), m), params)
+                h = self._tree(
+                    self._diag(
+                        params, X, y, activation, loss, options.get("hessian_method", "exact"), m
+                    ),
+                    params,
+                )
                 obd = {n: 0.5 * h[n] * w[n] ** 2 for n in names}
-                out = {"obd": obd,
-                       "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
-                       "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names}}[rule]
+                out = {
+                    "obd": obd,
+                    "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
+                    "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names},
+                }[rule]
         return {n: np.where(m[n], out[n], 0.0) for n in names}
 
     # ============================================================== helpers: curvature
@@ -299,8 +351,12 @@ class TorchBackend(Backend):
         of L(theta * M) in theta."""
         torch = self.torch
         F = torch.nn.functional
-        acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-                "identity": lambda z: z}
+        acts = {
+            "relu": torch.relu,
+            "tanh": torch.tanh,
+            "sigmoid": torch.sigmoid,
+            "identity": lambda z: z,
+        }
         if activation not in acts:
             raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
         if loss not in ("cross_entropy", "mse"):
@@ -309,13 +365,31 @@ class TorchBackend(Backend):
         names = flat_names(params)
         shapes = [tuple(np.shape(params[n])) for n in names]
         sizes = [int(np.prod(s)) for s in shapes]
-        theta = torch.tensor(np.concatenate([np.ravel(params[n]) for n in names]).astype(np.float64))
-        M = None if masks is None else torch.tensor(np.concatenate(
-            [np.ravel(masks[n]) if n in masks else np.ones(int(np.size(params[n])), dtype=bool)
-             for n in names]).astype(np.float64))
+        theta = torch.tensor(
+            np.concatenate([np.ravel(params[n]) for n in names]).astype(np.float64)
+        )
+        M = (
+            None
+            if masks is None
+            else torch.tensor(
+                np.concatenate(
+                    [
+                        np.ravel(masks[n])
+                        if n in masks
+                        else np.ones(int(np.size(params[n])), dtype=bool)
+                        for n in names
+                    ]
+                ).astype(np.float64)
+            )
+        )
         Xt = None if X is None else torch.tensor(np.array(X, dtype=np.float64))
-        yt = (None if y is None else torch.tensor(np.array(y, dtype=np.int64)) if loss == "cross_entropy"
-              else torch.tensor(np.array(y, dtype=np.float64)))
+        yt = (
+            None
+            if y is None
+            else torch.tensor(np.array(y, dtype=np.int64))
+            if loss == "cross_entropy"
+            else torch.tensor(np.array(y, dtype=np.float64))
+        )
         n_layers = len(names) // 2
 
         def unflat(t):
@@ -326,7 +400,7 @@ class TorchBackend(Backend):
             p = unflat(t if M is None else t * M)
             a = Xt
             for l in range(n_layers):
-                z = F.linear(a, p[2 * l], p[2 * l + 1])        # a W^T + b
+                z = F.linear(a, p[2 * l], p[2 * l + 1])  # a W^T + b
                 a = act(z) if l < n_layers - 1 else z
             return a
 
@@ -344,13 +418,16 @@ class TorchBackend(Backend):
         out, start = {}, 0
         for n in flat_names(params):
             size = int(np.size(params[n]))
-            out[n] = arr[start:start + size].reshape(np.shape(params[n])).copy()
+            out[n] = arr[start : start + size].reshape(np.shape(params[n])).copy()
             start += size
         return out
 
     def _flat(self, tree: Mapping[str, np.ndarray], params):
-        return self.torch.tensor(np.concatenate([np.ravel(np.asarray(tree[n], dtype=np.float64))
-                                                 for n in flat_names(params)]))
+        return self.torch.tensor(
+            np.concatenate(
+                [np.ravel(np.asarray(tree[n], dtype=np.float64)) for n in flat_names(params)]
+            )
+        )
 
     # ============================================================== curvature
     def loss_value(self, *, params, X, y, activation, loss):
@@ -385,17 +462,19 @@ class TorchBackend(Backend):
             raise NotProvided("PyTorch has no Optimal Brain Damage diagonal recursion")
         if method not in ("exact", "ggn"):
             raise ValueError(f"method must be 'exact', 'ggn' or 'obd', got {method!r}")
-        theta, _, loss_of, output, loss_of_output = self._problem(params, X, y, activation, loss, masks)
+        theta, _, loss_of, output, loss_of_output = self._problem(
+            params, X, y, activation, loss, masks
+        )
         if method == "exact":
             parts, start = [], 0
-            for n in flat_names(params):                 # diagonal block of each parameter tensor
+            for n in flat_names(params):  # diagonal block of each parameter tensor
                 size = int(np.size(params[n]))
-                head, tail = theta[:start], theta[start + size:]
+                head, tail = theta[:start], theta[start + size :]
 
                 def block_loss(p, head=head, tail=tail):
                     return loss_of(torch.cat([head, p, tail]))
 
-                block = torch.func.hessian(block_loss)(theta[start:start + size])
+                block = torch.func.hessian(block_loss)(theta[start : start + size])
                 parts.append(torch.diagonal(block))
                 start += size
             return torch.cat(parts)
@@ -408,18 +487,23 @@ class TorchBackend(Backend):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
         V = self.torch.tensor(np.array(probes, dtype=np.float64))
         if V.ndim != 2 or V.shape[0] < 1 or V.shape[1] != theta.numel():
-            raise ValueError(f"probes must have shape (S >= 1, {theta.numel()}), got {tuple(V.shape)}")
+            raise ValueError(
+                f"probes must have shape (S >= 1, {theta.numel()}), got {tuple(V.shape)}"
+            )
         acc = self.torch.zeros_like(theta)
-        for v in V:                                       # summed in probe order, then / S
+        for v in V:  # summed in probe order, then / S
             acc = acc + v * self._hvp(loss_of, theta, v)
         return self._tree(acc / V.shape[0], params)
-
 
     # ============================================================== sparse execution
     def _activation(self, activation: str):
         torch = self.torch
-        acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-                "identity": lambda z: z}
+        acts = {
+            "relu": torch.relu,
+            "tanh": torch.tanh,
+            "sigmoid": torch.sigmoid,
+            "identity": lambda z: z,
+        }
         if activation not in acts:
             raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
         return acts[activation]
@@ -444,8 +528,7 @@ class TorchBackend(Backend):
 
     def sparse_train_step(self, *, params, masks, X, y, activation, loss, lr, weight_decay):
         with _sparse_beta():
-            return self._sparse_train_step(params, masks, X, y, activation, loss, lr,
-                                           weight_decay)
+            return self._sparse_train_step(params, masks, X, y, activation, loss, lr, weight_decay)
 
     def _sparse_forward(self, params, masks, X, activation):
         """Each pruned weight (``weight_orig * weight_mask``) converted with
@@ -475,16 +558,27 @@ class TorchBackend(Backend):
         layers = []
         for l in range(n_layers):
             mask = np.array(masks[f"layers.{l}.weight"], dtype=bool)
-            rows, cols = np.nonzero(mask)                     # C order: CSR order
+            rows, cols = np.nonzero(mask)  # C order: CSR order
             # a copy: np.nonzero's arrays are strided views, and torch.tensor keeps a stride
             # of 2 on a one-element one, which sparse_csr_tensor refuses as "not contiguous"
             crow = torch.tensor(np.searchsorted(rows, np.arange(mask.shape[0] + 1)))
-            values = torch.nn.Parameter(torch.tensor(
-                np.array(params[f"layers.{l}.weight"], dtype=np.float64)[rows, cols]))
-            layers.append((crow, torch.tensor(cols.copy()), values, mask.shape,
-                           self._pruned_linear(params, masks, l)))
-        opt = torch.optim.SGD([p for _, _, v, _, lin in layers for p in (v, lin.bias_orig)],
-                              lr=lr, weight_decay=weight_decay)
+            values = torch.nn.Parameter(
+                torch.tensor(np.array(params[f"layers.{l}.weight"], dtype=np.float64)[rows, cols])
+            )
+            layers.append(
+                (
+                    crow,
+                    torch.tensor(cols.copy()),
+                    values,
+                    mask.shape,
+                    self._pruned_linear(params, masks, l),
+                )
+            )
+        opt = torch.optim.SGD(
+            [p for _, _, v, _, lin in layers for p in (v, lin.bias_orig)],
+            lr=lr,
+            weight_decay=weight_decay,
+        )
         aT = torch.tensor(np.array(X, dtype=np.float64)).T
         for l, (crow, col, values, shape, lin) in enumerate(layers):
             W = torch.sparse_csr_tensor(crow, col, values, size=shape, check_invariants=True)

@@ -26,7 +26,7 @@ SIGNED_EXACT: dict[str, Any] = {"kind": "exact", "signed_zeros": True}
 # Flags the generator adds by itself, defined once for every family.
 COMMON_NOTES: dict[str, str] = {
     "signed-zeros": "zeros are compared with their sign: the specification promises +0.0 at "
-                    "pruned and dropped entries (and a copied -0.0 stays -0.0)",
+    "pruned and dropped entries (and a copied -0.0 stays -0.0)",
 }
 
 
@@ -36,16 +36,27 @@ def close(expected: Any, rel: float = 1e-12, floor: float = 1.0) -> dict[str, An
     Golden cases get per-entry scales instead (``conformance.accuracy.entry_scales``).
     """
     uniform = max(floor, _max_abs(expected))
-    return {"kind": "close", "rel": rel,
-            "scale": mirror(expected, lambda path, leaf: np.full(np.shape(leaf), uniform)
-                            if isinstance(leaf, np.ndarray) else uniform)}
+    return {
+        "kind": "close",
+        "rel": rel,
+        "scale": mirror(
+            expected,
+            lambda path, leaf: (
+                np.full(np.shape(leaf), uniform) if isinstance(leaf, np.ndarray) else uniform
+            ),
+        ),
+    }
 
 
 def relative(expected: Any, rel: float) -> dict[str, Any]:
     """A 'close' tolerance relative to each entry: |x - e| <= rel * |e|."""
-    return {"kind": "close", "rel": rel,
-            "scale": mirror(expected, lambda path, leaf: np.abs(leaf)
-                            if isinstance(leaf, np.ndarray) else abs(leaf))}
+    return {
+        "kind": "close",
+        "rel": rel,
+        "scale": mirror(
+            expected, lambda path, leaf: np.abs(leaf) if isinstance(leaf, np.ndarray) else abs(leaf)
+        ),
+    }
 
 
 def _max_abs(value: Any) -> float:
@@ -84,8 +95,9 @@ class Checker:
     pasting the recorded calls.
     """
 
-    def __init__(self, family: Family, backend: Any, reference: Any, tie_check=None,
-                 profile: Any = None):
+    def __init__(
+        self, family: Family, backend: Any, reference: Any, tie_check=None, profile: Any = None
+    ):
         self.family = family
         self.profile = profile
         self.backend = backend
@@ -113,6 +125,7 @@ class Checker:
             expected = self.ref(op, **kwargs)
         except ValueError:
             from hypothesis import reject
+
             reject()
         actual = self.call(op, **kwargs)
         self.same(op, expected, actual, kwargs)
@@ -166,8 +179,18 @@ class Family:
 
 
 def family_modules() -> list[str]:
-    return ["curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery",
-            "sparse_execution", "training", "controls"]
+    return [
+        "curvature",
+        "scores",
+        "masks",
+        "profiles",
+        "schedules",
+        "sparse_approx",
+        "lottery",
+        "sparse_execution",
+        "training",
+        "controls",
+    ]
 
 
 def load_families() -> dict[str, Family]:
@@ -190,15 +213,17 @@ def is_half_way(x: float) -> bool:
     return x - math.floor(x) == 0.5
 
 
-__all__ = ["COMMON_NOTES",
-           "CaseSpec",
-           "Checker",
-           "EXACT",
-           "Family",
-           "NotProvided",
-           "Property",
-           "SIGNED_EXACT",
-           "close",
-           "is_half_way",
-           "load_families",
-           "relative"]
+__all__ = [
+    "COMMON_NOTES",
+    "CaseSpec",
+    "Checker",
+    "EXACT",
+    "Family",
+    "NotProvided",
+    "Property",
+    "SIGNED_EXACT",
+    "close",
+    "is_half_way",
+    "load_families",
+    "relative",
+]

@@ -44,10 +44,10 @@ NOTES = {
     "relu-kink": "some pre-activations are exactly 0, where ReLU'(0) = 0 by convention",
     "large-logits": "logits of order 100: log-softmax must be computed stably",
     "saturated": "hidden units far in their flat tails (sigmoid or tanh): sigma' and sigma'' "
-                 "must not be formed by subtracting from 1 (1 - tanh^2, s (1 - s))",
+    "must not be formed by subtracting from 1 (1 - tanh^2, s (1 - s))",
     "saturated-softmax": "the labelled class has 1 - p from 1e-17 to 1e-9 (p rounds to 1.0 "
-                         "below 1.1e-16): 1 - p, p (1 - p) and p_y - 1 must not be formed by "
-                         "subtracting p from 1",
+    "below 1.1e-16): 1 - p, p (1 - p) and p_y - 1 must not be formed by "
+    "subtracting p from 1",
     "zero-weights": "some weights and biases are exactly 0.0 (or -0.0)",
     "ggn-differs": "smooth activation: this approximate diagonal (GGN or OBD) differs from the exact one",
     "numpy-rng": "the probes are NumPy PCG64 draws (given as inputs, so any backend can use them)",
@@ -67,18 +67,32 @@ def _networks() -> list[tuple[str, dict[str, Any], list[str]]]:
                 flags.append("ggn-differs")
             nets.append((f"{act}-{loss}-2-2-2", _network(seed, [2, 2, 2], act, loss, n=3), flags))
         seed += 1
-        flags = [act, "cross-entropy", "deep"] + (["ggn-differs"] if act in ("tanh", "sigmoid") else [])
-        nets.append((f"{act}-cross_entropy-2-2-2-2", _network(seed, [2, 2, 2, 2], act, "cross_entropy", n=3),
-                     flags))
-    nets.append(("single-layer-cross_entropy", _network(200, [3, 2], "relu", "cross_entropy", n=3),
-                 ["single-layer", "cross-entropy"]))
-    nets.append(("single-layer-mse", _network(201, [2, 3], "tanh", "mse", n=3), ["single-layer", "mse"]))
+        flags = [act, "cross-entropy", "deep"] + (
+            ["ggn-differs"] if act in ("tanh", "sigmoid") else []
+        )
+        nets.append(
+            (
+                f"{act}-cross_entropy-2-2-2-2",
+                _network(seed, [2, 2, 2, 2], act, "cross_entropy", n=3),
+                flags,
+            )
+        )
+    nets.append(
+        (
+            "single-layer-cross_entropy",
+            _network(200, [3, 2], "relu", "cross_entropy", n=3),
+            ["single-layer", "cross-entropy"],
+        )
+    )
+    nets.append(
+        ("single-layer-mse", _network(201, [2, 3], "tanh", "mse", n=3), ["single-layer", "mse"])
+    )
     kink = _network(202, [2, 3, 2], "relu", "cross_entropy")
     kink["X"][0] = [1.0, -1.0]
     kink["params"]["layers.0.weight"][0] = [1.0, 1.0]
-    kink["params"]["layers.0.bias"][0] = 0.0                    # z = 0 for sample 0, unit 0
+    kink["params"]["layers.0.bias"][0] = 0.0  # z = 0 for sample 0, unit 0
     kink["params"]["layers.0.weight"][1] = [0.0, -0.0]
-    kink["params"]["layers.0.bias"][1] = 0.0                    # z = 0 for every sample, unit 1
+    kink["params"]["layers.0.bias"][1] = 0.0  # z = 0 for every sample, unit 1
     nets.append(("relu-kink", kink, ["relu", "cross-entropy", "relu-kink", "zero-weights"]))
     big = _network(203, [2, 2, 3], "tanh", "cross_entropy", n=3)
     big["params"]["layers.1.weight"] = big["params"]["layers.1.weight"] * 60.0
@@ -89,10 +103,11 @@ def _networks() -> list[tuple[str, dict[str, Any], list[str]]]:
     top["params"]["layers.1.weight"] = top["params"]["layers.1.weight"] * 32.0
     hidden = np.tanh(top["X"] @ top["params"]["layers.0.weight"].T + top["params"]["layers.0.bias"])
     logits = hidden @ top["params"]["layers.1.weight"].T + top["params"]["layers.1.bias"]
-    top["y"] = np.argmax(logits, axis=1).astype(np.int64)   # the label is the dominant class
-    nets.append(("saturated-softmax", top,
-                 ["tanh", "cross-entropy", "saturated-softmax", "ggn-differs"]))
-    flat = _network(219, [2, 2, 2], "tanh", "mse", n=3, scale=16.0)   # |z| from 4.5 to 46
+    top["y"] = np.argmax(logits, axis=1).astype(np.int64)  # the label is the dominant class
+    nets.append(
+        ("saturated-softmax", top, ["tanh", "cross-entropy", "saturated-softmax", "ggn-differs"])
+    )
+    flat = _network(219, [2, 2, 2], "tanh", "mse", n=3, scale=16.0)  # |z| from 4.5 to 46
     nets.append(("tanh-saturated", flat, ["tanh", "mse", "saturated", "ggn-differs"]))
     return nets
 
@@ -111,26 +126,54 @@ def _cases() -> list[CaseSpec]:
         flags = [f for f in net_flags if f != "ggn-differs"]
         base = dict(net)
         if "deep" not in flags:
-            out.append(CaseSpec(f"{key}/loss_value", "loss_value", f"mean loss of a {what}", flags, base))
+            out.append(
+                CaseSpec(f"{key}/loss_value", "loss_value", f"mean loss of a {what}", flags, base)
+            )
         out.append(CaseSpec(f"{key}/gradient", "gradient", f"gradient of a {what}", flags, base))
         rng = np.random.Generator(np.random.PCG64(1000 + i))
         v = {n: _q(rng.standard_normal(p.shape)) for n, p in net["params"].items()}
-        out.append(CaseSpec(f"{key}/hvp", "hvp", f"H v for a {what}, v a rounded normal draw", flags,
-                            dict(base, v=v)))
+        out.append(
+            CaseSpec(
+                f"{key}/hvp",
+                "hvp",
+                f"H v for a {what}, v a rounded normal draw",
+                flags,
+                dict(base, v=v),
+            )
+        )
         for method in ("exact", "ggn", "obd"):
             extra = ["ggn-differs"] if smooth and method != "exact" else []
-            out.append(CaseSpec(f"{key}/hessian_diag/{method}", "hessian_diag",
-                                f"{method} Hessian diagonal of a {what}", flags + extra,
-                                dict(base, method=method)))
+            out.append(
+                CaseSpec(
+                    f"{key}/hessian_diag/{method}",
+                    "hessian_diag",
+                    f"{method} Hessian diagonal of a {what}",
+                    flags + extra,
+                    dict(base, method=method),
+                )
+            )
         P = flatten(net["params"]).size
         seed = 7 + i
         if "deep" in flags or "single-layer" in flags:
-            out.append(CaseSpec(f"{key}/hutchinson", "hutchinson_diag",
-                            f"Hutchinson with S = 3 probes drawn from seed {seed} ({P} parameters), {what}",
-                            sorted(set(flags + ["numpy-rng"])), dict(base, probes=_probes(seed, P, 3))))
+            out.append(
+                CaseSpec(
+                    f"{key}/hutchinson",
+                    "hutchinson_diag",
+                    f"Hutchinson with S = 3 probes drawn from seed {seed} ({P} parameters), {what}",
+                    sorted(set(flags + ["numpy-rng"])),
+                    dict(base, probes=_probes(seed, P, 3)),
+                )
+            )
         if "deep" in flags and net["activation"] in ("relu", "tanh"):
-            out.append(CaseSpec(f"{key}/full_hessian", "full_hessian",
-                                f"full {P} x {P} Hessian of a {what}", flags, base))
+            out.append(
+                CaseSpec(
+                    f"{key}/full_hessian",
+                    "full_hessian",
+                    f"full {P} x {P} Hessian of a {what}",
+                    flags,
+                    base,
+                )
+            )
     return out
 
 
@@ -147,6 +190,7 @@ def _nets(**kw):
 def _differential(op: str, **extra):
     def check(c, net):
         c.agree(op, **net, **extra)
+
     return check
 
 
@@ -164,8 +208,13 @@ def _smooth_deep_nets(draw):
     if loss == "cross_entropy":
         sizes[-1] = max(sizes[-1], 2)
     X, y = draw(cst.batches(sizes, loss))
-    return {"params": draw(cst.params(sizes)), "X": X, "y": y,
-            "activation": draw(st.sampled_from(["tanh", "sigmoid"])), "loss": loss}
+    return {
+        "params": draw(cst.params(sizes)),
+        "X": X,
+        "y": y,
+        "activation": draw(st.sampled_from(["tanh", "sigmoid"])),
+        "loss": loss,
+    }
 
 
 def _every_diag_differential(c, net):
@@ -173,7 +222,7 @@ def _every_diag_differential(c, net):
     for method in ("exact", "ggn", "obd"):
         try:
             c.agree("hessian_diag", **net, method=method)
-        except NotProvided:                  # a backend may provide some of the methods
+        except NotProvided:  # a backend may provide some of the methods
             continue
         provided += 1
     if not provided:
@@ -200,12 +249,20 @@ def _hvp_linear_symmetric(c, ex):
     huv = flatten(c.call("hvp", **net, v={n: u[n] + v[n] for n in v}))
     scale = max(1.0, float(np.max(np.abs(np.concatenate([hv, hu])))))
     tol = 1e-9 * scale
-    c.require(np.max(np.abs(h2v - 2 * hv)) <= tol, lambda: f"H(2v) != 2 Hv: max diff {np.max(np.abs(h2v - 2 * hv)):.3g}")
-    c.require(np.max(np.abs(huv - hu - hv)) <= tol, lambda: f"H(u+v) != Hu + Hv: max diff {np.max(np.abs(huv - hu - hv)):.3g}")
+    c.require(
+        np.max(np.abs(h2v - 2 * hv)) <= tol,
+        lambda: f"H(2v) != 2 Hv: max diff {np.max(np.abs(h2v - 2 * hv)):.3g}",
+    )
+    c.require(
+        np.max(np.abs(huv - hu - hv)) <= tol,
+        lambda: f"H(u+v) != Hu + Hv: max diff {np.max(np.abs(huv - hu - hv)):.3g}",
+    )
     fu, fv = flatten(u), flatten(v)
     a, b = float(fu @ hv), float(fv @ hu)
     bound = 1e-9 * max(1.0, float(np.abs(fu) @ np.abs(hv)), float(np.abs(fv) @ np.abs(hu)))
-    c.require(abs(a - b) <= bound, lambda: f"u.Hv = {a!r} but v.Hu = {b!r}: the Hessian is not symmetric")
+    c.require(
+        abs(a - b) <= bound, lambda: f"u.Hv = {a!r} but v.Hu = {b!r}: the Hessian is not symmetric"
+    )
 
 
 def _exact_is_diag_of_full(c, net):
@@ -214,24 +271,38 @@ def _exact_is_diag_of_full(c, net):
     P = d.size
     c.require(H.shape == (P, P), lambda: f"full_hessian has shape {H.shape}, expected {(P, P)}")
     tol = 1e-9 * max(1.0, float(np.max(np.abs(H))))
-    c.require(np.max(np.abs(np.diag(H) - d)) <= tol,
-              lambda: f"hessian_diag(exact) differs from diag(full_hessian) by {np.max(np.abs(np.diag(H) - d)):.3g}")
-    c.require(np.max(np.abs(H - H.T)) <= tol, lambda: f"full_hessian is not symmetric: {np.max(np.abs(H - H.T)):.3g}")
+    c.require(
+        np.max(np.abs(np.diag(H) - d)) <= tol,
+        lambda: (
+            f"hessian_diag(exact) differs from diag(full_hessian) by {np.max(np.abs(np.diag(H) - d)):.3g}"
+        ),
+    )
+    c.require(
+        np.max(np.abs(H - H.T)) <= tol,
+        lambda: f"full_hessian is not symmetric: {np.max(np.abs(H - H.T)):.3g}",
+    )
 
 
 def _ggn_is_exact_piecewise_linear(c, net):
     g = flatten(c.call("hessian_diag", **net, method="ggn"))
     e = flatten(c.call("hessian_diag", **net, method="exact"))
     tol = 1e-9 * max(1.0, float(np.max(np.abs(e))))
-    c.require(np.max(np.abs(g - e)) <= tol,
-              lambda: f"{net['activation']}: ggn and exact diagonals differ by {np.max(np.abs(g - e)):.3g}")
+    c.require(
+        np.max(np.abs(g - e)) <= tol,
+        lambda: (
+            f"{net['activation']}: ggn and exact diagonals differ by {np.max(np.abs(g - e)):.3g}"
+        ),
+    )
 
 
 def _single_layer_obd_exact(c, net):
     o = flatten(c.call("hessian_diag", **net, method="obd"))
     e = flatten(c.call("hessian_diag", **net, method="exact"))
     tol = 1e-9 * max(1.0, float(np.max(np.abs(e))))
-    c.require(np.max(np.abs(o - e)) <= tol, lambda: f"one layer: obd and exact differ by {np.max(np.abs(o - e)):.3g}")
+    c.require(
+        np.max(np.abs(o - e)) <= tol,
+        lambda: f"one layer: obd and exact differ by {np.max(np.abs(o - e)):.3g}",
+    )
 
 
 @st.composite
@@ -239,8 +310,11 @@ def _with_probes(draw):
     net = draw(cst.networks(max_layers=2))
     P = flatten(net["params"]).size
     S = draw(st.integers(1, 3))
-    signs = draw(st.lists(st.lists(st.sampled_from([-1.0, 1.0]), min_size=P, max_size=P),
-                          min_size=S, max_size=S))
+    signs = draw(
+        st.lists(
+            st.lists(st.sampled_from([-1.0, 1.0]), min_size=P, max_size=P), min_size=S, max_size=S
+        )
+    )
     return net, np.array(signs)
 
 
@@ -255,7 +329,10 @@ def _hutchinson_sign_invariant(c, ex):
     a = flatten(c.call("hutchinson_diag", **net, probes=probes))
     b = flatten(c.call("hutchinson_diag", **net, probes=-probes))
     tol = 1e-9 * max(1.0, float(np.max(np.abs(a))))
-    c.require(np.max(np.abs(a - b)) <= tol, lambda: f"negated probes changed the estimate by {np.max(np.abs(a - b)):.3g}")
+    c.require(
+        np.max(np.abs(a - b)) <= tol,
+        lambda: f"negated probes changed the estimate by {np.max(np.abs(a - b)):.3g}",
+    )
 
 
 @st.composite
@@ -288,60 +365,144 @@ def _gradient_permutation(c, ex):
     tol = 1e-9 * max(1.0, float(np.max(np.abs(flatten(g)))))
     d1 = np.max(np.abs(flatten(gp) - flatten(want)))
     d2 = np.max(np.abs(flatten(gb) - flatten(g)))
-    c.require(d1 <= tol, lambda: f"permuting hidden units {perm.tolist()} did not permute the gradient (diff {d1:.3g})")
-    c.require(d2 <= tol, lambda: f"permuting the batch by {batch.tolist()} changed the gradient (diff {d2:.3g})")
+    c.require(
+        d1 <= tol,
+        lambda: (
+            f"permuting hidden units {perm.tolist()} did not permute the gradient (diff {d1:.3g})"
+        ),
+    )
+    c.require(
+        d2 <= tol,
+        lambda: f"permuting the batch by {batch.tolist()} changed the gradient (diff {d2:.3g})",
+    )
 
 
 def _diag_permutation(c, ex):
     net, perm, _ = ex
     for method in ("exact", "ggn", "obd"):
         d = c.call("hessian_diag", **net, method=method)
-        dp = c.call("hessian_diag", **dict(net, params=_permute_units(net["params"], perm)), method=method)
+        dp = c.call(
+            "hessian_diag", **dict(net, params=_permute_units(net["params"], perm)), method=method
+        )
         want = flatten(_permute_units(d, perm))
         tol = 1e-9 * max(1.0, float(np.max(np.abs(want))))
         diff = np.max(np.abs(flatten(dp) - want))
-        c.require(diff <= tol, lambda: f"{method}: permuting hidden units {perm.tolist()} did not permute "
-                                       f"the diagonal (diff {diff:.3g})")
+        c.require(
+            diff <= tol,
+            lambda: (
+                f"{method}: permuting hidden units {perm.tolist()} did not permute "
+                f"the diagonal (diff {diff:.3g})"
+            ),
+        )
 
 
 PROPERTIES = [
-    Property("curvature/loss-differential", ("loss_value",), "the mean loss equals the reference's",
-             _nets(), _differential("loss_value")),
-    Property("curvature/gradient-differential", ("gradient",), "the gradient equals the reference's",
-             _nets(), _differential("gradient")),
-    Property("curvature/gradient-permutation", ("gradient",),
-             "permuting hidden units permutes the gradient; permuting the batch changes nothing",
-             _permuted(), _gradient_permutation),
-    Property("curvature/hvp-differential", ("hvp",), "H v equals the reference's", _with_vector(),
-             _hvp_differential),
-    Property("curvature/hvp-linear-symmetric", ("hvp",), "H v is linear in v and u.Hv = v.Hu",
-             _with_vector(), _hvp_linear_symmetric),
-    Property("curvature/full-hessian-differential", ("full_hessian",), "the full Hessian equals the reference's",
-             cst.networks(max_layers=2, max_width=3), _differential("full_hessian")),
-    Property("curvature/hessian-diag-differential", ("hessian_diag",),
-             "every Hessian-diagonal method equals the reference's",
-             st.tuples(_nets(), st.sampled_from(["exact", "ggn", "obd"])), _diag_differential),
-    Property("curvature/hessian-diag-smooth-differential", ("hessian_diag",),
-             "on deep tanh and sigmoid networks, where they differ, each of the three diagonals "
-             "equals the reference's", _smooth_deep_nets(), _every_diag_differential),
-    Property("curvature/exact-diag-is-diag-of-full", ("hessian_diag", "full_hessian"),
-             "the exact diagonal is the diagonal of the (symmetric) full Hessian",
-             cst.networks(max_layers=2, max_width=3), _exact_is_diag_of_full),
-    Property("curvature/ggn-exact-for-piecewise-linear", ("hessian_diag",),
-             "for relu and identity networks the GGN diagonal is the exact diagonal",
-             cst.networks(activations=("relu", "identity")), _ggn_is_exact_piecewise_linear),
-    Property("curvature/obd-exact-for-one-layer", ("hessian_diag",),
-             "with no hidden layer the OBD recursion is exact",
-             cst.networks(max_layers=1), _single_layer_obd_exact),
-    Property("curvature/hessian-diag-permutation", ("hessian_diag",),
-             "permuting hidden units permutes every diagonal", _permuted(), _diag_permutation),
-    Property("curvature/hutchinson-differential", ("hutchinson_diag",),
-             "the Hutchinson estimate for given probes equals the reference's", _with_probes(),
-             _hutchinson_differential),
-    Property("curvature/hutchinson-sign-invariant", ("hutchinson_diag",),
-             "negating every probe leaves the estimate unchanged", _with_probes(),
-             _hutchinson_sign_invariant),
+    Property(
+        "curvature/loss-differential",
+        ("loss_value",),
+        "the mean loss equals the reference's",
+        _nets(),
+        _differential("loss_value"),
+    ),
+    Property(
+        "curvature/gradient-differential",
+        ("gradient",),
+        "the gradient equals the reference's",
+        _nets(),
+        _differential("gradient"),
+    ),
+    Property(
+        "curvature/gradient-permutation",
+        ("gradient",),
+        "permuting hidden units permutes the gradient; permuting the batch changes nothing",
+        _permuted(),
+        _gradient_permutation,
+    ),
+    Property(
+        "curvature/hvp-differential",
+        ("hvp",),
+        "H v equals the reference's",
+        _with_vector(),
+        _hvp_differential,
+    ),
+    Property(
+        "curvature/hvp-linear-symmetric",
+        ("hvp",),
+        "H v is linear in v and u.Hv = v.Hu",
+        _with_vector(),
+        _hvp_linear_symmetric,
+    ),
+    Property(
+        "curvature/full-hessian-differential",
+        ("full_hessian",),
+        "the full Hessian equals the reference's",
+        cst.networks(max_layers=2, max_width=3),
+        _differential("full_hessian"),
+    ),
+    Property(
+        "curvature/hessian-diag-differential",
+        ("hessian_diag",),
+        "every Hessian-diagonal method equals the reference's",
+        st.tuples(_nets(), st.sampled_from(["exact", "ggn", "obd"])),
+        _diag_differential,
+    ),
+    Property(
+        "curvature/hessian-diag-smooth-differential",
+        ("hessian_diag",),
+        "on deep tanh and sigmoid networks, where they differ, each of the three diagonals "
+        "equals the reference's",
+        _smooth_deep_nets(),
+        _every_diag_differential,
+    ),
+    Property(
+        "curvature/exact-diag-is-diag-of-full",
+        ("hessian_diag", "full_hessian"),
+        "the exact diagonal is the diagonal of the (symmetric) full Hessian",
+        cst.networks(max_layers=2, max_width=3),
+        _exact_is_diag_of_full,
+    ),
+    Property(
+        "curvature/ggn-exact-for-piecewise-linear",
+        ("hessian_diag",),
+        "for relu and identity networks the GGN diagonal is the exact diagonal",
+        cst.networks(activations=("relu", "identity")),
+        _ggn_is_exact_piecewise_linear,
+    ),
+    Property(
+        "curvature/obd-exact-for-one-layer",
+        ("hessian_diag",),
+        "with no hidden layer the OBD recursion is exact",
+        cst.networks(max_layers=1),
+        _single_layer_obd_exact,
+    ),
+    Property(
+        "curvature/hessian-diag-permutation",
+        ("hessian_diag",),
+        "permuting hidden units permutes every diagonal",
+        _permuted(),
+        _diag_permutation,
+    ),
+    Property(
+        "curvature/hutchinson-differential",
+        ("hutchinson_diag",),
+        "the Hutchinson estimate for given probes equals the reference's",
+        _with_probes(),
+        _hutchinson_differential,
+    ),
+    Property(
+        "curvature/hutchinson-sign-invariant",
+        ("hutchinson_diag",),
+        "negating every probe leaves the estimate unchanged",
+        _with_probes(),
+        _hutchinson_sign_invariant,
+    ),
 ]
 
-FAMILY = Family(name="curvature", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
-                properties=PROPERTIES)
+FAMILY = Family(
+    name="curvature",
+    algorithm=ALGORITHM,
+    notes=NOTES,
+    cases=_cases,
+    tolerance=tolerance,
+    properties=PROPERTIES,
+)

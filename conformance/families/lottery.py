@@ -50,7 +50,7 @@ NOTES = {
     "trace": "a multi-round IMP trace",
     "absolute-schedule": "absolute sparsity targets of the original sizes (one-shot, cubic)",
     "layer-scales": "weight matrices of very different scales: a global ranking and per-layer "
-                    "rankings keep different weights",
+    "rankings keep different weights",
 }
 
 
@@ -70,47 +70,131 @@ def _cases() -> list[CaseSpec]:
     out = []
     init, trained = _trained_pair(401)
     dead = _all_alive(init)
-    dead["layers.0.weight"] = np.array([[True, False, True], [True, True, True], [False, True, True],
-                                        [True, True, False]])
+    dead["layers.0.weight"] = np.array(
+        [[True, False, True], [True, True, True], [False, True, True], [True, True, False]]
+    )
     dead["layers.1.weight"] = np.array([[True, True, False, True], [True, True, True, True]])
     trained_dead = {n: np.where(dead[n], p, 0.0) for n, p in trained.items()}
     mult = {"layers.1.weight": 0.5}
     for key, rewind, masks, fraction, scope, m, flags, comment in [
-        ("init-layer-0.2", init, _all_alive(init), 0.2, "layer", None, ["rewind-init", "layer-scope"],
-         "20% of each weight matrix, rewound to w0"),
-        ("init-global-0.5", init, _all_alive(init), 0.5, "global", None, ["rewind-init", "global-scope"],
-         "half of the pooled weights, rewound to w0"),
-        ("init-layer-mult", init, _all_alive(init), 0.5, "layer", mult,
-         ["rewind-init", "layer-scope", "multipliers"], "half of layer 0, a quarter of the output layer"),
-        ("init-global-mult", init, _all_alive(init), 0.4, "global", mult,
-         ["rewind-init", "global-scope", "multipliers"], "pool of layer 0 at 0.4, output layer alone at 0.2"),
-        ("trained-dead-layer", trained_dead, dead, 0.25, "layer", None,
-         ["rewind-trained", "layer-scope", "nesting"], "a second round: a quarter of the alive weights, "
-                                                       "weights kept"),
-        ("init-dead-global", init, dead, 0.5, "global", None, ["rewind-init", "global-scope", "nesting"],
-         "a second round, global, rewound to w0: pruned entries stay 0"),
+        (
+            "init-layer-0.2",
+            init,
+            _all_alive(init),
+            0.2,
+            "layer",
+            None,
+            ["rewind-init", "layer-scope"],
+            "20% of each weight matrix, rewound to w0",
+        ),
+        (
+            "init-global-0.5",
+            init,
+            _all_alive(init),
+            0.5,
+            "global",
+            None,
+            ["rewind-init", "global-scope"],
+            "half of the pooled weights, rewound to w0",
+        ),
+        (
+            "init-layer-mult",
+            init,
+            _all_alive(init),
+            0.5,
+            "layer",
+            mult,
+            ["rewind-init", "layer-scope", "multipliers"],
+            "half of layer 0, a quarter of the output layer",
+        ),
+        (
+            "init-global-mult",
+            init,
+            _all_alive(init),
+            0.4,
+            "global",
+            mult,
+            ["rewind-init", "global-scope", "multipliers"],
+            "pool of layer 0 at 0.4, output layer alone at 0.2",
+        ),
+        (
+            "trained-dead-layer",
+            trained_dead,
+            dead,
+            0.25,
+            "layer",
+            None,
+            ["rewind-trained", "layer-scope", "nesting"],
+            "a second round: a quarter of the alive weights, weights kept",
+        ),
+        (
+            "init-dead-global",
+            init,
+            dead,
+            0.5,
+            "global",
+            None,
+            ["rewind-init", "global-scope", "nesting"],
+            "a second round, global, rewound to w0: pruned entries stay 0",
+        ),
     ]:
         src = trained_dead if masks is dead else trained
-        out.append(CaseSpec(f"imp_round/{key}", "imp_round", comment, flags,
-                            {"trained": src, "rewind_params": rewind, "masks": masks,
-                             "fraction": fraction, "scope": scope, "rate_multipliers": m, "rounding": "round-half-even"}))
+        out.append(
+            CaseSpec(
+                f"imp_round/{key}",
+                "imp_round",
+                comment,
+                flags,
+                {
+                    "trained": src,
+                    "rewind_params": rewind,
+                    "masks": masks,
+                    "fraction": fraction,
+                    "scope": scope,
+                    "rate_multipliers": m,
+                    "rounding": "round-half-even",
+                },
+            )
+        )
     net = network(411, [2, 4, 3], "relu", "cross_entropy", n=9, scale=1.0)
-    base = {"rounds": 3, "alpha": 0.25, "epochs": 6, "lr": 0.5, "momentum": 0.9, "milestones": [4],
-            "gamma": 0.1, "scope": "layer", "rate_multipliers": None}
-    for rewind, flag in [("init", "rewind-init"), ("step:2", "rewind-step"), ("lr", "rewind-lr"),
-                         ("finetune", "finetune")]:
+    base = {
+        "rounds": 3,
+        "alpha": 0.25,
+        "epochs": 6,
+        "lr": 0.5,
+        "momentum": 0.9,
+        "milestones": [4],
+        "gamma": 0.1,
+        "scope": "layer",
+        "rate_multipliers": None,
+    }
+    for rewind, flag in [
+        ("init", "rewind-init"),
+        ("step:2", "rewind-step"),
+        ("lr", "rewind-lr"),
+        ("finetune", "finetune"),
+    ]:
         options = dict(base, rewind=rewind)
-        out.append(CaseSpec(f"imp/{rewind}", "imp",
-                            f"3 IMP rounds at alpha 0.25 with rewind {rewind}: 2-4-3 relu network, 9 samples, "
-                            "6 full-batch updates per round, lr 0.5 decayed x0.1 at update 4",
-                            [flag, "trace", "momentum", "lr-decay", "layer-scope"],
-                            dict(net, options=options)))
-    options = dict(base, rewind="init", scope="global",
-                   rate_multipliers={"layers.1.weight": 0.5})
-    out.append(CaseSpec("imp/init-global-mult", "imp",
-                        "3 IMP rounds, global pool with the output layer at half the rate, rewind to w0",
-                        ["rewind-init", "trace", "momentum", "lr-decay", "global-scope", "multipliers"],
-                        dict(net, options=options)))
+        out.append(
+            CaseSpec(
+                f"imp/{rewind}",
+                "imp",
+                f"3 IMP rounds at alpha 0.25 with rewind {rewind}: 2-4-3 relu network, 9 samples, "
+                "6 full-batch updates per round, lr 0.5 decayed x0.1 at update 4",
+                [flag, "trace", "momentum", "lr-decay", "layer-scope"],
+                dict(net, options=options),
+            )
+        )
+    options = dict(base, rewind="init", scope="global", rate_multipliers={"layers.1.weight": 0.5})
+    out.append(
+        CaseSpec(
+            "imp/init-global-mult",
+            "imp",
+            "3 IMP rounds, global pool with the output layer at half the rate, rewind to w0",
+            ["rewind-init", "trace", "momentum", "lr-decay", "global-scope", "multipliers"],
+            dict(net, options=options),
+        )
+    )
     out += _absolute_cases()
     return out
 
@@ -127,25 +211,58 @@ def _scaled_network(seed: int) -> dict[str, Any]:
 def _absolute_cases() -> list[CaseSpec]:
     """IMP with absolute targets in global scope: the pool must be ranked as one group."""
     net = _scaled_network(421)
-    base = {"epochs": 4, "lr": 0.1, "momentum": 0.9, "milestones": [], "gamma": 0.1,
-            "rate_multipliers": None, "rewind": "init"}
-    cubic = [0.2, 0.6375, 0.7]        # refprune.schedules.cubic(0.2, 0.7, n_steps=2).values
+    base = {
+        "epochs": 4,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "milestones": [],
+        "gamma": 0.1,
+        "rate_multipliers": None,
+        "rewind": "init",
+    }
+    cubic = [0.2, 0.6375, 0.7]  # refprune.schedules.cubic(0.2, 0.7, n_steps=2).values
     out = []
     for key, sparsities, scope, mult, comment in [
-        ("one-shot-global", [0.5], "global", None,
-         "one-shot to sparsity 0.5 over the pool of 3 matrices of scales 4, 1, 1/4: the global "
-         "ranking prunes the small-scale layers first (per-layer pruning keeps half of each)"),
-        ("cubic-global", cubic, "global", None,
-         "cubic schedule 0.2 -> 0.7 in 3 rounds, global pool of matrices of scales 4, 1, 1/4"),
-        ("cubic-global-mult", cubic, "global", {"layers.2.weight": 0.5},
-         "cubic schedule, global pool of the two hidden matrices, output matrix alone at half "
-         "the rate"),
-        ("one-shot-layer", [0.5], "layer", None,
-         "one-shot to sparsity 0.5, each matrix on its own (the control for one-shot-global)"),
+        (
+            "one-shot-global",
+            [0.5],
+            "global",
+            None,
+            "one-shot to sparsity 0.5 over the pool of 3 matrices of scales 4, 1, 1/4: the global "
+            "ranking prunes the small-scale layers first (per-layer pruning keeps half of each)",
+        ),
+        (
+            "cubic-global",
+            cubic,
+            "global",
+            None,
+            "cubic schedule 0.2 -> 0.7 in 3 rounds, global pool of matrices of scales 4, 1, 1/4",
+        ),
+        (
+            "cubic-global-mult",
+            cubic,
+            "global",
+            {"layers.2.weight": 0.5},
+            "cubic schedule, global pool of the two hidden matrices, output matrix alone at half "
+            "the rate",
+        ),
+        (
+            "one-shot-layer",
+            [0.5],
+            "layer",
+            None,
+            "one-shot to sparsity 0.5, each matrix on its own (the control for one-shot-global)",
+        ),
     ]:
         options = dict(base, sparsities=sparsities, scope=scope, rate_multipliers=mult)
-        flags = ["rewind-init", "trace", "momentum", "absolute-schedule", "layer-scales",
-                 f"{scope}-scope"] + (["multipliers"] if mult else [])
+        flags = [
+            "rewind-init",
+            "trace",
+            "momentum",
+            "absolute-schedule",
+            "layer-scales",
+            f"{scope}-scope",
+        ] + (["multipliers"] if mult else [])
         out.append(CaseSpec(f"imp/{key}", "imp", comment, flags, dict(net, options=options)))
     return out
 
@@ -164,13 +281,22 @@ def _round_example(draw):
     sizes = draw(st.lists(st.integers(1, 4), min_size=3, max_size=4))
     trained = draw(cst.params(sizes))
     rewind = draw(cst.params(sizes))
-    masks = {n: draw(cst.masks(p.shape)) if n.endswith("weight") else np.ones(p.shape, bool)
-             for n, p in trained.items()}
+    masks = {
+        n: draw(cst.masks(p.shape)) if n.endswith("weight") else np.ones(p.shape, bool)
+        for n, p in trained.items()
+    }
     trained = {n: np.where(masks[n], p, 0.0) for n, p in trained.items()}
     scope = draw(st.sampled_from(["layer", "global"]))
     mult = {f"layers.{len(sizes) - 2}.weight": 0.5} if draw(st.booleans()) else None
-    return {"trained": trained, "rewind_params": rewind, "masks": masks,
-            "fraction": draw(cst.fractions()), "scope": scope, "rate_multipliers": mult, "rounding": draw(cst.roundings())}
+    return {
+        "trained": trained,
+        "rewind_params": rewind,
+        "masks": masks,
+        "fraction": draw(cst.fractions()),
+        "scope": scope,
+        "rate_multipliers": mult,
+        "rounding": draw(cst.roundings()),
+    }
 
 
 def _round_differential(c, ex):
@@ -184,21 +310,29 @@ def _round_differential(c, ex):
         expected = c.ref("imp_round", **ex)
     except ValueError:
         from hypothesis import reject
+
         reject()
     actual = c.call("imp_round", **ex)
     masks = {n: np.asarray(actual["masks"][n]) for n in ex["masks"]}
     for names in _round_groups(ex):
         mags = {n: np.abs(ex["trained"][n]) for n in names}
-        c.require(c.tie_check({n: expected["masks"][n] for n in names},
-                              {n: masks[n] for n in names}, mags,
-                              {n: ex["masks"][n] for n in names}),
-                  lambda: f"{names}: masks differ beyond the order of equal |trained| weights")
+        c.require(
+            c.tie_check(
+                {n: expected["masks"][n] for n in names},
+                {n: masks[n] for n in names},
+                mags,
+                {n: ex["masks"][n] for n in names},
+            ),
+            lambda: f"{names}: masks differ beyond the order of equal |trained| weights",
+        )
     for n, m in masks.items():
         if n not in _weights(ex):
             c.require(np.array_equal(m, expected["masks"][n]), f"{n}: a bias mask changed")
         want = np.where(m, ex["rewind_params"][n], 0.0)
-        c.require(np.array_equal(np.asarray(actual["params"][n]), want),
-                  f"{n}: the parameters are not the rewind values under the returned mask")
+        c.require(
+            np.array_equal(np.asarray(actual["params"][n]), want),
+            f"{n}: the parameters are not the rewind values under the returned mask",
+        )
 
 
 def _weights(ex) -> list[str]:
@@ -233,8 +367,10 @@ def _round_rewinds(c, ex):
         c.require(not np.any(m & ~old), lambda: f"{n}: a pruned entry came back")
         if n.endswith("bias"):
             c.require(np.array_equal(m, old), lambda: f"{n}: a bias was pruned")
-        c.require(np.array_equal(p[m], ex["rewind_params"][n][m]),
-                  lambda: f"{n}: surviving entries do not hold the rewind values exactly")
+        c.require(
+            np.array_equal(p[m], ex["rewind_params"][n][m]),
+            lambda: f"{n}: surviving entries do not hold the rewind values exactly",
+        )
         c.require(np.all(p[~m] == 0.0), lambda: f"{n}: a pruned entry is not 0.0")
 
 
@@ -242,9 +378,18 @@ def _round_rewinds(c, ex):
 def _imp_example(draw):
     net = draw(cst.networks(max_layers=2, max_width=3, max_samples=4, activations=("relu", "tanh")))
     rewind = draw(st.sampled_from(["init", "step:1", "lr", "finetune"]))
-    options = {"rounds": draw(st.integers(1, 2)), "alpha": draw(st.sampled_from([0.2, 0.5])), "epochs": 2,
-               "lr": 0.1, "momentum": draw(st.sampled_from([0.0, 0.9])), "milestones": [1], "gamma": 0.5,
-               "scope": draw(st.sampled_from(["layer", "global"])), "rate_multipliers": None, "rewind": rewind}
+    options = {
+        "rounds": draw(st.integers(1, 2)),
+        "alpha": draw(st.sampled_from([0.2, 0.5])),
+        "epochs": 2,
+        "lr": 0.1,
+        "momentum": draw(st.sampled_from([0.0, 0.9])),
+        "milestones": [1],
+        "gamma": 0.5,
+        "scope": draw(st.sampled_from(["layer", "global"])),
+        "rate_multipliers": None,
+        "rewind": rewind,
+    }
     return dict(net, options=options)
 
 
@@ -264,15 +409,19 @@ def _imp_invariants(c, ex):
     masks = out["masks"]
     for r in range(1, len(masks)):
         for n in masks[r]:
-            c.require(not np.any(np.asarray(masks[r][n]) & ~np.asarray(masks[r - 1][n])),
-                      lambda: f"round {r}: {n} revived a weight pruned in round {r - 1}")
+            c.require(
+                not np.any(np.asarray(masks[r][n]) & ~np.asarray(masks[r - 1][n])),
+                lambda: f"round {r}: {n} revived a weight pruned in round {r - 1}",
+            )
     if ex["options"]["rewind"] == "init":
         for r in range(len(masks)):
             for n, w0 in ex["params"].items():
                 m = np.asarray(masks[r][n])
                 got = np.asarray(out["rewound"][r][n])
-                c.require(np.array_equal(got, np.where(m, w0, 0.0)),
-                          lambda: f"round {r}: {n} after rewinding is not w0 * mask")
+                c.require(
+                    np.array_equal(got, np.where(m, w0, 0.0)),
+                    lambda: f"round {r}: {n} after rewinding is not w0 * mask",
+                )
 
 
 @st.composite
@@ -282,14 +431,21 @@ def _imp_absolute_example(draw):
     weights = [n for n in net["params"] if n.endswith(".weight")]
     for n in weights:
         net["params"][n] = net["params"][n] * draw(st.sampled_from([0.25, 1.0, 4.0]))
-    sparsities = sorted(draw(st.lists(st.sampled_from([0.2, 0.25, 0.5, 0.6, 0.75]), min_size=1,
-                                      max_size=3)))
+    sparsities = sorted(
+        draw(st.lists(st.sampled_from([0.2, 0.25, 0.5, 0.6, 0.75]), min_size=1, max_size=3))
+    )
     mult = {weights[-1]: 0.5} if len(weights) > 2 and draw(st.booleans()) else None
-    options = {"sparsities": sparsities, "epochs": 2, "lr": 0.1,
-               "momentum": draw(st.sampled_from([0.0, 0.9])), "milestones": [], "gamma": 0.5,
-               "scope": draw(st.sampled_from(["global", "global", "layer"])),
-               "rate_multipliers": mult,
-               "rewind": draw(st.sampled_from(["init", "lr"]))}
+    options = {
+        "sparsities": sparsities,
+        "epochs": 2,
+        "lr": 0.1,
+        "momentum": draw(st.sampled_from([0.0, 0.9])),
+        "milestones": [],
+        "gamma": 0.5,
+        "scope": draw(st.sampled_from(["global", "global", "layer"])),
+        "rate_multipliers": mult,
+        "rewind": draw(st.sampled_from(["init", "lr"])),
+    }
     return dict(net, options=options)
 
 
@@ -303,41 +459,85 @@ def _imp_absolute_counts(c, ex):
     weights = [n for n in ex["params"] if n.endswith(".weight")]
     mult = o["rate_multipliers"] or {}
     pool = [n for n in weights if mult.get(n, 1.0) == 1.0] if o["scope"] == "global" else []
-    groups = ([(pool, 1.0)] if pool else []) + [([n], mult.get(n, 1.0)) for n in weights
-                                                if n not in pool]
-    c.require(len(masks) == len(o["sparsities"]) + 1,
-              lambda: f"{len(masks)} rounds of masks for {len(o['sparsities'])} targets")
+    groups = ([(pool, 1.0)] if pool else []) + [
+        ([n], mult.get(n, 1.0)) for n in weights if n not in pool
+    ]
+    c.require(
+        len(masks) == len(o["sparsities"]) + 1,
+        lambda: f"{len(masks)} rounds of masks for {len(o['sparsities'])} targets",
+    )
     for r, s in enumerate(o["sparsities"], start=1):
         for names, m in groups:
             size = sum(np.asarray(masks[0][n]).size for n in names)
             before = sum(int(np.sum(masks[r - 1][n])) for n in names)
             alive = sum(int(np.sum(masks[r][n])) for n in names)
             want = min(before, size - fraction_to_count(s * m, size))
-            c.require(alive == want, lambda: f"round {r}: {names} keep {alive} weights, the "
-                                             f"target s = {s} (x {m}) keeps {want}")
+            c.require(
+                alive == want,
+                lambda: (
+                    f"round {r}: {names} keep {alive} weights, the "
+                    f"target s = {s} (x {m}) keeps {want}"
+                ),
+            )
 
 
 PROPERTIES = [
-    Property("lottery/imp-round-differential", ("imp_round",), "one IMP round equals the reference's",
-             _round_example(), _round_differential),
-    Property("lottery/imp-round-rewinds", ("imp_round",),
-             "survivors hold the rewind values exactly, pruned entries are 0, masks nested, biases kept",
-             _round_example(), _round_rewinds),
-    Property("lottery/imp-differential", ("imp",), "a short IMP trace equals the reference's",
-             _imp_example(), _imp_differential),
-    Property("lottery/imp-every-rewind-differential", ("imp",),
-             "a short IMP trace equals the reference's under every rewinding mode, on the same "
-             "network", _imp_example(), _imp_every_rewind),
-    Property("lottery/imp-nested-and-rewound", ("imp",),
-             "masks are nested across rounds and rewinding to init restores w0 exactly",
-             _imp_example(), _imp_invariants),
-    Property("lottery/imp-absolute-differential", ("imp",),
-             "an IMP trace with absolute targets (one pool in global scope) equals the reference's",
-             _imp_absolute_example(), _imp_differential),
-    Property("lottery/imp-absolute-counts", ("imp",),
-             "absolute targets: each group (the global pool as one) keeps exactly its target count",
-             _imp_absolute_example(), _imp_absolute_counts),
+    Property(
+        "lottery/imp-round-differential",
+        ("imp_round",),
+        "one IMP round equals the reference's",
+        _round_example(),
+        _round_differential,
+    ),
+    Property(
+        "lottery/imp-round-rewinds",
+        ("imp_round",),
+        "survivors hold the rewind values exactly, pruned entries are 0, masks nested, biases kept",
+        _round_example(),
+        _round_rewinds,
+    ),
+    Property(
+        "lottery/imp-differential",
+        ("imp",),
+        "a short IMP trace equals the reference's",
+        _imp_example(),
+        _imp_differential,
+    ),
+    Property(
+        "lottery/imp-every-rewind-differential",
+        ("imp",),
+        "a short IMP trace equals the reference's under every rewinding mode, on the same network",
+        _imp_example(),
+        _imp_every_rewind,
+    ),
+    Property(
+        "lottery/imp-nested-and-rewound",
+        ("imp",),
+        "masks are nested across rounds and rewinding to init restores w0 exactly",
+        _imp_example(),
+        _imp_invariants,
+    ),
+    Property(
+        "lottery/imp-absolute-differential",
+        ("imp",),
+        "an IMP trace with absolute targets (one pool in global scope) equals the reference's",
+        _imp_absolute_example(),
+        _imp_differential,
+    ),
+    Property(
+        "lottery/imp-absolute-counts",
+        ("imp",),
+        "absolute targets: each group (the global pool as one) keeps exactly its target count",
+        _imp_absolute_example(),
+        _imp_absolute_counts,
+    ),
 ]
 
-FAMILY = Family(name="lottery", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
-                properties=PROPERTIES)
+FAMILY = Family(
+    name="lottery",
+    algorithm=ALGORITHM,
+    notes=NOTES,
+    cases=_cases,
+    tolerance=tolerance,
+    properties=PROPERTIES,
+)

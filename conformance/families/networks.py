@@ -13,8 +13,9 @@ def quantize(x: Any) -> np.ndarray:
     return np.round(np.asarray(x, dtype=np.float64) * 64.0) / 64.0
 
 
-def network(seed: int, sizes: list[int], activation: str, loss: str, n: int = 4,
-            scale: float = 1.0) -> dict[str, Any]:
+def network(
+    seed: int, sizes: list[int], activation: str, loss: str, n: int = 4, scale: float = 1.0
+) -> dict[str, Any]:
     """Keyword arguments (params, X, y, activation, loss) of a small MLP and batch.
 
     Weights ~ scale * N(0, 1), biases ~ 0.5 * N(0, 1), inputs ~ N(0, 1), all rounded to
@@ -35,10 +36,13 @@ def network(seed: int, sizes: list[int], activation: str, loss: str, n: int = 4,
 
 def sizes_of(params: dict[str, np.ndarray]) -> list[int]:
     n_layers = sum(1 for k in params if k.endswith(".weight"))
-    return [params["layers.0.weight"].shape[1]] + [params[f"layers.{l}.weight"].shape[0]
-                                                   for l in range(n_layers)]
+    return [params["layers.0.weight"].shape[1]] + [
+        params[f"layers.{l}.weight"].shape[0] for l in range(n_layers)
+    ]
 
 
 def describe(net: dict[str, Any]) -> str:
-    return (f"{net['activation']} {'-'.join(map(str, sizes_of(net['params'])))} MLP, {net['loss']}, "
-            f"N = {len(net['X'])}")
+    return (
+        f"{net['activation']} {'-'.join(map(str, sizes_of(net['params'])))} MLP, {net['loss']}, "
+        f"N = {len(net['X'])}"
+    )

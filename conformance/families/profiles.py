@@ -61,8 +61,10 @@ _DISTINCT = {
 }
 _EQUAL = {"layers.0.weight": np.full((2, 3), 0.5), "layers.1.weight": np.full((2, 4), 0.5)}
 _TEN = {"layers.0.weight": np.array([[0.9, 0.8, 0.7, 0.6, 0.5], [0.4, 0.3, 0.2, 0.1, 0.05]])}
-_DEAD = {"layers.0.weight": np.array([[True, False, True], [True, True, False]]),
-         "layers.1.weight": np.array([[True, True, False, True], [True, True, True, False]])}
+_DEAD = {
+    "layers.0.weight": np.array([[True, False, True], [True, True, False]]),
+    "layers.1.weight": np.array([[True, True, False, True], [True, True, True, False]]),
+}
 
 
 def _flags(name: str, scope: str, scores, amount, alive, ignore) -> list[str]:
@@ -94,37 +96,81 @@ def _flags(name: str, scope: str, scores, amount, alive, ignore) -> list[str]:
 def _cases() -> list[CaseSpec]:
     out = []
     scenarios: dict[str, list[tuple[Any, ...]]] = {
-        "reference": [("signed", _S, 0.5, None, ()), ("dead", _S, 0.5, _DEAD, ()),
-                      ("distinct-quarter", _DISTINCT, 0.25, None, ()), ("equal", _EQUAL, 0.25, None, ())],
-        "torch": [("signed-half", _S, 0.5, None, ()), ("half-way-0.25", _TEN, 0.25, None, ()),
-                  ("half-way-0.35", _TEN, 0.35, None, ()), ("count-3", _S, 3, None, ()),
-                  ("dead", _S, 0.5, _DEAD, ()), ("equal", _EQUAL, 0.25, None, ()),
-                  ("zero", _S, 0.0, None, ())],
-        "tfmot": [("float32-0.85", _TEN, 0.85, None, ()), ("signed-half", _S, 0.5, None, ()),
-                  ("ties-kept", _EQUAL, 0.5, None, ()), ("zero-threshold", _S, 0.9, None, ()),
-                  ("dead", _S, 0.5, _DEAD, ()), ("zero", _DISTINCT, 0.0, None, ())],
-        "open-lth": [("zero-prunes-one", _DISTINCT, 0.0, None, ()), ("signed-0.2", _S, 0.2, None, ()),
-                     ("ties-all-go", _EQUAL, 0.25, None, ()), ("dead", _S, 0.5, _DEAD, ()),
-                     ("ignore-counts", _DISTINCT, 0.2, None, ("layers.1.weight",))],
-        "shrinkbench": [("keep-half", _S, 0.5, None, ()), ("keep-0.3-distinct", _DISTINCT, 0.3, None, ()),
-                        ("ties-kept", _EQUAL, 0.25, None, ()), ("keep-all", _S, 1.0, None, ())],
+        "reference": [
+            ("signed", _S, 0.5, None, ()),
+            ("dead", _S, 0.5, _DEAD, ()),
+            ("distinct-quarter", _DISTINCT, 0.25, None, ()),
+            ("equal", _EQUAL, 0.25, None, ()),
+        ],
+        "torch": [
+            ("signed-half", _S, 0.5, None, ()),
+            ("half-way-0.25", _TEN, 0.25, None, ()),
+            ("half-way-0.35", _TEN, 0.35, None, ()),
+            ("count-3", _S, 3, None, ()),
+            ("dead", _S, 0.5, _DEAD, ()),
+            ("equal", _EQUAL, 0.25, None, ()),
+            ("zero", _S, 0.0, None, ()),
+        ],
+        "tfmot": [
+            ("float32-0.85", _TEN, 0.85, None, ()),
+            ("signed-half", _S, 0.5, None, ()),
+            ("ties-kept", _EQUAL, 0.5, None, ()),
+            ("zero-threshold", _S, 0.9, None, ()),
+            ("dead", _S, 0.5, _DEAD, ()),
+            ("zero", _DISTINCT, 0.0, None, ()),
+        ],
+        "open-lth": [
+            ("zero-prunes-one", _DISTINCT, 0.0, None, ()),
+            ("signed-0.2", _S, 0.2, None, ()),
+            ("ties-all-go", _EQUAL, 0.25, None, ()),
+            ("dead", _S, 0.5, _DEAD, ()),
+            ("ignore-counts", _DISTINCT, 0.2, None, ("layers.1.weight",)),
+        ],
+        "shrinkbench": [
+            ("keep-half", _S, 0.5, None, ()),
+            ("keep-0.3-distinct", _DISTINCT, 0.3, None, ()),
+            ("ties-kept", _EQUAL, 0.25, None, ()),
+            ("keep-all", _S, 1.0, None, ()),
+        ],
     }
     for name, items in scenarios.items():
         profile = get_profile(name)
         for key, scores, amount, alive, ignore in items:
             for scope in profile.scopes:
                 flags = _flags(name, scope, scores, amount, alive, ignore)
-                inputs = {"scores": scores, "amount": amount, "alive": alive, "scope": scope,
-                          "ignore": list(ignore)}
-                expected = profile.keep_masks(scores, amount, alive=alive, scope=scope, ignore=ignore)
-                tol = {"masks": dict(EXACT, up_to_ties={"scores": "scores", "alive": "alive",
-                                                        "pooled": scope == "global"})}
+                inputs = {
+                    "scores": scores,
+                    "amount": amount,
+                    "alive": alive,
+                    "scope": scope,
+                    "ignore": list(ignore),
+                }
+                expected = profile.keep_masks(
+                    scores, amount, alive=alive, scope=scope, ignore=ignore
+                )
+                tol = {
+                    "masks": dict(
+                        EXACT,
+                        up_to_ties={
+                            "scores": "scores",
+                            "alive": "alive",
+                            "pooled": scope == "global",
+                        },
+                    )
+                }
                 if len(flags) == 2:
                     flags.append("baseline")
-                out.append(CaseSpec(
-                    key=f"{name}/{key}/{scope}", op="profile_mask", flags=flags,
-                    comment=f"{name}, {scope} scope, amount {amount!r}: {profile.amount_meaning}",
-                    inputs=inputs, expected={"masks": expected}, tolerance=tol))
+                out.append(
+                    CaseSpec(
+                        key=f"{name}/{key}/{scope}",
+                        op="profile_mask",
+                        flags=flags,
+                        comment=f"{name}, {scope} scope, amount {amount!r}: {profile.amount_meaning}",
+                        inputs=inputs,
+                        expected={"masks": expected},
+                        tolerance=tol,
+                    )
+                )
     return out
 
 
@@ -135,9 +181,15 @@ def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 @st.composite
 def _profile_example(draw):
     scores = draw(cst.param_scores(ties=True))
-    alive = {n: draw(cst.masks(v.shape)) for n, v in scores.items()} if draw(st.booleans()) else None
-    return {"scores": scores, "alive": alive, "amount_draw": draw(st.floats(0.0, 1.0)),
-            "scope_draw": draw(st.integers(0, 1))}
+    alive = (
+        {n: draw(cst.masks(v.shape)) for n, v in scores.items()} if draw(st.booleans()) else None
+    )
+    return {
+        "scores": scores,
+        "alive": alive,
+        "amount_draw": draw(st.floats(0.0, 1.0)),
+        "scope_draw": draw(st.integers(0, 1)),
+    }
 
 
 def _profile_differential(c, ex):
@@ -149,14 +201,22 @@ def _profile_differential(c, ex):
     elif profile.name in ("tfmot", "open-lth"):
         amount = min(amount, 0.999)
     scope = profile.scopes[ex["scope_draw"] % len(profile.scopes)]
-    kwargs = {"scores": ex["scores"], "amount": amount, "alive": ex["alive"], "scope": scope, "ignore": []}
+    kwargs = {
+        "scores": ex["scores"],
+        "amount": amount,
+        "alive": ex["alive"],
+        "scope": scope,
+        "ignore": [],
+    }
     try:
         expected = profile.keep_masks(ex["scores"], amount, alive=ex["alive"], scope=scope)
     except ValueError:
-        return                                   # the library itself refuses this input
+        return  # the library itself refuses this input
     actual = c.call("profile_mask", **kwargs)
-    c.require(isinstance(actual, dict) and set(actual) == set(expected),
-              lambda: f"expected masks for {sorted(expected)}, got {actual!r}")
+    c.require(
+        isinstance(actual, dict) and set(actual) == set(expected),
+        lambda: f"expected masks for {sorted(expected)}, got {actual!r}",
+    )
     groups = [list(expected)] if scope == "global" else [[n] for n in expected]
     for names in groups:
         e = {n: expected[n] for n in names}
@@ -164,15 +224,29 @@ def _profile_differential(c, ex):
         s = {n: ex["scores"][n] for n in names}
         al = None if ex["alive"] is None else {n: ex["alive"][n] for n in names}
         why = profile.mask_mismatch(e, a, s, alive=al)
-        c.require(why is None, lambda: f"{profile.name} profile, {scope} scope, amount {amount!r}, "
-                                       f"tensors {names}: {why}")
+        c.require(
+            why is None,
+            lambda: (
+                f"{profile.name} profile, {scope} scope, amount {amount!r}, tensors {names}: {why}"
+            ),
+        )
 
 
 PROPERTIES = [
-    Property("profiles/profile-mask-differential", ("profile_mask",),
-             "profile_mask equals the claimed profile's keep_masks (compared with its tie rule)",
-             _profile_example(), _profile_differential),
+    Property(
+        "profiles/profile-mask-differential",
+        ("profile_mask",),
+        "profile_mask equals the claimed profile's keep_masks (compared with its tie rule)",
+        _profile_example(),
+        _profile_differential,
+    ),
 ]
 
-FAMILY = Family(name="profiles", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
-                properties=PROPERTIES)
+FAMILY = Family(
+    name="profiles",
+    algorithm=ALGORITHM,
+    notes=NOTES,
+    cases=_cases,
+    tolerance=tolerance,
+    properties=PROPERTIES,
+)

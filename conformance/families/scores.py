@@ -13,8 +13,18 @@ from .. import strategies as cst
 from . import EXACT, CaseSpec, Family, Property, close
 from .networks import describe, network
 
-RULES = ("magnitude", "random", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs", "obs", "grasp",
-         "synflow")
+RULES = (
+    "magnitude",
+    "random",
+    "gradient",
+    "taylor1",
+    "obd",
+    "taylor2",
+    "taylor2_abs",
+    "obs",
+    "grasp",
+    "synflow",
+)
 
 ALGORITHM = """\
 refprune.scores.compute_scores on a network given by params and masks (w = params * masks;
@@ -35,11 +45,11 @@ each round, to fraction_to_count(1 - density^(k/n), n0) pruned after round k."""
 
 NOTES = {
     "article-example": "w1 = 0.01 with h11 = 2000 and w2 = 0.08 in a flat direction: magnitude prunes "
-                       "w1, OBD prunes w2",
+    "w1, OBD prunes w2",
     "nesting": "some entries are already pruned: they score 0.0 and the derivatives are those of "
-               "L(params * masks)",
+    "L(params * masks)",
     "numpy-rng": "the expected output is NumPy's PCG64 stream (rng.random); a backend that does not "
-                 "reproduce it should not provide the rule, or list these ids as expected failures",
+    "reproduce it should not provide the rule, or list these ids as expected failures",
     "biases": "biases are scored too (options.names includes them)",
     "signed": "a signed score: removal that lowers the loss scores below zero and goes first",
     "hessian-ggn": "the Hessian diagonal of the rule is the GGN diagonal",
@@ -73,9 +83,11 @@ def _article_network() -> dict[str, Any]:
 
 def _cases() -> list[CaseSpec]:
     out = []
-    nets = [("relu-ce", network(301, [2, 3, 2], "relu", "cross_entropy", n=3)),
-            ("tanh-mse", network(302, [2, 3, 2], "tanh", "mse", n=3)),
-            ("sigmoid-ce-deep", network(303, [2, 2, 2, 2], "sigmoid", "cross_entropy", n=3))]
+    nets = [
+        ("relu-ce", network(301, [2, 3, 2], "relu", "cross_entropy", n=3)),
+        ("tanh-mse", network(302, [2, 3, 2], "tanh", "mse", n=3)),
+        ("sigmoid-ce-deep", network(303, [2, 2, 2, 2], "sigmoid", "cross_entropy", n=3)),
+    ]
     dead = {n: np.ones(p.shape, dtype=bool) for n, p in nets[0][1]["params"].items()}
     dead["layers.0.weight"] = np.array([[True, False], [True, True], [False, True]])
     dead["layers.1.weight"] = np.array([[True, True, False], [True, True, True]])
@@ -84,61 +96,128 @@ def _cases() -> list[CaseSpec]:
             if rule == "obs":
                 continue
             data_free = rule in ("magnitude", "random", "synflow")
-            inputs = dict(net, rule=rule, masks=None, options={"seed": 5} if rule == "random" else {})
+            inputs = dict(
+                net, rule=rule, masks=None, options={"seed": 5} if rule == "random" else {}
+            )
             if data_free:
                 inputs.update(X=None, y=None)
-            flags = _act_flags(net) + (["data-free"] if data_free else []) + \
-                (["numpy-rng"] if rule == "random" else []) + (["signed"] if rule in ("taylor2", "grasp") else [])
-            out.append(CaseSpec(f"{key}/{rule}", "scores", f"{rule} scores of a {describe(net)}", flags, inputs))
+            flags = (
+                _act_flags(net)
+                + (["data-free"] if data_free else [])
+                + (["numpy-rng"] if rule == "random" else [])
+                + (["signed"] if rule in ("taylor2", "grasp") else [])
+            )
+            out.append(
+                CaseSpec(
+                    f"{key}/{rule}", "scores", f"{rule} scores of a {describe(net)}", flags, inputs
+                )
+            )
         for method in ("ggn", "obd"):
             for rule in ("obd", "taylor2"):
                 inputs = dict(net, rule=rule, masks=None, options={"hessian_method": method})
-                out.append(CaseSpec(f"{key}/{rule}/{method}", "scores",
-                                    f"{rule} scores with the {method} Hessian diagonal, {describe(net)}",
-                                    _act_flags(net) + [f"hessian-{method}"], inputs))
+                out.append(
+                    CaseSpec(
+                        f"{key}/{rule}/{method}",
+                        "scores",
+                        f"{rule} scores with the {method} Hessian diagonal, {describe(net)}",
+                        _act_flags(net) + [f"hessian-{method}"],
+                        inputs,
+                    )
+                )
     key, net = nets[0]
     for rule in ("magnitude", "gradient", "obd", "taylor2", "grasp", "synflow"):
         data_free = rule in ("magnitude", "synflow")
         inputs = dict(net, rule=rule, masks=dead, options={})
         if data_free:
             inputs.update(X=None, y=None)
-        out.append(CaseSpec(f"{key}/masked/{rule}", "scores",
-                            f"{rule} scores of a {describe(net)} with three weights pruned",
-                            _act_flags(net) + ["nesting"] + (["data-free"] if data_free else []), inputs))
-    out.append(CaseSpec(f"{key}/biases/taylor1", "scores", "taylor1 scores of weights and biases",
-                        _act_flags(net) + ["biases"],
-                        dict(net, rule="taylor1", masks=None,
-                             options={"names": ["layers.0.weight", "layers.0.bias", "layers.1.weight",
-                                                "layers.1.bias"]})))
+        out.append(
+            CaseSpec(
+                f"{key}/masked/{rule}",
+                "scores",
+                f"{rule} scores of a {describe(net)} with three weights pruned",
+                _act_flags(net) + ["nesting"] + (["data-free"] if data_free else []),
+                inputs,
+            )
+        )
+    out.append(
+        CaseSpec(
+            f"{key}/biases/taylor1",
+            "scores",
+            "taylor1 scores of weights and biases",
+            _act_flags(net) + ["biases"],
+            dict(
+                net,
+                rule="taylor1",
+                masks=None,
+                options={
+                    "names": [
+                        "layers.0.weight",
+                        "layers.0.bias",
+                        "layers.1.weight",
+                        "layers.1.bias",
+                    ]
+                },
+            ),
+        )
+    )
     art = _article_network()
     for rule in ("magnitude", "obd", "taylor2"):
         inputs = dict(art, rule=rule, masks=None, options={})
         if rule == "magnitude":
             inputs.update(X=None, y=None)
-        out.append(CaseSpec(f"article/{rule}", "scores",
-                            f"{rule}: w = (0.01, 0.08), h = (2000, 0), g = 0; "
-                            + ("magnitude ranks w1 lowest" if rule == "magnitude" else "w2 scores 0, w1 0.1"),
-                            ["article-example", "identity", "mse", "single-layer"]
-                            + (["data-free"] if rule == "magnitude" else []), inputs))
+        out.append(
+            CaseSpec(
+                f"article/{rule}",
+                "scores",
+                f"{rule}: w = (0.01, 0.08), h = (2000, 0), g = 0; "
+                + ("magnitude ranks w1 lowest" if rule == "magnitude" else "w2 scores 0, w1 0.1"),
+                ["article-example", "identity", "mse", "single-layer"]
+                + (["data-free"] if rule == "magnitude" else []),
+                inputs,
+            )
+        )
     # OBS on convex single-layer networks (positive-definite damped Hessian)
-    obs_nets = [("obs-ce", network(311, [3, 3], "relu", "cross_entropy", n=6)),
-                ("obs-mse", network(312, [3, 2], "identity", "mse", n=5))]
+    obs_nets = [
+        ("obs-ce", network(311, [3, 3], "relu", "cross_entropy", n=6)),
+        ("obs-mse", network(312, [3, 2], "identity", "mse", n=5)),
+    ]
     for key, net in obs_nets:
-        out.append(CaseSpec(f"{key}/obs", "scores", f"OBS saliencies, damping 1e-3, {describe(net)}",
-                            _act_flags(net) + ["single-layer"],
-                            dict(net, rule="obs", masks=None, options={"damping": 1e-3})))
+        out.append(
+            CaseSpec(
+                f"{key}/obs",
+                "scores",
+                f"OBS saliencies, damping 1e-3, {describe(net)}",
+                _act_flags(net) + ["single-layer"],
+                dict(net, rule="obs", masks=None, options={"damping": 1e-3}),
+            )
+        )
         for n_remove in (1, 4):
-            out.append(CaseSpec(f"{key}/obs_prune/{n_remove}", "obs_prune",
-                                f"OBS removes {n_remove} weights one at a time with compensation, {describe(net)}",
-                                _act_flags(net) + ["single-layer"],
-                                dict(net, masks=None, n_remove=n_remove, damping=1e-3)))
+            out.append(
+                CaseSpec(
+                    f"{key}/obs_prune/{n_remove}",
+                    "obs_prune",
+                    f"OBS removes {n_remove} weights one at a time with compensation, {describe(net)}",
+                    _act_flags(net) + ["single-layer"],
+                    dict(net, masks=None, n_remove=n_remove, damping=1e-3),
+                )
+            )
     sf = network(321, [3, 4, 3, 2], "relu", "mse", n=1)
     for density, iters, flags in [(0.5, 1, []), (0.25, 8, []), (0.1, 5, [])]:
-        out.append(CaseSpec(f"synflow_prune/{density}/{iters}", "synflow_prune",
-                            f"iterative SynFlow to density {density} in {iters} rounds on a 3-4-3-2 network",
-                            ["data-free", "relu"] + flags,
-                            {"params": sf["params"], "masks": None, "density": density, "iterations": iters,
-                             "rounding": "round-half-even"}))
+        out.append(
+            CaseSpec(
+                f"synflow_prune/{density}/{iters}",
+                "synflow_prune",
+                f"iterative SynFlow to density {density} in {iters} rounds on a 3-4-3-2 network",
+                ["data-free", "relu"] + flags,
+                {
+                    "params": sf["params"],
+                    "masks": None,
+                    "density": density,
+                    "iterations": iters,
+                    "rounding": "round-half-even",
+                },
+            )
+        )
     return out
 
 
@@ -153,14 +232,27 @@ def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- properties
-DETERMINISTIC = ("magnitude", "gradient", "taylor1", "obd", "taylor2", "taylor2_abs", "grasp", "synflow")
+DETERMINISTIC = (
+    "magnitude",
+    "gradient",
+    "taylor1",
+    "obd",
+    "taylor2",
+    "taylor2_abs",
+    "grasp",
+    "synflow",
+)
 
 
 @st.composite
 def _scored(draw, rules=DETERMINISTIC):
     net = draw(cst.networks(max_layers=3))
     rule = draw(st.sampled_from(rules))
-    masks = {n: draw(cst.masks(p.shape)) for n, p in net["params"].items()} if draw(st.booleans()) else None
+    masks = (
+        {n: draw(cst.masks(p.shape)) for n, p in net["params"].items()}
+        if draw(st.booleans())
+        else None
+    )
     options = {}
     if rule in ("obd", "taylor2", "taylor2_abs"):
         options["hessian_method"] = draw(st.sampled_from(["exact", "ggn", "obd"]))
@@ -172,8 +264,12 @@ def _scored(draw, rules=DETERMINISTIC):
 @st.composite
 def _network_for_every_rule(draw):
     net = draw(cst.networks(max_layers=2))
-    net["params"] = {n: np.clip(p, -2, 2) for n, p in net["params"].items()}    # SynFlow's range
-    masks = {n: draw(cst.masks(p.shape)) for n, p in net["params"].items()} if draw(st.booleans()) else None
+    net["params"] = {n: np.clip(p, -2, 2) for n, p in net["params"].items()}  # SynFlow's range
+    masks = (
+        {n: draw(cst.masks(p.shape)) for n, p in net["params"].items()}
+        if draw(st.booleans())
+        else None
+    )
     return dict(net, masks=masks, method=draw(st.sampled_from(["exact", "ggn", "obd"])))
 
 
@@ -194,8 +290,12 @@ def _pruned_score_zero(c, ex):
     s = c.call("scores", **ex)
     for n, v in s.items():
         dead = ~ex["masks"][n]
-        c.require(np.all(np.asarray(v)[dead] == 0.0),
-                  lambda: f"{ex['rule']}: {n} scores a pruned entry {np.asarray(v)[dead][np.asarray(v)[dead] != 0][0]!r}")
+        c.require(
+            np.all(np.asarray(v)[dead] == 0.0),
+            lambda: (
+                f"{ex['rule']}: {n} scores a pruned entry {np.asarray(v)[dead][np.asarray(v)[dead] != 0][0]!r}"
+            ),
+        )
 
 
 @st.composite
@@ -207,13 +307,33 @@ def _magnitude_scaled(draw):
 
 def _magnitude_scaling(c, ex):
     params, factor = ex
-    a = c.call("scores", rule="magnitude", params=params, X=None, y=None, activation="relu", loss="mse",
-               masks=None, options={})
-    b = c.call("scores", rule="magnitude", params={n: factor * p for n, p in params.items()}, X=None, y=None,
-               activation="relu", loss="mse", masks=None, options={})
+    a = c.call(
+        "scores",
+        rule="magnitude",
+        params=params,
+        X=None,
+        y=None,
+        activation="relu",
+        loss="mse",
+        masks=None,
+        options={},
+    )
+    b = c.call(
+        "scores",
+        rule="magnitude",
+        params={n: factor * p for n, p in params.items()},
+        X=None,
+        y=None,
+        activation="relu",
+        loss="mse",
+        masks=None,
+        options={},
+    )
     for n in a:
-        c.require(np.array_equal(np.asarray(b[n]), factor * np.asarray(a[n])),
-                  lambda: f"magnitude({factor} w) != {factor} magnitude(w) for {n}")
+        c.require(
+            np.array_equal(np.asarray(b[n]), factor * np.asarray(a[n])),
+            lambda: f"magnitude({factor} w) != {factor} magnitude(w) for {n}",
+        )
 
 
 @st.composite
@@ -229,16 +349,35 @@ def _taylor2_exact_on_quadratic(c, ex):
     net, i = ex
     s = c.call("scores", **net, rule="taylor2", masks=None, options={"hessian_method": "exact"})
     w = net["params"]["layers.0.weight"]
-    removed = dict(net["params"], **{"layers.0.weight": np.where(np.arange(w.size).reshape(w.shape) == i, 0.0, w)})
-    before = c.call("loss_value", params=net["params"], X=net["X"], y=net["y"], activation=net["activation"],
-                    loss=net["loss"])
-    after = c.call("loss_value", params=removed, X=net["X"], y=net["y"], activation=net["activation"],
-                   loss=net["loss"])
+    removed = dict(
+        net["params"],
+        **{"layers.0.weight": np.where(np.arange(w.size).reshape(w.shape) == i, 0.0, w)},
+    )
+    before = c.call(
+        "loss_value",
+        params=net["params"],
+        X=net["X"],
+        y=net["y"],
+        activation=net["activation"],
+        loss=net["loss"],
+    )
+    after = c.call(
+        "loss_value",
+        params=removed,
+        X=net["X"],
+        y=net["y"],
+        activation=net["activation"],
+        loss=net["loss"],
+    )
     predicted = float(np.asarray(s["layers.0.weight"]).ravel()[i])
     scale = max(1.0, abs(before), abs(after))
-    c.require(abs((after - before) - predicted) <= 1e-9 * scale,
-              lambda: f"taylor2 predicts a loss change of {predicted!r} for removing entry {i}, the loss "
-                      f"changed by {after - before!r}")
+    c.require(
+        abs((after - before) - predicted) <= 1e-9 * scale,
+        lambda: (
+            f"taylor2 predicts a loss change of {predicted!r} for removing entry {i}, the loss "
+            f"changed by {after - before!r}"
+        ),
+    )
 
 
 @st.composite
@@ -264,29 +403,70 @@ def _scores_permutation(c, ex):
     """Permuting hidden units permutes the scores of every deterministic rule."""
     net, perm, rule = ex
     a = c.call("scores", **net, rule=rule, masks=None, options={})
-    b = c.call("scores", **dict(net, params=_permute(net["params"], perm)), rule=rule, masks=None, options={})
+    b = c.call(
+        "scores",
+        **dict(net, params=_permute(net["params"], perm)),
+        rule=rule,
+        masks=None,
+        options={},
+    )
     want = _permute({n: np.asarray(v) for n, v in a.items()}, perm)
     scale = max(1.0, max(float(np.max(np.abs(v))) if np.size(v) else 0.0 for v in want.values()))
     for n in want:
         diff = float(np.max(np.abs(np.asarray(b[n]) - want[n]))) if np.size(want[n]) else 0.0
-        c.require(diff <= 1e-9 * scale, lambda: f"{rule}: permuting hidden units {perm.tolist()} did not permute "
-                                                f"the scores of {n} (diff {diff:.3g})")
+        c.require(
+            diff <= 1e-9 * scale,
+            lambda: (
+                f"{rule}: permuting hidden units {perm.tolist()} did not permute "
+                f"the scores of {n} (diff {diff:.3g})"
+            ),
+        )
 
 
 PROPERTIES = [
-    Property("scores/differential", ("scores",),
-             "every deterministic rule equals the reference on the same network (masked and "
-             "unmasked networks)", _network_for_every_rule(), _scores_differential),
-    Property("scores/pruned-entries-score-zero", ("scores",), "a pruned entry scores exactly 0.0",
-             _scored(), _pruned_score_zero),
-    Property("scores/magnitude-scaling", ("scores",), "magnitude(c w) = c magnitude(w) for c > 0",
-             _magnitude_scaled(), _magnitude_scaling),
-    Property("scores/taylor2-exact-on-quadratic", ("scores", "loss_value"),
-             "on a quadratic loss taylor2 is the exact loss change of removing the weight",
-             _quadratic(), _taylor2_exact_on_quadratic),
-    Property("scores/permutation", ("scores",), "permuting hidden units permutes the scores",
-             _permuted(), _scores_permutation),
+    Property(
+        "scores/differential",
+        ("scores",),
+        "every deterministic rule equals the reference on the same network (masked and "
+        "unmasked networks)",
+        _network_for_every_rule(),
+        _scores_differential,
+    ),
+    Property(
+        "scores/pruned-entries-score-zero",
+        ("scores",),
+        "a pruned entry scores exactly 0.0",
+        _scored(),
+        _pruned_score_zero,
+    ),
+    Property(
+        "scores/magnitude-scaling",
+        ("scores",),
+        "magnitude(c w) = c magnitude(w) for c > 0",
+        _magnitude_scaled(),
+        _magnitude_scaling,
+    ),
+    Property(
+        "scores/taylor2-exact-on-quadratic",
+        ("scores", "loss_value"),
+        "on a quadratic loss taylor2 is the exact loss change of removing the weight",
+        _quadratic(),
+        _taylor2_exact_on_quadratic,
+    ),
+    Property(
+        "scores/permutation",
+        ("scores",),
+        "permuting hidden units permutes the scores",
+        _permuted(),
+        _scores_permutation,
+    ),
 ]
 
-FAMILY = Family(name="scores", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
-                properties=PROPERTIES)
+FAMILY = Family(
+    name="scores",
+    algorithm=ALGORITHM,
+    notes=NOTES,
+    cases=_cases,
+    tolerance=tolerance,
+    properties=PROPERTIES,
+)

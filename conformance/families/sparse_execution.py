@@ -38,16 +38,16 @@ NOTES = {
     "dense": "density 100 %: every weight alive (a full sparse matrix)",
     "batch-1": "a single sample",
     "alive-zero": "alive weights whose value is exactly 0.0: stored in the training pattern, "
-                  "they receive a gradient and move",
+    "they receive a gradient and move",
     "negative-zero": "weights and inputs equal to -0.0, alive and pruned",
     "pruned-garbage": "params hold large non-zero values at pruned entries, which must never "
-                      "be read (and are +0.0 after a step)",
+    "be read (and are +0.0 after a step)",
     "pruned-bias": "some bias entries pruned",
     "square-layers": "square weight matrices: W and W^T have the same shape, so a transposed "
-                     "sparse matrix is not caught by a shape check",
+    "sparse matrix is not caught by a shape check",
     "wide": "a layer of fan-in 8: sums long enough for their order to matter",
     "full-mantissa": "parameters that use all 53 bits of the float64 mantissa: storing them "
-                     "in float32 loses about 1e-7 of each",
+    "in float32 loses about 1e-7 of each",
     "weight-decay": "coupled weight decay (L2 in the gradient)",
     "relu": "hidden activation relu",
     "tanh": "hidden activation tanh",
@@ -59,8 +59,9 @@ NOTES = {
 
 
 # ----------------------------------------------------------------------------- golden cases
-def _random_masks(params: dict[str, np.ndarray], seed: int, density: float = 0.5,
-                  biases: bool = False) -> dict[str, np.ndarray]:
+def _random_masks(
+    params: dict[str, np.ndarray], seed: int, density: float = 0.5, biases: bool = False
+) -> dict[str, np.ndarray]:
     """Weight masks drawn uniformly at ``density`` (biases all alive unless ``biases``)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     out = {}
@@ -88,94 +89,186 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     for i, act in enumerate(("relu", "tanh", "sigmoid", "identity")):
         net = network(500 + i, [4, 4, 4, 3], act, "cross_entropy" if i % 2 == 0 else "mse", n=4)
         masks = _random_masks(net["params"], 600 + i)
-        out.append((f"random-{act}", f"{act} 4-4-4-3, half of the weights pruned at random",
-                    net, masks, ["random-pattern", "square-layers", act]))
+        out.append(
+            (
+                f"random-{act}",
+                f"{act} 4-4-4-3, half of the weights pruned at random",
+                net,
+                masks,
+                ["random-pattern", "square-layers", act],
+            )
+        )
     # 2. empty rows and columns
     net = network(510, [4, 4, 4, 3], "relu", "cross_entropy", n=4)
     masks = _random_masks(net["params"], 610, density=0.7)
-    masks["layers.0.weight"][1, :] = False        # hidden unit 1 sees only its bias
-    masks["layers.0.weight"][:, 2] = False        # input 2 feeds nothing
-    masks["layers.1.weight"][:, 3] = False        # hidden unit 3 feeds nothing
-    masks["layers.2.weight"][0, :] = False        # output 0 is its bias
-    out.append(("empty-rows-columns", "relu 4-4-4-3: empty rows (units with only a bias) and "
-                "empty columns (an input and a hidden unit feeding nothing)",
-                net, masks, ["empty-row", "empty-column", "square-layers", "relu"]))
+    masks["layers.0.weight"][1, :] = False  # hidden unit 1 sees only its bias
+    masks["layers.0.weight"][:, 2] = False  # input 2 feeds nothing
+    masks["layers.1.weight"][:, 3] = False  # hidden unit 3 feeds nothing
+    masks["layers.2.weight"][0, :] = False  # output 0 is its bias
+    out.append(
+        (
+            "empty-rows-columns",
+            "relu 4-4-4-3: empty rows (units with only a bias) and "
+            "empty columns (an input and a hidden unit feeding nothing)",
+            net,
+            masks,
+            ["empty-row", "empty-column", "square-layers", "relu"],
+        )
+    )
     # 3. a fully pruned layer
     net = network(511, [3, 4, 4, 2], "tanh", "mse", n=3)
     masks = _random_masks(net["params"], 611)
     masks["layers.1.weight"][:] = False
-    out.append(("fully-pruned-layer", "tanh 3-4-4-2 whose middle layer has no alive weight: the "
-                "output depends on the input only through nothing; biases carry it",
-                net, masks, ["fully-pruned-layer", "square-layers", "tanh"]))
+    out.append(
+        (
+            "fully-pruned-layer",
+            "tanh 3-4-4-2 whose middle layer has no alive weight: the "
+            "output depends on the input only through nothing; biases carry it",
+            net,
+            masks,
+            ["fully-pruned-layer", "square-layers", "tanh"],
+        )
+    )
     # 4. density 100 %
     net = network(512, [4, 4, 4, 3], "sigmoid", "cross_entropy", n=4)
     masks = {n: np.ones(p.shape, dtype=bool) for n, p in net["params"].items()}
-    out.append(("dense", "sigmoid 4-4-4-3 with every weight alive", net, masks,
-                ["dense", "square-layers", "sigmoid"]))
+    out.append(
+        (
+            "dense",
+            "sigmoid 4-4-4-3 with every weight alive",
+            net,
+            masks,
+            ["dense", "square-layers", "sigmoid"],
+        )
+    )
     # 5. batch 1
     net = network(513, [4, 4, 4, 3], "relu", "mse", n=1)
     masks = _random_masks(net["params"], 613)
-    out.append(("batch-1", "relu 4-4-4-3, half pruned, a single sample", net, masks,
-                ["batch-1", "random-pattern", "square-layers", "relu"]))
+    out.append(
+        (
+            "batch-1",
+            "relu 4-4-4-3, half pruned, a single sample",
+            net,
+            masks,
+            ["batch-1", "random-pattern", "square-layers", "relu"],
+        )
+    )
     # 6. alive zeros
     net = network(514, [4, 4, 4, 3], "tanh", "cross_entropy", n=4)
     masks = _random_masks(net["params"], 614, density=0.7)
     for name in ("layers.0.weight", "layers.1.weight", "layers.2.weight"):
         alive = np.flatnonzero(masks[name])
         net["params"][name].ravel()[alive[::3]] = 0.0
-    out.append(("alive-zeros", "tanh 4-4-4-3: every third alive weight is exactly 0.0",
-                net, masks, ["alive-zero", "random-pattern", "square-layers", "tanh"]))
+    out.append(
+        (
+            "alive-zeros",
+            "tanh 4-4-4-3: every third alive weight is exactly 0.0",
+            net,
+            masks,
+            ["alive-zero", "random-pattern", "square-layers", "tanh"],
+        )
+    )
     # 7. negative zeros
     net = network(515, [4, 4, 4, 3], "relu", "mse", n=4)
     masks = _random_masks(net["params"], 615, density=0.6)
     for name in ("layers.0.weight", "layers.1.weight"):
         w = net["params"][name].ravel()
-        w[::4] = -0.0                               # alive and pruned entries alike
+        w[::4] = -0.0  # alive and pruned entries alike
     net["X"][:, 1] = -0.0
     net["params"]["layers.0.bias"][0] = -0.0
-    out.append(("negative-zeros", "relu 4-4-4-3: -0.0 weights (alive and pruned), an input "
-                "column and a bias of -0.0", net, masks,
-                ["negative-zero", "alive-zero", "random-pattern", "square-layers", "relu"]))
+    out.append(
+        (
+            "negative-zeros",
+            "relu 4-4-4-3: -0.0 weights (alive and pruned), an input column and a bias of -0.0",
+            net,
+            masks,
+            ["negative-zero", "alive-zero", "random-pattern", "square-layers", "relu"],
+        )
+    )
     # 8. garbage at pruned entries, pruned biases
     net = network(516, [4, 4, 4, 3], "tanh", "mse", n=4)
     masks = _random_masks(net["params"], 616, biases=True)
     net["params"] = _garbage(net["params"], masks)
-    out.append(("pruned-garbage", "tanh 4-4-4-3: params hold +-1e3 at every pruned entry, "
-                "biases pruned too", net, masks,
-                ["pruned-garbage", "pruned-bias", "random-pattern", "square-layers", "tanh"]))
+    out.append(
+        (
+            "pruned-garbage",
+            "tanh 4-4-4-3: params hold +-1e3 at every pruned entry, biases pruned too",
+            net,
+            masks,
+            ["pruned-garbage", "pruned-bias", "random-pattern", "square-layers", "tanh"],
+        )
+    )
     # 9. a wide layer
     net = network(517, [8, 6, 3], "relu", "cross_entropy", n=6)
     masks = _random_masks(net["params"], 617, density=0.75)
-    out.append(("wide", "relu 8-6-3, a quarter pruned, 6 samples", net, masks,
-                ["wide", "random-pattern", "relu"]))
+    out.append(
+        (
+            "wide",
+            "relu 8-6-3, a quarter pruned, 6 samples",
+            net,
+            masks,
+            ["wide", "random-pattern", "relu"],
+        )
+    )
     # 10. weights with every bit of a float64 mantissa
     net = network(518, [4, 4, 4, 3], "tanh", "cross_entropy", n=3)
     rng = np.random.Generator(np.random.PCG64(718))
-    net["params"] = {n: p + rng.standard_normal(p.shape) * 2.0 ** -20
-                     for n, p in net["params"].items()}
+    net["params"] = {
+        n: p + rng.standard_normal(p.shape) * 2.0**-20 for n, p in net["params"].items()
+    }
     masks = _random_masks(net["params"], 618)
-    out.append(("full-mantissa", "tanh 4-4-4-3, half pruned, weights and biases carrying all "
-                "53 bits (N(0, 1) noise of size 2^-20 added to multiples of 1/64)", net, masks,
-                ["full-mantissa", "random-pattern", "square-layers", "tanh"]))
+    out.append(
+        (
+            "full-mantissa",
+            "tanh 4-4-4-3, half pruned, weights and biases carrying all "
+            "53 bits (N(0, 1) noise of size 2^-20 added to multiples of 1/64)",
+            net,
+            masks,
+            ["full-mantissa", "random-pattern", "square-layers", "tanh"],
+        )
+    )
     return out
 
 
 def _cases() -> list[CaseSpec]:
     out = []
     for key, comment, net, masks, flags in _scenarios():
-        out.append(CaseSpec(f"sparse_forward/{key}", "sparse_forward", comment, list(flags),
-                            {"params": net["params"], "masks": masks, "X": net["X"],
-                             "activation": net["activation"]}))
+        out.append(
+            CaseSpec(
+                f"sparse_forward/{key}",
+                "sparse_forward",
+                comment,
+                list(flags),
+                {
+                    "params": net["params"],
+                    "masks": masks,
+                    "X": net["X"],
+                    "activation": net["activation"],
+                },
+            )
+        )
     for key, comment, net, masks, flags in _scenarios():
         wd = 0.0625 if key in ("random-tanh", "random-identity", "pruned-garbage", "wide") else 0.0
         loss_flag = "cross-entropy" if net["loss"] == "cross_entropy" else "mse"
         extra = [loss_flag] + (["weight-decay"] if wd else [])
-        out.append(CaseSpec(f"sparse_train_step/{key}", "sparse_train_step",
-                            f"one step at lr 0.5{', weight decay 1/16' if wd else ''}: {comment}",
-                            list(flags) + extra,
-                            {"params": net["params"], "masks": masks, "X": net["X"], "y": net["y"],
-                             "activation": net["activation"], "loss": net["loss"], "lr": 0.5,
-                             "weight_decay": wd}))
+        out.append(
+            CaseSpec(
+                f"sparse_train_step/{key}",
+                "sparse_train_step",
+                f"one step at lr 0.5{', weight decay 1/16' if wd else ''}: {comment}",
+                list(flags) + extra,
+                {
+                    "params": net["params"],
+                    "masks": masks,
+                    "X": net["X"],
+                    "y": net["y"],
+                    "activation": net["activation"],
+                    "loss": net["loss"],
+                    "lr": 0.5,
+                    "weight_decay": wd,
+                },
+            )
+        )
     return out
 
 
@@ -190,16 +283,20 @@ SECOND_BOUND = {"relu": 0.0, "identity": 0.0, "tanh": 0.77, "sigmoid": 0.1}
 #: below the normal range rounding errs by an absolute 2^-1075 per operation, not u relative:
 #: every alive entry's scale is at least the smallest normal number, so that R * scale allows
 #: a few units of the smallest subnormal (pruned entries keep scale 0: exactly 0.0)
-UNDERFLOW = 2.0 ** -1022
+UNDERFLOW = 2.0**-1022
 #: a computed bound is itself a float64 estimate of a first-order quantity: margin for both
 SAFETY = 4.0
 
 
 def _layers(params: dict[str, np.ndarray], masks: dict[str, np.ndarray]):
     L = sum(1 for n in params if n.endswith(".weight"))
-    return [(np.asarray(params[f"layers.{l}.weight"], float) * masks[f"layers.{l}.weight"],
-             np.asarray(params[f"layers.{l}.bias"], float) * masks[f"layers.{l}.bias"])
-            for l in range(L)]
+    return [
+        (
+            np.asarray(params[f"layers.{l}.weight"], float) * masks[f"layers.{l}.weight"],
+            np.asarray(params[f"layers.{l}.bias"], float) * masks[f"layers.{l}.bias"],
+        )
+        for l in range(L)
+    ]
 
 
 def running_bounds(params, masks, X, activation, loss=None, y=None, lr=None, weight_decay=0.0):
@@ -214,10 +311,10 @@ def running_bounds(params, masks, X, activation, loss=None, y=None, lr=None, wei
     a, A, Ea = np.asarray(X, float), np.abs(np.asarray(X, float)), np.zeros(np.shape(X))
     acts, mags, errs, zs, Ezs = [], [], [], [], []
     for l, (W, b) in enumerate(layers):
-        n = W.shape[1] + 1                                   # fan-in and the bias
+        n = W.shape[1] + 1  # fan-in and the bias
         z = a @ W.T + b
-        Z = A @ np.abs(W).T + np.abs(b)                      # sum of |terms|
-        Ez = Ea @ np.abs(W).T + n * Z                        # propagated + this sum's rounding
+        Z = A @ np.abs(W).T + np.abs(b)  # sum of |terms|
+        Ez = Ea @ np.abs(W).T + n * Z  # propagated + this sum's rounding
         acts.append((a, A, Ea))
         zs.append(z)
         Ezs.append(Ez)
@@ -242,8 +339,7 @@ def running_bounds(params, masks, X, activation, loss=None, y=None, lr=None, wei
         # softmax moves by at most p_k * 2 max_j |dz_j|; its own evaluation a few ulps
         Ed = (2.0 * p * Ef.max(axis=1, keepdims=True) + ACTIVATION_ULPS * (p + onehot)) / N
         picked = np.abs(logp[np.arange(N), np.asarray(y, dtype=int)])
-        loss_bound = float((2.0 * Ef.max(axis=1).sum() + (ACTIVATION_ULPS + N) * picked.sum())
-                           / N)
+        loss_bound = float((2.0 * Ef.max(axis=1).sum() + (ACTIVATION_ULPS + N) * picked.sum()) / N)
     else:
         t = np.asarray(y, float).reshape(N, K)
         r = logits - t
@@ -254,7 +350,7 @@ def running_bounds(params, masks, X, activation, loss=None, y=None, lr=None, wei
     for l in range(len(layers) - 1, -1, -1):
         W, b = layers[l]
         a, A, Ea = acts[l]
-        G = np.abs(delta).T @ A                              # sum of |terms| of the sum over n
+        G = np.abs(delta).T @ A  # sum of |terms| of the sum over n
         Eg = Ed.T @ A + np.abs(delta).T @ Ea + N * G
         grads[l] = (delta.T @ a, delta.sum(axis=0))
         gbounds[l] = (Eg, Ed.sum(axis=0) + N * np.abs(delta).sum(axis=0))
@@ -267,21 +363,24 @@ def running_bounds(params, masks, X, activation, loss=None, y=None, lr=None, wei
         d1 = act.first(zprev)
         D1 = np.abs(d1)
         Ed_new = Eback * D1 + B * SECOND_BOUND[activation] * Ezprev + ACTIVATION_ULPS * B * D1
-        if activation == "relu":                             # a pre-activation within its own
-            undecided = np.abs(zprev) <= Ezprev * 2.0 ** -53  # error bound may take either side
-            Ed_new = np.where(undecided, B * 2.0 ** 53, Ed_new)
+        if activation == "relu":  # a pre-activation within its own
+            undecided = np.abs(zprev) <= Ezprev * 2.0**-53  # error bound may take either side
+            Ed_new = np.where(undecided, B * 2.0**53, Ed_new)
         delta, Ed = back * d1, Ed_new
     new, bounds = {}, {}
     for l, (W, b) in enumerate(layers):
-        for kind, w, g, eg in (("weight", W, grads[l][0], gbounds[l][0]),
-                               ("bias", b, grads[l][1], gbounds[l][1])):
+        for kind, w, g, eg in (
+            ("weight", W, grads[l][0], gbounds[l][0]),
+            ("bias", b, grads[l][1], gbounds[l][1]),
+        ):
             name = f"layers.{l}.{kind}"
             m = masks[name]
             d = g + weight_decay * w
             w_new = np.where(m, w - lr * d, 0.0)
             Ed_ = eg + weight_decay * np.abs(w) * 2 + np.abs(d)
-            bounds[name] = np.where(m, lr * (Ed_ + 2 * np.abs(d)) + 2 * np.abs(w_new) + np.abs(w),
-                                    0.0)
+            bounds[name] = np.where(
+                m, lr * (Ed_ + 2 * np.abs(d)) + 2 * np.abs(w_new) + np.abs(w), 0.0
+            )
             new[name] = w_new
     out["params"] = bounds
     out["loss"] = loss_bound
@@ -290,7 +389,7 @@ def running_bounds(params, masks, X, activation, loss=None, y=None, lr=None, wei
 
 def _reference_units(inputs: dict[str, Any]) -> float:
     """R in units of 2^-52 for the properties: two computations each within their bound."""
-    return pow2_ceil(SAFETY * 2.0 * 0.5)      # |x - e| <= 2 * u * B = 2^-52 * B; times SAFETY
+    return pow2_ceil(SAFETY * 2.0 * 0.5)  # |x - e| <= 2 * u * B = 2^-52 * B; times SAFETY
 
 
 def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -307,11 +406,27 @@ def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
         b = running_bounds(inputs["params"], inputs["masks"], inputs["X"], inputs["activation"])
         scale = np.maximum(np.abs(np.asarray(expected, float)), b["logits"])
         return {"kind": "close", "rel": rel, "scale": np.maximum(scale, UNDERFLOW)}
-    b = running_bounds(inputs["params"], inputs["masks"], inputs["X"], inputs["activation"],
-                       inputs["loss"], inputs["y"], inputs["lr"], inputs["weight_decay"])
-    params = {n: np.where(inputs["masks"][n], np.maximum(np.maximum(
-        np.abs(np.asarray(expected["params"][n], float)), b["params"][n]), UNDERFLOW), 0.0)
-        for n in expected["params"]}
+    b = running_bounds(
+        inputs["params"],
+        inputs["masks"],
+        inputs["X"],
+        inputs["activation"],
+        inputs["loss"],
+        inputs["y"],
+        inputs["lr"],
+        inputs["weight_decay"],
+    )
+    params = {
+        n: np.where(
+            inputs["masks"][n],
+            np.maximum(
+                np.maximum(np.abs(np.asarray(expected["params"][n], float)), b["params"][n]),
+                UNDERFLOW,
+            ),
+            0.0,
+        )
+        for n in expected["params"]
+    }
     loss = max(abs(float(expected["loss"])), b["loss"], UNDERFLOW)
     return {"kind": "close", "rel": rel, "scale": {"params": params, "loss": loss}}
 
@@ -338,20 +453,25 @@ def _pruned_network(draw, train: bool = False, smooth: bool = False):
             masks[n] = draw(cst.masks(p.shape))
         else:
             masks[n] = draw(st.one_of(st.just(np.ones(p.shape, bool)), cst.masks(p.shape)))
-    if draw(st.booleans()):                    # a fully pruned layer
+    if draw(st.booleans()):  # a fully pruned layer
         name = f"layers.{draw(st.integers(0, n_layers - 1))}.weight"
         masks[name] = np.zeros(params[name].shape, bool)
     X, y = draw(cst.batches(sizes, loss, max_samples=4))
     out = {"params": params, "masks": masks, "X": X, "activation": activation}
     if train:
-        out.update(y=y, loss=loss, lr=draw(st.sampled_from([0.5, 0.1, 1.0])),
-                   weight_decay=draw(st.sampled_from([0.0, 0.0, 0.0625])))
+        out.update(
+            y=y,
+            loss=loss,
+            lr=draw(st.sampled_from([0.5, 0.1, 1.0])),
+            weight_decay=draw(st.sampled_from([0.0, 0.0, 0.0625])),
+        )
     return out
 
 
 def _dense_forward(ex: dict[str, Any]) -> np.ndarray:
     """The dense masked network of refprune.mlp (the definition the sparse path must meet)."""
     from ..backend import _masked_model
+
     return _masked_model(ex["params"], ex["masks"], ex["activation"], "mse").forward(ex["X"])
 
 
@@ -359,6 +479,7 @@ def _dense_step(ex: dict[str, Any]) -> dict[str, Any]:
     from refprune.train import SGD
 
     from ..backend import _masked_model
+
     model = _masked_model(ex["params"], ex["masks"], ex["activation"], ex["loss"])
     value, grads = model.loss_and_grads(ex["X"], ex["y"])
     SGD(lr=ex["lr"], weight_decay=ex["weight_decay"]).step(model, grads)
@@ -379,7 +500,7 @@ def _with_permutation(draw, train: bool = False):
     """A network and a permutation of the units of one hidden layer (or of the inputs)."""
     ex = draw(_pruned_network(train))
     L = sum(1 for n in ex["params"] if n.endswith(".weight"))
-    layer = draw(st.integers(0, L - 1))          # permute the inputs of this layer
+    layer = draw(st.integers(0, L - 1))  # permute the inputs of this layer
     width = ex["params"][f"layers.{layer}.weight"].shape[1]
     perm = np.asarray(draw(st.permutations(list(range(width)))), dtype=int)
     return ex, layer, perm
@@ -448,9 +569,13 @@ def _step_pruned_stay_zero(c, arg):
     for n, m in ex["masks"].items():
         p = np.asarray(out["params"][n], dtype=np.float64)
         dead = p[~m]
-        c.require(np.all((dead == 0) & (~np.signbit(dead) | (not signed))),
-                  lambda: f"{n}: pruned entries after the step are {dead.tolist()}, not "
-                          f"{'+0.0' if signed else '0.0'}")
+        c.require(
+            np.all((dead == 0) & (~np.signbit(dead) | (not signed))),
+            lambda: (
+                f"{n}: pruned entries after the step are {dead.tolist()}, not "
+                f"{'+0.0' if signed else '0.0'}"
+            ),
+        )
 
 
 @st.composite
@@ -472,12 +597,19 @@ def _step_alive_zeros(c, arg):
     """An alive weight at 0.0 (or -0.0) trains as one at the smallest subnormal does: it is in
     the pattern, gets its gradient and moves (the two forward passes differ by < 1e-320)."""
     ex, chosen = arg
-    tiny = {n: np.where(chosen.get(n, np.zeros(p.shape, bool)), 5e-324, p)
-            for n, p in ex["params"].items()}
+    tiny = {
+        n: np.where(chosen.get(n, np.zeros(p.shape, bool)), 5e-324, p)
+        for n, p in ex["params"].items()
+    }
     zero = c.call("sparse_train_step", **ex)
     sub = c.call("sparse_train_step", **dict(ex, params=tiny))
-    expected = {"params": {n: np.where(chosen.get(n, False), np.asarray(p) - 5e-324, p)
-                           for n, p in sub["params"].items()}, "loss": float(sub["loss"])}
+    expected = {
+        "params": {
+            n: np.where(chosen.get(n, False), np.asarray(p) - 5e-324, p)
+            for n, p in sub["params"].items()
+        },
+        "loss": float(sub["loss"]),
+    }
     c.same("sparse_train_step", expected, zero, dict(ex, params=tiny))
 
 
@@ -493,42 +625,86 @@ def _step_permuted(c, arg):
     if layer > 0:
         unpermuted[f"layers.{layer - 1}.weight"] = unpermuted[f"layers.{layer - 1}.weight"][back, :]
         unpermuted[f"layers.{layer - 1}.bias"] = unpermuted[f"layers.{layer - 1}.bias"][back]
-    expected = {"params": {n: np.asarray(p) for n, p in base["params"].items()},
-                "loss": float(base["loss"])}
+    expected = {
+        "params": {n: np.asarray(p) for n, p in base["params"].items()},
+        "loss": float(base["loss"]),
+    }
     c.same("sparse_train_step", expected, {"params": unpermuted, "loss": moved["loss"]}, ex)
 
 
 PROPERTIES = [
-    Property("sparse_execution/forward-differential", ("sparse_forward",),
-             "the sparse forward pass equals the reference's", _pruned_network(),
-             _forward_differential),
-    Property("sparse_execution/forward-equals-dense", ("sparse_forward",),
-             "the sparse forward pass equals the dense masked network's (refprune.mlp)",
-             _pruned_network(), _forward_dense),
-    Property("sparse_execution/forward-permutation-invariant", ("sparse_forward",),
-             "permuting hidden units or input features leaves the outputs unchanged",
-             _with_permutation(), _forward_permuted),
-    Property("sparse_execution/forward-ignores-pruned-values", ("sparse_forward",),
-             "values held at pruned entries do not change the outputs",
-             _with_garbage(), _forward_garbage),
-    Property("sparse_execution/step-differential", ("sparse_train_step",),
-             "one sparse SGD step equals the reference's", _pruned_network(train=True),
-             _step_differential),
-    Property("sparse_execution/step-equals-dense", ("sparse_train_step",),
-             "one sparse SGD step equals refprune.train.SGD on the dense masked network",
-             _pruned_network(train=True), _step_dense),
-    Property("sparse_execution/step-pruned-stay-zero", ("sparse_train_step",),
-             "after a step every pruned entry is +0.0, whatever params held there",
-             _with_garbage(train=True), _step_pruned_stay_zero),
-    Property("sparse_execution/step-alive-zeros-train", ("sparse_train_step",),
-             "alive weights at 0.0 or -0.0 train like alive weights at the smallest subnormal",
-             _with_alive_zeros(), _step_alive_zeros),
-    Property("sparse_execution/step-permutation-equivariant", ("sparse_train_step",),
-             "permuting hidden units or inputs permutes the step's result",
-             _with_permutation(train=True), _step_permuted),
+    Property(
+        "sparse_execution/forward-differential",
+        ("sparse_forward",),
+        "the sparse forward pass equals the reference's",
+        _pruned_network(),
+        _forward_differential,
+    ),
+    Property(
+        "sparse_execution/forward-equals-dense",
+        ("sparse_forward",),
+        "the sparse forward pass equals the dense masked network's (refprune.mlp)",
+        _pruned_network(),
+        _forward_dense,
+    ),
+    Property(
+        "sparse_execution/forward-permutation-invariant",
+        ("sparse_forward",),
+        "permuting hidden units or input features leaves the outputs unchanged",
+        _with_permutation(),
+        _forward_permuted,
+    ),
+    Property(
+        "sparse_execution/forward-ignores-pruned-values",
+        ("sparse_forward",),
+        "values held at pruned entries do not change the outputs",
+        _with_garbage(),
+        _forward_garbage,
+    ),
+    Property(
+        "sparse_execution/step-differential",
+        ("sparse_train_step",),
+        "one sparse SGD step equals the reference's",
+        _pruned_network(train=True),
+        _step_differential,
+    ),
+    Property(
+        "sparse_execution/step-equals-dense",
+        ("sparse_train_step",),
+        "one sparse SGD step equals refprune.train.SGD on the dense masked network",
+        _pruned_network(train=True),
+        _step_dense,
+    ),
+    Property(
+        "sparse_execution/step-pruned-stay-zero",
+        ("sparse_train_step",),
+        "after a step every pruned entry is +0.0, whatever params held there",
+        _with_garbage(train=True),
+        _step_pruned_stay_zero,
+    ),
+    Property(
+        "sparse_execution/step-alive-zeros-train",
+        ("sparse_train_step",),
+        "alive weights at 0.0 or -0.0 train like alive weights at the smallest subnormal",
+        _with_alive_zeros(),
+        _step_alive_zeros,
+    ),
+    Property(
+        "sparse_execution/step-permutation-equivariant",
+        ("sparse_train_step",),
+        "permuting hidden units or inputs permutes the step's result",
+        _with_permutation(train=True),
+        _step_permuted,
+    ),
 ]
 
-FAMILY = Family(name="sparse_execution", algorithm=ALGORITHM, notes=NOTES, cases=_cases,
-                tolerance=tolerance, properties=PROPERTIES)
+FAMILY = Family(
+    name="sparse_execution",
+    algorithm=ALGORITHM,
+    notes=NOTES,
+    cases=_cases,
+    tolerance=tolerance,
+    properties=PROPERTIES,
+)
 
 __all__ = ["FAMILY", "running_bounds"]

@@ -38,7 +38,7 @@ NOTES = {
     "mask-at:update": "the mask on the whole step; weight and velocity of pruned entries zeroed",
     "mask-at:weights": "the mask on the weights after each update; gradient and velocity unmasked",
     "mask-at:gradient": "the mask on the gradient only (torch.nn.utils.prune): weight_orig and "
-                        "the velocity of pruned entries keep moving under decay and momentum",
+    "the velocity of pruned entries keep moving under decay and momentum",
     "plain": "no momentum, no weight decay",
     "heavy-ball": "heavy-ball momentum 0.9 (torch.optim.SGD, dampening 0)",
     "nesterov": "Nesterov momentum 0.9: u = d + mu * v",
@@ -59,8 +59,9 @@ NOTES = {
 T = 4
 
 
-def _masks(params: dict[str, np.ndarray], seed: int, density: float,
-           biases: bool = False) -> dict[str, np.ndarray]:
+def _masks(
+    params: dict[str, np.ndarray], seed: int, density: float, biases: bool = False
+) -> dict[str, np.ndarray]:
     rng = np.random.Generator(np.random.PCG64(seed))
     out = {}
     for n, p in params.items():
@@ -74,8 +75,10 @@ def _masks(params: dict[str, np.ndarray], seed: int, density: float,
 def _nested(masks: dict[str, np.ndarray], seed: int, keep: float) -> dict[str, np.ndarray]:
     """A sub-mask: each alive weight entry stays alive with probability ``keep`` (seeded)."""
     rng = np.random.Generator(np.random.PCG64(seed))
-    return {n: (m & (rng.random(m.shape) < keep)) if n.endswith("weight") else m.copy()
-            for n, m in masks.items()}
+    return {
+        n: (m & (rng.random(m.shape) < keep)) if n.endswith("weight") else m.copy()
+        for n, m in masks.items()
+    }
 
 
 def _schedule(kind: str) -> np.ndarray:
@@ -83,20 +86,30 @@ def _schedule(kind: str) -> np.ndarray:
         return np.full(T, 0.5)
     if kind == "zero":
         return np.zeros(T)
-    return np.array([1.0, 0.5, 0.5, 0.25])                        # step decay
+    return np.array([1.0, 0.5, 0.5, 0.25])  # step decay
 
 
 OPTIMIZERS = {
-    "plain": ({"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "decoupled": False},
-              ["plain"]),
-    "heavy-ball-coupled": ({"momentum": 0.9, "nesterov": False, "weight_decay": 0.05,
-                            "decoupled": False}, ["heavy-ball", "coupled-decay"]),
-    "nesterov-decoupled": ({"momentum": 0.9, "nesterov": True, "weight_decay": 0.05,
-                            "decoupled": True}, ["nesterov", "decoupled-decay"]),
-    "nesterov-coupled": ({"momentum": 0.9, "nesterov": True, "weight_decay": 0.05,
-                          "decoupled": False}, ["nesterov", "coupled-decay"]),
-    "heavy-ball-decoupled": ({"momentum": 0.9, "nesterov": False, "weight_decay": 0.05,
-                              "decoupled": True}, ["heavy-ball", "decoupled-decay"]),
+    "plain": (
+        {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "decoupled": False},
+        ["plain"],
+    ),
+    "heavy-ball-coupled": (
+        {"momentum": 0.9, "nesterov": False, "weight_decay": 0.05, "decoupled": False},
+        ["heavy-ball", "coupled-decay"],
+    ),
+    "nesterov-decoupled": (
+        {"momentum": 0.9, "nesterov": True, "weight_decay": 0.05, "decoupled": True},
+        ["nesterov", "decoupled-decay"],
+    ),
+    "nesterov-coupled": (
+        {"momentum": 0.9, "nesterov": True, "weight_decay": 0.05, "decoupled": False},
+        ["nesterov", "coupled-decay"],
+    ),
+    "heavy-ball-decoupled": (
+        {"momentum": 0.9, "nesterov": False, "weight_decay": 0.05, "decoupled": True},
+        ["heavy-ball", "decoupled-decay"],
+    ),
 }
 
 
@@ -110,11 +123,18 @@ def _cases() -> list[CaseSpec]:
     events = {
         "none": (None, []),
         "prune": ([{"step": 1, "masks": m1, "rewind": None}], ["prune-mid-training"]),
-        "rewind": ([{"step": 2, "masks": m1, "rewind": rewind_to}], ["rewind", "prune-mid-training"]),
+        "rewind": (
+            [{"step": 2, "masks": m1, "rewind": rewind_to}],
+            ["rewind", "prune-mid-training"],
+        ),
     }
-    every = [("plain", "none", "constant"), ("heavy-ball-coupled", "prune", "constant"),
-             ("nesterov-decoupled", "prune", "decay"), ("nesterov-coupled", "rewind", "decay"),
-             ("heavy-ball-decoupled", "rewind", "constant")]
+    every = [
+        ("plain", "none", "constant"),
+        ("heavy-ball-coupled", "prune", "constant"),
+        ("nesterov-decoupled", "prune", "decay"),
+        ("nesterov-coupled", "rewind", "decay"),
+        ("heavy-ball-decoupled", "rewind", "constant"),
+    ]
     chosen = {"update": every, "gradient": every[1:], "weights": [every[1], every[3]]}
     for mask_at in ("update", "weights", "gradient"):
         for opt, ev, sched in chosen[mask_at]:
@@ -122,53 +142,144 @@ def _cases() -> list[CaseSpec]:
             prune_at, eflags = events[ev]
             flags = [f"mask-at:{mask_at}"] + oflags + ["initial-masks"] + eflags
             flags += ["lr-schedule"] if sched == "decay" else []
-            comment = (f"{T} full-batch updates of a tanh 2-3-3 network, {opt.replace('-', ' ')}, "
-                       f"mask on the {mask_at}, 3/4 of the weights alive"
-                       + {"none": "", "prune": "; 40% of the alive weights pruned before update 1",
-                          "rewind": "; pruned and rewound to the initial weights before update 2"}[ev]
-                       + ("; lr 1, 0.5, 0.5, 0.25" if sched == "decay" else "; lr 0.5"))
-            out.append(CaseSpec(f"train_steps/{mask_at}/{opt}/{ev}", "train_steps", comment, flags,
-                                dict(net, masks=m0, lr_schedule=_schedule(sched), mask_at=mask_at,
-                                     prune_at=prune_at, record="last", **options)))
+            comment = (
+                f"{T} full-batch updates of a tanh 2-3-3 network, {opt.replace('-', ' ')}, "
+                f"mask on the {mask_at}, 3/4 of the weights alive"
+                + {
+                    "none": "",
+                    "prune": "; 40% of the alive weights pruned before update 1",
+                    "rewind": "; pruned and rewound to the initial weights before update 2",
+                }[ev]
+                + ("; lr 1, 0.5, 0.5, 0.25" if sched == "decay" else "; lr 0.5")
+            )
+            out.append(
+                CaseSpec(
+                    f"train_steps/{mask_at}/{opt}/{ev}",
+                    "train_steps",
+                    comment,
+                    flags,
+                    dict(
+                        net,
+                        masks=m0,
+                        lr_schedule=_schedule(sched),
+                        mask_at=mask_at,
+                        prune_at=prune_at,
+                        record="last",
+                        **options,
+                    ),
+                )
+            )
     hb = OPTIMIZERS["heavy-ball-coupled"][0]
-    out.append(CaseSpec("train_steps/update/heavy-ball-coupled/prune/all", "train_steps",
-                        "the whole trajectory (record 'all') of the heavy-ball case with a pruning "
-                        "before update 1: every weight and velocity after every update",
-                        ["mask-at:update", "heavy-ball", "coupled-decay", "initial-masks",
-                         "prune-mid-training", "trajectory"],
-                        dict(net, masks=m0, lr_schedule=_schedule("constant"), mask_at="update",
-                             prune_at=events["prune"][0], record="all", **hb)))
-    out.append(CaseSpec("train_steps/update/dense", "train_steps",
-                        "no masks (None): plain heavy-ball SGD with coupled decay, the baseline",
-                        ["mask-at:update", "heavy-ball", "coupled-decay", "dense"],
-                        dict(net, masks=None, lr_schedule=_schedule("constant"), mask_at="update",
-                             prune_at=None, record="last", **hb)))
+    out.append(
+        CaseSpec(
+            "train_steps/update/heavy-ball-coupled/prune/all",
+            "train_steps",
+            "the whole trajectory (record 'all') of the heavy-ball case with a pruning "
+            "before update 1: every weight and velocity after every update",
+            [
+                "mask-at:update",
+                "heavy-ball",
+                "coupled-decay",
+                "initial-masks",
+                "prune-mid-training",
+                "trajectory",
+            ],
+            dict(
+                net,
+                masks=m0,
+                lr_schedule=_schedule("constant"),
+                mask_at="update",
+                prune_at=events["prune"][0],
+                record="all",
+                **hb,
+            ),
+        )
+    )
+    out.append(
+        CaseSpec(
+            "train_steps/update/dense",
+            "train_steps",
+            "no masks (None): plain heavy-ball SGD with coupled decay, the baseline",
+            ["mask-at:update", "heavy-ball", "coupled-decay", "dense"],
+            dict(
+                net,
+                masks=None,
+                lr_schedule=_schedule("constant"),
+                mask_at="update",
+                prune_at=None,
+                record="last",
+                **hb,
+            ),
+        )
+    )
     alive = {n: np.ones(p.shape, dtype=bool) for n, p in params.items()}
-    out.append(CaseSpec("train_steps/update/all-alive", "train_steps",
-                        "masks given with every entry alive: equal to the dense case",
-                        ["mask-at:update", "heavy-ball", "coupled-decay", "all-alive"],
-                        dict(net, masks=alive, lr_schedule=_schedule("constant"), mask_at="update",
-                             prune_at=None, record="last", **hb)))
+    out.append(
+        CaseSpec(
+            "train_steps/update/all-alive",
+            "train_steps",
+            "masks given with every entry alive: equal to the dense case",
+            ["mask-at:update", "heavy-ball", "coupled-decay", "all-alive"],
+            dict(
+                net,
+                masks=alive,
+                lr_schedule=_schedule("constant"),
+                mask_at="update",
+                prune_at=None,
+                record="last",
+                **hb,
+            ),
+        )
+    )
     for mask_at in ("gradient",):
-        out.append(CaseSpec(f"train_steps/{mask_at}/lr-zero", "train_steps",
-                            f"every rate 0, mask on the {mask_at}, heavy-ball with coupled decay: "
-                            "the parameters stay as they start",
-                            [f"mask-at:{mask_at}", "heavy-ball", "coupled-decay", "lr-zero",
-                             "initial-masks"],
-                            dict(net, masks=m0, lr_schedule=_schedule("zero"), mask_at=mask_at,
-                                 prune_at=None, record="last", **hb)))
+        out.append(
+            CaseSpec(
+                f"train_steps/{mask_at}/lr-zero",
+                "train_steps",
+                f"every rate 0, mask on the {mask_at}, heavy-ball with coupled decay: "
+                "the parameters stay as they start",
+                [f"mask-at:{mask_at}", "heavy-ball", "coupled-decay", "lr-zero", "initial-masks"],
+                dict(
+                    net,
+                    masks=m0,
+                    lr_schedule=_schedule("zero"),
+                    mask_at=mask_at,
+                    prune_at=None,
+                    record="last",
+                    **hb,
+                ),
+            )
+        )
     mse = network(1611, [2, 3, 2], "relu", "mse", n=4, scale=1.0)
     nd = OPTIMIZERS["nesterov-decoupled"][0]
     mm = _masks(mse["params"], 1612, 0.7, biases=True)
     for mask_at in ("update", "gradient"):
-        out.append(CaseSpec(f"train_steps/{mask_at}/mse-biases", "train_steps",
-                            f"relu 2-3-2 network, mse, biases pruned too, Nesterov with decoupled "
-                            f"decay, mask on the {mask_at}, a further pruning before update 1",
-                            [f"mask-at:{mask_at}", "nesterov", "decoupled-decay", "initial-masks",
-                             "biases-pruned", "prune-mid-training", "mse", "lr-schedule"],
-                            dict(mse, masks=mm, lr_schedule=_schedule("decay"), mask_at=mask_at,
-                                 prune_at=[{"step": 1, "masks": _nested(mm, 1613, 0.5),
-                                            "rewind": None}], record="last", **nd)))
+        out.append(
+            CaseSpec(
+                f"train_steps/{mask_at}/mse-biases",
+                "train_steps",
+                f"relu 2-3-2 network, mse, biases pruned too, Nesterov with decoupled "
+                f"decay, mask on the {mask_at}, a further pruning before update 1",
+                [
+                    f"mask-at:{mask_at}",
+                    "nesterov",
+                    "decoupled-decay",
+                    "initial-masks",
+                    "biases-pruned",
+                    "prune-mid-training",
+                    "mse",
+                    "lr-schedule",
+                ],
+                dict(
+                    mse,
+                    masks=mm,
+                    lr_schedule=_schedule("decay"),
+                    mask_at=mask_at,
+                    prune_at=[{"step": 1, "masks": _nested(mm, 1613, 0.5), "rewind": None}],
+                    record="last",
+                    **nd,
+                ),
+            )
+        )
     return out
 
 
@@ -182,15 +293,25 @@ def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
 MASK_AT = ("update", "weights", "gradient")
 
 
-def _seeded_masks(rng: np.random.Generator, like: dict[str, np.ndarray], density: float,
-                  biases: bool) -> dict[str, np.ndarray]:
-    return {n: (rng.random(m.shape) < density) & m if n.endswith("weight") or biases else m.copy()
-            for n, m in like.items()}
+def _seeded_masks(
+    rng: np.random.Generator, like: dict[str, np.ndarray], density: float, biases: bool
+) -> dict[str, np.ndarray]:
+    return {
+        n: (rng.random(m.shape) < density) & m if n.endswith("weight") or biases else m.copy()
+        for n, m in like.items()
+    }
 
 
 @st.composite
-def _example(draw, *, events: bool | None = None, mask_at: tuple[str, ...] = MASK_AT,
-             momentum: float | None = None, rewind: bool | None = None, record: str = "all"):
+def _example(
+    draw,
+    *,
+    events: bool | None = None,
+    mask_at: tuple[str, ...] = MASK_AT,
+    momentum: float | None = None,
+    rewind: bool | None = None,
+    record: str = "all",
+):
     """train_steps arguments: a small network, 1-4 updates, any optimizer and convention;
     ``events`` True / False / None: a pruning (or rewinding) event always / never / sometimes.
 
@@ -201,32 +322,55 @@ def _example(draw, *, events: bool | None = None, mask_at: tuple[str, ...] = MAS
     sizes = draw(st.lists(st.integers(1, 3), min_size=n_layers + 1, max_size=n_layers + 1))
     if loss == "cross_entropy":
         sizes[-1] = max(sizes[-1], 2)
-    seed = draw(st.integers(0, 2 ** 32 - 1))
-    net = network(seed, sizes, draw(st.sampled_from(["relu", "tanh"])), loss,
-                  n=draw(st.integers(1, 4)), scale=draw(st.sampled_from([0.5, 1.0, 2.0])))
+    seed = draw(st.integers(0, 2**32 - 1))
+    net = network(
+        seed,
+        sizes,
+        draw(st.sampled_from(["relu", "tanh"])),
+        loss,
+        n=draw(st.integers(1, 4)),
+        scale=draw(st.sampled_from([0.5, 1.0, 2.0])),
+    )
     params = net["params"]
     rng = np.random.Generator(np.random.PCG64(seed + 1))
     n_steps = draw(st.integers(1, 4))
-    rates = np.array(draw(st.lists(st.sampled_from([0.05, 0.1, 0.25, 0.5]), min_size=n_steps,
-                                   max_size=n_steps)), dtype=np.float64)
+    rates = np.array(
+        draw(st.lists(st.sampled_from([0.05, 0.1, 0.25, 0.5]), min_size=n_steps, max_size=n_steps)),
+        dtype=np.float64,
+    )
     mu = draw(st.sampled_from([0.0, 0.5, 0.9])) if momentum is None else momentum
     nesterov = bool(mu) and draw(st.booleans())
     wd = draw(st.sampled_from([0.0, 0.1]))
     alive = {n: np.ones(p.shape, dtype=bool) for n, p in params.items()}
     masks = None
     if draw(st.integers(0, 4)):
-        masks = _seeded_masks(rng, alive, draw(st.sampled_from([1.0, 0.7, 0.4])), draw(st.booleans()))
+        masks = _seeded_masks(
+            rng, alive, draw(st.sampled_from([1.0, 0.7, 0.4])), draw(st.booleans())
+        )
     prune_at = None
     if events or (events is None and draw(st.booleans())):
         with_rewind = draw(st.booleans()) if rewind is None else rewind
-        later = _seeded_masks(rng, masks or alive, draw(st.sampled_from([0.7, 0.4, 0.0])),
-                              draw(st.booleans()))
-        back = network(seed + 2, sizes, net["activation"], loss, n=1)["params"] if with_rewind else None
+        later = _seeded_masks(
+            rng, masks or alive, draw(st.sampled_from([0.7, 0.4, 0.0])), draw(st.booleans())
+        )
+        back = (
+            network(seed + 2, sizes, net["activation"], loss, n=1)["params"]
+            if with_rewind
+            else None
+        )
         prune_at = [{"step": draw(st.integers(0, n_steps - 1)), "masks": later, "rewind": back}]
-    return dict(net, masks=masks, lr_schedule=rates, momentum=mu, nesterov=nesterov,
-                weight_decay=wd, decoupled=draw(st.booleans()),
-                mask_at=draw(st.sampled_from(mask_at)), prune_at=prune_at,
-                record=draw(st.sampled_from(["all", "last"])) if record == "either" else record)
+    return dict(
+        net,
+        masks=masks,
+        lr_schedule=rates,
+        momentum=mu,
+        nesterov=nesterov,
+        weight_decay=wd,
+        decoupled=draw(st.booleans()),
+        mask_at=draw(st.sampled_from(mask_at)),
+        prune_at=prune_at,
+        record=draw(st.sampled_from(["all", "last"])) if record == "either" else record,
+    )
 
 
 def _masks_over_time(ex: dict[str, Any]) -> list[dict[str, np.ndarray]]:
@@ -253,14 +397,21 @@ def _pruned_stay_zero(c, ex):
     for t, theta in enumerate(out["params"]):
         for n, m in masks[t].items():
             bad = np.asarray(theta[n])[~m]
-            c.require(np.all(bad == 0.0), lambda: f"params[{t}][{n!r}]: a pruned entry is "
-                                                  f"{bad[bad != 0.0][0]!r}, not 0.0")
+            c.require(
+                np.all(bad == 0.0),
+                lambda: f"params[{t}][{n!r}]: a pruned entry is {bad[bad != 0.0][0]!r}, not 0.0",
+            )
     if ex["mask_at"] == "update":
         for t, v in enumerate(out["velocity"], start=1):
             for n, m in masks[t].items():
                 bad = np.asarray(v[n])[~m]
-                c.require(np.all(bad == 0.0), lambda: f"velocity[{t}][{n!r}]: a pruned entry's "
-                                                      f"velocity is {bad[bad != 0.0][0]!r}, not 0.0")
+                c.require(
+                    np.all(bad == 0.0),
+                    lambda: (
+                        f"velocity[{t}][{n!r}]: a pruned entry's "
+                        f"velocity is {bad[bad != 0.0][0]!r}, not 0.0"
+                    ),
+                )
 
 
 def _pruned_example():
@@ -275,8 +426,10 @@ def _lr_zero(c, ex):
     for n, p in ex["params"].items():
         start = p if ex["mask_at"] == "gradient" else np.where(masks[n], p, 0.0)
         for t, theta in enumerate(out["params"]):
-            c.require(np.array_equal(np.asarray(theta[n]), start),
-                      lambda: f"params[{t}][{n!r}] moved with every learning rate 0")
+            c.require(
+                np.array_equal(np.asarray(theta[n]), start),
+                lambda: f"params[{t}][{n!r}] moved with every learning rate 0",
+            )
 
 
 def _all_alive(c, ex):
@@ -292,14 +445,22 @@ def _conventions_agree(c, ex):
     """theta_t * M_t is the same under "update", "weights" and "gradient"."""
     masks = _masks_over_time(ex)
     runs = {m: c.call("train_steps", **dict(ex, mask_at=m)) for m in MASK_AT}
-    eff = {m: [{n: np.where(masks[t][n], np.asarray(th[n]), 0.0) for n in th}
-               for t, th in enumerate(r["params"])] for m, r in runs.items()}
+    eff = {
+        m: [
+            {n: np.where(masks[t][n], np.asarray(th[n]), 0.0) for n in th}
+            for t, th in enumerate(r["params"])
+        ]
+        for m, r in runs.items()
+    }
     tol = close(eff["update"], rel=1e-9)
     from ..compare import compare
+
     for m in ("weights", "gradient"):
         diff = compare(eff["update"], eff[m], tol, where="effective weights")
-        c.require(not diff, lambda: f"mask_at={m!r} computes other effective weights than "
-                                    f"'update':\n{diff}")
+        c.require(
+            not diff,
+            lambda: f"mask_at={m!r} computes other effective weights than 'update':\n{diff}",
+        )
 
 
 def _rewind_restarts(c, ex):
@@ -308,11 +469,20 @@ def _rewind_restarts(c, ex):
     (event,) = ex["prune_at"]
     k = event["step"]
     full = c.call("train_steps", **ex)
-    fresh = c.call("train_steps", **dict(ex, params=event["rewind"], masks=event["masks"],
-                                         lr_schedule=ex["lr_schedule"][k:], prune_at=None))
-    tail = {"params": full["params"][k + 1:], "velocity": full["velocity"][k:]}
+    fresh = c.call(
+        "train_steps",
+        **dict(
+            ex,
+            params=event["rewind"],
+            masks=event["masks"],
+            lr_schedule=ex["lr_schedule"][k:],
+            prune_at=None,
+        ),
+    )
+    tail = {"params": full["params"][k + 1 :], "velocity": full["velocity"][k:]}
     head = {"params": fresh["params"][1:], "velocity": fresh["velocity"]}
     from ..compare import compare
+
     diff = compare(head, tail, close(head, rel=1e-9), where="after the rewind")
     c.require(not diff, lambda: f"the run after a rewind at step {k} is not a fresh run:\n{diff}")
 
@@ -333,41 +503,81 @@ def _step_follows_velocity(c, ex):
             th0, th1 = np.asarray(out["params"][t][n]), np.asarray(out["params"][t + 1][n])
             v1 = np.asarray(out["velocity"][t][n])
             v0 = np.asarray(out["velocity"][t - 1][n]) if t else np.zeros_like(v1)
-            d = v1 - mu * v0                      # v_{t+1} = mu v_t + d
+            d = v1 - mu * v0  # v_{t+1} = mu v_t + d
             u = d + mu * v1 if ex["nesterov"] else v1
             s = u + wd * th0 if ex["decoupled"] else u
             lhs, rhs = (th0 - th1)[m], (rates[t] * s)[m]
             scale = 1e-9 * (1.0 + np.abs(th0) + rates[t] * (np.abs(s) + np.abs(v1) + np.abs(v0)))[m]
-            c.require(np.all(np.abs(lhs - rhs) <= scale),
-                      lambda: f"update {t}, {n!r}: the step {lhs} is not lr * "
-                              f"{'Nesterov' if ex['nesterov'] else 'heavy-ball'} "
-                              f"{'+ decoupled decay' if ex['decoupled'] else ''} of the "
-                              f"velocities ({rhs})")
+            c.require(
+                np.all(np.abs(lhs - rhs) <= scale),
+                lambda: (
+                    f"update {t}, {n!r}: the step {lhs} is not lr * "
+                    f"{'Nesterov' if ex['nesterov'] else 'heavy-ball'} "
+                    f"{'+ decoupled decay' if ex['decoupled'] else ''} of the "
+                    f"velocities ({rhs})"
+                ),
+            )
 
 
 PROPERTIES = [
-    Property("training/differential", ("train_steps",),
-             "a short training run (any optimizer, convention, pruning, rewind) equals the reference's",
-             _example(record="either"), _differential),
-    Property("training/pruned-stay-zero", ("train_steps",),
-             "under mask_at update and weights a pruned weight is exactly 0.0 forever (update: its "
-             "velocity too), through momentum, weight decay and mid-training pruning",
-             _pruned_example(), _pruned_stay_zero),
-    Property("training/lr-zero", ("train_steps",),
-             "every learning rate 0: the parameters never move", _example(events=False), _lr_zero),
-    Property("training/all-alive-is-dense", ("train_steps",),
-             "masks with every entry alive give the unmasked SGD trajectory",
-             _example(events=False), _all_alive),
-    Property("training/conventions-agree", ("train_steps",),
-             "the effective weights theta * M are the same under every mask_at",
-             _example(), _conventions_agree),
-    Property("training/rewind-restarts", ("train_steps",),
-             "after a rewind the run is a fresh run: no optimizer state survives it",
-             _rewind_example(), _rewind_restarts),
-    Property("training/step-follows-velocity", ("train_steps",),
-             "each step is lr * (heavy-ball or Nesterov direction of the returned velocities, plus "
-             "the decoupled decay)", _example(events=False, momentum=0.9), _step_follows_velocity),
+    Property(
+        "training/differential",
+        ("train_steps",),
+        "a short training run (any optimizer, convention, pruning, rewind) equals the reference's",
+        _example(record="either"),
+        _differential,
+    ),
+    Property(
+        "training/pruned-stay-zero",
+        ("train_steps",),
+        "under mask_at update and weights a pruned weight is exactly 0.0 forever (update: its "
+        "velocity too), through momentum, weight decay and mid-training pruning",
+        _pruned_example(),
+        _pruned_stay_zero,
+    ),
+    Property(
+        "training/lr-zero",
+        ("train_steps",),
+        "every learning rate 0: the parameters never move",
+        _example(events=False),
+        _lr_zero,
+    ),
+    Property(
+        "training/all-alive-is-dense",
+        ("train_steps",),
+        "masks with every entry alive give the unmasked SGD trajectory",
+        _example(events=False),
+        _all_alive,
+    ),
+    Property(
+        "training/conventions-agree",
+        ("train_steps",),
+        "the effective weights theta * M are the same under every mask_at",
+        _example(),
+        _conventions_agree,
+    ),
+    Property(
+        "training/rewind-restarts",
+        ("train_steps",),
+        "after a rewind the run is a fresh run: no optimizer state survives it",
+        _rewind_example(),
+        _rewind_restarts,
+    ),
+    Property(
+        "training/step-follows-velocity",
+        ("train_steps",),
+        "each step is lr * (heavy-ball or Nesterov direction of the returned velocities, plus "
+        "the decoupled decay)",
+        _example(events=False, momentum=0.9),
+        _step_follows_velocity,
+    ),
 ]
 
-FAMILY = Family(name="training", algorithm=ALGORITHM, notes=NOTES, cases=_cases, tolerance=tolerance,
-                properties=PROPERTIES)
+FAMILY = Family(
+    name="training",
+    algorithm=ALGORITHM,
+    notes=NOTES,
+    cases=_cases,
+    tolerance=tolerance,
+    properties=PROPERTIES,
+)

@@ -48,27 +48,54 @@ class DatasetSpec:
     params: Mapping[str, Any]
     hidden: tuple[int, ...]
     train: Mapping[str, Any]
-    needs: tuple[str, str] | None = None      # an optional package it needs: (name, module)
+    needs: tuple[str, str] | None = None  # an optional package it needs: (name, module)
 
 
 # The teacher and digits defaults are those of ``python -m refprune lottery``.
 DATASETS: dict[str, DatasetSpec] = {
     # labels of a sparse random teacher MLP 20-32-4 (density 0.2) on Gaussian inputs
-    "teacher": DatasetSpec({"n_samples": 1500, "teacher_sizes": [20, 32, 4], "teacher_density": 0.2,
-                            "test_fraction": 0.25}, (48, 24),
-                           {"epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9}),
+    "teacher": DatasetSpec(
+        {
+            "n_samples": 1500,
+            "teacher_sizes": [20, 32, 4],
+            "teacher_density": 0.2,
+            "test_fraction": 0.25,
+        },
+        (48, 24),
+        {"epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
+    ),
     # Gaussian blobs, balanced classes
-    "blobs": DatasetSpec({"n_samples": 1000, "n_features": 10, "n_classes": 4, "center_scale": 1.5,
-                          "spread": 1.0, "test_fraction": 0.25}, (32, 16),
-                         {"epochs": 10, "lr": 0.05, "batch_size": 32, "momentum": 0.9}),
+    "blobs": DatasetSpec(
+        {
+            "n_samples": 1000,
+            "n_features": 10,
+            "n_classes": 4,
+            "center_scale": 1.5,
+            "spread": 1.0,
+            "test_fraction": 0.25,
+        },
+        (32, 16),
+        {"epochs": 10, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
+    ),
     # labels uniform over K, independent of the inputs (the no-free-lunch check)
-    "random_labels": DatasetSpec({"base": "gaussian", "n_samples": 1000, "n_features": 20,
-                                  "n_classes": 4, "test_fraction": 0.5}, (48, 24),
-                                 {"epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9}),
+    "random_labels": DatasetSpec(
+        {
+            "base": "gaussian",
+            "n_samples": 1000,
+            "n_features": 20,
+            "n_classes": 4,
+            "test_fraction": 0.5,
+        },
+        (48, 24),
+        {"epochs": 8, "lr": 0.05, "batch_size": 32, "momentum": 0.9},
+    ),
     # scikit-learn's 8x8 handwritten digits; LeNet-300-100 as in Frankle and Carbin (2019)
-    "digits": DatasetSpec({"test_fraction": 0.25}, (300, 100),
-                          {"epochs": 20, "lr": 0.1, "batch_size": 64, "momentum": 0.9},
-                          needs=("scikit-learn", "sklearn")),
+    "digits": DatasetSpec(
+        {"test_fraction": 0.25},
+        (300, 100),
+        {"epochs": 20, "lr": 0.1, "batch_size": 64, "momentum": 0.9},
+        needs=("scikit-learn", "sklearn"),
+    ),
 }
 RANDOM_LABEL_BASES = ("gaussian", "digits")
 
@@ -86,21 +113,36 @@ DEFAULTS: dict[str, Any] = {
     "train": {},
     "data": {},
 }
-AXIS_DEFAULTS: dict[str, list[Any]] = {"datasets": ["teacher"], "architectures": ["default"],
-                                  "rules": ["magnitude"], "scopes": ["layer"], "rewinds": ["init"],
-                                  "alphas": [0.2]}
+AXIS_DEFAULTS: dict[str, list[Any]] = {
+    "datasets": ["teacher"],
+    "architectures": ["default"],
+    "rules": ["magnitude"],
+    "scopes": ["layer"],
+    "rewinds": ["init"],
+    "alphas": [0.2],
+}
 
 
 def derived_seeds(seed: int) -> dict[str, int]:
     """The seeds of a run from its grid seed s (module docstring)."""
-    return {"data": seed, "split": seed, "init": seed, "order": seed, "score": seed,
-            "reinit": seed + 1, "masks": seed + 2, "membership": seed + 3, "labels": seed + 4}
+    return {
+        "data": seed,
+        "split": seed,
+        "init": seed,
+        "order": seed,
+        "score": seed,
+        "reinit": seed + 1,
+        "masks": seed + 2,
+        "membership": seed + 3,
+        "labels": seed + 4,
+    }
 
 
 def canonical_json(obj: Any) -> str:
     """Canonical JSON text: sorted keys, no spaces, ASCII, shortest round-trip floats, no NaN."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def run_id(config: Mapping[str, Any]) -> str:
@@ -117,13 +159,19 @@ def _int(v: Any, key: str, minimum: int = 0) -> int:
     return v
 
 
-def _float(v: Any, key: str, low: float, high: float, low_open: bool = False,
-           high_open: bool = False) -> float:
+def _float(
+    v: Any, key: str, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ConfigError(f"{key} must be a number, got {v!r}")
     v = float(v)
-    bad = (not math.isfinite(v) or v < low or v > high or (low_open and v == low)
-           or (high_open and v == high))
+    bad = (
+        not math.isfinite(v)
+        or v < low
+        or v > high
+        or (low_open and v == low)
+        or (high_open and v == high)
+    )
     if bad:
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         raise ConfigError(f"{key} must be in {left}{low}, {high}{right}, got {v}")
@@ -165,8 +213,9 @@ def _no_unknown(table: Mapping[str, Any], allowed: Sequence[str], where: str) ->
     for k in table:
         if k not in allowed:
             prefix = f"{where}." if where else ""
-            raise ConfigError(f"{prefix}{k}: unknown key; expected one of "
-                              f"{', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"{prefix}{k}: unknown key; expected one of {', '.join(sorted(allowed))}"
+            )
 
 
 def _axis(doc: Mapping[str, Any], name: str, check: Callable[[Any, str], Any]) -> list[Any]:
@@ -211,12 +260,15 @@ def _data_params(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
 
 def _train(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     t = {"weight_decay": 0.0, **defaults, **given}
-    return {"epochs": _int(t["epochs"], "train.epochs", minimum=1),
-            "lr": _float(t["lr"], "train.lr", 0.0, math.inf, low_open=True),
-            "batch_size": (None if t["batch_size"] in (None, 0)
-                           else _int(t["batch_size"], "train.batch_size", 1)),
-            "momentum": _float(t["momentum"], "train.momentum", 0.0, 1.0, high_open=True),
-            "weight_decay": _float(t["weight_decay"], "train.weight_decay", 0.0, math.inf)}
+    return {
+        "epochs": _int(t["epochs"], "train.epochs", minimum=1),
+        "lr": _float(t["lr"], "train.lr", 0.0, math.inf, low_open=True),
+        "batch_size": (
+            None if t["batch_size"] in (None, 0) else _int(t["batch_size"], "train.batch_size", 1)
+        ),
+        "momentum": _float(t["momentum"], "train.momentum", 0.0, 1.0, high_open=True),
+        "weight_decay": _float(t["weight_decay"], "train.weight_decay", 0.0, math.inf),
+    }
 
 
 def _io_sizes(name: str, params: Mapping[str, Any]) -> tuple[int, int]:
@@ -240,7 +292,7 @@ class SweepConfig:
 
     seeds: tuple[int, ...]
     datasets: tuple[str, ...]
-    architectures: tuple[Any, ...]            # "default" or a tuple of hidden widths
+    architectures: tuple[Any, ...]  # "default" or a tuple of hidden widths
     rules: tuple[str, ...]
     scopes: tuple[str, ...]
     rewinds: tuple[str, ...]
@@ -276,8 +328,10 @@ class SweepConfig:
             elif isinstance(a, list):
                 archs.append(tuple(_int(w, f"{key}[{j}]", minimum=1) for j, w in enumerate(a)))
             else:
-                raise ConfigError(f"{key} must be \"default\" or a list of hidden widths such as "
-                                  f"[300, 100], got {a!r}")
+                raise ConfigError(
+                    f'{key} must be "default" or a list of hidden widths such as '
+                    f"[300, 100], got {a!r}"
+                )
         _unique(archs, "architectures")
         rules = _axis(d, "rules", lambda v, key: _str(v, key, RULES))
         scopes = _axis(d, "scopes", lambda v, key: _str(v, key, SCOPES))
@@ -286,14 +340,15 @@ class SweepConfig:
         controls = d["controls"]
         if not isinstance(controls, list):
             raise ConfigError(f"controls must be a list, got {controls!r}")
-        controls = _unique([_str(v, f"controls[{i}]", CONTROLS) for i, v in enumerate(controls)],
-                           "controls")
+        controls = _unique(
+            [_str(v, f"controls[{i}]", CONTROLS) for i, v in enumerate(controls)], "controls"
+        )
         train = _table(d["train"], "train")
         _no_unknown(train, TRAIN_KEYS, "train")
         data = _table(d["data"], "data")
         _no_unknown(data, list(DATASETS), "data")
         for name, table in data.items():
-            _data_params(name, _table(table, f"data.{name}"))          # checked even if unused
+            _data_params(name, _table(table, f"data.{name}"))  # checked even if unused
         for name in datasets:
             _train(train, DATASETS[name].train)
         if not isinstance(d["membership"], bool):
@@ -301,31 +356,51 @@ class SweepConfig:
         out = d["out"]
         if out is not None and not isinstance(out, str):
             raise ConfigError(f"out must be a path string, got {out!r}")
-        return cls(seeds=tuple(seeds), datasets=tuple(datasets), architectures=tuple(archs),
-                   rules=tuple(rules), scopes=tuple(scopes), rewinds=tuple(rewinds),
-                   alphas=tuple(alphas),
-                   rounds=_int(d["rounds"], "rounds", minimum=1), controls=tuple(controls),
-                   output_rate=_float(d["output_rate"], "output_rate", 0.0, 1.0),
-                   activation=_str(d["activation"], "activation", tuple(ACTIVATIONS)),
-                   hessian_method=_str(d["hessian_method"], "hessian_method", HESSIAN_METHODS),
-                   weights=_str(d["weights"], "weights", WEIGHT_FORMATS),
-                   membership=d["membership"],
-                   membership_calibration=_float(d["membership_calibration"],
-                                                 "membership_calibration", 0.0, 1.0, True, True),
-                   train=dict(train), data={k: dict(v) for k, v in data.items()}, out=out)
+        return cls(
+            seeds=tuple(seeds),
+            datasets=tuple(datasets),
+            architectures=tuple(archs),
+            rules=tuple(rules),
+            scopes=tuple(scopes),
+            rewinds=tuple(rewinds),
+            alphas=tuple(alphas),
+            rounds=_int(d["rounds"], "rounds", minimum=1),
+            controls=tuple(controls),
+            output_rate=_float(d["output_rate"], "output_rate", 0.0, 1.0),
+            activation=_str(d["activation"], "activation", tuple(ACTIVATIONS)),
+            hessian_method=_str(d["hessian_method"], "hessian_method", HESSIAN_METHODS),
+            weights=_str(d["weights"], "weights", WEIGHT_FORMATS),
+            membership=d["membership"],
+            membership_calibration=_float(
+                d["membership_calibration"], "membership_calibration", 0.0, 1.0, True, True
+            ),
+            train=dict(train),
+            data={k: dict(v) for k, v in data.items()},
+            out=out,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised document (JSON-ready); ``from_dict(to_dict())`` gives the same config."""
-        return {"seeds": list(self.seeds), "datasets": list(self.datasets),
-                "architectures": [a if a == "default" else list(a) for a in self.architectures],
-                "rules": list(self.rules), "scopes": list(self.scopes),
-                "rewinds": list(self.rewinds),
-                "alphas": list(self.alphas), "rounds": self.rounds, "controls": list(self.controls),
-                "output_rate": self.output_rate, "activation": self.activation,
-                "hessian_method": self.hessian_method, "weights": self.weights,
-                "membership": self.membership,
-                "membership_calibration": self.membership_calibration, "train": dict(self.train),
-                "data": {k: dict(v) for k, v in self.data.items()}, "out": self.out}
+        return {
+            "seeds": list(self.seeds),
+            "datasets": list(self.datasets),
+            "architectures": [a if a == "default" else list(a) for a in self.architectures],
+            "rules": list(self.rules),
+            "scopes": list(self.scopes),
+            "rewinds": list(self.rewinds),
+            "alphas": list(self.alphas),
+            "rounds": self.rounds,
+            "controls": list(self.controls),
+            "output_rate": self.output_rate,
+            "activation": self.activation,
+            "hessian_method": self.hessian_method,
+            "weights": self.weights,
+            "membership": self.membership,
+            "membership_calibration": self.membership_calibration,
+            "train": dict(self.train),
+            "data": {k: dict(v) for k, v in self.data.items()},
+            "out": self.out,
+        }
 
     @property
     def size(self) -> int:
@@ -344,12 +419,23 @@ class RunSpec:
         """A short human-readable name: data set, widths, rule, scope, rewind, alpha, seed."""
         c = self.config
         sizes = "-".join(str(s) for s in c["model"]["sizes"])
-        return (f"{c['dataset']['name']} {sizes} {c['pruning']['rule']} {c['pruning']['scope']} "
-                f"rewind {c['rewind']} alpha {c['pruning']['alpha']} seed {c['seed']}")
+        return (
+            f"{c['dataset']['name']} {sizes} {c['pruning']['rule']} {c['pruning']['scope']} "
+            f"rewind {c['rewind']} alpha {c['pruning']['alpha']} seed {c['seed']}"
+        )
 
 
-def run_config(sweep: SweepConfig, *, seed: int, dataset: str, architecture: Any, rule: str,
-               scope: str, rewind: str, alpha: float) -> dict[str, Any]:
+def run_config(
+    sweep: SweepConfig,
+    *,
+    seed: int,
+    dataset: str,
+    architecture: Any,
+    rule: str,
+    scope: str,
+    rewind: str,
+    alpha: float,
+) -> dict[str, Any]:
     """The canonical configuration of one grid point: every value that determines its result."""
     from .. import __version__
 
@@ -357,18 +443,30 @@ def run_config(sweep: SweepConfig, *, seed: int, dataset: str, architecture: Any
     params = _data_params(dataset, sweep.data.get(dataset, {}))
     d_in, k = _io_sizes(dataset, params)
     hidden = spec.hidden if architecture == "default" else architecture
-    return {"format": RUN_FORMAT + "-config", "version": FORMAT_VERSION, "refprune": __version__,
-            "dataset": {"name": dataset, **params},
-            "model": {"sizes": [d_in, *hidden, k], "activation": sweep.activation,
-                      "init": "kaiming"},
-            "train": _train(sweep.train, spec.train),
-            "pruning": {"rule": rule, "scope": scope, "alpha": alpha, "rounds": sweep.rounds,
-                        "output_rate": sweep.output_rate, "hessian_method": sweep.hessian_method},
-            "rewind": rewind, "controls": list(sweep.controls), "seed": seed,
-            "seeds": derived_seeds(seed),
-            "membership": ({"calibration_fraction": sweep.membership_calibration}
-                           if sweep.membership else None),
-            "weights_format": sweep.weights}
+    return {
+        "format": RUN_FORMAT + "-config",
+        "version": FORMAT_VERSION,
+        "refprune": __version__,
+        "dataset": {"name": dataset, **params},
+        "model": {"sizes": [d_in, *hidden, k], "activation": sweep.activation, "init": "kaiming"},
+        "train": _train(sweep.train, spec.train),
+        "pruning": {
+            "rule": rule,
+            "scope": scope,
+            "alpha": alpha,
+            "rounds": sweep.rounds,
+            "output_rate": sweep.output_rate,
+            "hessian_method": sweep.hessian_method,
+        },
+        "rewind": rewind,
+        "controls": list(sweep.controls),
+        "seed": seed,
+        "seeds": derived_seeds(seed),
+        "membership": (
+            {"calibration_fraction": sweep.membership_calibration} if sweep.membership else None
+        ),
+        "weights_format": sweep.weights,
+    }
 
 
 def expand(sweep: SweepConfig) -> list[RunSpec]:
@@ -382,14 +480,23 @@ def expand(sweep: SweepConfig) -> list[RunSpec]:
                     for scope in sweep.scopes:
                         for rewind in sweep.rewinds:
                             for alpha in sweep.alphas:
-                                cfg = run_config(sweep, seed=seed, dataset=dataset,
-                                                 architecture=arch, rule=rule, scope=scope,
-                                                 rewind=rewind, alpha=alpha)
+                                cfg = run_config(
+                                    sweep,
+                                    seed=seed,
+                                    dataset=dataset,
+                                    architecture=arch,
+                                    rule=rule,
+                                    scope=scope,
+                                    rewind=rewind,
+                                    alpha=alpha,
+                                )
                                 runs.append(RunSpec(run_id(cfg), cfg))
     ids = [r.run_id for r in runs]
-    if len(set(ids)) != len(ids):                # e.g. "default" and the same widths written out
-        raise ConfigError("architectures: two entries give the same network for a data set "
-                          "(\"default\" and its widths written out?)")
+    if len(set(ids)) != len(ids):  # e.g. "default" and the same widths written out
+        raise ConfigError(
+            "architectures: two entries give the same network for a data set "
+            '("default" and its widths written out?)'
+        )
     return runs
 
 
@@ -397,12 +504,13 @@ def expand(sweep: SweepConfig) -> list[RunSpec]:
 def _toml() -> Any:
     try:
         import tomllib
-    except ModuleNotFoundError:                  # Python 3.10
+    except ModuleNotFoundError:  # Python 3.10
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ModuleNotFoundError:
-            raise ConfigError("reading a TOML file on Python 3.10 needs tomli: "
-                              "pip install 'refprune[sweep]'") from None
+            raise ConfigError(
+                "reading a TOML file on Python 3.10 needs tomli: pip install 'refprune[sweep]'"
+            ) from None
     return tomllib
 
 
@@ -427,5 +535,6 @@ def as_config(config: SweepConfig | Mapping[str, Any] | str | os.PathLike[str]) 
         return SweepConfig.from_dict(config)
     if isinstance(config, (str, os.PathLike)):
         return load_config(config)
-    raise TypeError(f"config must be a SweepConfig, a mapping or a TOML path, "
-                    f"got {type(config).__name__}")
+    raise TypeError(
+        f"config must be a SweepConfig, a mapping or a TOML path, got {type(config).__name__}"
+    )

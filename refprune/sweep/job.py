@@ -28,13 +28,18 @@ from .config import FORMAT_VERSION, RUN_FORMAT, canonical_json, run_id
 
 # The environment of a run's process, on top of the worker's: one thread for every BLAS (the
 # bits of a matrix product depend on OpenBLAS's thread count), as Dask's nanny also sets.
-JOB_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONHASHSEED": "0"}
+JOB_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONHASHSEED": "0",
+}
 PARENT_ENV = "REFPRUNE_SWEEP_PARENT"
 
 
-def load_data(dataset: Mapping[str, Any], seeds: Mapping[str, int]
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_data(
+    dataset: Mapping[str, Any], seeds: Mapping[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Train and test arrays of a run's data set: X_train, X_test, y_train, y_test.
 
     teacher: ``make_teacher_student(n_samples, teacher_sizes, density=teacher_density,
@@ -54,12 +59,21 @@ def load_data(dataset: Mapping[str, Any], seeds: Mapping[str, int]
 
     name = dataset["name"]
     if name == "teacher":
-        X, y, _ = make_teacher_student(dataset["n_samples"], tuple(dataset["teacher_sizes"]),
-                                       density=dataset["teacher_density"], seed=seeds["data"])
+        X, y, _ = make_teacher_student(
+            dataset["n_samples"],
+            tuple(dataset["teacher_sizes"]),
+            density=dataset["teacher_density"],
+            seed=seeds["data"],
+        )
     elif name == "blobs":
-        X, y = make_blobs(dataset["n_samples"], dataset["n_features"], dataset["n_classes"],
-                          center_scale=dataset["center_scale"], spread=dataset["spread"],
-                          seed=seeds["data"])
+        X, y = make_blobs(
+            dataset["n_samples"],
+            dataset["n_features"],
+            dataset["n_classes"],
+            center_scale=dataset["center_scale"],
+            spread=dataset["spread"],
+            seed=seeds["data"],
+        )
     elif name == "random_labels":
         if dataset["base"] == "digits":
             X, _ = load_digits()
@@ -74,23 +88,48 @@ def load_data(dataset: Mapping[str, Any], seeds: Mapping[str, int]
     return train_test_split(X, y, test_fraction=dataset["test_fraction"], seed=seeds["split"])
 
 
-def _call_run_imp(model: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
-                  y_test: np.ndarray, config: Mapping[str, Any], observe: Any) -> Any:
+def _call_run_imp(
+    model: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    config: Mapping[str, Any],
+    observe: Any,
+) -> Any:
     """The one call into ``refprune.lottery.run_imp`` (a change of its signature is edited here)."""
     from ..lottery import TrainConfig, run_imp
 
     p, t, s = config["pruning"], config["train"], config["seeds"]
     last = f"layers.{len(config['model']['sizes']) - 2}.weight"
-    return run_imp(model, X, y, X_test=X_test, y_test=y_test, rounds=p["rounds"], alpha=p["alpha"],
-                   rule=p["rule"], scope=p["scope"],
-                   rate_multipliers=None if p["output_rate"] == 1.0 else {last: p["output_rate"]},
-                   rewind=config["rewind"], hessian_method=p["hessian_method"],
-                   train_config=TrainConfig(epochs=t["epochs"], lr=t["lr"],
-                                            batch_size=t["batch_size"], momentum=t["momentum"],
-                                            weight_decay=t["weight_decay"], seed=s["order"]),
-                   score_seed=s["score"], controls=tuple(config["controls"]),
-                   reinit_seed=s["reinit"], mask_seed=s["masks"],
-                   weights_format=config["weights_format"], observe=observe)
+    return run_imp(
+        model,
+        X,
+        y,
+        X_test=X_test,
+        y_test=y_test,
+        rounds=p["rounds"],
+        alpha=p["alpha"],
+        rule=p["rule"],
+        scope=p["scope"],
+        rate_multipliers=None if p["output_rate"] == 1.0 else {last: p["output_rate"]},
+        rewind=config["rewind"],
+        hessian_method=p["hessian_method"],
+        train_config=TrainConfig(
+            epochs=t["epochs"],
+            lr=t["lr"],
+            batch_size=t["batch_size"],
+            momentum=t["momentum"],
+            weight_decay=t["weight_decay"],
+            seed=s["order"],
+        ),
+        score_seed=s["score"],
+        controls=tuple(config["controls"]),
+        reinit_seed=s["reinit"],
+        mask_seed=s["masks"],
+        weights_format=config["weights_format"],
+        observe=observe,
+    )
 
 
 def execute(config: Mapping[str, Any]) -> str:
@@ -114,19 +153,29 @@ def execute(config: Mapping[str, Any]) -> str:
     metrics: dict[str, list[Any]] = {"imp": [], **{c: [] for c in config["controls"]}}
 
     def observe(kind: str, index: int, net: MLP) -> None:
-        rec: dict[str, Any] = {"round": index,
-                               "test_correct": int(np.count_nonzero(net.predict(X_te) == y_te))}
+        rec: dict[str, Any] = {
+            "round": index,
+            "test_correct": int(np.count_nonzero(net.predict(X_te) == y_te)),
+        }
         if member is not None:
             rec["membership"] = membership_advantage(
-                per_example_loss(net, X_tr, y_tr), per_example_loss(net, X_te, y_te),
+                per_example_loss(net, X_tr, y_tr),
+                per_example_loss(net, X_te, y_te),
                 calibration_fraction=member["calibration_fraction"],
-                seed=config["seeds"]["membership"]).to_dict()
+                seed=config["seeds"]["membership"],
+            ).to_dict()
         metrics[kind].append(rec)
 
     res = _call_run_imp(model, X_tr, y_tr, X_te, y_te, config, observe)
     result = {"trace": res.trace, "metrics": metrics}
-    doc = {"format": RUN_FORMAT, "version": FORMAT_VERSION, "run_id": run_id(config),
-           "config": config, **result, "result_sha256": result_sha256(result)}
+    doc = {
+        "format": RUN_FORMAT,
+        "version": FORMAT_VERSION,
+        "run_id": run_id(config),
+        "config": config,
+        **result,
+        "result_sha256": result_sha256(result),
+    }
     return json.dumps(doc, separators=(",", ":"), allow_nan=False) + "\n"
 
 

@@ -42,10 +42,10 @@ class Outcome:
     """What an executor task returns for one attempt of one run."""
 
     run_id: str
-    text: str | None                 # the run file's text, None on failure
+    text: str | None  # the run file's text, None on failure
     error: str | None
-    seconds: float                   # wall time of the run's process, start to exit
-    compute_seconds: float | None    # time inside the run (data, IMP, measurements)
+    seconds: float  # wall time of the run's process, start to exit
+    compute_seconds: float | None  # time inside the run (data, IMP, measurements)
 
 
 def execute_in_process(run_id: str, config_json: str, command: Sequence[str]) -> Outcome:
@@ -59,17 +59,27 @@ def execute_in_process(run_id: str, config_json: str, command: Sequence[str]) ->
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         try:
-            proc = subprocess.run(list(command), input=request.encode("utf-8"),
-                                  stdout=subprocess.PIPE, stderr=err, env=env, check=False)
+            proc = subprocess.run(
+                list(command),
+                input=request.encode("utf-8"),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                check=False,
+            )
         except OSError as exc:
-            return Outcome(run_id, None, f"cannot start {command[0]}: {exc}",
-                           time.perf_counter() - t0, None)
+            return Outcome(
+                run_id, None, f"cannot start {command[0]}: {exc}", time.perf_counter() - t0, None
+            )
         seconds = time.perf_counter() - t0
         err.seek(0)
         tail = err.read().decode("utf-8", "replace").strip().splitlines()[-12:]
     if proc.returncode != 0:
-        how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-               else f"exit status {proc.returncode}")
+        how = (
+            f"killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exit status {proc.returncode}"
+        )
         detail = "\n" + "\n".join(tail) if tail else ""
         return Outcome(run_id, None, f"run process {how}{detail}", seconds, None)
     try:
@@ -122,8 +132,10 @@ class Progress:
             left = f"~{int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d} left"
         else:
             left = "time left: ..." if remaining else "finished"
-        return (f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} done, "
-                f"{failed} failed, {remaining} remaining, {left}")
+        return (
+            f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} done, "
+            f"{failed} failed, {remaining} remaining, {left}"
+        )
 
     def update(self, done: int, failed: int, force: bool = False) -> None:
         text = self.line(done, failed)
@@ -146,14 +158,17 @@ def default_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
     n = workers or os.cpu_count() or 1
     # Workers ignore Ctrl-C, and so do the runs they start: the sweep's own process handles it by
     # killing the workers, and a run's process ends with its worker (``job.exit_with_parent``).
-    return cf.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=signal.signal,
-                                  initargs=(signal.SIGINT, signal.SIG_IGN))
+    return cf.ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=signal.signal,
+        initargs=(signal.SIGINT, signal.SIG_IGN),
+    )
 
 
 def _stop_pool(pool: cf.Executor) -> None:
     """Kill a process pool's workers and cancel what waits (a run's process follows its worker)."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())     # gone after shutdown()
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # gone after shutdown()
     for proc in procs:
         proc.kill()
     pool.shutdown(wait=False, cancel_futures=True)
@@ -161,11 +176,16 @@ def _stop_pool(pool: cf.Executor) -> None:
         proc.join()
 
 
-def run(config: SweepConfig | Mapping[str, Any] | str | os.PathLike[str],
-        out_dir: str | os.PathLike[str] | None = None, *, executor: cf.Executor | None = None,
-        workers: int | None = None, retries: int = 1,
-        progress: bool | Callable[[int, int, int], None] = False,
-        job_command: Sequence[str] | None = None) -> SweepSummary:
+def run(
+    config: SweepConfig | Mapping[str, Any] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    executor: cf.Executor | None = None,
+    workers: int | None = None,
+    retries: int = 1,
+    progress: bool | Callable[[int, int, int], None] = False,
+    job_command: Sequence[str] | None = None,
+) -> SweepSummary:
     """Run every unfinished run of a sweep and store one checked JSON file per run.
 
     Parameters
@@ -207,12 +227,14 @@ def run(config: SweepConfig | Mapping[str, Any] | str | os.PathLike[str],
         out_dir = cfg.out
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if executor is not None and not isinstance(executor, cf.Executor):
-        raise TypeError(f"executor must be a concurrent.futures.Executor, "
-                        f"got {type(executor).__name__}")
+        raise TypeError(
+            f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+        )
     command = tuple(JOB_COMMAND if job_command is None else job_command)
     plan = expand(cfg)
     t0 = time.perf_counter()
@@ -240,9 +262,16 @@ def run(config: SweepConfig | Mapping[str, Any] | str | os.PathLike[str],
     return summary
 
 
-def _submit_all(todo: list[RunSpec], store: RunStore, summary: SweepSummary,
-                executor: cf.Executor | None, workers: int | None, retries: int,
-                command: tuple[str, ...], report: Callable[..., Any]) -> None:
+def _submit_all(
+    todo: list[RunSpec],
+    store: RunStore,
+    summary: SweepSummary,
+    executor: cf.Executor | None,
+    workers: int | None,
+    retries: int,
+    command: tuple[str, ...],
+    report: Callable[..., Any],
+) -> None:
     owned = executor is None
     pool = default_executor(workers) if owned else cast(cf.Executor, executor)
     by_id = {r.run_id: r for r in todo}
@@ -299,7 +328,7 @@ def _submit_all(todo: list[RunSpec], store: RunStore, summary: SweepSummary,
                 if outcome.text is not None:
                     try:
                         store.write_run(rid, outcome.text)
-                    except StoreError as exc:                # a result that fails its checks
+                    except StoreError as exc:  # a result that fails its checks
                         outcome = dataclasses.replace(outcome, text=None, error=str(exc))
                 summary.outcomes.append(outcome)
                 if outcome.text is not None:

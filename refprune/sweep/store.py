@@ -61,8 +61,9 @@ def check_run(doc: Any, expected_id: str | None = None, where: str = "run file")
     if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT:
         raise StoreError(f"{where}: not a {RUN_FORMAT} file")
     if doc.get("version") != FORMAT_VERSION:
-        raise StoreError(f"{where}: format version {doc.get('version')!r}, this refprune reads "
-                         f"{FORMAT_VERSION}")
+        raise StoreError(
+            f"{where}: format version {doc.get('version')!r}, this refprune reads {FORMAT_VERSION}"
+        )
     for key in ("run_id", "config", "trace", "metrics", "result_sha256"):
         if key not in doc:
             raise StoreError(f"{where}: missing {key!r}")
@@ -71,8 +72,9 @@ def check_run(doc: Any, expected_id: str | None = None, where: str = "run file")
     if expected_id is not None and doc["run_id"] != expected_id:
         raise StoreError(f"{where}: holds run {doc['run_id']}, expected {expected_id}")
     if result_sha256({"trace": doc["trace"], "metrics": doc["metrics"]}) != doc["result_sha256"]:
-        raise StoreError(f"{where}: result_sha256 does not match its trace and metrics "
-                         "(modified or damaged)")
+        raise StoreError(
+            f"{where}: result_sha256 does not match its trace and metrics (modified or damaged)"
+        )
     return doc
 
 
@@ -92,9 +94,9 @@ class RunStore:
         self.failed.mkdir(exist_ok=True)
         try:
             import fcntl
-        except ImportError:                                  # pragma: no cover - not POSIX
+        except ImportError:  # pragma: no cover - not POSIX
             return self
-        fh = open(self.root / ".lock", "a")                 # noqa: SIM115 (held until close)
+        fh = open(self.root / ".lock", "a")  # noqa: SIM115 (held until close)
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -102,23 +104,27 @@ class RunStore:
             raise StoreError(f"{self.root}: another sweep is writing to this directory") from None
         self._lock_fh = fh
         for stale in list(self.runs.glob(".*.tmp")) + list(self.failed.glob(".*.tmp")):
-            stale.unlink()                                   # left by a sweep that was killed
+            stale.unlink()  # left by a sweep that was killed
         return self
 
     def close(self) -> None:
         if self._lock_fh is not None:
-            self._lock_fh.close()                            # releases the lock
+            self._lock_fh.close()  # releases the lock
             self._lock_fh = None
 
-    def __enter__(self) -> RunStore:                         # noqa: PYI034 (3.10: no Self)
+    def __enter__(self) -> RunStore:  # noqa: PYI034 (3.10: no Self)
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def write_plan(self, config: Mapping[str, Any], ids: list[str]) -> None:
-        doc = {"format": PLAN_FORMAT, "version": FORMAT_VERSION, "config": dict(config),
-               "runs": ids}
+        doc = {
+            "format": PLAN_FORMAT,
+            "version": FORMAT_VERSION,
+            "config": dict(config),
+            "runs": ids,
+        }
         write_atomic(self.root / "sweep.json", json.dumps(doc, indent=1) + "\n")
 
     def write_run(self, expected_id: str, text: str) -> None:
@@ -166,8 +172,11 @@ class RunStore:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise StoreError(f"{path}: not valid JSON ({exc})") from None
-        if (not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT
-                or not isinstance(doc.get("runs"), list)):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != PLAN_FORMAT
+            or not isinstance(doc.get("runs"), list)
+        ):
             raise StoreError(f"{path}: not a {PLAN_FORMAT} file")
         bad = [r for r in doc["runs"] if not isinstance(r, str) or not _ID.match(r)]
         if bad:

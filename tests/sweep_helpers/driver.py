@@ -1,6 +1,6 @@
 """Run a sweep from a TOML file with the logging run command (for the interruption test).
 
-    python driver.py CONFIG OUT LOG WORKERS
+python driver.py CONFIG OUT LOG WORKERS
 """
 
 import sys

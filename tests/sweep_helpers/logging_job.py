@@ -19,7 +19,7 @@ from refprune.sweep.job import exit_with_parent, handle
 
 
 def log(path: str, line: str) -> None:
-    with open(path, "a", encoding="utf-8") as fh:       # one short append: atomic on POSIX
+    with open(path, "a", encoding="utf-8") as fh:  # one short append: atomic on POSIX
         fh.write(line + "\n")
 
 
@@ -33,8 +33,8 @@ def main() -> int:
     if len(sys.argv) > 2 and sys.argv[2] == this:
         os._exit(7)
     if len(sys.argv) > 2 and sys.argv[2] == f"kill-worker:{this}":
-        os.kill(os.getppid(), signal.SIGKILL)          # the pool's worker, killed from outside
-        time.sleep(5)                                  # ended by exit_with_parent
+        os.kill(os.getppid(), signal.SIGKILL)  # the pool's worker, killed from outside
+        time.sleep(5)  # ended by exit_with_parent
     answer = handle(request)
     log(path, f"end {request['run_id']}")
     sys.stdout.write(answer)

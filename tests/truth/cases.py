@@ -59,14 +59,25 @@ class Case:
 
 def load(family: str, directory: Path = GOLDEN) -> list[Case]:
     doc = json.loads((directory / f"{family}.json").read_text())
-    return [Case(family, c["id"], c["op"], c["comment"], c["flags"], decode(c["inputs"]),
-                 decode(c["expected"]), decode(c.get("tolerance"))) for c in doc["cases"]]
+    return [
+        Case(
+            family,
+            c["id"],
+            c["op"],
+            c["comment"],
+            c["flags"],
+            decode(c["inputs"]),
+            decode(c["expected"]),
+            decode(c.get("tolerance")),
+        )
+        for c in doc["cases"]
+    ]
 
 
 def rows(a: Array) -> list[list]:
     """A 2-D array as a list of rows."""
     n, m = a.shape
-    return [a.data[i * m:(i + 1) * m] for i in range(n)]
+    return [a.data[i * m : (i + 1) * m] for i in range(n)]
 
 
 def all_cases(families: list[str], directory: Path = GOLDEN) -> Iterator[Case]:

@@ -124,7 +124,7 @@ def leaves(expected: Any, truth: Any, path: str = "") -> Iterator[tuple[str, flo
     """(path, expected float, truth) for every float of ``expected``, in order."""
     if isinstance(expected, dict):
         for k in expected:
-            if k not in truth:                            # not compared (no floats in it)
+            if k not in truth:  # not compared (no floats in it)
                 if any(True for _ in leaves(expected[k], expected[k])):
                     raise AssertionError(f"{path}/{k}: floats without a truth")
                 continue
@@ -152,13 +152,17 @@ def discrete_mismatches(expected: Any, truth: Any, path: str = "") -> list[str]:
             out += discrete_mismatches(expected[k], truth[k], f"{path}/{k}" if path else k)
         return out
     if isinstance(expected, list):
-        return [m for i, (e, t) in enumerate(zip(expected, truth, strict=True))
-                for m in discrete_mismatches(e, t, f"{path}[{i}]")]
+        return [
+            m
+            for i, (e, t) in enumerate(zip(expected, truth, strict=True))
+            for m in discrete_mismatches(e, t, f"{path}[{i}]")
+        ]
     if isinstance(expected, Array):
         if expected.dtype == "float64":
             return []
-        same = (tuple(expected.shape) == tuple(truth.shape)
-                and list(expected.data) == list(truth.data))
+        same = tuple(expected.shape) == tuple(truth.shape) and list(expected.data) == list(
+            truth.data
+        )
         return [] if same else [path]
     if isinstance(expected, (int, str, bool)) and not isinstance(expected, float):
         return [] if expected == truth else [path]
@@ -196,7 +200,7 @@ def _scaled(inputs: dict[str, Any], path: tuple, factor: mpf) -> dict[str, Any]:
     out = copy.copy(inputs)
     node, parent = out, None
     for depth, p in enumerate(path):
-        if isinstance(p, tuple):                          # an ndarray entry
+        if isinstance(p, tuple):  # an ndarray entry
             arr = copy.copy(node)
             arr.data = list(arr.data)
             arr.data[p[1]] = mpf(arr.data[p[1]]) * factor
@@ -240,7 +244,7 @@ def sensitivity(op: str, inputs: dict[str, Any], expected: Any, digits: int) -> 
         scale = [mpf(0)] * len(base)
         for path in float_inputs(inputs):
             if skip is ALL or path[0] in skip or _get(inputs, path) == 0:
-                continue                                  # a relative change of 0 is 0
+                continue  # a relative change of 0 is 0
             _, up = _run(op, _scaled(inputs, path, 1 + h), expected, digits)
             if both_sides:
                 _, down = _run(op, _scaled(inputs, path, 1 - h), expected, digits)
@@ -281,13 +285,15 @@ class CaseResult:
     case: Case
     digits: int
     entries: list[Entry]
-    mismatches: list[str]           # discrete outputs that differ from the exact decisions
+    mismatches: list[str]  # discrete outputs that differ from the exact decisions
 
 
 def check_case(case: Case) -> CaseResult:
     truth, digits, scale = settled(case.op, case.inputs, case.expected)
-    entries = [Entry(p, e, t if abs(t) > NOISE * s else mpf(0), s)
-               for (p, e, t), s in zip(leaves(case.expected, truth), scale)]
+    entries = [
+        Entry(p, e, t if abs(t) > NOISE * s else mpf(0), s)
+        for (p, e, t), s in zip(leaves(case.expected, truth), scale)
+    ]
     return CaseResult(case, digits, entries, discrete_mismatches(case.expected, truth))
 
 

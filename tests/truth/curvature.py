@@ -94,8 +94,9 @@ def output_hessian(f: list[mpf], loss_name: str, N: int) -> list[list[mpf]]:
     K = len(f)
     if loss_name == "cross_entropy":
         p = softmax(f)
-        return [[(p[c] * (1 if c == k else 0) - p[c] * p[k]) / N for k in range(K)]
-                for c in range(K)]
+        return [
+            [(p[c] * (1 if c == k else 0) - p[c] * p[k]) / N for k in range(K)] for c in range(K)
+        ]
     return [[mpf(2) / (N * K) if c == k else mpf(0) for k in range(K)] for c in range(K)]
 
 
@@ -130,22 +131,24 @@ def obd_diag(net: Net, X, y, loss_name: str) -> list[mpf]:
     L, N = net.L, len(X)
     sums = {n: [mpf(0)] * _size(net, n) for n in net.names}
     for x, t in zip(X, y):
-        z, a, f = forward(layers, [mpf(v) for v in x], net.sigma)    # z[l-1] = z_l, a[l] = a_l
+        z, a, f = forward(layers, [mpf(v) for v in x], net.sigma)  # z[l-1] = z_l, a[l] = a_l
         H_out = output_hessian(f, loss_name, N)
-        delta = output_gradient(f, t, loss_name, N)                  # delta_L
-        h = [H_out[k][k] for k in range(len(f))]                     # h_L = diag(H_out)
+        delta = output_gradient(f, t, loss_name, N)  # delta_L
+        h = [H_out[k][k] for k in range(len(f))]  # h_L = diag(H_out)
         for l in range(L - 1, -1, -1):
             W, _ = layers[l]
-            for i in range(len(h)):                                  # the layer's own entries
+            for i in range(len(h)):  # the layer's own entries
                 for j, aj in enumerate(a[l]):
                     sums[f"layers.{l}.weight"][i * len(a[l]) + j] += aj * aj * h[i]
                 sums[f"layers.{l}.bias"][i] += h[i]
             if l == 0:
                 break
             back = [sum(delta[k] * W[k][j] for k in range(len(W))) for j in range(len(W[0]))]
-            s = [net.sigma(zj) for zj in z[l - 1]]                    # (sigma, sigma', sigma'')
-            h = [s[j][1] ** 2 * sum(h[k] * W[k][j] ** 2 for k in range(len(W))) + s[j][2] * back[j]
-                 for j in range(len(W[0]))]
+            s = [net.sigma(zj) for zj in z[l - 1]]  # (sigma, sigma', sigma'')
+            h = [
+                s[j][1] ** 2 * sum(h[k] * W[k][j] ** 2 for k in range(len(W))) + s[j][2] * back[j]
+                for j in range(len(W[0]))
+            ]
             delta = [back[j] * s[j][1] for j in range(len(W[0]))]
     out = [mpf(0)] * net.P
     for p, (n, i) in enumerate(net.flat):

@@ -52,8 +52,12 @@ class Jet:
     # -------------------------------------------------------------- sums
     def __add__(self, other):
         if isinstance(other, Jet):
-            return Jet(self.space, self.v + other.v, [x + y for x, y in zip(self.d, other.d)],
-                       [x + y for x, y in zip(self.h, other.h)])
+            return Jet(
+                self.space,
+                self.v + other.v,
+                [x + y for x, y in zip(self.d, other.d)],
+                [x + y for x, y in zip(self.h, other.h)],
+            )
         return Jet(self.space, self.v + other, self.d, self.h)
 
     __radd__ = __add__
@@ -70,13 +74,16 @@ class Jet:
     # ---------------------------------------------------------- products
     def __mul__(self, other):
         if not isinstance(other, Jet):
-            return Jet(self.space, self.v * other, [x * other for x in self.d],
-                       [x * other for x in self.h])
+            return Jet(
+                self.space, self.v * other, [x * other for x in self.d], [x * other for x in self.h]
+            )
         a, b = self, other
         d = [a.v * y + x * b.v for x, y in zip(a.d, b.d)]
         ad, bd = a.d, b.d
-        h = [a.v * bh + ad[i] * bd[j] + ad[j] * bd[i] + ah * b.v
-             for (i, j), ah, bh in zip(a.space.pairs, a.h, b.h)]
+        h = [
+            a.v * bh + ad[i] * bd[j] + ad[j] * bd[i] + ah * b.v
+            for (i, j), ah, bh in zip(a.space.pairs, a.h, b.h)
+        ]
         return Jet(a.space, a.v * b.v, d, h)
 
     __rmul__ = __mul__

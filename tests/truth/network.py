@@ -21,13 +21,13 @@ from mpmath import mpf
 from .jets import Jet, Space, apply, value
 
 # ------------------------------------------------------------------ activations
-KINKS: set[str] = set()        # names of the kinks an evaluation met (cleared by its caller)
+KINKS: set[str] = set()  # names of the kinks an evaluation met (cleared by its caller)
 
 
 def _relu(z: mpf) -> tuple[mpf, mpf, mpf]:
     if z == 0:
         KINKS.add("relu")
-    return (z if z > 0 else mpf(0)), mpf(1 if z > 0 else 0), mpf(0)   # ReLU'(0) = 0
+    return (z if z > 0 else mpf(0)), mpf(1 if z > 0 else 0), mpf(0)  # ReLU'(0) = 0
 
 
 def _tanh(z: mpf) -> tuple[mpf, mpf, mpf]:
@@ -36,8 +36,8 @@ def _tanh(z: mpf) -> tuple[mpf, mpf, mpf]:
 
 
 def _sigmoid(z: mpf) -> tuple[mpf, mpf, mpf]:
-    s, s_minus = 1 / (1 + mpmath.exp(-z)), 1 / (1 + mpmath.exp(z))   # sigma(z), sigma(-z)
-    return s, s * s_minus, s * s_minus * (s_minus - s)               # s(1-s), s(1-s)(1-2s)
+    s, s_minus = 1 / (1 + mpmath.exp(-z)), 1 / (1 + mpmath.exp(z))  # sigma(z), sigma(-z)
+    return s, s * s_minus, s * s_minus * (s_minus - s)  # s(1-s), s(1-s)(1-2s)
 
 
 def _identity(z: mpf) -> tuple[mpf, mpf, mpf]:
@@ -45,7 +45,10 @@ def _identity(z: mpf) -> tuple[mpf, mpf, mpf]:
 
 
 ACTIVATIONS: dict[str, Callable[[mpf], tuple[mpf, mpf, mpf]]] = {
-    "relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "identity": _identity,
+    "relu": _relu,
+    "tanh": _tanh,
+    "sigmoid": _sigmoid,
+    "identity": _identity,
 }
 
 
@@ -75,8 +78,9 @@ class Net:
     ``theta`` holds the effective values theta * M in that order and ``alive`` the mask.
     """
 
-    def __init__(self, params: dict[str, Any], masks: dict[str, Any] | None,
-                 activation: str) -> None:
+    def __init__(
+        self, params: dict[str, Any], masks: dict[str, Any] | None, activation: str
+    ) -> None:
         self.names = param_names(params)
         self.L = layer_count(params)
         self.shapes = {n: params[n].shape for n in self.names}
@@ -102,15 +106,17 @@ class Net:
         for l in range(self.L):
             start = self.offset(f"layers.{l}.weight")
             n_out, n_in = self.shapes[f"layers.{l}.weight"]
-            W = [theta[start + i * n_in: start + (i + 1) * n_in] for i in range(n_out)]
-            b = theta[start + n_out * n_in: start + n_out * n_in + n_out]
+            W = [theta[start + i * n_in : start + (i + 1) * n_in] for i in range(n_out)]
+            b = theta[start + n_out * n_in : start + n_out * n_in + n_out]
             out.append((W, b))
         return out
 
     def jets(self, space: Space, directions: list[dict[int, mpf]]) -> list:
         """theta as jets: entry p moves along directions[p]; pruned entries stay constant 0."""
-        return [space.variable(t, directions[p]) if self.alive[p] else mpf(0)
-                for p, t in enumerate(self.theta)]
+        return [
+            space.variable(t, directions[p]) if self.alive[p] else mpf(0)
+            for p, t in enumerate(self.theta)
+        ]
 
 
 # ------------------------------------------------------------------ forward pass
@@ -125,10 +131,10 @@ def forward(layers: list, x: list, sigma) -> tuple[list, list, list]:
     """Pre-activations z_1..z_L and activations a_0..a_{L-1} of one sample; f = z_L."""
     a, zs, acts = x, [], [x]
     for l, (W, b) in enumerate(layers):
-        z = [dot(row, a) + bi for row, bi in zip(W, b)]       # z_{l+1} = W_l a_l + b_l
+        z = [dot(row, a) + bi for row, bi in zip(W, b)]  # z_{l+1} = W_l a_l + b_l
         zs.append(z)
         if l < len(layers) - 1:
-            a = [apply(zi, sigma) for zi in z]                   # a_{l+1} = sigma(z_{l+1})
+            a = [apply(zi, sigma) for zi in z]  # a_{l+1} = sigma(z_{l+1})
             acts.append(a)
     return zs, acts, zs[-1]
 

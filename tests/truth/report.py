@@ -29,8 +29,18 @@ from conformance.accuracy import bound
 
 from . import cases, check
 
-FAMILIES = ("curvature", "scores", "masks", "profiles", "schedules", "sparse_approx", "lottery",
-            "sparse_execution", "training", "controls")
+FAMILIES = (
+    "curvature",
+    "scores",
+    "masks",
+    "profiles",
+    "schedules",
+    "sparse_approx",
+    "lottery",
+    "sparse_execution",
+    "training",
+    "controls",
+)
 
 #: Operations whose outputs have no truth here, and why.
 EXCLUDED: dict[str, str] = {
@@ -116,18 +126,32 @@ def failures(result: check.CaseResult) -> list[str]:
     """Entries beyond the case's bound, decisions that differ from the exact ones, and
     stored tolerance scales that do not fit the exact conditioning (``scale_problems``)."""
     U = case_bound(result.case, result)
-    out = [f"case {result.case.id} {e.path}: error {unit(e):.3g} > U = {U} "
-           f"(reference {e.reference!r}, truth {mpf(e.truth)}, {e.ulps} ulps, "
-           f"kappa {e.kappa:.3g})" for e in result.entries if unit(e) > U]
-    out += [f"case {result.case.id}: {m} differs from the exact decision"
-            for m in result.mismatches]
+    out = [
+        f"case {result.case.id} {e.path}: error {unit(e):.3g} > U = {U} "
+        f"(reference {e.reference!r}, truth {mpf(e.truth)}, {e.ulps} ulps, "
+        f"kappa {e.kappa:.3g})"
+        for e in result.entries
+        if unit(e) > U
+    ]
+    out += [
+        f"case {result.case.id}: {m} differs from the exact decision" for m in result.mismatches
+    ]
     return out + scale_problems(result, U)
 
 
 #: Operations whose stored scales estimate S: the inputs' sensitivity alone, or for
 #: schedules the running error bound (``accuracy.schedule_scales``).
-SAME_SCALE = ("loss_value", "gradient", "hvp", "full_hessian", "hessian_diag",
-              "hutchinson_diag", "scores", "sparse_approx_exact", "schedule")
+SAME_SCALE = (
+    "loss_value",
+    "gradient",
+    "hvp",
+    "full_hessian",
+    "hessian_diag",
+    "hutchinson_diag",
+    "scores",
+    "sparse_approx_exact",
+    "schedule",
+)
 
 
 def stored_scales(case: cases.Case) -> list[float | None]:
@@ -167,21 +191,27 @@ def scale_problems(result: check.CaseResult, U: float) -> list[str]:
             continue
         where = f"case {case.id} {e.path}"
         if e.error > U * K_family * mpf(2) ** -52 * s:
-            out.append(f"{where}: error {float(e.error):.3g} > U K 2^-52 s "
-                       f"(U = {U}, K = {K_family:g}, s = {s:.3g})")
+            out.append(
+                f"{where}: error {float(e.error):.3g} > U K 2^-52 s "
+                f"(U = {U}, K = {K_family:g}, s = {s:.3g})"
+            )
         if estimated:
             exact = max(abs(e.truth), e.scale)
             if exact > K_family * s * (1 + 2.0**-30):
-                out.append(f"{where}: stored scale {s:.3g} < max(|t|, S) / K = "
-                           f"{float(exact) / K_family:.3g}")
+                out.append(
+                    f"{where}: stored scale {s:.3g} < max(|t|, S) / K = "
+                    f"{float(exact) / K_family:.3g}"
+                )
             if s > 2 * exact + 2.0**-30 * largest:
-                out.append(f"{where}: stored scale {s:.3g} > 2 max(|t|, S) = "
-                           f"{2 * float(exact):.3g}")
+                out.append(
+                    f"{where}: stored scale {s:.3g} > 2 max(|t|, S) = {2 * float(exact):.3g}"
+                )
     return out
 
 
-def run(families: tuple[str, ...] = FAMILIES, directory: Path = cases.GOLDEN
-        ) -> tuple[list[Row], list[tuple[str, str, int, str]], list[str]]:
+def run(
+    families: tuple[str, ...] = FAMILIES, directory: Path = cases.GOLDEN
+) -> tuple[list[Row], list[tuple[str, str, int, str]], list[str]]:
     rows: dict[tuple[str, str], Row] = {}
     skipped: dict[tuple[str, str], list[int]] = {}
     problems: list[str] = []
@@ -192,45 +222,62 @@ def run(families: tuple[str, ...] = FAMILIES, directory: Path = cases.GOLDEN
                 key = (family, case.op if reason != EXCLUDED["scores:random"] else "scores:random")
                 skipped.setdefault(key, []).append(case.id)
                 if reason is None:
-                    problems.append(f"case {case.id}: op {case.op!r} has no truth and no "
-                                    "stated reason")
+                    problems.append(
+                        f"case {case.id}: op {case.op!r} has no truth and no stated reason"
+                    )
                 continue
             start = time.process_time()
             result = check.check_case(case)
             U = case_bound(case, result)
             op = case.op if case.op != "scores" else f"scores:{case.inputs['rule']}"
             rows.setdefault((family, op), Row(family, op)).add(
-                result, U, time.process_time() - start)
+                result, U, time.process_time() - start
+            )
             problems += failures(result)
-    excluded = [(f, op, len(ids), EXCLUDED.get(op, "no truth")) for (f, op), ids in
-                skipped.items()]
+    excluded = [(f, op, len(ids), EXCLUDED.get(op, "no truth")) for (f, op), ids in skipped.items()]
     return list(rows.values()), excluded, problems
 
 
 def table(rows: list[Row]) -> str:
-    header = ("| family | output | cases | floats | worst ulps (case) | worst error / "
-              "(2^-52 max(abs(t), S)) (case) | worst error / (2^-52 s) (case) | bound U |")
+    header = (
+        "| family | output | cases | floats | worst ulps (case) | worst error / "
+        "(2^-52 max(abs(t), S)) (case) | worst error / (2^-52 s) (case) | bound U |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if not r.entries:
-            lines.append(f"| {r.family} | {r.op} | {r.cases} | 0 | masks only: "
-                         f"{'the exact decisions' if not r.mismatches else 'DIFFERENT'} | | | |")
+            lines.append(
+                f"| {r.family} | {r.op} | {r.cases} | 0 | masks only: "
+                f"{'the exact decisions' if not r.mismatches else 'DIFFERENT'} | | | |"
+            )
             continue
-        stored = ("exact" if r.worst_stored is None else
-                  f"{r.worst_stored:.2f} ({r.worst_stored_case})")
-        lines.append(f"| {r.family} | {r.op} | {r.cases} | {r.entries} | "
-                     f"{r.worst_ulps} ({r.worst_ulps_case}) | {r.worst_unit:.2f} "
-                     f"({r.worst_unit_case}) | {stored} | {r.bound:g} |")
+        stored = (
+            "exact" if r.worst_stored is None else f"{r.worst_stored:.2f} ({r.worst_stored_case})"
+        )
+        lines.append(
+            f"| {r.family} | {r.op} | {r.cases} | {r.entries} | "
+            f"{r.worst_ulps} ({r.worst_ulps_case}) | {r.worst_unit:.2f} "
+            f"({r.worst_unit_case}) | {stored} | {r.bound:g} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.truth.report",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--family", action="append", choices=FAMILIES,
-                        help="only this family (repeatable; default all)")
-    parser.add_argument("--golden", type=Path, default=cases.GOLDEN,
-                        help="directory of the golden files (default the package's)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.truth.report", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--family",
+        action="append",
+        choices=FAMILIES,
+        help="only this family (repeatable; default all)",
+    )
+    parser.add_argument(
+        "--golden",
+        type=Path,
+        default=cases.GOLDEN,
+        help="directory of the golden files (default the package's)",
+    )
     args = parser.parse_args(argv)
     start = time.process_time()
     rows, excluded, problems = run(tuple(args.family or FAMILIES), args.golden)
@@ -238,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for family, op, n, reason in excluded:
         print(f"not compared: {family} {op} ({n} cases): {reason}")
-    print(f"\n{sum(r.cases for r in rows)} cases, {sum(r.entries for r in rows)} floats, "
-          f"{time.process_time() - start:.1f} s of CPU")
+    print(
+        f"\n{sum(r.cases for r in rows)} cases, {sum(r.entries for r in rows)} floats, "
+        f"{time.process_time() - start:.1f} s of CPU"
+    )
     for p in problems:
         print("FAIL", p)
     return 1 if problems else 0

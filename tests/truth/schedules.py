@@ -87,7 +87,7 @@ def targets(name: str, options: dict[str, Any]) -> tuple[list[Run], list[Run]]:
             if name == "cubic":
                 u = one - ratio
                 values.append(s_f + (s_i - s_f) * (u * u * u))
-            else:                                            # linear
+            else:  # linear
                 values.append(s_i + (s_f - s_i) * ratio)
     return values, [one - s for s in values]
 

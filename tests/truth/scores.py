@@ -37,7 +37,7 @@ from .cases import Array
 from .jets import Space
 from .network import Net
 
-AGREE = mpf(10) ** -25          # two mp numbers closer than this (relatively) are a tie
+AGREE = mpf(10) ** -25  # two mp numbers closer than this (relatively) are a tie
 
 
 def _names(net: Net, options: dict[str, Any] | None) -> list[str]:
@@ -53,9 +53,12 @@ def _pick(net: Net, vector: list, names: list[str]) -> dict[str, Array]:
 def synflow_vector(net: Net) -> list[mpf]:
     """|w| dR/d|w| for every parameter (0 for biases): first-order jets in |w|."""
     space = Space(net.P)
-    absolute = [space.variable(abs(t), {p: mpf(1)})
-                if net.alive[p] and net.flat[p][0].endswith(".weight") else mpf(0)
-                for p, t in enumerate(net.theta)]
+    absolute = [
+        space.variable(abs(t), {p: mpf(1)})
+        if net.alive[p] and net.flat[p][0].endswith(".weight")
+        else mpf(0)
+        for p, t in enumerate(net.theta)
+    ]
     r: list = [mpf(1)] * net.shapes["layers.0.weight"][1]
     for W, _ in net.layers(absolute):
         r = [sum((wij * rj for wij, rj in zip(row, r)), mpf(0)) for row in W]
@@ -75,8 +78,9 @@ def damped_inverse(net: Net, X, y, loss: str, damping: mpf) -> tuple[list[int], 
     return F, mpmath.inverse(A)
 
 
-def rule_vector(rule: str, net: Net, X, y, loss: str, options: dict[str, Any],
-                names: list[str]) -> list[mpf]:
+def rule_vector(
+    rule: str, net: Net, X, y, loss: str, options: dict[str, Any], names: list[str]
+) -> list[mpf]:
     w = net.theta
     if rule == "magnitude":
         return [abs(t) for t in w]
@@ -148,7 +152,7 @@ def _obs_setup(inputs: dict[str, Any]) -> tuple[Net, list[int], Any, Any, list[i
             k = R.index(q)
             s = w_R[k] ** 2 / (2 * inv[k, k])
             if best is None or s < best or abs(s - best) <= AGREE * abs(best):
-                best, best_q = s, q                      # equal saliencies: the later goes
+                best, best_q = s, q  # equal saliencies: the later goes
         removed.append(best_q)
     return net, F, A, w, removed
 
@@ -163,7 +167,8 @@ def obs_prune(inputs: dict[str, Any]) -> dict[str, Any]:
     masks = {}
     for p, (n, _) in enumerate(net.flat):
         masks.setdefault(n, Array("bool", net.shapes[n], [])).data.append(
-            net.alive[p] and p not in removed_flat)
+            net.alive[p] and p not in removed_flat
+        )
     return {"pruned": {"params": cv.unflat(net, values), "masks": masks}}
 
 
@@ -185,8 +190,9 @@ def obs_prune_matrix_scale(inputs: dict[str, Any]) -> dict[str, Any]:
     scale = [mpf(0)] * net.P
     if removed:
         d = w_R - mpmath.matrix([w[a] for a in R])
-        v = (_abs(_restricted(A, R, removed)) * _abs(mpmath.matrix([w[q] for q in removed]))
-             + _abs(_restricted(A, R, R)) * _abs(d))
+        v = _abs(_restricted(A, R, removed)) * _abs(mpmath.matrix([w[q] for q in removed])) + _abs(
+            _restricted(A, R, R)
+        ) * _abs(d)
         t = _abs(X) * v
         for k, a in enumerate(R):
             scale[F[a]] = t[k]
@@ -229,9 +235,10 @@ def keep_top(scores: dict[int, mpf], keep: int) -> set[int]:
     ranked = sorted(scores.values(), reverse=True)
     cut = ranked[min(keep, len(ranked)) - 1]
     above = {p for p, s in scores.items() if s > cut and abs(s - cut) > AGREE * abs(cut)}
-    tied = sorted(p for p, s in scores.items()
-                  if p not in above and abs(s - cut) <= AGREE * abs(cut))
-    return above | set(tied[:keep - len(above)])
+    tied = sorted(
+        p for p, s in scores.items() if p not in above and abs(s - cut) <= AGREE * abs(cut)
+    )
+    return above | set(tied[: keep - len(above)])
 
 
 def synflow_prune(inputs: dict[str, Any]) -> dict[str, Any]:

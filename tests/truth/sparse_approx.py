@@ -44,7 +44,7 @@ from mpmath import mpf
 from .cases import Array, rows
 from .ulps import exact, to_mpf
 
-DRIFT_ULPS = 64          # the multiple of u per step assumed when certifying IHT's supports
+DRIFT_ULPS = 64  # the multiple of u per step assumed when certifying IHT's supports
 
 
 def _top(scores: list, k: int) -> list[int]:
@@ -95,7 +95,7 @@ def exact_solution(problem: str, w: Array, k: int, d: Array | None, H: Array | N
     for S in itertools.combinations(range(n), k):
         u, cost = _fit(Hm, wm, list(S))
         if best is None or cost < best and abs(cost - best) > mpf(10) ** -25 * abs(best):
-            best, best_u = cost, u                       # the first of equal costs stays
+            best, best_u = cost, u  # the first of equal costs stays
     return Array("float64", w.shape, best_u)
 
 
@@ -134,8 +134,9 @@ def _gradient_step(A, y, step, x) -> tuple[list[mpf], list[mpf]]:
 def _rho(A, step) -> mpf:
     """||I - step A^T A||_2 (symmetric: the largest |1 - step lambda|)."""
     n = len(A[0])
-    AtA = mpmath.matrix([[sum(A[i][a] * A[i][b] for i in range(len(A))) for b in range(n)]
-                         for a in range(n)])
+    AtA = mpmath.matrix(
+        [[sum(A[i][a] * A[i][b] for i in range(len(A))) for b in range(n)] for a in range(n)]
+    )
     eigenvalues = mpmath.eigsy(AtA)[0]
     return max(abs(1 - step * lam) for lam in eigenvalues)
 
@@ -177,8 +178,17 @@ def truth(op: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if op == "hard_threshold_prox":
         return {"u": _mp(hard_threshold_prox(inputs["w"], inputs["lam"]))}
     if op == "sparse_approx_exact":
-        return {"u": _mp(exact_solution(inputs["problem"], inputs["w"], int(inputs["k"]),
-                                        inputs.get("d"), inputs.get("H")))}
+        return {
+            "u": _mp(
+                exact_solution(
+                    inputs["problem"],
+                    inputs["w"],
+                    int(inputs["k"]),
+                    inputs.get("d"),
+                    inputs.get("H"),
+                )
+            )
+        }
     if op in ("ista", "iht"):
         x, _ = iterate(op, inputs)
         return {"x": Array("float64", (len(x),), x)}
@@ -190,8 +200,14 @@ def drift_scale(op: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"x": Array("float64", (len(x),), [drift] * len(x))}
 
 
-OPS = ("hard_threshold", "soft_threshold", "hard_threshold_prox", "sparse_approx_exact",
-       "ista", "iht")
+OPS = (
+    "hard_threshold",
+    "soft_threshold",
+    "hard_threshold_prox",
+    "sparse_approx_exact",
+    "ista",
+    "iht",
+)
 ITERATIONS = ("ista", "iht")
 
 __all__ = ["ITERATIONS", "OPS", "drift_scale", "exact", "truth"]

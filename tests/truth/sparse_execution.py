@@ -31,10 +31,16 @@ def truth(op: str, inputs: dict[str, Any]) -> dict[str, Any]:
         _, y = curvature._batch(inputs)
         lr, wd = mpf(inputs["lr"]), mpf(inputs["weight_decay"])
         g = curvature.gradient(net, X, y, inputs["loss"])
-        new = [t - lr * (gp + wd * t) if alive else mpf(0)
-               for t, gp, alive in zip(net.theta, g, net.alive)]
-        return {"step": {"params": curvature.unflat(net, new),
-                         "loss": loss(net, net.theta, X, y, inputs["loss"])}}
+        new = [
+            t - lr * (gp + wd * t) if alive else mpf(0)
+            for t, gp, alive in zip(net.theta, g, net.alive)
+        ]
+        return {
+            "step": {
+                "params": curvature.unflat(net, new),
+                "loss": loss(net, net.theta, X, y, inputs["loss"]),
+            }
+        }
     raise KeyError(op)
 
 

@@ -20,8 +20,29 @@ from refprune.activations import get_activation, softmax_parts
 from .ulps import round_to_float, ulp_distance
 
 ULPS = 4
-ARGUMENTS = [0.0, 5e-324, 1e-300, 1e-17, 1e-9, 1e-3, 0.1, 0.5, 1.0, 2.5, 7.0, 18.0, 19.5, 20.0,
-             25.0, 37.0, 40.0, 100.0, 300.0, 700.0, 750.0]
+ARGUMENTS = [
+    0.0,
+    5e-324,
+    1e-300,
+    1e-17,
+    1e-9,
+    1e-3,
+    0.1,
+    0.5,
+    1.0,
+    2.5,
+    7.0,
+    18.0,
+    19.5,
+    20.0,
+    25.0,
+    37.0,
+    40.0,
+    100.0,
+    300.0,
+    700.0,
+    750.0,
+]
 
 
 def _exact(name: str, z: float) -> tuple[mpf, mpf]:
@@ -30,7 +51,7 @@ def _exact(name: str, z: float) -> tuple[mpf, mpf]:
         t, sech2 = mpmath.tanh(x), 1 / mpmath.cosh(x) ** 2
         return sech2, -2 * t * sech2
     s, s_minus = 1 / (1 + mpmath.exp(-x)), 1 / (1 + mpmath.exp(x))
-    return s * s_minus, s * s_minus * -mpmath.tanh(x / 2)       # 1 - 2 s = -tanh(z / 2)
+    return s * s_minus, s * s_minus * -mpmath.tanh(x / 2)  # 1 - 2 s = -tanh(z / 2)
 
 
 def _check(name: str, zs: list[float]) -> None:
@@ -59,7 +80,7 @@ def _softmax_exact(f: list[float]) -> tuple[list[mpf], list[mpf], list[mpf]]:
     e = [mpmath.exp(mpf(x)) for x in f]
     total = mpmath.fsum(e)
     p = [x / total for x in e]
-    q = [mpmath.fsum(e[:k] + e[k + 1:]) / total for k in range(len(f))]
+    q = [mpmath.fsum(e[:k] + e[k + 1 :]) / total for k in range(len(f))]
     return [mpmath.log(x) for x in p], p, q
 
 
@@ -72,19 +93,30 @@ def _softmax_check(f: list[float]) -> None:
                 # p_k = exp(f_k - f_max - log1p(r)) carries the conditioning of its argument:
                 # kappa = |f_k| + max |f| (rounding f_k - f_max moves p_k by that many u)
                 kappa = 1 + abs(f[k]) + max(abs(x) for x in f)
-                tol = ULPS * (2.0**-52 * abs(w) * kappa + 5e-324)   # subnormals: absolute
+                tol = ULPS * (2.0**-52 * abs(w) * kappa + 5e-324)  # subnormals: absolute
                 if what == "log p":
                     tol = ULPS * 2.0**-52 * (abs(w) + max(abs(x) for x in f))
                 assert abs(mpf(float(g)) - w) <= tol, (f, what, k, float(g), float(w))
 
 
-@pytest.mark.parametrize("f", [[0.0, 0.0], [100.0, 0.0, -3.0], [40.0, 0.0], [0.0, 40.0, 39.0],
-                               [1e-20, 0.0], [745.0, 0.0], [-700.0, 20.0, 20.0]])
+@pytest.mark.parametrize(
+    "f",
+    [
+        [0.0, 0.0],
+        [100.0, 0.0, -3.0],
+        [40.0, 0.0],
+        [0.0, 40.0, 39.0],
+        [1e-20, 0.0],
+        [745.0, 0.0],
+        [-700.0, 20.0, 20.0],
+    ],
+)
 def test_softmax_parts_keeps_the_complement(f: list[float]) -> None:
     _softmax_check(f)
 
 
-@given(st.lists(st.floats(min_value=-200.0, max_value=200.0, allow_nan=False), min_size=2,
-                max_size=5))
+@given(
+    st.lists(st.floats(min_value=-200.0, max_value=200.0, allow_nan=False), min_size=2, max_size=5)
+)
 def test_softmax_parts_anywhere(f: list[float]) -> None:
     _softmax_check(f)

@@ -40,11 +40,13 @@ def test_every_golden_case_is_compared_or_excluded_with_a_reason() -> None:
     for family in report.FAMILIES:
         for case in cases.load(family):
             assert report.exclusion(case) is not None or check.supported(case), (
-                f"{family} case {case.id}: op {case.op!r} has no truth and no stated reason")
+                f"{family} case {case.id}: op {case.op!r} has no truth and no stated reason"
+            )
             if report.exclusion(case) is None and case.op in check.TRUTHS:
                 has_floats = any(True for _ in check.leaves(case.expected, case.expected))
                 assert not has_floats or case.op in REFERENCE_ERROR_BOUND, (
-                    f"{case.op} has float outputs but no bound in conformance.accuracy")
+                    f"{case.op} has float outputs but no bound in conformance.accuracy"
+                )
 
 
 def _case(family: str, cid: int) -> cases.Case:
@@ -59,7 +61,7 @@ def _with_entry(case: cases.Case, path: str, value: float) -> cases.Case:
     """A copy of the case whose expected float at ``path`` is ``value``."""
     out = copy.deepcopy(case)
     node = out.expected
-    keys, index = path[:path.rindex("[")].split("/"), int(path[path.rindex("[") + 1:-1])
+    keys, index = path[: path.rindex("[")].split("/"), int(path[path.rindex("[") + 1 : -1])
     for key in keys:
         node = node[key]
     node.data[index] = value
@@ -91,8 +93,11 @@ def test_a_few_ulps_off_a_well_conditioned_entry_fails() -> None:
 
 def test_a_schedule_off_its_documented_expression_fails() -> None:
     case = next(c for c in cases.load("schedules") if c.op == "schedule")
-    broken = _with_entry(case, "schedule/densities[0]", case.expected["schedule"]
-                         .get("densities").data[0] * (1 + 2.0**-40))
+    broken = _with_entry(
+        case,
+        "schedule/densities[0]",
+        case.expected["schedule"].get("densities").data[0] * (1 + 2.0**-40),
+    )
     assert report.failures(check.check_case(broken))
 
 
@@ -127,16 +132,23 @@ def test_jet_hessian_matches_differences_of_the_jet_gradient() -> None:
             moved = copy.copy(net)
             moved.theta = list(net.theta)
             moved.theta[j] += h
-            column = [(a - b) / h for a, b in zip(curvature.gradient(moved, X, y, loss),
-                                                 curvature.gradient(net, X, y, loss))]
-            assert all(abs(c - H[i][j]) <= mpf(10) ** -20 * (1 + abs(H[i][j]))
-                       for i, c in enumerate(column))
+            column = [
+                (a - b) / h
+                for a, b in zip(
+                    curvature.gradient(moved, X, y, loss), curvature.gradient(net, X, y, loss)
+                )
+            ]
+            assert all(
+                abs(c - H[i][j]) <= mpf(10) ** -20 * (1 + abs(H[i][j]))
+                for i, c in enumerate(column)
+            )
 
 
 def test_obs_closed_form_matches_one_at_a_time_updates() -> None:
     """w' = w_R + A_RR^-1 A_RQ w_Q equals Hassibi and Stork's sequential update and downdate."""
-    case = max((c for c in cases.load("scores") if c.op == "obs_prune"),
-               key=lambda c: c.inputs["n_remove"])
+    case = max(
+        (c for c in cases.load("scores") if c.op == "obs_prune"), key=lambda c: c.inputs["n_remove"]
+    )
     with mp.workdps(50):
         _, _, A, w, removed = scores._obs_setup(case.inputs)
         _, closed, _ = scores.obs_after(A, w, removed)
@@ -156,8 +168,10 @@ def test_obs_closed_form_matches_one_at_a_time_updates() -> None:
 
 
 def test_probe_share_of_the_scale_matches_differences() -> None:
-    case = min((c for c in cases.load("curvature") if c.op == "hutchinson_diag"),
-               key=lambda c: c.inputs["probes"].size)
+    case = min(
+        (c for c in cases.load("curvature") if c.op == "hutchinson_diag"),
+        key=lambda c: c.inputs["probes"].size,
+    )
     with mp.workdps(40):
         closed = check.truth_values(curvature.probe_scale(case.inputs), case.expected)
         base = check.truth_values(curvature.truth(case.op, case.inputs), case.expected)
@@ -166,8 +180,9 @@ def test_probe_share_of_the_scale_matches_differences() -> None:
         for path in check.float_inputs(case.inputs):
             if path[0] != "probes":
                 continue
-            moved = check.truth_values(curvature.truth(
-                case.op, check._scaled(case.inputs, path, 1 + h)), case.expected)
+            moved = check.truth_values(
+                curvature.truth(case.op, check._scaled(case.inputs, path, 1 + h)), case.expected
+            )
             total = [t + abs(m - b) / h for t, m, b in zip(total, moved, base)]
         assert all(abs(a - b) <= mpf(10) ** -10 * (1 + abs(b)) for a, b in zip(total, closed))
 
@@ -175,13 +190,14 @@ def test_probe_share_of_the_scale_matches_differences() -> None:
 def _with_scales(case: cases.Case, result: check.CaseResult, factor: float) -> cases.Case:
     """The case with a stored per-entry scale of ``factor`` max(|t|, S) on its one output."""
     out = copy.deepcopy(case)
-    (name, value), = case.expected.items()
+    ((name, value),) = case.expected.items()
     scales = iter(float(factor * max(abs(e.truth), e.scale)) for e in result.entries)
 
     def mirror(v):
         if isinstance(v, dict):
             return {k: mirror(x) for k, x in v.items()}
         return cases.Array("float64", v.shape, [next(scales) for _ in v.data])
+
     out.tolerance = {name: {"kind": "close", "rel": 2.0**-40, "scale": mirror(value)}}
     return out
 
@@ -192,6 +208,8 @@ def test_stored_scales_are_checked_against_the_exact_conditioning() -> None:
     assert not report.failures(result)
     for factor, fails in [(1.0, False), (1 / 64, True), (64.0, True)]:
         scaled = _with_scales(case, result, factor)
-        problems = report.scale_problems(check.CaseResult(scaled, result.digits, result.entries,
-                                                          []), REFERENCE_ERROR_BOUND[case.op])
+        problems = report.scale_problems(
+            check.CaseResult(scaled, result.digits, result.entries, []),
+            REFERENCE_ERROR_BOUND[case.op],
+        )
         assert bool(problems) == fails, (factor, problems[:2])

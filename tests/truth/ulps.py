@@ -8,7 +8,7 @@ from fractions import Fraction
 
 from mpmath import mpf
 
-U = 2.0 ** -53          # unit roundoff of float64 (half an ulp of 1)
+U = 2.0**-53  # unit roundoff of float64 (half an ulp of 1)
 
 
 def exact(x: mpf | float | Fraction) -> Fraction:
@@ -19,7 +19,7 @@ def exact(x: mpf | float | Fraction) -> Fraction:
         return Fraction(x)
     sign, man, exp, _ = x._mpf_
     if not man:
-        if exp:                                   # inf or nan
+        if exp:  # inf or nan
             raise ValueError(f"not a finite number: {x}")
         return Fraction(0)
     value = Fraction(man * 2**exp) if exp >= 0 else Fraction(man, 2**-exp)

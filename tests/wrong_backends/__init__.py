@@ -48,12 +48,19 @@ def _collect() -> dict[str, type[WrongBackend]]:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for attr, cls in vars(module).items():
-            if (isinstance(cls, type) and issubclass(cls, WrongBackend) and cls.family
-                    and cls.__module__ == module.__name__ and not attr.startswith("_")):
+            if (
+                isinstance(cls, type)
+                and issubclass(cls, WrongBackend)
+                and cls.family
+                and cls.__module__ == module.__name__
+                and not attr.startswith("_")
+            ):
                 key = catalogue_name(cls)
                 if key in found:
-                    raise ValueError(f"two wrong backends are called {key}: "
-                                     f"{found[key].__module__} and {module.__name__}")
+                    raise ValueError(
+                        f"two wrong backends are called {key}: "
+                        f"{found[key].__module__} and {module.__name__}"
+                    )
                 found[key] = cls
     return dict(sorted(found.items()))
 

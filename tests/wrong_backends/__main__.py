@@ -14,8 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", action="append", help="only the wrong backends of this family")
     parser.add_argument("--name", action="append", help="only this wrong backend (catalogue name)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    parser.add_argument("--max-examples", type=int, default=None,
-                        help="examples per property (default: as in CI)")
+    parser.add_argument(
+        "--max-examples", type=int, default=None, help="examples per property (default: as in CI)"
+    )
     args = parser.parse_args(argv)
     table = Table()
     kills = []

@@ -37,9 +37,9 @@ class Kill:
     name: str
     family: str
     operations: tuple[str, ...]
-    golden: list[str] = field(default_factory=list)       # ids of the failed golden cases
-    golden_run: int = 0                                   # golden cases run
-    properties: list[str] = field(default_factory=list)   # names of the failed properties
+    golden: list[str] = field(default_factory=list)  # ids of the failed golden cases
+    golden_run: int = 0  # golden cases run
+    properties: list[str] = field(default_factory=list)  # names of the failed properties
     properties_run: int = 0
     seconds: float = 0.0
 
@@ -60,8 +60,14 @@ class Table:
         self.cases = {p.stem: golden.load(p).cases for p in golden.family_files()}
         self.reference = ReferenceBackend()
 
-    def kill(self, name: str, cls: type[WrongBackend], *, max_examples: int = DEFAULT_MAX_EXAMPLES,
-             seed: int = 0) -> Kill:
+    def kill(
+        self,
+        name: str,
+        cls: type[WrongBackend],
+        *,
+        max_examples: int = DEFAULT_MAX_EXAMPLES,
+        seed: int = 0,
+    ) -> Kill:
         start = time.perf_counter()
         ops = changed_operations(cls)
         out = Kill(name, cls.family, ops)
@@ -76,8 +82,9 @@ class Table:
         for prop in family.properties:
             if set(prop.ops) & set(ops):
                 out.properties_run += 1
-                res = run_property(prop, family, target, self.reference, profile, max_examples,
-                                   seed, shrink=False)
+                res = run_property(
+                    prop, family, target, self.reference, profile, max_examples, seed, shrink=False
+                )
                 if res.status == FAILED:
                     out.properties.append(prop.name)
         out.seconds = time.perf_counter() - start
@@ -89,23 +96,32 @@ def format_table(kills: Iterable[Kill], *, markdown: bool = False, width: int = 
     catch it ("-" where none does)."""
     rows = sorted(kills, key=lambda k: (k.family, k.name))
     if markdown:
-        lines = ["| wrong backend | family | golden cases that catch it | properties that catch it |",
-                 "|---|---|---|---|"]
-        lines += [f"| {k.name} | {k.family} | {_ids(k.golden) or '-'} | "
-                  f"{', '.join(k.properties) or '-'} |" for k in rows]
+        lines = [
+            "| wrong backend | family | golden cases that catch it | properties that catch it |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k.name} | {k.family} | {_ids(k.golden) or '-'} | "
+            f"{', '.join(k.properties) or '-'} |"
+            for k in rows
+        ]
     else:
         lines = [f"{'wrong backend':<34} {'family':<14} golden cases that catch it / properties"]
         for k in rows:
             ids = _ids(k.golden) or "- (no golden case catches it)"
             if len(ids) > width:
-                ids = ids[:width - 5].rsplit(" ", 1)[0] + " ..."
+                ids = ids[: width - 5].rsplit(" ", 1)[0] + " ..."
             lines.append(f"{k.name:<34} {k.family:<14} {ids} ({len(k.golden)}/{k.golden_run})")
-            lines.append(f"{'':<34} {'':<14} {', '.join(k.properties) or '- (no property catches it)'}")
+            lines.append(
+                f"{'':<34} {'':<14} {', '.join(k.properties) or '- (no property catches it)'}"
+            )
     missed = [k.name for k in rows if not k.caught]
-    lines.append(f"{len(rows)} wrong backends; caught by golden cases alone: "
-                 f"{sum(bool(k.golden) for k in rows)}, by properties alone: "
-                 f"{sum(bool(k.properties) for k in rows)}"
-                 + (f"; NOT caught by both: {', '.join(missed)}" if missed else ""))
+    lines.append(
+        f"{len(rows)} wrong backends; caught by golden cases alone: "
+        f"{sum(bool(k.golden) for k in rows)}, by properties alone: "
+        f"{sum(bool(k.properties) for k in rows)}"
+        + (f"; NOT caught by both: {', '.join(missed)}" if missed else "")
+    )
     return "\n".join(lines)
 
 

@@ -24,5 +24,6 @@ def changed_operations(cls: type) -> tuple[str, ...]:
     Only these can differ from the reference, so only the checks that call one
     of them can catch the class's defect.
     """
-    return tuple(op for op in OPERATIONS
-                 if getattr(cls, op, None) is not getattr(ReferenceBackend, op, None))
+    return tuple(
+        op for op in OPERATIONS if getattr(cls, op, None) is not getattr(ReferenceBackend, op, None)
+    )

@@ -25,8 +25,9 @@ class BernoulliRandomMasks(WrongBackend):
     family = "controls"
 
     def random_masks(self, *, masks, names, seed, within, generator):
-        super().random_masks(masks=masks, names=names, seed=seed, within=within,
-                             generator=generator)                            # argument checks
+        super().random_masks(
+            masks=masks, names=names, seed=seed, within=within, generator=generator
+        )  # argument checks
         rng = make_rng(seed)
         out = {n: np.asarray(m, dtype=bool).copy() for n, m in masks.items()}
         for name in names:
@@ -50,18 +51,22 @@ class CoarseRandomScoresTiesToFirst(WrongBackend):
     family = "controls"
 
     def random_masks(self, *, masks, names, seed, within, generator):
-        super().random_masks(masks=masks, names=names, seed=seed, within=within,
-                             generator=generator)                            # argument checks
+        super().random_masks(
+            masks=masks, names=names, seed=seed, within=within, generator=generator
+        )  # argument checks
         rng = make_rng(seed)
         out = {n: np.asarray(m, dtype=bool).copy() for n, m in masks.items()}
         for name in names:
             m = out[name]
-            cand = (np.arange(m.size) if within is None
-                    else np.flatnonzero(np.asarray(within[name], bool)))
+            cand = (
+                np.arange(m.size)
+                if within is None
+                else np.flatnonzero(np.asarray(within[name], bool))
+            )
             scores = rng.integers(0, 4, size=cand.size)
-            order = np.argsort(-scores, kind="stable")        # equal scores: lower index first
+            order = np.argsort(-scores, kind="stable")  # equal scores: lower index first
             new = np.zeros(m.size, dtype=bool)
-            new[cand[order[:int(m.sum())]]] = True
+            new[cand[order[: int(m.sum())]]] = True
             out[name] = new.reshape(m.shape)
         return out
 
@@ -78,7 +83,10 @@ class ReinitDropsMask(WrongBackend):
     family = "controls"
 
     def reinit(self, *, params, masks, init, sigma, seed, generator):
-        super().reinit(params=params, masks=masks, init=init, sigma=sigma, seed=seed,
-                       generator=generator)                                  # argument checks
+        super().reinit(
+            params=params, masks=masks, init=init, sigma=sigma, seed=seed, generator=generator
+        )  # argument checks
         model = _model(params, "relu", "mse")
-        return {n: p.copy() for n, p in reinit_like(_architecture(model, init, sigma), seed).items()}
+        return {
+            n: p.copy() for n, p in reinit_like(_architecture(model, init, sigma), seed).items()
+        }

@@ -29,32 +29,46 @@ class MSEMeanOverBatchOnly(WrongBackend):
         return float(np.shape(y)[1]) if loss == "mse" else 1.0
 
     def loss_value(self, *, params, X, y, activation, loss):
-        return super().loss_value(params=params, X=X, y=y, activation=activation, loss=loss) \
-            * self._k(y, loss)
+        return super().loss_value(
+            params=params, X=X, y=y, activation=activation, loss=loss
+        ) * self._k(y, loss)
 
     def _scaled(self, d, y, loss):
         k = self._k(y, loss)
         return {n: v * k for n, v in d.items()}
 
     def gradient(self, *, params, X, y, activation, loss):
-        return self._scaled(super().gradient(params=params, X=X, y=y, activation=activation,
-                                             loss=loss), y, loss)
+        return self._scaled(
+            super().gradient(params=params, X=X, y=y, activation=activation, loss=loss), y, loss
+        )
 
     def hvp(self, *, params, X, y, v, activation, loss):
-        return self._scaled(super().hvp(params=params, X=X, y=y, v=v,
-                                        activation=activation, loss=loss), y, loss)
+        return self._scaled(
+            super().hvp(params=params, X=X, y=y, v=v, activation=activation, loss=loss), y, loss
+        )
 
     def full_hessian(self, *, params, X, y, activation, loss):
-        return super().full_hessian(params=params, X=X, y=y, activation=activation, loss=loss) \
-            * self._k(y, loss)
+        return super().full_hessian(
+            params=params, X=X, y=y, activation=activation, loss=loss
+        ) * self._k(y, loss)
 
     def hessian_diag(self, *, params, X, y, activation, loss, method):
-        return self._scaled(super().hessian_diag(params=params, X=X, y=y, activation=activation,
-                                                 loss=loss, method=method), y, loss)
+        return self._scaled(
+            super().hessian_diag(
+                params=params, X=X, y=y, activation=activation, loss=loss, method=method
+            ),
+            y,
+            loss,
+        )
 
     def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
-        return self._scaled(super().hutchinson_diag(params=params, X=X, y=y, activation=activation,
-                                                    loss=loss, probes=probes), y, loss)
+        return self._scaled(
+            super().hutchinson_diag(
+                params=params, X=X, y=y, activation=activation, loss=loss, probes=probes
+            ),
+            y,
+            loss,
+        )
 
 
 class GGNReportedAsExact(WrongBackend):
@@ -72,12 +86,20 @@ class GGNReportedAsExact(WrongBackend):
     def hessian_diag(self, *, params, X, y, activation, loss, method):
         if method == "exact":
             method = "ggn"
-        return super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                    method=method)
+        return super().hessian_diag(
+            params=params, X=X, y=y, activation=activation, loss=loss, method=method
+        )
 
 
-def obd_diagonal(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
-                 loss: str, *, sigma2: bool = True) -> dict[str, np.ndarray]:
+def obd_diagonal(
+    params: Mapping[str, np.ndarray],
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    loss: str,
+    *,
+    sigma2: bool = True,
+) -> dict[str, np.ndarray]:
     """The Becker-LeCun diagonal recursion (the reference's ``"obd"`` method), rebuilt.
 
     h_L = diag(H_out) per sample; h_l = sigma'(z_l)**2 * (h_{l+1} @ W_l**2)
@@ -96,7 +118,7 @@ def obd_diagonal(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray,
             a.append(act.value(z[l + 1]))
     f, N = z[L], X.shape[0]
     if loss == "cross_entropy":
-        _, p, q = softmax_parts(f)                 # q = 1 - p without cancellation
+        _, p, q = softmax_parts(f)  # q = 1 - p without cancellation
         rows, target = np.arange(N), np.asarray(y)
         delta = p.copy()
         delta[rows, target] = -q[rows, target]
@@ -113,7 +135,7 @@ def obd_diagonal(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray,
         if l > 0:
             back = delta @ Ws[l]
             d1 = act.first(z[l])
-            h_new = (h @ (Ws[l] * Ws[l])) * d1 ** 2
+            h_new = (h @ (Ws[l] * Ws[l])) * d1**2
             if sigma2:
                 h_new = h_new + act.second(z[l]) * back
             delta, h = back * d1, h_new
@@ -134,8 +156,9 @@ class OBDWithoutSigma2(WrongBackend):
     family = "curvature"
 
     def hessian_diag(self, *, params, X, y, activation, loss, method):
-        result = super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                      method=method)              # argument checks, other methods
+        result = super().hessian_diag(
+            params=params, X=X, y=y, activation=activation, loss=loss, method=method
+        )  # argument checks, other methods
         if method != "obd":
             return result
         return obd_diagonal(params, X, y, activation, loss, sigma2=False)
@@ -192,15 +215,21 @@ class SortedKeyFlatOrder(WrongBackend):
     def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
         probes = np.asarray(probes, dtype=np.float64)
         reread = []
-        for v in probes:                      # each probe sliced in sorted-name order
+        for v in probes:  # each probe sliced in sorted-name order
             tree, start = {}, 0
             for n in sorted(params):
                 size = np.size(params[n])
-                tree[n] = v[start:start + size].reshape(np.shape(params[n]))
+                tree[n] = v[start : start + size].reshape(np.shape(params[n]))
                 start += size
             reread.append(flatten(tree))
-        return super().hutchinson_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                       probes=np.array(reread).reshape(probes.shape))
+        return super().hutchinson_diag(
+            params=params,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            probes=np.array(reread).reshape(probes.shape),
+        )
 
 
 class OBDReportedAsExact(WrongBackend):
@@ -218,8 +247,9 @@ class OBDReportedAsExact(WrongBackend):
     def hessian_diag(self, *, params, X, y, activation, loss, method):
         if method == "exact":
             method = "obd"
-        return super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                    method=method)
+        return super().hessian_diag(
+            params=params, X=X, y=y, activation=activation, loss=loss, method=method
+        )
 
 
 class ExactReportedAsGGN(WrongBackend):
@@ -237,8 +267,9 @@ class ExactReportedAsGGN(WrongBackend):
     def hessian_diag(self, *, params, X, y, activation, loss, method):
         if method == "ggn":
             method = "exact"
-        return super().hessian_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                    method=method)
+        return super().hessian_diag(
+            params=params, X=X, y=y, activation=activation, loss=loss, method=method
+        )
 
 
 class CrossEntropySummedOverBatch(WrongBackend):
@@ -261,28 +292,42 @@ class CrossEntropySummedOverBatch(WrongBackend):
         return {n: v * k for n, v in d.items()}
 
     def loss_value(self, *, params, X, y, activation, loss):
-        return super().loss_value(params=params, X=X, y=y, activation=activation, loss=loss) \
-            * self._n(X, loss)
+        return super().loss_value(
+            params=params, X=X, y=y, activation=activation, loss=loss
+        ) * self._n(X, loss)
 
     def gradient(self, *, params, X, y, activation, loss):
-        return self._scaled(super().gradient(params=params, X=X, y=y, activation=activation,
-                                             loss=loss), X, loss)
+        return self._scaled(
+            super().gradient(params=params, X=X, y=y, activation=activation, loss=loss), X, loss
+        )
 
     def hvp(self, *, params, X, y, v, activation, loss):
-        return self._scaled(super().hvp(params=params, X=X, y=y, v=v, activation=activation,
-                                        loss=loss), X, loss)
+        return self._scaled(
+            super().hvp(params=params, X=X, y=y, v=v, activation=activation, loss=loss), X, loss
+        )
 
     def full_hessian(self, *, params, X, y, activation, loss):
-        return super().full_hessian(params=params, X=X, y=y, activation=activation, loss=loss) \
-            * self._n(X, loss)
+        return super().full_hessian(
+            params=params, X=X, y=y, activation=activation, loss=loss
+        ) * self._n(X, loss)
 
     def hessian_diag(self, *, params, X, y, activation, loss, method):
-        return self._scaled(super().hessian_diag(params=params, X=X, y=y, activation=activation,
-                                                 loss=loss, method=method), X, loss)
+        return self._scaled(
+            super().hessian_diag(
+                params=params, X=X, y=y, activation=activation, loss=loss, method=method
+            ),
+            X,
+            loss,
+        )
 
     def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
-        return self._scaled(super().hutchinson_diag(params=params, X=X, y=y, activation=activation,
-                                                    loss=loss, probes=probes), X, loss)
+        return self._scaled(
+            super().hutchinson_diag(
+                params=params, X=X, y=y, activation=activation, loss=loss, probes=probes
+            ),
+            X,
+            loss,
+        )
 
 
 class HutchinsonSummedOverProbes(WrongBackend):
@@ -297,7 +342,8 @@ class HutchinsonSummedOverProbes(WrongBackend):
     family = "curvature"
 
     def hutchinson_diag(self, *, params, X, y, activation, loss, probes):
-        out = super().hutchinson_diag(params=params, X=X, y=y, activation=activation, loss=loss,
-                                      probes=probes)
+        out = super().hutchinson_diag(
+            params=params, X=X, y=y, activation=activation, loss=loss, probes=probes
+        )
         S = float(np.shape(probes)[0])
         return {n: v * S for n, v in out.items()}

@@ -13,10 +13,18 @@ from refprune.masks import fraction_to_count, select_masks, select_masks_count
 from .base import WrongBackend
 
 
-def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_params: Mapping[str, np.ndarray],
-                      masks: Mapping[str, np.ndarray], fraction: float, scope: str,
-                      rate_multipliers: Mapping[str, float] | None, rounding: str, *,
-                      signed: bool = False, count_biases: bool = False) -> dict[str, dict[str, np.ndarray]]:
+def imp_round_rebuilt(
+    trained: Mapping[str, np.ndarray],
+    rewind_params: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray],
+    fraction: float,
+    scope: str,
+    rate_multipliers: Mapping[str, float] | None,
+    rounding: str,
+    *,
+    signed: bool = False,
+    count_biases: bool = False,
+) -> dict[str, dict[str, np.ndarray]]:
     """One IMP round (the protocol's ``imp_round``) rebuilt from ``refprune.masks`` with two switches.
 
     Scores |trained * masks| of the weight matrices (``signed``: trained * masks);
@@ -34,23 +42,29 @@ def imp_round_rebuilt(trained: Mapping[str, np.ndarray], rewind_params: Mapping[
         groups = [([n], fraction * mult.get(n, 1.0)) for n in weights]
     else:
         pool = [n for n in weights if mult.get(n, 1.0) == 1.0]
-        groups = ([(pool, fraction)] if pool else []) + \
-                 [([n], fraction * mult[n]) for n in weights if n not in pool]
+        groups = ([(pool, fraction)] if pool else []) + [
+            ([n], fraction * mult[n]) for n in weights if n not in pool
+        ]
     new = dict(m)
     for names, f in groups:
         alive = sum(int(m[n].sum()) for n in names)
-        counted = alive + (sum(int(m[n[:-len("weight")] + "bias"].sum()) for n in names)
-                           if count_biases else 0)
+        counted = alive + (
+            sum(int(m[n[: -len("weight")] + "bias"].sum()) for n in names) if count_biases else 0
+        )
         n_prune = min(fraction_to_count(f, counted, rounding), alive)
         if len(names) == 1:
-            out = select_masks_count({names[0]: s[names[0]]}, {names[0]: m[names[0]]},
-                                     {names[0]: n_prune}, scope="layer")
+            out = select_masks_count(
+                {names[0]: s[names[0]]}, {names[0]: m[names[0]]}, {names[0]: n_prune}, scope="layer"
+            )
         else:
-            out = select_masks_count({n: s[n] for n in names}, {n: m[n] for n in names}, n_prune,
-                                     scope="global")
+            out = select_masks_count(
+                {n: s[n] for n in names}, {n: m[n] for n in names}, n_prune, scope="global"
+            )
         new.update(out)
-    params = {n: np.where(new[n], np.asarray(rewind_params[n], dtype=np.float64), 0.0)
-              for n in flat_names(trained)}
+    params = {
+        n: np.where(new[n], np.asarray(rewind_params[n], dtype=np.float64), 0.0)
+        for n in flat_names(trained)
+    }
     return {"masks": {n: new[n].copy() for n in flat_names(trained)}, "params": params}
 
 
@@ -65,11 +79,21 @@ class SignedWeightsAsMagnitudes(WrongBackend):
     name = "signed weights as magnitudes"
     family = "lottery"
 
-    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
-        super().imp_round(trained=trained, rewind_params=rewind_params, masks=masks, fraction=fraction,
-                          scope=scope, rate_multipliers=rate_multipliers, rounding=rounding)   # argument checks
-        return imp_round_rebuilt(trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding,
-                                 signed=True)
+    def imp_round(
+        self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+    ):
+        super().imp_round(
+            trained=trained,
+            rewind_params=rewind_params,
+            masks=masks,
+            fraction=fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )  # argument checks
+        return imp_round_rebuilt(
+            trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding, signed=True
+        )
 
 
 class BiasesCountedInDensity(WrongBackend):
@@ -85,11 +109,28 @@ class BiasesCountedInDensity(WrongBackend):
     name = "biases counted in the density"
     family = "lottery"
 
-    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
-        super().imp_round(trained=trained, rewind_params=rewind_params, masks=masks, fraction=fraction,
-                          scope=scope, rate_multipliers=rate_multipliers, rounding=rounding)   # argument checks
-        return imp_round_rebuilt(trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding,
-                                 count_biases=True)
+    def imp_round(
+        self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+    ):
+        super().imp_round(
+            trained=trained,
+            rewind_params=rewind_params,
+            masks=masks,
+            fraction=fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )  # argument checks
+        return imp_round_rebuilt(
+            trained,
+            rewind_params,
+            masks,
+            fraction,
+            scope,
+            rate_multipliers,
+            rounding,
+            count_biases=True,
+        )
 
 
 class RewindRestoresNothing(WrongBackend):
@@ -105,14 +146,32 @@ class RewindRestoresNothing(WrongBackend):
     name = "rewind restores nothing"
     family = "lottery"
 
-    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding):
-        return super().imp_round(trained=trained, rewind_params=trained, masks=masks, fraction=fraction,
-                                 scope=scope, rate_multipliers=rate_multipliers, rounding=rounding)
+    def imp_round(
+        self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+    ):
+        return super().imp_round(
+            trained=trained,
+            rewind_params=trained,
+            masks=masks,
+            fraction=fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )
 
 
-def imp_rebuilt(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
-                loss: str, options: Mapping[str, Any], *, reset: bool = True,
-                mask_update: bool = True, snapshot_offset: int = 0) -> dict[str, Any]:
+def imp_rebuilt(
+    params: Mapping[str, np.ndarray],
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    loss: str,
+    options: Mapping[str, Any],
+    *,
+    reset: bool = True,
+    mask_update: bool = True,
+    snapshot_offset: int = 0,
+) -> dict[str, Any]:
     """Full-batch IMP (the protocol's ``imp``) rebuilt on ``refprune.mlp`` with three switches.
 
     The masks live beside an unmasked network, as in a hand-written training
@@ -123,7 +182,7 @@ def imp_rebuilt(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, 
     after K + offset updates (training still resumes at update K).
     """
     o = dict(options)
-    net = _model(params, activation, loss)                 # every mask True: the loop holds the masks
+    net = _model(params, activation, loss)  # every mask True: the loop holds the masks
     names = flat_names(params)
     weights = [n for n in names if n.endswith(".weight")]
     epochs, lr, momentum = int(o["epochs"]), float(o["lr"]), float(o.get("momentum", 0.0))
@@ -174,21 +233,32 @@ def imp_rebuilt(params: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, 
     for r in range(int(o["rounds"]) if sparsities is None else len(sparsities)):
         scores = {n: np.abs(np.where(masks[n], net.params[n], 0.0)) for n in weights}
         if sparsities is None:
-            new = select_masks(scores, {n: masks[n] for n in weights}, float(o["alpha"]),
-                               scope=o.get("scope", "layer"),
-                               rate_multipliers=o.get("rate_multipliers"))
-        else:                               # absolute targets: each group down to its count
+            new = select_masks(
+                scores,
+                {n: masks[n] for n in weights},
+                float(o["alpha"]),
+                scope=o.get("scope", "layer"),
+                rate_multipliers=o.get("rate_multipliers"),
+            )
+        else:  # absolute targets: each group down to its count
             mult = o.get("rate_multipliers") or {}
-            pool = ([n for n in weights if mult.get(n, 1.0) == 1.0]
-                    if o.get("scope") == "global" else [])
+            pool = (
+                [n for n in weights if mult.get(n, 1.0) == 1.0]
+                if o.get("scope") == "global"
+                else []
+            )
             new = {}
-            for group, m in ([(pool, 1.0)] if pool else []) + [([n], mult.get(n, 1.0))
-                                                               for n in weights if n not in pool]:
+            for group, m in ([(pool, 1.0)] if pool else []) + [
+                ([n], mult.get(n, 1.0)) for n in weights if n not in pool
+            ]:
                 size = sum(masks[n].size for n in group)
                 keep = size - fraction_to_count(float(sparsities[r]) * m, size)
                 alive = sum(int(masks[n].sum()) for n in group)
-                new.update(select_masks_count({n: scores[n] for n in group}, masks,
-                                              max(alive - keep, 0), scope="global"))
+                new.update(
+                    select_masks_count(
+                        {n: scores[n] for n in group}, masks, max(alive - keep, 0), scope="global"
+                    )
+                )
         masks.update(new)
         source = net.params if rewind_params is None else rewind_params
         for n in names:
@@ -215,8 +285,17 @@ class _IMPBackend(WrongBackend):
     snapshot_offset = 0
 
     def imp(self, *, params, X, y, activation, loss, options):
-        return imp_rebuilt(params, X, y, activation, loss, options, reset=self.reset,
-                           mask_update=self.mask_update, snapshot_offset=self.snapshot_offset)
+        return imp_rebuilt(
+            params,
+            X,
+            y,
+            activation,
+            loss,
+            options,
+            reset=self.reset,
+            mask_update=self.mask_update,
+            snapshot_offset=self.snapshot_offset,
+        )
 
 
 class OptimizerNotReset(_IMPBackend):
@@ -277,8 +356,9 @@ class _RewindSwapped(WrongBackend):
     def imp(self, *, params, X, y, activation, loss, options):
         options = dict(options)
         options["rewind"] = self.run_as(str(options.get("rewind", "init")))
-        return super().imp(params=params, X=X, y=y, activation=activation, loss=loss,
-                           options=options)
+        return super().imp(
+            params=params, X=X, y=y, activation=activation, loss=loss, options=options
+        )
 
 
 class LateRewindingToInit(_RewindSwapped):
@@ -323,10 +403,17 @@ class PrunedWeightsRewoundNotZeroed(WrongBackend):
     name = "pruned weights rewound, not zeroed"
     family = "lottery"
 
-    def imp_round(self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers,
-                  rounding):
-        out = super().imp_round(trained=trained, rewind_params=rewind_params, masks=masks,
-                                fraction=fraction, scope=scope, rate_multipliers=rate_multipliers,
-                                rounding=rounding)
+    def imp_round(
+        self, *, trained, rewind_params, masks, fraction, scope, rate_multipliers, rounding
+    ):
+        out = super().imp_round(
+            trained=trained,
+            rewind_params=rewind_params,
+            masks=masks,
+            fraction=fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )
         params = {n: np.asarray(rewind_params[n], dtype=np.float64).copy() for n in out["params"]}
         return {"masks": out["masks"], "params": params}

@@ -36,8 +36,9 @@ class SelectionBackend(WrongBackend):
         """Keep the k highest scores; equal scores: the lower flat index kept."""
         return keep_top_k(scores, k)
 
-    def group_keep(self, scores: list[np.ndarray], masks: list[np.ndarray], n_prune: int
-                   ) -> list[np.ndarray]:
+    def group_keep(
+        self, scores: list[np.ndarray], masks: list[np.ndarray], n_prune: int
+    ) -> list[np.ndarray]:
         """New masks of one group: its alive scores in C order, tensor after tensor, lose the
         ``n_prune`` lowest; dead entries stay dead."""
         alive = np.concatenate([s[m] for s, m in zip(scores, masks)])
@@ -46,23 +47,29 @@ class SelectionBackend(WrongBackend):
         for m in masks:
             new = m.copy()
             n = int(m.sum())
-            new[m] = keep[start:start + n]
+            new[m] = keep[start : start + n]
             start += n
             out.append(new)
         return out
 
     # ----------------------------------------------------------------- the operations
     def fraction_to_count(self, *, fraction, n, rounding):
-        fraction_to_count(fraction, n, rounding)                  # the reference's argument checks
+        fraction_to_count(fraction, n, rounding)  # the reference's argument checks
         return self.count(fraction, n, n, rounding)
 
     def keep_top_k(self, *, scores, k):
-        keep_top_k(scores, k)                                     # the reference's argument checks
+        keep_top_k(scores, k)  # the reference's argument checks
         return self.top_k(np.asarray(scores, dtype=np.float64), k)
 
     def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
-        select_masks(scores, masks, fraction, scope=scope, rate_multipliers=rate_multipliers,
-                     rounding=rounding)                           # the reference's argument checks
+        select_masks(
+            scores,
+            masks,
+            fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )  # the reference's argument checks
         s = {n: np.asarray(v, dtype=np.float64) for n, v in scores.items()}
         m = {n: np.asarray(masks[n], dtype=bool) for n in s}
         mult = dict(rate_multipliers or {})
@@ -70,15 +77,17 @@ class SelectionBackend(WrongBackend):
             groups = [([n], fraction * mult.get(n, 1.0)) for n in s]
         else:
             pool = [n for n in s if mult.get(n, 1.0) == 1.0]
-            groups = ([(pool, fraction)] if pool else []) + \
-                     [([n], fraction * mult[n]) for n in s if n not in pool]
+            groups = ([(pool, fraction)] if pool else []) + [
+                ([n], fraction * mult[n]) for n in s if n not in pool
+            ]
         out = {}
         for names, f in groups:
             n_alive = sum(int(m[n].sum()) for n in names)
             n_total = sum(m[n].size for n in names)
             n_prune = self.count(f, n_alive, n_total, rounding)
-            for n, new in zip(names, self.group_keep([s[n] for n in names], [m[n] for n in names],
-                                                     n_prune)):
+            for n, new in zip(
+                names, self.group_keep([s[n] for n in names], [m[n] for n in names], n_prune)
+            ):
                 out[n] = new
         return {n: out[n] for n in s}
 
@@ -156,7 +165,7 @@ class TiesToHigherIndex(SelectionBackend):
     def top_k(self, scores, k):
         flat = scores.ravel()
         keep = np.zeros(flat.size, dtype=bool)
-        keep[np.argsort(flat, kind="stable")[flat.size - k:]] = True
+        keep[np.argsort(flat, kind="stable")[flat.size - k :]] = True
         return keep.reshape(scores.shape)
 
 
@@ -238,7 +247,7 @@ class RevivesPrunedEntries(SelectionBackend):
         keep = self.top_k(flat, n_alive - n_prune)
         out, start = [], 0
         for m in masks:
-            out.append(keep[start:start + m.size].reshape(m.shape))
+            out.append(keep[start : start + m.size].reshape(m.shape))
             start += m.size
         return out
 
@@ -256,8 +265,14 @@ class ScopesSwapped(WrongBackend):
 
     def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
         swapped = {"layer": "global", "global": "layer"}.get(scope, scope)
-        return super().select_masks(scores=scores, masks=masks, fraction=fraction, scope=swapped,
-                                    rate_multipliers=rate_multipliers, rounding=rounding)
+        return super().select_masks(
+            scores=scores,
+            masks=masks,
+            fraction=fraction,
+            scope=swapped,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )
 
 
 class NMIgnoresAlive(WrongBackend):
@@ -276,9 +291,18 @@ class NMIgnoresAlive(WrongBackend):
         return mask if alive is None else mask & np.asarray(alive, dtype=bool)
 
 
-def _prune_units(params: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray], fraction: float,
-                 norm: str, rounding: str, *, with_bias: bool = False, unit_norm: str | None = None,
-                 masked_rows: bool = True, of_all_units: bool = False) -> dict[str, np.ndarray]:
+def _prune_units(
+    params: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray],
+    fraction: float,
+    norm: str,
+    rounding: str,
+    *,
+    with_bias: bool = False,
+    unit_norm: str | None = None,
+    masked_rows: bool = True,
+    of_all_units: bool = False,
+) -> dict[str, np.ndarray]:
     """Structured pruning of hidden units (``refprune.masks.prune_units`` rebuilt on its public
     parts) with four switches, each off by default: ``with_bias`` puts the unit's bias inside its
     norm; ``unit_norm`` replaces the norm asked for ("l1", "l2" or "mean_abs"); ``masked_rows=False``
@@ -289,7 +313,7 @@ def _prune_units(params: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarra
     old = {n: np.asarray(masks[n], dtype=bool) for n in params}
     scores, alive = {}, {}
     kind = unit_norm or norm
-    for l in range(n_layers - 1):                           # every layer scored before any removal
+    for l in range(n_layers - 1):  # every layer scored before any removal
         rows = np.asarray(params[f"layers.{l}.weight"], dtype=np.float64)
         if masked_rows:
             rows = np.where(old[f"layers.{l}.weight"], rows, 0.0)
@@ -302,8 +326,11 @@ def _prune_units(params: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarra
             scores[l] = np.abs(rows).mean(axis=1)
         else:
             scores[l] = np.sqrt((rows * rows).sum(axis=1))
-        alive[l] = (old[f"layers.{l}.weight"].any(axis=1) | old[f"layers.{l}.bias"]
-                    | old[f"layers.{l + 1}.weight"].any(axis=0))
+        alive[l] = (
+            old[f"layers.{l}.weight"].any(axis=1)
+            | old[f"layers.{l}.bias"]
+            | old[f"layers.{l + 1}.weight"].any(axis=0)
+        )
     for l in scores:
         if of_all_units:
             n_prune = min(fraction_to_count(fraction, alive[l].size, rounding), int(alive[l].sum()))
@@ -323,8 +350,9 @@ class _UnitsBackend(WrongBackend):
     switches: dict = {}
 
     def prune_units(self, *, params, masks, fraction, norm, rounding):
-        super().prune_units(params=params, masks=masks, fraction=fraction, norm=norm,
-                            rounding=rounding)                   # the reference's argument checks
+        super().prune_units(
+            params=params, masks=masks, fraction=fraction, norm=norm, rounding=rounding
+        )  # the reference's argument checks
         return _prune_units(params, masks, fraction, norm, rounding, **self.switches)
 
 
@@ -454,7 +482,7 @@ class CountFromExactDecimalProduct(SelectionBackend):
         elif rounding == "ceil":
             c = math.ceil(x)
         else:
-            c = round(x)                                 # Fraction rounds half to even
+            c = round(x)  # Fraction rounds half to even
         return min(int(c), n_alive)
 
 
@@ -471,12 +499,24 @@ class GlobalScopeIgnoresMultipliers(WrongBackend):
     family = "masks"
 
     def select_masks(self, *, scores, masks, fraction, scope, rate_multipliers, rounding):
-        super().select_masks(scores=scores, masks=masks, fraction=fraction, scope=scope,
-                             rate_multipliers=rate_multipliers, rounding=rounding)   # checks
+        super().select_masks(
+            scores=scores,
+            masks=masks,
+            fraction=fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )  # checks
         if scope == "global":
             rate_multipliers = None
-        return super().select_masks(scores=scores, masks=masks, fraction=fraction, scope=scope,
-                                    rate_multipliers=rate_multipliers, rounding=rounding)
+        return super().select_masks(
+            scores=scores,
+            masks=masks,
+            fraction=fraction,
+            scope=scope,
+            rate_multipliers=rate_multipliers,
+            rounding=rounding,
+        )
 
 
 class NMGroupsAlongFirstAxis(WrongBackend):

@@ -25,6 +25,7 @@ class CubicExponentTwo(WrongBackend):
         if name != "cubic":
             return result
         from refprune.schedules import Schedule
+
         o = dict(options)
         s_i, s_f = float(o["initial_sparsity"]), float(o["final_sparsity"])
         steps = tuple(int(t) for t in result["steps"])
@@ -34,25 +35,37 @@ class CubicExponentTwo(WrongBackend):
             u = 1.0 - j / n_steps
             values.append(s_f + (s_i - s_f) * (u * u))
         sched = Schedule("cubic", "absolute", steps, tuple(values))
-        return {"kind": sched.kind, "steps": np.array(sched.steps, dtype=np.int64),
-                "values": np.array(sched.values, dtype=np.float64),
-                "densities": np.array(sched.densities(), dtype=np.float64),
-                "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
+        return {
+            "kind": sched.kind,
+            "steps": np.array(sched.steps, dtype=np.int64),
+            "values": np.array(sched.values, dtype=np.float64),
+            "densities": np.array(sched.densities(), dtype=np.float64),
+            "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64),
+        }
 
 
 def _with_counts(result: dict, values, n: int, rounding: str, kind: str | None = None) -> dict:
     """A schedule answer with other values (and its densities and counts) from ``Schedule``."""
     from refprune.schedules import Schedule
-    sched = Schedule(str(result["kind"]) if kind is None else kind, str(result["kind"]),
-                     tuple(int(t) for t in result["steps"]), tuple(float(v) for v in values))
-    return {"kind": sched.kind, "steps": np.array(sched.steps, dtype=np.int64),
-            "values": np.array(sched.values, dtype=np.float64),
-            "densities": np.array(sched.densities(), dtype=np.float64),
-            "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64)}
+
+    sched = Schedule(
+        str(result["kind"]) if kind is None else kind,
+        str(result["kind"]),
+        tuple(int(t) for t in result["steps"]),
+        tuple(float(v) for v in values),
+    )
+    return {
+        "kind": sched.kind,
+        "steps": np.array(sched.steps, dtype=np.int64),
+        "values": np.array(sched.values, dtype=np.float64),
+        "densities": np.array(sched.densities(), dtype=np.float64),
+        "alive_counts": np.array(sched.alive_counts(n, rounding), dtype=np.int64),
+    }
 
 
-def polynomial_rebuilt(name: str, options, result: dict, n: int, rounding: str, *,
-                       extra_intervals: int = 0) -> dict:
+def polynomial_rebuilt(
+    name: str, options, result: dict, n: int, rounding: str, *, extra_intervals: int = 0
+) -> dict:
     """The cubic or linear schedule rebuilt on the steps of ``result``, interpolated over
     n_steps + ``extra_intervals`` intervals: u = 1.0 - j / span; cubic s_f + (s_i - s_f) *
     (u * u * u), linear s_i + (s_f - s_i) * (j / span)."""
@@ -103,6 +116,7 @@ class GeometricFractionOfInitialCount(WrongBackend):
 
     def schedule(self, *, name, options, n, rounding):
         from refprune.masks import fraction_to_count
+
         result = super().schedule(name=name, options=options, n=n, rounding=rounding)
         if name != "geometric":
             return result
@@ -126,13 +140,15 @@ class RoundsToDensityStrict(WrongBackend):
     family = "schedules"
 
     def rounds_to_density(self, *, target_density, alpha, n, rounding):
-        super().rounds_to_density(target_density=target_density, alpha=alpha, n=n,
-                                  rounding=rounding)             # checks, unreachable targets
+        super().rounds_to_density(
+            target_density=target_density, alpha=alpha, n=n, rounding=rounding
+        )  # checks, unreachable targets
         return rounds_rebuilt(target_density, alpha, n, rounding, strict=True)
 
 
-def rounds_rebuilt(target: float, alpha: float, n: int | None, rounding: str, *,
-                   strict: bool = False) -> int:
+def rounds_rebuilt(
+    target: float, alpha: float, n: int | None, rounding: str, *, strict: bool = False
+) -> int:
     """rounds_to_density rebuilt: the fewest S with d_S <= target (``strict``: d_S < target),
     d_S the repeated float64 product (n None) or k_S / n for the integer counts."""
     from refprune.masks import fraction_to_count

@@ -23,21 +23,52 @@ class OBDWithAbsoluteWeight(WrongBackend):
     family = "scores"
 
     def scores(self, *, rule, params, X, y, activation, loss, masks, options):
-        result = super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
-                                masks=masks, options=options)    # argument checks, other rules
+        result = super().scores(
+            rule=rule,
+            params=params,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            masks=masks,
+            options=options,
+        )  # argument checks, other rules
         if rule != "obd":
             return result
-        m = {n: (np.ones(np.shape(v), dtype=bool) if masks is None else np.asarray(masks[n], dtype=bool))
-             for n, v in params.items()}
+        m = {
+            n: (
+                np.ones(np.shape(v), dtype=bool)
+                if masks is None
+                else np.asarray(masks[n], dtype=bool)
+            )
+            for n, v in params.items()
+        }
         w = {n: np.where(m[n], params[n], 0.0) for n in params}
-        h = self.hessian_diag(params=w, X=X, y=y, activation=activation, loss=loss,
-                              method=(options or {}).get("hessian_method", "exact"))
+        h = self.hessian_diag(
+            params=w,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            method=(options or {}).get("hessian_method", "exact"),
+        )
         return {n: np.where(m[n], 0.5 * h[n] * np.abs(w[n]), 0.0) for n in result}
 
 
-def rule_scores(rule: str, model, X, y, options: dict, names: list[str], *, obd_half: float = 0.5,
-                taylor1_abs: bool = True, taylor2_first_sign: float = -1.0,
-                grasp_sign: float = 1.0, synflow_abs: bool = True) -> dict[str, np.ndarray]:
+def rule_scores(
+    rule: str,
+    model,
+    X,
+    y,
+    options: dict,
+    names: list[str],
+    *,
+    obd_half: float = 0.5,
+    taylor1_abs: bool = True,
+    taylor2_first_sign: float = -1.0,
+    grasp_sign: float = 1.0,
+    synflow_abs: bool = True,
+) -> dict[str, np.ndarray]:
     """The raw scores (before pruned entries are zeroed) of the data rules and SynFlow, rebuilt
     from refprune's derivatives, with five switches: the factor of OBD (1/2), taylor1 as |g w|
     or -g w, the sign of taylor2's first-order term (-g w), GraSP's sign (w (H g)), and SynFlow's
@@ -77,8 +108,16 @@ class _RulesBackend(WrongBackend):
     switches: dict = {}
 
     def scores(self, *, rule, params, X, y, activation, loss, masks, options):
-        result = super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
-                                masks=masks, options=options)    # argument checks, other rules
+        result = super().scores(
+            rule=rule,
+            params=params,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            masks=masks,
+            options=options,
+        )  # argument checks, other rules
         if rule not in self.rules:
             return result
         model = _model(params, activation, loss)
@@ -160,8 +199,16 @@ class MagnitudeOfUnmaskedWeights(WrongBackend):
     family = "scores"
 
     def scores(self, *, rule, params, X, y, activation, loss, masks, options):
-        result = super().scores(rule=rule, params=params, X=X, y=y, activation=activation,
-                                loss=loss, masks=masks, options=options)
+        result = super().scores(
+            rule=rule,
+            params=params,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            masks=masks,
+            options=options,
+        )
         if rule != "magnitude":
             return result
         return {n: np.abs(np.asarray(params[n], dtype=np.float64)) for n in result}
@@ -196,10 +243,26 @@ class HessianMethodIgnored(WrongBackend):
     family = "scores"
 
     def scores(self, *, rule, params, X, y, activation, loss, masks, options):
-        super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
-                       masks=masks, options=options)             # argument checks
+        super().scores(
+            rule=rule,
+            params=params,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            masks=masks,
+            options=options,
+        )  # argument checks
         options = dict(options or {})
         if rule in ("obd", "taylor2", "taylor2_abs"):
             options["hessian_method"] = "exact"
-        return super().scores(rule=rule, params=params, X=X, y=y, activation=activation, loss=loss,
-                              masks=masks, options=options)
+        return super().scores(
+            rule=rule,
+            params=params,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            masks=masks,
+            options=options,
+        )

@@ -38,7 +38,7 @@ class HardThresholdProxAtLambda(WrongBackend):
     family = "sparse_approx"
 
     def hard_threshold_prox(self, *, w, lam):
-        super().hard_threshold_prox(w=w, lam=lam)                # checks
+        super().hard_threshold_prox(w=w, lam=lam)  # checks
         w = np.asarray(w, dtype=np.float64)
         return np.where(np.abs(w) > lam, w, 0.0)
 
@@ -55,16 +55,19 @@ class HardThresholdBySignedValue(WrongBackend):
 
     def hard_threshold(self, *, w, k):
         from refprune.masks import keep_top_k
-        super().hard_threshold(w=w, k=k)                         # checks
+
+        super().hard_threshold(w=w, k=k)  # checks
         w = np.asarray(w, dtype=np.float64)
         return np.where(keep_top_k(w, k), w, 0.0)
 
 
-def ista_rebuilt(A, y, lam: float, step: float | None, n_iter: int, *,
-                 shrink_by_step: bool = True) -> np.ndarray:
+def ista_rebuilt(
+    A, y, lam: float, step: float | None, n_iter: int, *, shrink_by_step: bool = True
+) -> np.ndarray:
     """ISTA (the protocol's ``ista``) rebuilt from ``soft_threshold``: from x = 0, x <-
     soft_threshold(x - step A^T (A x - y), step lam); ``shrink_by_step=False`` shrinks by lam."""
     from refprune.sparse_approx import soft_threshold
+
     A, y = np.asarray(A, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if step is None:
         step = 1.0 / np.linalg.norm(A, 2) ** 2
@@ -87,5 +90,5 @@ class ISTAThresholdWithoutStep(WrongBackend):
     family = "sparse_approx"
 
     def ista(self, *, A, y, lam, step, n_iter):
-        super().ista(A=A, y=y, lam=lam, step=step, n_iter=n_iter)   # checks
+        super().ista(A=A, y=y, lam=lam, step=step, n_iter=n_iter)  # checks
         return ista_rebuilt(A, y, lam, step, n_iter, shrink_by_step=False)

@@ -14,16 +14,34 @@ from refprune.mlp import MLP
 from .base import WrongBackend
 
 #: The switches of ``train_steps_rebuilt``; all True is the reference's rule.
-RIGHT = {"zero_weights": True, "zero_velocity": True, "mask_step": True, "report_masked": False,
-         "reset_at_rewind": True, "honour_nesterov": True, "honour_decoupled": True}
+RIGHT = {
+    "zero_weights": True,
+    "zero_velocity": True,
+    "mask_step": True,
+    "report_masked": False,
+    "reset_at_rewind": True,
+    "honour_nesterov": True,
+    "honour_decoupled": True,
+}
 
 
-def train_steps_rebuilt(params: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None,
-                        X: np.ndarray, y: np.ndarray, activation: str, loss: str,
-                        lr_schedule: np.ndarray, momentum: float, nesterov: bool,
-                        weight_decay: float, decoupled: bool, mask_at: str,
-                        prune_at: list[dict[str, Any]] | None, record: str = "all",
-                        **switches: bool) -> dict[str, list]:
+def train_steps_rebuilt(
+    params: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray] | None,
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    loss: str,
+    lr_schedule: np.ndarray,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    decoupled: bool,
+    mask_at: str,
+    prune_at: list[dict[str, Any]] | None,
+    record: str = "all",
+    **switches: bool,
+) -> dict[str, list]:
     """``train_steps`` (docs/training.md) rebuilt from the formula, with switches (``RIGHT``).
 
     zero_weights: under "update" and "weights" the stored weights are zeroed at pruned
@@ -36,10 +54,13 @@ def train_steps_rebuilt(params: Mapping[str, np.ndarray], masks: Mapping[str, np
     s = dict(RIGHT, **switches)
     names = flat_names(params)
     theta = {n: np.array(params[n], dtype=np.float64) for n in names}
-    current = {n: (np.ones(theta[n].shape, bool) if masks is None else np.asarray(masks[n], bool))
-               for n in names}
-    sizes = [theta["layers.0.weight"].shape[1]] + [theta[n].shape[0] for n in names
-                                                   if n.endswith("weight")]
+    current = {
+        n: (np.ones(theta[n].shape, bool) if masks is None else np.asarray(masks[n], bool))
+        for n in names
+    }
+    sizes = [theta["layers.0.weight"].shape[1]] + [
+        theta[n].shape[0] for n in names if n.endswith("weight")
+    ]
     net = MLP(sizes, activation, loss=loss, seed=0)
     events = {e["step"]: e for e in prune_at or []}
     zeroing = mask_at != "gradient" and s["zero_weights"]
@@ -96,15 +117,57 @@ class _TrainingBackend(WrongBackend):
 
     switches: dict[str, bool] = {}
 
-    def train_steps(self, *, params, masks, X, y, activation, loss, lr_schedule, momentum,
-                    nesterov, weight_decay, decoupled, mask_at, prune_at, record):
-        super().train_steps(params=params, masks=masks, X=X, y=y, activation=activation, loss=loss,
-                            lr_schedule=lr_schedule, momentum=momentum, nesterov=nesterov,
-                            weight_decay=weight_decay, decoupled=decoupled, mask_at=mask_at,
-                            prune_at=prune_at, record=record)                  # argument checks
-        return train_steps_rebuilt(params, masks, X, y, activation, loss, lr_schedule, momentum,
-                                   nesterov, weight_decay, decoupled, mask_at, prune_at, record,
-                                   **self.switches)
+    def train_steps(
+        self,
+        *,
+        params,
+        masks,
+        X,
+        y,
+        activation,
+        loss,
+        lr_schedule,
+        momentum,
+        nesterov,
+        weight_decay,
+        decoupled,
+        mask_at,
+        prune_at,
+        record,
+    ):
+        super().train_steps(
+            params=params,
+            masks=masks,
+            X=X,
+            y=y,
+            activation=activation,
+            loss=loss,
+            lr_schedule=lr_schedule,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            decoupled=decoupled,
+            mask_at=mask_at,
+            prune_at=prune_at,
+            record=record,
+        )  # argument checks
+        return train_steps_rebuilt(
+            params,
+            masks,
+            X,
+            y,
+            activation,
+            loss,
+            lr_schedule,
+            momentum,
+            nesterov,
+            weight_decay,
+            decoupled,
+            mask_at,
+            prune_at,
+            record,
+            **self.switches,
+        )
 
 
 class MomentumRevivesPruned(_TrainingBackend):
