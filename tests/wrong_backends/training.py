@@ -170,7 +170,7 @@ class _TrainingBackend(WrongBackend):
         )
 
 
-class MomentumRevivesPruned(_TrainingBackend):
+class TrainingMomentumRevivesPruned(_TrainingBackend):
     """Weights pruned in the middle of training come back through their momentum.
 
     The gradient is masked and the newly pruned weights are set to 0.0, but their
@@ -180,7 +180,7 @@ class MomentumRevivesPruned(_TrainingBackend):
     momentum buffers of the dense run.
     """
 
-    name = "momentum revives pruned weights"
+    name = "momentum revives weights pruned mid-training"
     family = "training"
     switches = {"zero_velocity": False, "mask_step": False}
 
