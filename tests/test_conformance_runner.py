@@ -132,7 +132,7 @@ def test_a_defect_fails_with_id_flags_diff_and_reproduction():
     assert "masks differ" in first.detail and "expected" in first.detail
     assert f"--case {first.id}" in first.reproduce and "golden_case(" in first.reproduce
     prop = [r for r in report.failures if r.kind == "property"]
-    assert [r.id for r in prop] == ["masks/keep-top-k-differential"]
+    assert [r.id for r in prop] == ["masks/keep-top-k-differential", "masks/keep-top-k-edge-ties"]
     assert "--seed 0" in prop[0].reproduce and "backend.keep_top_k(" in prop[0].reproduce
     text = format_report(report)
     assert f"FAILED masks case {first.id}" in text and "result: FAILED" in text
