@@ -70,3 +70,13 @@ def test_the_running_bound_leaves_pruned_entries_no_room():
     for n, m in i["masks"].items():
         assert np.all(b["params"][n][~m] == 0.0)
         assert np.all(b["params"][n][m] > 0.0)
+
+
+def test_the_csr_kernel_of_the_wrong_backends_passes_with_its_hooks_at_their_defaults():
+    """Each wrong backend of tests/wrong_backends/sparse_execution.py changes one hook of this
+    kernel, so the kernel itself must pass the family: the defect is the hook alone."""
+    from conformance.runner import run
+    from tests.wrong_backends.sparse_execution import CSRKernel
+
+    report = run(CSRKernel(), families=["sparse_execution"], max_examples=10, shrink=False)
+    assert report.ok, "\n\n".join(f"{r.id}: {r.detail}" for r in report.failures)
