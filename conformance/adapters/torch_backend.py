@@ -52,6 +52,11 @@ sparse_train_step   ``torch.sparse_csr_tensor`` on the mask's pattern (alive zer
                     ``to_sparse_csr`` would drop them), its values a Parameter; biases
                     through ``prune.custom_from_mask``; one ``torch.optim.SGD(lr,
                     weight_decay)`` step after ``backward()`` through ``torch.sparse.mm``.
+train_steps         ``torch.optim.SGD`` (momentum, nesterov, weight_decay) on
+                    ``weight_orig`` / ``bias_orig`` of layers pruned with
+                    ``prune.custom_from_mask`` (forward pre-hook ``orig * mask``): the
+                    "gradient" convention; pruning events are further ``custom_from_mask``
+                    calls, rewinds copy into ``*_orig`` and start a new optimizer.
 ==================  ==========================================================================
 
 N:M masks, schedules, the sparse-approximation operators and a whole IMP run
@@ -601,6 +606,84 @@ class TorchBackend(Backend):
                 self.prune.remove(lin, "bias")
                 out[f"layers.{l}.bias"] = lin.bias.numpy().copy()
         return {"params": out, "loss": float(value.item())}
+
+    # ============================================================== training
+    def train_steps(self, *, params, masks, X, y, activation, loss, lr_schedule, momentum,
+                    nesterov, weight_decay, decoupled, mask_at, prune_at, record):
+        """Full-batch ``torch.optim.SGD`` (momentum, nesterov, weight_decay, dampening 0) on
+        ``nn.Linear`` layers pruned by ``prune.custom_from_mask``: the optimized tensors are
+        ``weight_orig`` / ``bias_orig``, the forward pre-hook computes ``orig * mask``.
+
+        That reparametrisation is the "gradient" convention: the chain rule masks the
+        gradient, nothing else (the decay and the momentum keep moving ``weight_orig``).
+        A pruning event is another ``custom_from_mask`` (the ``PruningContainer`` combines
+        the masks; the optimizer keeps its state); a rewind copies the values into
+        ``*_orig`` and starts a new optimizer. "update", "weights" and decoupled decay
+        (``torch.optim.SGD`` has none) are not provided."""
+        torch = self.torch
+        F = torch.nn.functional
+        if mask_at != "gradient" or decoupled:
+            raise NotProvided
+        if record not in ("all", "last"):
+            raise ValueError(f"record must be 'all' or 'last', got {record!r}")
+        act = self._activation(activation)
+        names = flat_names(params)
+        n_layers = len(names) // 2
+        masks = masks or {n: np.ones(np.shape(params[n]), dtype=bool) for n in names}
+        lins = [self._pruned_linear(params, masks, l) for l in range(n_layers)]
+        Xt = torch.tensor(np.array(X, dtype=np.float64))
+        yt = (torch.tensor(np.array(y, dtype=np.int64)) if loss == "cross_entropy"
+              else torch.tensor(np.array(y, dtype=np.float64)))
+        if loss not in ("cross_entropy", "mse"):
+            raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+
+        def origs():
+            return {f"layers.{l}.{kind}": getattr(lins[l], f"{kind}_orig")
+                    for l in range(n_layers) for kind in ("weight", "bias")}
+
+        def optimizer():
+            return torch.optim.SGD(list(origs().values()), lr=float(lr_schedule[0]),
+                                   momentum=momentum, nesterov=nesterov,
+                                   weight_decay=weight_decay)
+
+        def snapshot(tensors):
+            return {n: tensors[n].detach().numpy().copy() for n in names}
+
+        opt = optimizer()
+        events = {int(e["step"]): e for e in (prune_at or [])}
+        thetas, velocities = [snapshot(origs())], []
+        for t, lr in enumerate(np.asarray(lr_schedule, dtype=np.float64)):
+            event = events.get(t)
+            if event is not None:
+                for l, lin in enumerate(lins):
+                    for kind in ("weight", "bias"):
+                        new = np.array(event["masks"][f"layers.{l}.{kind}"], dtype=bool)
+                        self.prune.custom_from_mask(lin, kind, mask=torch.tensor(new))
+                if event.get("rewind") is not None:
+                    with torch.no_grad():
+                        for n, p in origs().items():
+                            p.copy_(torch.tensor(np.array(event["rewind"][n], dtype=np.float64)))
+                    opt = optimizer()
+            for group in opt.param_groups:
+                group["lr"] = float(lr)
+            opt.zero_grad()
+            a = Xt
+            for l, lin in enumerate(lins):
+                z = lin(a)                                  # the pre-hook: weight_orig * mask
+                a = act(z) if l < n_layers - 1 else z
+            value = F.cross_entropy(a, yt) if loss == "cross_entropy" else F.mse_loss(a, yt)
+            value.backward()
+            if momentum == 0:                               # torch keeps no buffer: d itself
+                with torch.no_grad():
+                    d = {n: torch.add(p.grad, p, alpha=weight_decay) for n, p in origs().items()}
+            opt.step()
+            if momentum != 0:
+                d = {n: opt.state[p]["momentum_buffer"] for n, p in origs().items()}
+            velocities.append(snapshot(d))
+            thetas.append(snapshot(origs()))
+        if record == "last":
+            return {"params": [thetas[-1]], "velocity": [velocities[-1]]}
+        return {"params": thetas, "velocity": velocities}
 
 
 class TorchForwardOverReverse(TorchBackend):
