@@ -608,8 +608,24 @@ class TorchBackend(Backend):
         return {"params": out, "loss": float(value.item())}
 
     # ============================================================== training
-    def train_steps(self, *, params, masks, X, y, activation, loss, lr_schedule, momentum,
-                    nesterov, weight_decay, decoupled, mask_at, prune_at, record):
+    def train_steps(
+        self,
+        *,
+        params,
+        masks,
+        X,
+        y,
+        activation,
+        loss,
+        lr_schedule,
+        momentum,
+        nesterov,
+        weight_decay,
+        decoupled,
+        mask_at,
+        prune_at,
+        record,
+    ):
         """Full-batch ``torch.optim.SGD`` (momentum, nesterov, weight_decay, dampening 0) on
         ``nn.Linear`` layers pruned by ``prune.custom_from_mask``: the optimized tensors are
         ``weight_orig`` / ``bias_orig``, the forward pre-hook computes ``orig * mask``.
@@ -632,19 +648,29 @@ class TorchBackend(Backend):
         masks = masks or {n: np.ones(np.shape(params[n]), dtype=bool) for n in names}
         lins = [self._pruned_linear(params, masks, l) for l in range(n_layers)]
         Xt = torch.tensor(np.array(X, dtype=np.float64))
-        yt = (torch.tensor(np.array(y, dtype=np.int64)) if loss == "cross_entropy"
-              else torch.tensor(np.array(y, dtype=np.float64)))
+        yt = (
+            torch.tensor(np.array(y, dtype=np.int64))
+            if loss == "cross_entropy"
+            else torch.tensor(np.array(y, dtype=np.float64))
+        )
         if loss not in ("cross_entropy", "mse"):
             raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
 
         def origs():
-            return {f"layers.{l}.{kind}": getattr(lins[l], f"{kind}_orig")
-                    for l in range(n_layers) for kind in ("weight", "bias")}
+            return {
+                f"layers.{l}.{kind}": getattr(lins[l], f"{kind}_orig")
+                for l in range(n_layers)
+                for kind in ("weight", "bias")
+            }
 
         def optimizer():
-            return torch.optim.SGD(list(origs().values()), lr=float(lr_schedule[0]),
-                                   momentum=momentum, nesterov=nesterov,
-                                   weight_decay=weight_decay)
+            return torch.optim.SGD(
+                list(origs().values()),
+                lr=float(lr_schedule[0]),
+                momentum=momentum,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
+            )
 
         def snapshot(tensors):
             return {n: tensors[n].detach().numpy().copy() for n in names}
@@ -669,11 +695,11 @@ class TorchBackend(Backend):
             opt.zero_grad()
             a = Xt
             for l, lin in enumerate(lins):
-                z = lin(a)                                  # the pre-hook: weight_orig * mask
+                z = lin(a)  # the pre-hook: weight_orig * mask
                 a = act(z) if l < n_layers - 1 else z
             value = F.cross_entropy(a, yt) if loss == "cross_entropy" else F.mse_loss(a, yt)
             value.backward()
-            if momentum == 0:                               # torch keeps no buffer: d itself
+            if momentum == 0:  # torch keeps no buffer: d itself
                 with torch.no_grad():
                     d = {n: torch.add(p.grad, p, alpha=weight_decay) for n, p in origs().items()}
             opt.step()

@@ -61,8 +61,9 @@ class CSRKernel(WrongBackend):
             rows, cols = np.nonzero(keep)
             vals = self.values(w, m)[rows, cols].astype(self.value_dtype())
             W = sp.csr_array((vals, (rows, cols)), shape=w.shape)
-            b = self.bias_values(np.asarray(params[f"layers.{l}.bias"]),
-                                 np.asarray(masks[f"layers.{l}.bias"]))
+            b = self.bias_values(
+                np.asarray(params[f"layers.{l}.bias"]), np.asarray(masks[f"layers.{l}.bias"])
+            )
             out.append((self.orient(W), b, keep))
         return out
 
@@ -101,7 +102,7 @@ class CSRKernel(WrongBackend):
             W, b, keep = layers[l]
             name = f"layers.{l}"
             w0 = np.asarray(params[f"{name}.weight"]) * masks[f"{name}.weight"]
-            grad = dzT @ acts[l].T                          # g[i, j] = sum_n dz[i, n] a[j, n]
+            grad = dzT @ acts[l].T  # g[i, j] = sum_n dz[i, n] a[j, n]
             where = self.updated(keep)
             d = grad + weight_decay * w0
             new[f"{name}.weight"] = np.where(where, w0 - lr * d, 0.0)
