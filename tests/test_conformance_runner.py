@@ -190,7 +190,10 @@ def test_xfails_turn_failures_into_expected_failures_and_report_unknown_ids(tmp_
     assert {r.id for r in report.results if r.status == XFAIL} >= set(ids)
     assert [r.id for r in report.results if r.status == XPASS] == ["masks/keep-top-k-count"]
     assert report.unmatched_xfails == ["999999", "masks/no-such-property"]
-    assert [r.id for r in report.failures] == ["masks/keep-top-k-differential"]
+    assert [r.id for r in report.failures] == [
+        "masks/keep-top-k-differential",
+        "masks/keep-top-k-edge-ties",
+    ]
     assert "match no check: 999999, masks/no-such-property" in format_report(report)
 
 
@@ -227,7 +230,7 @@ def test_cli_exit_codes_and_json_report(tmp_path, capsys):
     data = json.loads(path.read_text())
     assert data["ok"] and data["summary"]["schedules"]["golden"]["passed"] > 0
     assert set(data["seconds"]) == {"start", "golden", "properties", "total"}
-    assert data["isolation"] == "process" and data["checked"] == 25
+    assert data["isolation"] == "process" and data["checked"] == 27  # 21 golden, 6 properties
     code = cli.main(
         [
             "run",

@@ -274,13 +274,16 @@ def _network_for_every_rule(draw):
 
 
 def _scores_differential(c, ex):
-    """Every deterministic rule on the same network (a rule drawn at random per example would
-    leave a rule unchecked in a short run)."""
+    """Every deterministic rule on the same network, the curvature rules under every Hessian
+    method (a rule or method drawn at random per example would leave one unchecked in a short
+    run)."""
     ex = dict(ex)
-    method = ex.pop("method")
+    ex.pop("method")
     for rule in DETERMINISTIC:
-        options = {"hessian_method": method} if rule in ("obd", "taylor2", "taylor2_abs") else {}
-        c.agree("scores", **ex, rule=rule, options=options)
+        curvature = rule in ("obd", "taylor2", "taylor2_abs")
+        for method in ("exact", "ggn", "obd") if curvature else (None,):
+            options = {"hessian_method": method} if curvature else {}
+            c.agree("scores", **ex, rule=rule, options=options)
 
 
 def _pruned_score_zero(c, ex):
