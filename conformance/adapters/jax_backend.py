@@ -50,6 +50,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..backend import Backend, NotProvided, flat_names
+from ._scores import masked_score_inputs
 
 
 def _import_jax():
@@ -344,33 +345,7 @@ class JaxBackend(Backend):
         is a JAX computation, so both are not provided, nor is hessian_method "obd".
         """
         jax, jnp = self.jax, self.jnp
-        options = dict(options or {})
-        if rule in ("random", "obs"):
-            raise NotProvided(f"rule {rule!r} has no JAX counterpart")
-        rules = (
-            "magnitude",
-            "gradient",
-            "taylor1",
-            "obd",
-            "taylor2",
-            "taylor2_abs",
-            "grasp",
-            "synflow",
-        )
-        if rule not in rules:
-            raise ValueError(f"rule must be one of {list(rules) + ['random', 'obs']}, got {rule!r}")
-        names = list(
-            options.get("names") or [n for n in flat_names(params) if n.endswith(".weight")]
-        )
-        m = {
-            n: (
-                np.ones(np.shape(params[n]), dtype=bool)
-                if masks is None or n not in masks
-                else np.asarray(masks[n], dtype=bool)
-            )
-            for n in params
-        }
-        w = {n: np.where(m[n], np.asarray(params[n], dtype=np.float64), 0.0) for n in params}
+        options, names, m, w = masked_score_inputs(rule, params, masks, options, "JAX")
         if rule == "magnitude":
             out = {n: np.abs(w[n]) for n in names}
         elif rule == "synflow":
