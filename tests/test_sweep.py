@@ -459,3 +459,18 @@ def test_cli_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypat
     cfg.write_text(TINY_TOML)
     assert cli(["sweep", str(cfg), "--quiet"]) == 130
     assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def test_stopping_the_pool_leaves_no_thread_to_race_the_exit_hook():
+    # concurrent.futures' exit hook writes to the manager thread's wake-up pipe; on Python < 3.12
+    # that races the thread closing it unless the thread has finished before the interpreter exits.
+    from refprune.sweep.runner import _stop_pool, default_executor
+
+    pool = default_executor(1)
+    pool.submit(time.sleep, 30)
+    deadline = time.monotonic() + 60
+    while not pool._processes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    manager = pool._executor_manager_thread
+    _stop_pool(pool)
+    assert manager is not None and not manager.is_alive()

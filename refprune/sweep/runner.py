@@ -169,11 +169,17 @@ def default_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
 def _stop_pool(pool: cf.Executor) -> None:
     """Kill a process pool's workers and cancel what waits (a run's process follows its worker)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # gone after shutdown()
+    manager = getattr(pool, "_executor_manager_thread", None)
     for proc in procs:
         proc.kill()
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         proc.join()
+    # Let the pool's manager thread see its dead workers and close its wake-up pipe now: on
+    # Python < 3.12 the exit hook of concurrent.futures can otherwise write to that pipe while
+    # the thread closes it, and print an OSError traceback after a clean interrupt.
+    if manager is not None:
+        manager.join(timeout=30)
 
 
 def run(
