@@ -120,14 +120,13 @@ def weights(
 
 @st.composite
 def masks(draw, shape: tuple[int, ...] | st.SearchStrategy, *, min_alive: int = 0) -> np.ndarray:
-    """Bool masks (True = alive) with at least ``min_alive`` alive entries; all-alive often."""
+    """Bool masks (True = alive) with at least ``min_alive`` alive entries: each entry alive
+    with a probability of 1/2, 1 (all alive), 1/4, 3/4 or 0 (a seeded draw)."""
     if isinstance(shape, st.SearchStrategy):
         shape = cast("tuple[int, ...]", draw(shape))
     size = int(np.prod(shape))
-    if draw(st.booleans()):
-        return np.ones(shape, dtype=bool)
-    bits = draw(st.lists(st.booleans(), min_size=size, max_size=size))
-    arr = np.array(bits, dtype=bool)
+    alive = draw(_ALIVE)
+    arr = _rng(draw).random(size) < alive
     missing = max(0, min(min_alive, size) - int(arr.sum()))
     arr[np.flatnonzero(~arr)[:missing]] = True
     return arr.reshape(shape)
@@ -179,20 +178,54 @@ def mlp_specs(
     return {"sizes": sizes, "activation": draw(st.sampled_from(activations)), "loss": loss}
 
 
+#: Seeds of the NumPy generator that fills an array (one Hypothesis choice per array, however
+#: large: drawing every entry through Hypothesis costs about 0.1 ms an entry).
+_SEED = st.integers(0, 2**32 - 1)
+_ALIVE = st.sampled_from((0.5, 1.0, 0.25, 0.75, 0.0))
+#: How a float array's entries are spread over [-bound, bound]: on the grid of multiples of
+#: bound/4 (exact cancellations, ties, pre-activations exactly at a kink), uniformly, or
+#: uniformly times 10**-u for u uniform in [0, 12] (tiny and saturating magnitudes).
+_SPREADS = st.sampled_from(("grid", "uniform", "scaled"))
+#: The fraction of entries then replaced by a zero of random sign.
+_ZEROS = st.sampled_from((0.0, 0.25, 0.5))
+
+
+def _rng(draw: Any) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(draw(_SEED)))
+
+
+@st.composite
+def float_arrays(
+    draw, shape: tuple[int, ...], *, bound: float = 2.0, zeros: bool = True
+) -> np.ndarray:
+    """Float64 arrays in [-bound, bound]: a spread (grid, uniform or scaled), then with
+    ``zeros`` a fraction (0, 1/4 or 1/2) of +0.0 and -0.0. Draw order: spread, zeros, seed;
+    the entries come from ``numpy.random.Generator(PCG64(seed))`` in that order."""
+    spread = draw(_SPREADS)
+    zero_fraction = draw(_ZEROS) if zeros else 0.0
+    rng = _rng(draw)
+    if spread == "grid":
+        values = rng.integers(-4, 5, size=shape) * (bound / 4)
+    else:
+        values = rng.uniform(-bound, bound, size=shape)
+        if spread == "scaled":
+            values = values * 10.0 ** -rng.uniform(0.0, 12.0, size=shape)
+    hit = rng.random(shape) < zero_fraction
+    signs = rng.random(shape) < 0.5
+    values = np.where(hit, np.where(signs, -0.0, 0.0), values)
+    return np.asarray(values, dtype=np.float64).reshape(shape)
+
+
 @st.composite
 def params(
     draw, sizes: list[int], *, bound: float = 2.0, zeros: bool = True
 ) -> dict[str, np.ndarray]:
-    """Parameters of an MLP with layer widths ``sizes``, in the project's names and shapes."""
-    elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False)
-    if zeros:
-        elements = st.one_of(st.sampled_from([0.0, -0.0]), elements, elements, elements)
+    """Parameters of an MLP with layer widths ``sizes``, in the project's names and shapes
+    (each tensor a ``float_arrays`` draw)."""
     out = {}
     for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        out[f"layers.{l}.weight"] = draw(
-            hnp.arrays(np.float64, (fan_out, fan_in), elements=elements)
-        )
-        out[f"layers.{l}.bias"] = draw(hnp.arrays(np.float64, (fan_out,), elements=elements))
+        out[f"layers.{l}.weight"] = draw(float_arrays((fan_out, fan_in), bound=bound, zeros=zeros))
+        out[f"layers.{l}.bias"] = draw(float_arrays((fan_out,), bound=bound, zeros=zeros))
     return out
 
 
@@ -202,12 +235,11 @@ def batches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A batch (X, y) for an MLP: int64 labels for cross-entropy, float64 targets for mse."""
     n = draw(st.integers(1, max_samples))
-    elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False)
-    X = draw(hnp.arrays(np.float64, (n, sizes[0]), elements=elements))
+    X = draw(float_arrays((n, sizes[0]), bound=bound, zeros=False))
     if loss == "cross_entropy":
-        y = draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, sizes[-1] - 1)))
+        y = _rng(draw).integers(0, sizes[-1], size=n).astype(np.int64)
     else:
-        y = draw(hnp.arrays(np.float64, (n, sizes[-1]), elements=elements))
+        y = draw(float_arrays((n, sizes[-1]), bound=bound, zeros=False))
     return X, y
 
 
@@ -241,7 +273,6 @@ def like(
     tree: dict[str, np.ndarray], bound: float = 2.0
 ) -> st.SearchStrategy[dict[str, np.ndarray]]:
     """A dict of arrays with the names and shapes of ``tree`` (e.g. a direction for an HVP)."""
-    elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False)
     return st.fixed_dictionaries(
-        {n: hnp.arrays(np.float64, np.shape(a), elements=elements) for n, a in tree.items()}
+        {n: float_arrays(np.shape(a), bound=bound, zeros=False) for n, a in tree.items()}
     )

@@ -131,9 +131,13 @@ class Checker:
         self.same(op, expected, actual, kwargs)
         return actual
 
-    def same(self, op: str, expected: Any, actual: Any, inputs: dict[str, Any]) -> None:
+    def same(
+        self, op: str, expected: Any, actual: Any, inputs: dict[str, Any], tol: Any = None
+    ) -> None:
+        """``actual`` equals ``expected`` within ``tol`` (default: the family's tolerance)."""
         name = OPERATIONS[op].output
-        tol = self.family.tolerance(op, expected, inputs)
+        if tol is None:
+            tol = self.family.tolerance(op, expected, inputs)
         if self.profile is not None:
             tol = self.profile.honour(tol)
         diff = compare(expected, actual, tol, where=name, inputs=inputs, tie_check=self.tie_check)
