@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
             golden_dir=args.golden_dir,
             progress=progress,
             shrink=not args.no_shrink,
+            jobs=args.jobs,
         )
     except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -79,6 +80,12 @@ def _lint(args: argparse.Namespace) -> int:
         print(p)
     print(f"{len(files)} golden files, {len(problems)} problems")
     return 1 if problems else 0
+
+
+def _jobs(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=DEFAULT_MAX_EXAMPLES,
         help=f"Hypothesis examples per property (default {DEFAULT_MAX_EXAMPLES})",
+    )
+    r.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="processes running the properties, each with its own copy of the backend "
+        "(default: 2 on a machine with 2 cores or more when the backend runs in its "
+        "process, else 1)",
     )
     r.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
     r.add_argument("--report", help="write a JSON report to this path")

@@ -27,8 +27,10 @@ nothing then protects the run from it (for debugging).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import copy
 import json
+import multiprocessing
 import os
 import shlex
 import time
@@ -729,6 +731,7 @@ def run(
     golden_dir: Path | str = golden.GOLDEN_DIR,
     progress: Callable[[Result], Any] | None = None,
     shrink: bool = True,
+    jobs: int | None = None,
 ) -> Report:
     """Run the selected checks on a backend.
 
@@ -740,21 +743,34 @@ def run(
     ``profile``: the convention profile (default: the one the backend claims,
     else "reference"). ``shrink=False`` reports the first failing example
     Hypothesis finds instead of the smallest (faster; the reproduction command
-    then reruns the same search). Raises ``ValueError`` on a usage error: an
+    then reruns the same search). ``jobs``: processes that run the properties,
+    each with its own copy of the backend (default: ``default_jobs``; a backend
+    object, or one called in-process, runs them in this process). Raises
+    ``ValueError`` on a usage error: an
     unknown family, id or property, a refused golden directory, a backend that
     cannot be loaded or started.
     """
     t0 = time.perf_counter()
-    target = open_backend(
-        backend,
+    opening = dict(
+        backend=backend,
         backend_spec=backend_spec,
         backend_cmd=backend_cmd,
         in_process=in_process,
         profile=profile,
         timeout=timeout,
         start_timeout=start_timeout,
-        wait=False,
     )
+    if jobs is None:
+        jobs = default_jobs(backend, backend_cmd, in_process)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if jobs > 1 and not _reopenable(backend, backend_cmd):
+        raise ValueError(
+            "jobs > 1 needs a backend every process can open: a 'module:object' string "
+            "or a backend command, not a Python object"
+        )
+    target = open_backend(**opening, wait=False)
+    pool = None
     try:  # the checks below overlap with the process's start
         all_families = load_families()
         names = list(all_families) if families is None else list(families)
@@ -791,6 +807,14 @@ def run(
             operations=[op for op in OPERATIONS if provides(target.backend, op)],
             isolation="in-process" if target.process is None else "process",
         )
+        selected = [
+            (name, prop)
+            for name in names
+            for prop in all_families[name].properties
+            if properties and (property_names is None or prop.name in property_names)
+        ]
+        if jobs > 1 and len(selected) >= POOL_MIN_PROPERTIES:  # starts while the golden cases run
+            pool = _property_pool(min(jobs, len(selected)), opening, prof.name)
         t1 = time.perf_counter()
         if golden_cases:
             for name in names:
@@ -801,26 +825,30 @@ def run(
                         continue
                     _record(report, run_case(case, target, prof), xfails, progress)
         t2 = time.perf_counter()
-        if properties:
+        restarts = {}
+        if pool is not None:
+            futures = [
+                pool.submit(_pooled_property, prop.name, max_examples, seed, shrink)
+                for _, prop in selected
+            ]
+            for fut in futures:  # recorded in the order of the families and their properties
+                res, pid, n = fut.result()
+                restarts[pid] = n
+                _record(report, res, xfails, progress)
+        elif selected:
             reference = ReferenceBackend()
-            for name in names:
-                for prop in all_families[name].properties:
-                    if property_names is not None and prop.name not in property_names:
-                        continue
-                    res = run_property(
-                        prop,
-                        all_families[name],
-                        target,
-                        reference,
-                        prof,
-                        max_examples,
-                        seed,
-                        shrink,
-                    )
-                    _record(report, res, xfails, progress)
+            for name, prop in selected:
+                res = run_property(
+                    prop, all_families[name], target, reference, prof, max_examples, seed, shrink
+                )
+                _record(report, res, xfails, progress)
         t3 = time.perf_counter()
-        report.restarts = target.process.restarts if target.process else 0
+        report.restarts = (target.process.restarts if target.process else 0) + sum(
+            restarts.values()
+        )
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         target.close()
     report.unmatched_xfails = sorted(x for x in xfails if x not in known)
     report.seconds = {
@@ -830,6 +858,64 @@ def run(
         "total": round(t3 - t0, 3),
     }
     return report
+
+
+def default_jobs(backend: Any, backend_cmd: Any, in_process: bool | None) -> int:
+    """Processes for the properties by default: two where the backend runs in a process
+    of its own and this machine has two cores or more (each property is seeded on its own,
+    so the results do not depend on which process runs it); otherwise one."""
+    if in_process or not _reopenable(backend, backend_cmd):
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _reopenable(backend: Any, backend_cmd: Any) -> bool:
+    return backend_cmd is not None or backend is None or isinstance(backend, str)
+
+
+#: Fewer properties than this run in this process: starting a process costs about a second.
+POOL_MIN_PROPERTIES = 6
+
+#: In a process of the property pool: (target, reference, profile, families).
+_POOLED: dict[str, Any] = {}
+
+
+def _property_pool(jobs: int, opening: dict[str, Any], profile: str) -> cf.ProcessPoolExecutor:
+    """Processes that each open their own copy of the backend and run properties on it."""
+    return cf.ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_open_pooled,
+        initargs=(opening, profile),
+    )
+
+
+def _open_pooled(opening: dict[str, Any], profile: str) -> None:
+    import atexit
+
+    target = open_backend(**opening)
+    atexit.register(target.close)
+    _POOLED.update(
+        target=target,
+        reference=ReferenceBackend(),
+        profile=_profile(profile),
+        families=load_families(),
+    )
+
+
+def _pooled_property(
+    name: str, max_examples: int, seed: int, shrink: bool
+) -> tuple[Result, int, int]:
+    """Run the property ``name`` in a pool process: (result, pid, restarts so far)."""
+    target = _POOLED["target"]
+    family = next(
+        f for f in _POOLED["families"].values() if any(p.name == name for p in f.properties)
+    )
+    prop = next(p for p in family.properties if p.name == name)
+    res = run_property(
+        prop, family, target, _POOLED["reference"], _POOLED["profile"], max_examples, seed, shrink
+    )
+    return res, os.getpid(), target.process.restarts if target.process else 0
 
 
 def _record(

@@ -486,3 +486,36 @@ def test_a_selection_that_runs_no_check_is_not_ok():
     report = run(ReferenceBackend(), case_ids=[torch_case])
     assert report.results == [] and not report.ok
     assert "nothing was checked: no check was selected" in format_report(report)
+
+
+_MASK_PROPS = [
+    "masks/fraction-to-count-differential",
+    "masks/fraction-to-count-decimal-products",
+    "masks/keep-top-k-differential",
+    "masks/keep-top-k-count",
+    "masks/select-differential",
+    "masks/select-nesting-counts",
+]
+
+
+@pytest.mark.parametrize(
+    "spec", ["conformance.backend:ReferenceBackend", f"{__name__}:FloorEverywhere"]
+)
+def test_properties_in_two_processes_report_what_one_process_reports(spec):
+    one = run(spec, property_names=_MASK_PROPS, max_examples=FEW, jobs=1)
+    two = run(spec, property_names=_MASK_PROPS, max_examples=FEW, jobs=2)
+    fields = [(r.id, r.status, r.detail, r.reproduce) for r in one.results]
+    assert fields == [(r.id, r.status, r.detail, r.reproduce) for r in two.results]
+    assert [r.id for r in one.results] == _MASK_PROPS
+    assert one.ok == (spec == "conformance.backend:ReferenceBackend")
+
+
+def test_jobs_must_be_positive_and_need_a_backend_each_process_can_open(capsys):
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+        run(property_names=_MASK_PROPS, jobs=0)
+    with pytest.raises(ValueError, match="a backend every process can open"):
+        run(ReferenceBackend(), property_names=_MASK_PROPS, jobs=2)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "--jobs", "0"])
+    assert exc.value.code == 2
+    assert "argument --jobs: expected an integer >= 1, got '0'" in capsys.readouterr().err
