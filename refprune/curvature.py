@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._checks import choice, positive_int
 from .activations import Activation, get_activation, softmax_parts
@@ -81,7 +82,7 @@ __all__ = [
 def _check_batch(model: MLP, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     if y is None:
         raise TypeError("y must be given: labels (cross_entropy) or targets (mse), got None")
-    return model.check_inputs(X, y)
+    return model.check_inputs(X, y, require_y=True)
 
 
 # ====================================================================== loss at the output
@@ -98,6 +99,12 @@ class _Output:
     p_j (R_m - R_j): a saturated softmax loses no digits (docs/curvature.md).
     """
 
+    loss: str
+    n_total: int  # N, the whole batch's size
+    k: int  # K, the number of outputs
+    p: NDArray[np.float64] | None  # softmax p (cross-entropy only)
+    q: NDArray[np.float64] | None  # 1 - p (cross-entropy only)
+
     def __init__(self, f: np.ndarray, y: np.ndarray, loss: str, n_total: int):
         self.loss, self.n_total, self.k = loss, n_total, f.shape[1]
         if loss == "cross_entropy":
@@ -113,8 +120,9 @@ class _Output:
 
     def hess_vec(self, R: np.ndarray) -> np.ndarray:
         if self.loss == "cross_entropy":  # (diag(p) - p p^T) R / N
+            assert self.p is not None
             p, top = self.p, self.top[:, None]
-            out = p * (R - (p * R).sum(axis=-1, keepdims=True))
+            out: NDArray[np.float64] = p * (R - (p * R).sum(axis=-1, keepdims=True))
             # class m: R_m - p.R = sum_{j != m} p_j (R_m - R_j)
             R_top = np.take_along_axis(R, np.broadcast_to(top, R.shape[:-1] + (1,)), axis=-1)
             p_rest = p.copy()
@@ -130,8 +138,9 @@ class _Output:
     def factor(self, rows: slice) -> np.ndarray:
         n = len(range(*rows.indices(self.grad.shape[0])))
         if self.loss == "cross_entropy":  # S^T[c, k] = sqrt(p_c) (1[c=k] - p_k) / sqrt(N)
+            assert self.p is not None and self.q is not None
             p, q = self.p[rows], self.q[rows]
-            sq = np.sqrt(p) / np.sqrt(self.n_total)
+            sq: NDArray[np.float64] = np.sqrt(p) / np.sqrt(self.n_total)
             inner = -np.broadcast_to(p[:, None, :], (n, self.k, self.k)).copy()
             diag = np.arange(self.k)
             inner[:, diag, diag] = q  # 1 - p_c on the diagonal
@@ -141,6 +150,7 @@ class _Output:
 
     def hess_diag(self, rows: slice) -> np.ndarray:
         if self.loss == "cross_entropy":  # p (1 - p) / N
+            assert self.p is not None and self.q is not None
             return self.p[rows] * self.q[rows] / self.n_total
         n = len(range(*rows.indices(self.grad.shape[0])))
         return np.full((n, self.k), 2.0 / (self.n_total * self.k))
@@ -160,6 +170,7 @@ class _Pass:
     (a[0] = X). z[l]: pre-activation of layer l-1's output, l = 1 .. L (z[L] = f).
     back[l] = delta_{l+1} W_l (N, n_l) for l = 1 .. L-1, so delta_l = back[l] * sigma'(z_l).
     delta[l] = dL/dz_l for l = 1 .. L (only delta[L] when ``backward`` is False).
+    (a is a list; z, back and delta are dicts keyed by l, holding only the l named.)
     """
 
     def __init__(
@@ -173,21 +184,20 @@ class _Pass:
         backward: bool = True,
     ):
         self.act: Activation = get_activation(model.activation)
-        if Ws is None:
+        if Ws is None or bs is None:
             Ws, bs = _effective(model)
         self.Ws, self.bs, self.L = Ws, bs, len(Ws)
         L = self.L
         self.a: list[np.ndarray] = [X]
-        self.z: list[np.ndarray | None] = [None]
+        self.z: dict[int, np.ndarray] = {}
         for l in range(L):  # z_{l+1} = a_l W_l^T + b_l
             z = self.a[l] @ Ws[l].T + bs[l]
-            self.z.append(z)
+            self.z[l + 1] = z
             if l < L - 1:
                 self.a.append(self.act.value(z))  # a_{l+1} = sigma(z_{l+1})
         self.out = _Output(self.z[L], y, model.loss, X.shape[0] if n_total is None else n_total)
-        self.delta: list[np.ndarray | None] = [None] * (L + 1)
-        self.back: list[np.ndarray | None] = [None] * L
-        self.delta[L] = self.out.grad  # delta_L = dL/df
+        self.delta: dict[int, np.ndarray] = {L: self.out.grad}  # delta_L = dL/df
+        self.back: dict[int, np.ndarray] = {}
         for l in range(L - 1, 0, -1) if backward else ():
             self.back[l] = self.delta[l + 1] @ Ws[l]  # delta_{l+1} W_l
             self.delta[l] = self.back[l] * self.act.first(self.z[l])  # delta_l = back_l sigma'(z_l)
@@ -238,11 +248,12 @@ def gradient(model: MLP, X: Any, y: Any, *, fast: bool = True) -> dict[str, np.n
     act, (Ws, bs), N = get_activation(model.activation), _effective(model), X.shape[0]
     gW, gb = [np.zeros(w.shape) for w in Ws], [np.zeros(b.shape) for b in bs]
     for n in range(N):
-        a, z = [X[n]], [None]
+        a: list[np.ndarray] = [X[n]]
+        z: dict[int, np.ndarray] = {}  # z[l] for l = 1 .. L
         for l in range(len(Ws)):  # z_{l+1} = W_l a_l + b_l
-            z.append(Ws[l] @ a[l] + bs[l])
-            a.append(act.value(z[-1]))  # (the last one is unused)
-        delta = _Output(z[-1][None, :], y[n : n + 1], model.loss, N).grad[0]
+            z[l + 1] = Ws[l] @ a[l] + bs[l]
+            a.append(act.value(z[l + 1]))  # (the last one is unused)
+        delta = _Output(z[len(Ws)][None, :], y[n : n + 1], model.loss, N).grad[0]
         for l in range(len(Ws) - 1, -1, -1):
             gW[l] += np.outer(delta, a[l])
             gb[l] += delta
@@ -261,14 +272,16 @@ def _gradient_fast(model: MLP, X: np.ndarray, y: np.ndarray) -> dict[str, np.nda
 
 def _by_name(weights: list[np.ndarray], biases: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Per-layer lists into a dict in ``model.params`` order."""
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for l, (w, b) in enumerate(zip(weights, biases)):
         out[f"layers.{l}.weight"], out[f"layers.{l}.bias"] = w, b
     return out
 
 
 # ====================================================================== Hessian-vector products
-def _rop(fw: _Pass, V: list[np.ndarray], u: list[np.ndarray]) -> tuple[list, list]:
+def _rop(
+    fw: _Pass, V: list[np.ndarray], u: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Pearlmutter's R-operator for a stack of B directions at once.
 
     V[l] (B, out_l, in_l) and u[l] (B, out_l) are the (already masked) directions
@@ -277,23 +290,24 @@ def _rop(fw: _Pass, V: list[np.ndarray], u: list[np.ndarray]) -> tuple[list, lis
     """
     act, L, Ws = fw.act, fw.L, fw.Ws
     smooth = not act.piecewise_linear
-    Ra: list[np.ndarray | None] = [None] * L  # R{a_0} = 0
-    Rz: list[np.ndarray | None] = [None] * (L + 1)
-    first = [None] + [act.first(fw.z[l]) for l in range(1, L)]
+    Ra: dict[int, np.ndarray] = {}  # R{a_l}, l = 1 .. L-1 (R{a_0} = 0)
+    Rz: dict[int, np.ndarray] = {}  # R{z_l}, l = 1 .. L
+    first = {l: act.first(fw.z[l]) for l in range(1, L)}
     for l in range(L):  # R{z_{l+1}} = R{a_l} W_l^T + a_l V_l^T + u_l
         r = np.matmul(fw.a[l], V[l].transpose(0, 2, 1)) + u[l][:, None, :]
-        if Ra[l] is not None:
+        if l > 0:  # (R{a_0} = 0)
             r += Ra[l] @ Ws[l].T
         Rz[l + 1] = r
         if l < L - 1:
             Ra[l + 1] = first[l + 1] * r  # R{a_l} = sigma'(z_l) R{z_l}
     Rd = fw.out.hess_vec(Rz[L])  # R{delta_L} = H_out R{f}
-    RgW, Rgb = [None] * L, [None] * L
+    RgW: dict[int, np.ndarray] = {}
+    Rgb: dict[int, np.ndarray] = {}
     for l in range(L - 1, -1, -1):
         gW = np.matmul(
             Rd.transpose(0, 2, 1), fw.a[l]
         )  # R{dL/dW_l} = R{delta}^T a_l + delta^T R{a_l}
-        if Ra[l] is not None:
+        if l > 0:
             gW += np.matmul(fw.delta[l + 1].T, Ra[l])
         RgW[l], Rgb[l] = gW, Rd.sum(axis=1)  # R{dL/db_l} = sum_n R{delta}
         if l > 0:  # R{delta_l} = (R{delta_{l+1}} W_l + delta_{l+1} V_l) sigma'(z_l) + ...
@@ -301,7 +315,7 @@ def _rop(fw: _Pass, V: list[np.ndarray], u: list[np.ndarray]) -> tuple[list, lis
             if smooth:  #   + (delta_{l+1} W_l) sigma''(z_l) R{z_l}
                 r += fw.back[l] * act.second(fw.z[l]) * Rz[l]
             Rd = r
-    return RgW, Rgb
+    return [RgW[l] for l in range(L)], [Rgb[l] for l in range(L)]
 
 
 def _hvp_flat(model: MLP, fw: _Pass, Vflat: np.ndarray) -> np.ndarray:
@@ -430,7 +444,13 @@ def _sample_chunk(model: MLP, method: str) -> int:
     return max(1, _CHUNK_FLOATS // per)
 
 
-def _propagate(parts: list, W: np.ndarray, D: np.ndarray, keep: bool) -> tuple[np.ndarray, list]:
+#: A term of a per-sample pre-activation Hessian, as ``_propagate`` describes it.
+_Part = tuple[str, np.ndarray, np.ndarray | None]
+
+
+def _propagate(
+    parts: list[_Part], W: np.ndarray, D: np.ndarray, keep: bool
+) -> tuple[np.ndarray, list[_Part]]:
     """One step of the exact pre-activation-Hessian recursion, z_{l+1} -> z_l.
 
     H_{l+1} (per sample) is the sum of ``parts``, each one of
@@ -442,7 +462,7 @@ def _propagate(parts: list, W: np.ndarray, D: np.ndarray, keep: bool) -> tuple[n
     """
     n, m = D.shape[0], W.shape[0]
     acc = np.zeros(D.shape)
-    new = []
+    new: list[_Part] = []
     for kind, A, w in parts:
         if kind == "factor":  # (A W)^T diag(w) (A W)
             U = (A.reshape(-1, m) @ W).reshape(n, -1, W.shape[1])
@@ -469,12 +489,12 @@ def _propagate(parts: list, W: np.ndarray, D: np.ndarray, keep: bool) -> tuple[n
     return acc, new
 
 
-def _consolidate(parts: list, width: int) -> list:
+def _consolidate(parts: list[_Part], width: int) -> list[_Part]:
     """Fold all factors into one full matrix when they have more columns than ``width``."""
     factors = [p for p in parts if p[0] == "factor"]
     if sum(p[1].shape[1] for p in factors) <= width:
         return parts
-    G = None
+    G: np.ndarray | None = None
     for kind, A, w in parts:
         if kind == "diag":
             continue
@@ -483,14 +503,14 @@ def _consolidate(parts: list, width: int) -> list:
                 A.transpose(0, 2, 1), A if w is None else A * w[:, :, None]
             )  # A^T diag(w) A
         G = A if G is None else G + A
+    assert G is not None  # factors exist: their columns add up to more than width
     return [("full", G, None)] + [p for p in parts if p[0] == "diag"]
 
 
-def _preact_diags(fw: _Pass, rows: slice, method: str) -> list[np.ndarray | None]:
+def _preact_diags(fw: _Pass, rows: slice, method: str) -> dict[int, np.ndarray]:
     """diag of the per-sample Hessian of L in z_l, l = 1 .. L, for one chunk of rows."""
     L, act, Ws = fw.L, fw.act, fw.Ws
-    h: list[np.ndarray | None] = [None] * (L + 1)
-    h[L] = fw.out.hess_diag(rows)  # diag H_out
+    h = {L: fw.out.hess_diag(rows)}  # diag H_out
     smooth = not act.piecewise_linear
     if method == "obd":  # diagonal terms only
         for l in range(L - 1, 0, -1):
@@ -501,7 +521,7 @@ def _preact_diags(fw: _Pass, rows: slice, method: str) -> list[np.ndarray | None
             h[l] = hl
         return h
     second = method == "exact" and smooth  # ggn drops the sigma'' terms
-    parts = [("factor", fw.out.factor(rows), None)]  # H_L = S S^T
+    parts: list[_Part] = [("factor", fw.out.factor(rows), None)]  # H_L = S S^T
     for l in range(L - 1, 0, -1):
         z = fw.z[l][rows]
         keep = l > 1
@@ -595,6 +615,7 @@ def hessian_diag(
     rng, n_samples = _check_diag_options(model, method, n_samples, seed)
     X, y = _check_batch(model, X, y)
     if method == "hutchinson":
+        assert rng is not None and n_samples is not None  # both given for this method
         return _hutchinson(model, X, y, n_samples, rng)
     if fast:
         return _hessian_diag_fast(model, X, y, method)
@@ -619,6 +640,7 @@ def hessian_diag(
 def _output_hessian(out: _Output, n: int) -> np.ndarray:
     """H_out of sample n (K, K): (diag(p) - p p^T) / N, or 2 I / (N K) for mse."""
     if out.loss == "cross_entropy":
+        assert out.p is not None and out.q is not None
         p = out.p[n]
         H = -np.outer(p, p)
         H[np.diag_indices(out.k)] = p * out.q[n]  # p (1 - p), 1 - p kept exact
@@ -626,7 +648,9 @@ def _output_hessian(out: _Output, n: int) -> np.ndarray:
     return np.eye(out.k) * (2.0 / (out.n_total * out.k))
 
 
-def _check_diag_options(model: Any, method: str, n_samples: Any, seed: Any) -> tuple:
+def _check_diag_options(
+    model: Any, method: str, n_samples: Any, seed: Any
+) -> tuple[np.random.Generator | None, int | None]:
     """Check hessian_diag's method and its Hutchinson options: (generator, n_samples) or Nones."""
     check_model(model)
     choice(method, "method", METHODS)

@@ -89,7 +89,7 @@ class Rewind:
     mode: str = "init"
     step: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         choice(self.mode, "rewind mode", REWIND_MODES)
         positive_int(self.step, "rewind step", minimum=0)
         if self.mode != "step" and self.step != 0:
@@ -134,7 +134,7 @@ class StepDecayLR:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         real_number(self.lr, "lr", low=0.0, low_open=True)
         real_number(self.gamma, "gamma", low=0.0, low_open=True)
         for m in self.milestones:
@@ -149,7 +149,7 @@ class StepDecayLR:
                 rate = rate * self.gamma
         return rate
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": "step_decay",
             "lr": self.lr,
@@ -175,7 +175,7 @@ class TrainConfig:
     lr_schedule: Callable[[int], float] | None = None
     seed: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         positive_int(self.epochs, "epochs")
         real_number(self.lr, "lr", low=0.0, low_open=True)
         if self.batch_size is not None:
@@ -195,10 +195,11 @@ class TrainConfig:
     def rate(self, t: int) -> float:
         return self.lr if self.lr_schedule is None else float(self.lr_schedule(t))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         sched = self.lr_schedule
+        described: dict[str, Any] | str | None = None  # a Schedule's document, else a name
         if sched is not None:
-            sched = (
+            described = (
                 sched.to_dict()
                 if hasattr(sched, "to_dict")
                 else getattr(sched, "__qualname__", "callable")
@@ -209,7 +210,7 @@ class TrainConfig:
             "batch_size": self.batch_size,
             "momentum": self.momentum,
             "weight_decay": self.weight_decay,
-            "lr_schedule": sched,
+            "lr_schedule": described,
             "seed": self.seed,
         }
 
@@ -223,7 +224,7 @@ def mask_sha256(mask: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(m, dtype=np.uint8).tobytes()).hexdigest()
 
 
-def encode_array(a: np.ndarray, fmt: str = "hex") -> dict:
+def encode_array(a: np.ndarray, fmt: str = "hex") -> dict[str, Any]:
     """``{"shape": [...], "data": [...]}`` with data in flat C order, as hex floats or JSON numbers."""
     choice(fmt, "weights format", ("hex", "float"))
     flat = np.asarray(a, dtype=np.float64).ravel().tolist()
@@ -302,7 +303,7 @@ def rewind_weights(model: MLP, params: Mapping[str, np.ndarray]) -> None:
     model.load_state_dict({"params": params})
 
 
-def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> dict:
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Loss, accuracy and per-class accuracy of ``model`` on (X, y).
 
     accuracy = mean(argmax f(x) == y); per_class_accuracy[c] = that mean over the
@@ -310,7 +311,11 @@ def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> dict:
     model both accuracies are None.
     """
     X, y = model.check_inputs(X, y, require_y=True)
-    out = {"loss": model.loss_value(X, y), "accuracy": None, "per_class_accuracy": None}
+    out: dict[str, Any] = {
+        "loss": model.loss_value(X, y),
+        "accuracy": None,
+        "per_class_accuracy": None,
+    }
     if model.loss == "cross_entropy":
         pred = np.argmax(model._forward(X), axis=1)
         hit = pred == y
@@ -353,13 +358,15 @@ class PruneSpec:
     score_options: Mapping[str, Any] | None = None
     allow_collapse: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         choice(self.rule, "rule", RULES)
         choice(self.scope, "scope", SCOPES)
         choice(self.rounding, "rounding", ROUNDINGS)
         boolean(self.allow_collapse, "allow_collapse")
 
-    def scores(self, model: MLP, X, y, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def scores(
+        self, model: MLP, X: np.ndarray | None, y: np.ndarray | None, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """compute_scores(rule, model, X, y, names); ``rng`` is passed only to the rules that draw."""
         draws = self.rule == "random" or (
             self.rule in DIAG_RULES and self.hessian_method == "hutchinson"
@@ -489,7 +496,7 @@ class PruneSpec:
         else:
             self.prune_to_counts(model, scores, self.target_alive(model, schedule.values[j]))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
             "names": list(self.names),
@@ -504,7 +511,11 @@ class PruneSpec:
         }
 
 
-def _check_data(model: MLP, X, y, X_test, y_test):
+#: Training and optional test data: (X, y, X_test, y_test); the test pair is both or neither.
+_Data = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+def _check_data(model: MLP, X: Any, y: Any, X_test: Any, y_test: Any) -> _Data:
     check_model(model)
     X, y = model.check_inputs(X, y, require_y=True)
     if (X_test is None) != (y_test is None):
@@ -593,11 +604,11 @@ def _record(
     start_weights: Mapping[str, np.ndarray] | None,
     weights_format: str,
     steps: int,
-    train_eval: dict,
-    test_eval: dict | None,
-) -> dict:
+    train_eval: dict[str, Any],
+    test_eval: dict[str, Any] | None,
+) -> dict[str, Any]:
     alive = {n: int(m.sum()) for n, m in model.masks.items()}
-    rec = {
+    rec: dict[str, Any] = {
         "round": index,
         "density": model.density(names),
         "target_density": target_density,
@@ -619,7 +630,7 @@ def _record(
     return rec
 
 
-def _dump(trace: dict, path: str | None, indent: int | None) -> str:
+def _dump(trace: dict[str, Any], path: str | None, indent: int | None) -> str:
     text = json.dumps(trace, indent=indent, allow_nan=False)
     if path is not None:
         with open(path, "w", encoding="utf-8") as fh:
@@ -649,7 +660,7 @@ class LotteryResult:
         The parameters after round 0's training.
     """
 
-    trace: dict
+    trace: dict[str, Any]
     model: MLP
     masks: list[dict[str, np.ndarray]]
     init_params: dict[str, np.ndarray]
@@ -688,7 +699,7 @@ class Controls:
     reinit_seed: int = 1
     mask_seed: int = 2
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         names = (self.names,) if isinstance(self.names, str) else tuple(self.names)
         for c in names:
             choice(c, "controls[i]", CONTROLS)
@@ -700,13 +711,15 @@ class Controls:
 class _Trainer:
     """Trains one round the way the rewinding mode says (shared by IMP and its controls)."""
 
-    def __init__(self, X, y, cfg: TrainConfig, rw: Rewind):
+    def __init__(self, X: np.ndarray, y: np.ndarray, cfg: TrainConfig, rw: Rewind) -> None:
         self.X, self.y, self.cfg, self.rw = X, y, cfg, rw
         self.spe = cfg.steps_per_epoch(X.shape[0])
         self.total = cfg.epochs * self.spe
         self.optimizer = SGD(cfg.lr, cfg.momentum, cfg.weight_decay)
 
-    def run(self, net: MLP, segment: str, callback=None) -> int:
+    def run(
+        self, net: MLP, segment: str, callback: Callable[[int, MLP], None] | None = None
+    ) -> int:
         """Train ``net`` in place and return the number of updates.
 
         segment "full": updates 0 .. T-1 of the schedule; "resume": updates
@@ -760,15 +773,15 @@ class _Recorder:
 
     def __init__(
         self,
-        trace: dict,
+        trace: dict[str, Any],
         names: list[str],
-        data: tuple,
+        data: _Data,
         targets: list[float],
         scheduled: list[float],
         weights_format: str,
-        progress,
-        observe,
-    ):
+        progress: Callable[[str, dict[str, Any]], None] | None,
+        observe: Callable[[str, int, MLP], None] | None,
+    ) -> None:
         self.trace, self.names, self.data = trace, names, data
         self.targets, self.scheduled = targets, scheduled  # index r: round r (0: as given)
         self.weights_format, self.progress, self.observe = weights_format, progress, observe
@@ -776,7 +789,7 @@ class _Recorder:
 
     def add(self, kind: str, r: int, net: MLP, start: Mapping[str, np.ndarray], steps: int) -> None:
         X, y, X_test, y_test = self.data
-        te = None if X_test is None else evaluate(net, X_test, y_test)
+        te = None if X_test is None or y_test is None else evaluate(net, X_test, y_test)
         rec = _record(
             net,
             self.names,
@@ -802,8 +815,8 @@ def _copy(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _trace_header(
     model: MLP,
-    X,
-    X_test,
+    X: np.ndarray,
+    X_test: np.ndarray | None,
     schedule: Schedule,
     pruning: PruneSpec,
     rw: Rewind,
@@ -811,7 +824,7 @@ def _trace_header(
     score_seed: int,
     controls: Controls,
     weights_format: str,
-) -> dict:
+) -> dict[str, Any]:
     """The trace before any round: ``format``, ``version``, the whole ``config``, empty records."""
     arch = {
         "sizes": list(model.sizes),
@@ -844,7 +857,7 @@ def _trace_header(
     }
 
 
-def _pruning_spec(model: MLP, pruning: PruneSpec | None, keywords: dict) -> PruneSpec:
+def _pruning_spec(model: MLP, pruning: PruneSpec | None, keywords: dict[str, Any]) -> PruneSpec:
     """``pruning`` with its names resolved, or a PruneSpec from the flat keywords of its fields."""
     if pruning is None:
         fields = {k: keywords.pop(k) for k in _PRUNE_KEYWORDS if k in keywords}
@@ -863,21 +876,21 @@ def _pruning_spec(model: MLP, pruning: PruneSpec | None, keywords: dict) -> Prun
 
 def _check_imp(
     model: MLP,
-    X,
-    y,
-    X_test,
-    y_test,
-    schedule,
-    pruning,
-    train_config,
-    rewind,
-    controls,
-    score_seed,
-    weights_format,
-    progress,
-    observe,
-    keywords: dict,
-) -> tuple:
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    schedule: Schedule | None,
+    pruning: PruneSpec | None,
+    train_config: TrainConfig | None,
+    rewind: str | Rewind,
+    controls: Any,  # a Controls, or the names Controls.__post_init__ normalises
+    score_seed: int,
+    weights_format: str,
+    progress: Callable[[str, dict[str, Any]], None] | None,
+    observe: Callable[[str, int, MLP], None] | None,
+    keywords: dict[str, Any],
+) -> tuple[_Data, Schedule, PruneSpec, TrainConfig, Rewind, Controls, int]:
     """Validate run_imp's arguments once; return them as spec objects."""
     data = _check_data(model, X, y, X_test, y_test)
     rounds, alpha = keywords.pop("rounds", 10), keywords.pop("alpha", 0.2)
@@ -929,7 +942,7 @@ def run_imp(
     controls: Controls | Sequence[str] = (),
     score_seed: int = 0,
     weights_format: str = "hex",
-    progress: Callable[[str, dict], None] | None = None,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
     observe: Callable[[str, int, MLP], None] | None = None,
     **keywords: Any,
 ) -> LotteryResult:
@@ -1022,7 +1035,8 @@ def run_imp(
     )
     trainer = _Trainer(X, y, cfg, rw)
     net = model.copy()
-    w0, w_k = _copy(net.params), {}
+    w0 = _copy(net.params)
+    w_k: dict[str, np.ndarray] = {}  # filled in round 0 when rewinding to a step K
     steps = trainer.run(net, "full", callback=_snapshot_at(rw, w_k))
     rewind_to = {"init": w0, "step": w_k}.get(rw.mode)
     dense, masks = _copy(net.params), [_copy(net.masks)]
@@ -1041,7 +1055,7 @@ def run_imp(
     return result
 
 
-def _snapshot_at(rw: Rewind, into: dict) -> Callable[[int, MLP], None]:
+def _snapshot_at(rw: Rewind, into: dict[str, np.ndarray]) -> Callable[[int, MLP], None]:
     """Training callback that copies the parameters w_K into ``into`` (late rewinding)."""
 
     def grab(t: int, m: MLP) -> None:
@@ -1091,7 +1105,14 @@ def _rewound(result: LotteryResult) -> dict[str, np.ndarray]:
     return result.init_params if result.rewind_params is None else result.rewind_params
 
 
-def _reinit_control(model, result, controls, pruning, trainer, score_seed):
+def _reinit_control(
+    model: MLP,
+    result: LotteryResult,
+    controls: Controls,
+    pruning: PruneSpec,
+    trainer: _Trainer,
+    score_seed: int,
+) -> Callable[[int], MLP]:
     fresh = reinit_like(model, controls.reinit_seed)
 
     def start_of(r: int) -> MLP:
@@ -1102,7 +1123,14 @@ def _reinit_control(model, result, controls, pruning, trainer, score_seed):
     return start_of
 
 
-def _random_masks_control(model, result, controls, pruning, trainer, score_seed):
+def _random_masks_control(
+    model: MLP,
+    result: LotteryResult,
+    controls: Controls,
+    pruning: PruneSpec,
+    trainer: _Trainer,
+    score_seed: int,
+) -> Callable[[int], MLP]:
     rng = make_rng(controls.mask_seed)
 
     def start_of(r: int) -> MLP:
@@ -1114,7 +1142,14 @@ def _random_masks_control(model, result, controls, pruning, trainer, score_seed)
     return start_of
 
 
-def _one_shot_control(model, result, controls, pruning, trainer, score_seed):
+def _one_shot_control(
+    model: MLP,
+    result: LotteryResult,
+    controls: Controls,
+    pruning: PruneSpec,
+    trainer: _Trainer,
+    score_seed: int,
+) -> Callable[[int], MLP]:
     dense = model.copy()
     dense.load_state_dict({"params": result.dense_params})
     scores = pruning.scores(dense, trainer.X, trainer.y, make_rng(score_seed))
@@ -1145,7 +1180,7 @@ class GradualResult:
     """What ``train_gradual`` returns: the trained model and a JSON-ready trace."""
 
     model: MLP
-    trace: dict
+    trace: dict[str, Any]
 
     def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:
         """The trace as JSON text; also written to ``path`` when given."""
@@ -1217,7 +1252,7 @@ def train_gradual(
     targets = schedule.sparsities()
     applied = [1.0 - d for d in spec.target_densities(model, schedule)]
     net = model.copy()
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     pending = list(range(len(schedule)))
 
     def on_step(t: int, m: MLP) -> None:
@@ -1250,7 +1285,7 @@ def train_gradual(
         callback=on_step,
     )
     tr = evaluate(net, X, y)
-    te = None if X_test is None else evaluate(net, X_test, y_test)
+    te = None if X_test is None or y_test is None else evaluate(net, X_test, y_test)
     trace = {
         "format": "refprune.gradual-trace",
         "version": TRACE_VERSION,

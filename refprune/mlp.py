@@ -376,16 +376,24 @@ class MLP:
         X, y = self.check_inputs(X, y, require_y=True)
         return self._loss_and_grads(X, y)
 
-    def _loss_and_grads(self, X, y, masked: bool = True):
+    def _loss_and_grads(
+        self, X: np.ndarray, y: np.ndarray, masked: bool = True
+    ) -> tuple[float, dict[str, np.ndarray]]:
         loss, leaves = self._graph(X, y, masked)
         loss.backward()
-        return float(loss.data), {n: leaves[n].grad for n in self.params}
+        return float(loss.data), {n: _filled_grad(leaves[n]) for n in self.params}
 
     def __repr__(self) -> str:
         return (
             f"MLP(sizes={self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
             f"density={self.density():.4f})"
         )
+
+
+def _filled_grad(leaf: ag.Tensor) -> np.ndarray:
+    """The gradient ``backward`` left in a parameter leaf (every parameter reaches the loss)."""
+    assert leaf.grad is not None
+    return leaf.grad
 
 
 # ---------------------------------------------------------------- checks and flat vectors

@@ -230,7 +230,7 @@ def train_steps(
     mask_at: str = "update",
     prune_at: Sequence[Mapping[str, Any]] | None = None,
     record: str = "all",
-) -> dict[str, list]:
+) -> dict[str, list[dict[str, np.ndarray]]]:
     """T full-batch SGD updates, pruning and rewinding on the way: the whole trajectory.
 
     The definition of the update for every ``mask_at`` (the module docstring's
@@ -405,7 +405,7 @@ class History:
     test_accuracy: list[float] = field(default_factory=list)
     steps: int = 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "loss": self.loss,
             "accuracy": self.accuracy,
@@ -566,14 +566,14 @@ def train(
 
 def _run(
     model: MLP,
-    X,
-    y,
-    X_test,
-    y_test,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None,
+    y_test: np.ndarray | None,
     optimizer: SGD,
     rng: np.random.Generator,
     rates: list[float] | None,
-    callback,
+    callback: Callable[[int, MLP], None] | None,
     step: int,
     epochs: int,
     first_batch: int,
@@ -586,12 +586,12 @@ def _run(
     history = History()
     if callback is not None:
         callback(step, model)
+    width = n if full_batch or batch_size is None else batch_size
     for epoch in range(epochs):
         order = None if full_batch else rng.permutation(n)
         skip = first_batch if epoch == 0 else 0
-        width = n if full_batch else batch_size
         for start in range(skip * width, n, width):
-            idx = None if full_batch else order[start : start + batch_size]
+            idx = None if order is None else order[start : start + width]
             xb, yb = (X, y) if idx is None else (X[idx], y[idx])
             _, grads = model._loss_and_grads(xb, yb, optimizer.mask_at != "weights")
             rate = optimizer.lr if rates is None else rates[step - start_step]
@@ -604,16 +604,23 @@ def _run(
     return history
 
 
-def _checked_rate(rate, step: int) -> float:
+def _checked_rate(rate: Any, step: int) -> float:
     return real_number(rate, f"lr_schedule({step})", low=0.0, low_open=True)
 
 
-def _record(history: History, model: MLP, X, y, X_test, y_test) -> None:
+def _record(
+    history: History,
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+) -> None:
     for xs, ys, losses, accs in (
         (X, y, history.loss, history.accuracy),
         (X_test, y_test, history.test_loss, history.test_accuracy),
     ):
-        if xs is None:
+        if xs is None or ys is None:  # no test set (X_test and y_test come together)
             continue
         losses.append(float(model._graph(xs, ys)[0].data))
         if model.loss == "cross_entropy":

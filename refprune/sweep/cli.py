@@ -163,13 +163,14 @@ def _sweep(args: argparse.Namespace) -> int:
     executor, closers = None, []
     if args.scheduler is not None or args.dask_local is not None:
         try:
-            from distributed import Client, LocalCluster
+            import distributed
         except ImportError:
             opt = "--scheduler" if args.scheduler is not None else "--dask-local"
             parser.error(f"argument {opt}: needs dask.distributed: pip install 'refprune[sweep]'")
+        dist: Any = distributed  # an untyped library: its calls go through Any
         if args.scheduler is not None:
             try:
-                client = Client(args.scheduler, timeout="20s")
+                client = dist.Client(args.scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:
                 print(
                     f"refprune sweep: error: cannot reach the scheduler {args.scheduler}: {exc}",
@@ -178,13 +179,13 @@ def _sweep(args: argparse.Namespace) -> int:
                 return 2
             closers = [client.close]
         else:
-            cluster = LocalCluster(
+            cluster = dist.LocalCluster(
                 n_workers=args.dask_local,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
             )
-            client = Client(cluster)
+            client = dist.Client(cluster)
             closers = [client.close, cluster.close]
         executor = client.get_executor(pure=False)
         where = args.scheduler or f"a LocalCluster of {args.dask_local} workers"
