@@ -116,6 +116,12 @@ def _tol_text(tol: dict) -> str:
     return f"exact{sign}"
 
 
+def tie_alternatives(tol: dict[str, Any]) -> list[Any]:
+    """The tolerance's ``tie_alternatives``: a list, or a function computing it when needed."""
+    alts = tol.get("tie_alternatives") or []
+    return list(alts() if callable(alts) else alts)
+
+
 def compare(
     expected: Any,
     actual: Any,
@@ -126,13 +132,13 @@ def compare(
     tie_check: TieCheck | None = None,
 ) -> str | None:
     """None when ``actual`` matches ``expected`` under ``tol``; otherwise a readable diff."""
-    alternatives = list(tol.get("alternatives") or [])
-    if tie_check is not None:
-        alternatives += list(tol.get("tie_alternatives") or [])
     scale = tol.get("scale") if tol.get("kind") == "close" else None
     first = _compare(expected, actual, tol, where, inputs, tie_check, None, scale)
     if first is None:
         return None
+    alternatives = list(tol.get("alternatives") or [])
+    if tie_check is not None:
+        alternatives += list(tie_alternatives(tol))
     for alt in alternatives:
         if _compare(alt, actual, tol, where, inputs, tie_check, None, scale) is None:
             return None
