@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, NotProvided, flat_names
+from ..backend import Backend, NotProvided, flat_names, flatten, unflatten
 from ._scores import masked_score_inputs
 
 HALF_EVEN = "round-half-even"
@@ -306,7 +306,7 @@ class TorchBackend(Backend):
                 out = {n: np.abs(g[n] * w[n]) for n in names}
             elif rule == "grasp":
                 v = {n: (g[n] if n in names else np.zeros_like(g[n])) for n in params}
-                hg = self._tree(self._hvp(loss_of, theta, self._flat(v, params)), params)
+                hg = self._tree(self._hvp(loss_of, theta, self._flat(v)), params)
                 out = {n: w[n] * hg[n] for n in names}
             else:
                 h = self._tree(
@@ -324,13 +324,9 @@ class TorchBackend(Backend):
         return {n: np.where(m[n], out[n], 0.0) for n in names}
 
     # ============================================================== helpers: curvature
-    def _problem(self, params, X, y, activation: str, loss: str, masks=None):
-        """(theta, unflat, loss_of_theta, output_of_theta, loss_of_output) for the flat parameters.
-
-        With ``masks`` the network computes with theta * M, so every derivative is
-        of L(theta * M) in theta."""
+    def _activation(self, activation: str):
+        """The torch function of the hidden activation named ``activation``."""
         torch = self.torch
-        F = torch.nn.functional
         acts = {
             "relu": torch.relu,
             "tanh": torch.tanh,
@@ -339,9 +335,18 @@ class TorchBackend(Backend):
         }
         if activation not in acts:
             raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+        return acts[activation]
+
+    def _problem(self, params, X, y, activation: str, loss: str, masks=None):
+        """(theta, unflat, loss_of_theta, output_of_theta, loss_of_output) for the flat parameters.
+
+        With ``masks`` the network computes with theta * M, so every derivative is
+        of L(theta * M) in theta."""
+        torch = self.torch
+        F = torch.nn.functional
+        act = self._activation(activation)
         if loss not in ("cross_entropy", "mse"):
             raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
-        act = acts[activation]
         names = flat_names(params)
         shapes = [tuple(np.shape(params[n])) for n in names]
         sizes = [int(np.prod(s)) for s in shapes]
@@ -394,20 +399,11 @@ class TorchBackend(Backend):
 
     def _tree(self, vec, params) -> dict[str, np.ndarray]:
         """A flat torch vector as a dict shaped like ``params`` (protocol flat order)."""
-        arr = vec.detach().cpu().numpy().astype(np.float64)
-        out, start = {}, 0
-        for n in flat_names(params):
-            size = int(np.size(params[n]))
-            out[n] = arr[start : start + size].reshape(np.shape(params[n])).copy()
-            start += size
-        return out
+        return unflatten(vec.detach().cpu().numpy().astype(np.float64), params)  # a copy
 
-    def _flat(self, tree: Mapping[str, np.ndarray], params):
-        return self.torch.tensor(
-            np.concatenate(
-                [np.ravel(np.asarray(tree[n], dtype=np.float64)) for n in flat_names(params)]
-            )
-        )
+    def _flat(self, tree: Mapping[str, np.ndarray]):
+        """A params-shaped dict as one float64 torch vector (protocol flat order)."""
+        return self.torch.tensor(np.asarray(flatten(tree), dtype=np.float64))
 
     # ============================================================== curvature
     def loss_value(self, *, params, X, y, activation, loss):
@@ -426,7 +422,7 @@ class TorchBackend(Backend):
 
     def hvp(self, *, params, X, y, v, activation, loss):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
-        return self._tree(self._hvp(loss_of, theta, self._flat(v, params)), params)
+        return self._tree(self._hvp(loss_of, theta, self._flat(v)), params)
 
     def full_hessian(self, *, params, X, y, activation, loss):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
@@ -476,18 +472,6 @@ class TorchBackend(Backend):
         return self._tree(acc / V.shape[0], params)
 
     # ============================================================== sparse execution
-    def _activation(self, activation: str):
-        torch = self.torch
-        acts = {
-            "relu": torch.relu,
-            "tanh": torch.tanh,
-            "sigmoid": torch.sigmoid,
-            "identity": lambda z: z,
-        }
-        if activation not in acts:
-            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
-        return acts[activation]
-
     def _pruned_linear(self, params, masks, l: int):
         """``nn.Linear`` holding layer ``l``, its weight and bias masks installed with
         ``prune.custom_from_mask`` (``weight = weight_orig * weight_mask``, the same for bias)."""
