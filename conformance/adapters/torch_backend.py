@@ -80,7 +80,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, NotProvided, flat_names, flatten, unflatten
-from ._scores import masked_score_inputs
+from ._scores import derivative_scores, masked_score_inputs
 
 HALF_EVEN = "round-half-even"
 
@@ -299,28 +299,17 @@ class TorchBackend(Backend):
             out = {n: np.abs(grads[weights.index(n)].numpy() * np.abs(w[n])) for n in names}
         else:
             theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss, m)
-            g = self._tree(torch.func.grad(loss_of)(theta), params)
-            if rule == "gradient":
-                out = {n: np.abs(g[n]) for n in names}
-            elif rule == "taylor1":
-                out = {n: np.abs(g[n] * w[n]) for n in names}
-            elif rule == "grasp":
-                v = {n: (g[n] if n in names else np.zeros_like(g[n])) for n in params}
-                hg = self._tree(self._hvp(loss_of, theta, self._flat(v)), params)
-                out = {n: w[n] * hg[n] for n in names}
-            else:
-                h = self._tree(
-                    self._diag(
-                        params, X, y, activation, loss, options.get("hessian_method", "exact"), m
-                    ),
-                    params,
-                )
-                obd = {n: 0.5 * h[n] * w[n] ** 2 for n in names}
-                out = {
-                    "obd": obd,
-                    "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
-                    "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names},
-                }[rule]
+            method = options.get("hessian_method", "exact")
+            out = derivative_scores(
+                rule,
+                names,
+                w,
+                g=self._tree(torch.func.grad(loss_of)(theta), params),
+                hvp=lambda v: self._tree(self._hvp(loss_of, theta, self._flat(v)), params),
+                diagonal=lambda: self._tree(
+                    self._diag(params, X, y, activation, loss, method, m), params
+                ),
+            )
         return {n: np.where(m[n], out[n], 0.0) for n in names}
 
     # ============================================================== helpers: curvature
