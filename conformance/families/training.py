@@ -182,41 +182,28 @@ def _cases() -> list[CaseSpec]:
             ),
         )
     )
-    out.append(
-        CaseSpec(
-            "train_steps/update/dense",
-            "train_steps",
-            "no masks (None): plain heavy-ball SGD with coupled decay, the baseline",
-            ["mask-at:update", "heavy-ball", "coupled-decay", "dense"],
-            dict(
-                net,
-                masks=None,
-                lr_schedule=_schedule("constant"),
-                mask_at="update",
-                prune_at=None,
-                record="last",
-                **hb,
-            ),
-        )
-    )
     alive = {n: np.ones(p.shape, dtype=bool) for n, p in params.items()}
-    out.append(
-        CaseSpec(
-            "train_steps/update/all-alive",
-            "train_steps",
-            "masks given with every entry alive: equal to the dense case",
-            ["mask-at:update", "heavy-ball", "coupled-decay", "all-alive"],
-            dict(
-                net,
-                masks=alive,
-                lr_schedule=_schedule("constant"),
-                mask_at="update",
-                prune_at=None,
-                record="last",
-                **hb,
-            ),
+    for key, masks, comment in [
+        ("dense", None, "no masks (None): plain heavy-ball SGD with coupled decay, the baseline"),
+        ("all-alive", alive, "masks given with every entry alive: equal to the dense case"),
+    ]:
+        out.append(
+            CaseSpec(
+                f"train_steps/update/{key}",
+                "train_steps",
+                comment,
+                ["mask-at:update", "heavy-ball", "coupled-decay", key],
+                dict(
+                    net,
+                    masks=masks,
+                    lr_schedule=_schedule("constant"),
+                    mask_at="update",
+                    prune_at=None,
+                    record="last",
+                    **hb,
+                ),
+            )
         )
-    )
     for mask_at in ("gradient",):
         out.append(
             CaseSpec(
