@@ -138,8 +138,13 @@ class TorchBackend(Backend):
         alive: Mapping[str, np.ndarray] | None,
         groups: list[tuple[list[str], Any]],
     ) -> dict[str, np.ndarray]:
-        """Prune each group: one tensor with ``l1_unstructured``, several with ``global_unstructured``."""
+        """The masks after pruning ``scores`` (masked by ``alive``) group by group."""
         holders = {n: self._holder(scores[n], None if alive is None else alive[n]) for n in scores}
+        self._prune_holders(holders, groups)
+        return {n: self._mask(holders[n]) for n in scores}
+
+    def _prune_holders(self, holders: dict[str, Any], groups: list[tuple[list[str], Any]]) -> None:
+        """Prune each group: one tensor with ``l1_unstructured``, several with ``global_unstructured``."""
         for names, amount in groups:
             if len(names) == 1:
                 self.prune.l1_unstructured(holders[names[0]], "weight", amount=amount)
@@ -149,7 +154,6 @@ class TorchBackend(Backend):
                     pruning_method=self.prune.L1Unstructured,
                     amount=amount,
                 )
-        return {n: self._mask(holders[n]) for n in scores}
 
     @staticmethod
     def _rounding(rounding: str) -> None:
@@ -249,15 +253,7 @@ class TorchBackend(Backend):
         names = flat_names(trained)
         weights = [n for n in names if n.endswith(".weight")]
         holders = {n: self._holder(trained[n], masks[n]) for n in weights}
-        for group, amount in self._groups(weights, fraction, scope, rate_multipliers):
-            if len(group) == 1:
-                self.prune.l1_unstructured(holders[group[0]], "weight", amount=amount)
-            elif group:
-                self.prune.global_unstructured(
-                    [(holders[n], "weight") for n in group],
-                    pruning_method=self.prune.L1Unstructured,
-                    amount=amount,
-                )
+        self._prune_holders(holders, self._groups(weights, fraction, scope, rate_multipliers))
         out_masks, out_params = {}, {}
         for n in names:
             if n in holders:
