@@ -1,8 +1,8 @@
-"""What every adapter's ``scores`` does before it calls its library: one copy for all."""
+"""What every adapter's ``scores`` does around its library's calls: one copy for all."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -41,3 +41,33 @@ def masked_score_inputs(
     }
     w = {n: np.where(m[n], np.asarray(params[n], dtype=np.float64), 0.0) for n in params}
     return options, names, m, w
+
+
+def derivative_scores(
+    rule: str,
+    names: list[str],
+    w: Mapping[str, np.ndarray],
+    g: Mapping[str, np.ndarray],
+    hvp: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    diagonal: Callable[[], dict[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """The rules computed from derivatives, given the library's derivatives of L(theta * M).
+
+    ``w``: the masked weights; ``g``: the gradient; ``hvp(v)``: H v; ``diagonal()``: the
+    Hessian diagonal (the one the options ask for). Each is a dict keyed like the params,
+    and ``hvp`` and ``diagonal`` are called only by the rules that need them.
+    """
+    if rule == "gradient":
+        return {n: np.abs(g[n]) for n in names}
+    if rule == "taylor1":
+        return {n: np.abs(g[n] * w[n]) for n in names}
+    if rule == "grasp":
+        hg = hvp({n: (g[n] if n in names else np.zeros_like(g[n])) for n in g})
+        return {n: w[n] * hg[n] for n in names}
+    h = diagonal()
+    obd = {n: 0.5 * h[n] * w[n] ** 2 for n in names}
+    return {
+        "obd": obd,
+        "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
+        "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names},
+    }[rule]

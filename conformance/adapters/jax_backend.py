@@ -49,8 +49,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..backend import Backend, NotProvided, flat_names
-from ._scores import masked_score_inputs
+from ..backend import Backend, NotProvided, flat_names, flatten, unflatten
+from ._scores import derivative_scores, masked_score_inputs
 
 
 def _import_jax():
@@ -168,20 +168,11 @@ class JaxBackend(Backend):
     @staticmethod
     def _tree(vec, params) -> dict[str, np.ndarray]:
         """A flat JAX vector as a dict shaped like ``params`` (protocol flat order)."""
-        arr = np.asarray(vec, dtype=np.float64)
-        out, start = {}, 0
-        for n in flat_names(params):
-            size = int(np.size(params[n]))
-            out[n] = arr[start : start + size].reshape(np.shape(params[n])).copy()
-            start += size
-        return out
+        return unflatten(np.array(vec, dtype=np.float64), params)  # a copy: writable
 
-    def _flat(self, tree: Mapping[str, np.ndarray], params):
-        return self.jnp.asarray(
-            np.concatenate(
-                [np.ravel(np.asarray(tree[n], dtype=np.float64)) for n in flat_names(params)]
-            )
-        )
+    def _flat(self, tree: Mapping[str, np.ndarray]):
+        """A params-shaped dict as one float64 JAX vector (protocol flat order)."""
+        return self.jnp.asarray(np.asarray(flatten(tree), dtype=np.float64))
 
     # ============================================================== curvature
     def loss_value(self, *, params, X, y, activation, loss):
@@ -194,7 +185,7 @@ class JaxBackend(Backend):
 
     def hvp(self, *, params, X, y, v, activation, loss):
         fns, *args = self._problem(params, X, y, activation, loss)
-        return self._tree(fns["hvp"](*args, self._flat(v, params)), params)
+        return self._tree(fns["hvp"](*args, self._flat(v)), params)
 
     def full_hessian(self, *, params, X, y, activation, loss):
         fns, *args = self._problem(params, X, y, activation, loss)
@@ -279,7 +270,7 @@ class JaxBackend(Backend):
                 event = events[t]
                 M = flat_mask(event["masks"])
                 if event.get("rewind") is not None:
-                    theta, v = self._flat(event["rewind"], params), None
+                    theta, v = self._flat(event["rewind"]), None
                 theta, v = zero_pruned(theta, v, M)
             g = fns["grad"](jnp.where(M != 0, theta, 0.0), ones, Xj, yj)  # dL/dw, dense network
             update = self._sgd(
@@ -363,28 +354,17 @@ class JaxBackend(Backend):
             out = {n: np.abs(np.asarray(grads[weights.index(n)]) * np.abs(w[n])) for n in names}
         else:
             fns, *args = self._problem(params, X, y, activation, loss, m)
-            g = self._tree(fns["grad"](*args), params)
-            if rule == "gradient":
-                out = {n: np.abs(g[n]) for n in names}
-            elif rule == "taylor1":
-                out = {n: np.abs(g[n] * w[n]) for n in names}
-            elif rule == "grasp":
-                v = {n: (g[n] if n in names else np.zeros_like(g[n])) for n in params}
-                hg = self._tree(fns["hvp"](*args, self._flat(v, params)), params)
-                out = {n: w[n] * hg[n] for n in names}
-            else:
-                h = self._tree(
-                    self._diag(
-                        params, X, y, activation, loss, options.get("hessian_method", "exact"), m
-                    ),
-                    params,
-                )
-                obd = {n: 0.5 * h[n] * w[n] ** 2 for n in names}
-                out = {
-                    "obd": obd,
-                    "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
-                    "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names},
-                }[rule]
+            method = options.get("hessian_method", "exact")
+            out = derivative_scores(
+                rule,
+                names,
+                w,
+                g=self._tree(fns["grad"](*args), params),
+                hvp=lambda v: self._tree(fns["hvp"](*args, self._flat(v)), params),
+                diagonal=lambda: self._tree(
+                    self._diag(params, X, y, activation, loss, method, m), params
+                ),
+            )
         return {n: np.where(m[n], out[n], 0.0) for n in names}
 
 

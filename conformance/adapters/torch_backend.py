@@ -79,8 +79,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, NotProvided, flat_names
-from ._scores import masked_score_inputs
+from ..backend import Backend, NotProvided, flat_names, flatten, unflatten
+from ._scores import derivative_scores, masked_score_inputs
 
 HALF_EVEN = "round-half-even"
 
@@ -138,8 +138,13 @@ class TorchBackend(Backend):
         alive: Mapping[str, np.ndarray] | None,
         groups: list[tuple[list[str], Any]],
     ) -> dict[str, np.ndarray]:
-        """Prune each group: one tensor with ``l1_unstructured``, several with ``global_unstructured``."""
+        """The masks after pruning ``scores`` (masked by ``alive``) group by group."""
         holders = {n: self._holder(scores[n], None if alive is None else alive[n]) for n in scores}
+        self._prune_holders(holders, groups)
+        return {n: self._mask(holders[n]) for n in scores}
+
+    def _prune_holders(self, holders: dict[str, Any], groups: list[tuple[list[str], Any]]) -> None:
+        """Prune each group: one tensor with ``l1_unstructured``, several with ``global_unstructured``."""
         for names, amount in groups:
             if len(names) == 1:
                 self.prune.l1_unstructured(holders[names[0]], "weight", amount=amount)
@@ -149,7 +154,6 @@ class TorchBackend(Backend):
                     pruning_method=self.prune.L1Unstructured,
                     amount=amount,
                 )
-        return {n: self._mask(holders[n]) for n in scores}
 
     @staticmethod
     def _rounding(rounding: str) -> None:
@@ -249,15 +253,7 @@ class TorchBackend(Backend):
         names = flat_names(trained)
         weights = [n for n in names if n.endswith(".weight")]
         holders = {n: self._holder(trained[n], masks[n]) for n in weights}
-        for group, amount in self._groups(weights, fraction, scope, rate_multipliers):
-            if len(group) == 1:
-                self.prune.l1_unstructured(holders[group[0]], "weight", amount=amount)
-            elif group:
-                self.prune.global_unstructured(
-                    [(holders[n], "weight") for n in group],
-                    pruning_method=self.prune.L1Unstructured,
-                    amount=amount,
-                )
+        self._prune_holders(holders, self._groups(weights, fraction, scope, rate_multipliers))
         out_masks, out_params = {}, {}
         for n in names:
             if n in holders:
@@ -299,38 +295,23 @@ class TorchBackend(Backend):
             out = {n: np.abs(grads[weights.index(n)].numpy() * np.abs(w[n])) for n in names}
         else:
             theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss, m)
-            g = self._tree(torch.func.grad(loss_of)(theta), params)
-            if rule == "gradient":
-                out = {n: np.abs(g[n]) for n in names}
-            elif rule == "taylor1":
-                out = {n: np.abs(g[n] * w[n]) for n in names}
-            elif rule == "grasp":
-                v = {n: (g[n] if n in names else np.zeros_like(g[n])) for n in params}
-                hg = self._tree(self._hvp(loss_of, theta, self._flat(v, params)), params)
-                out = {n: w[n] * hg[n] for n in names}
-            else:
-                h = self._tree(
-                    self._diag(
-                        params, X, y, activation, loss, options.get("hessian_method", "exact"), m
-                    ),
-                    params,
-                )
-                obd = {n: 0.5 * h[n] * w[n] ** 2 for n in names}
-                out = {
-                    "obd": obd,
-                    "taylor2": {n: -g[n] * w[n] + obd[n] for n in names},
-                    "taylor2_abs": {n: np.abs(-g[n] * w[n] + obd[n]) for n in names},
-                }[rule]
+            method = options.get("hessian_method", "exact")
+            out = derivative_scores(
+                rule,
+                names,
+                w,
+                g=self._tree(torch.func.grad(loss_of)(theta), params),
+                hvp=lambda v: self._tree(self._hvp(loss_of, theta, self._flat(v)), params),
+                diagonal=lambda: self._tree(
+                    self._diag(params, X, y, activation, loss, method, m), params
+                ),
+            )
         return {n: np.where(m[n], out[n], 0.0) for n in names}
 
     # ============================================================== helpers: curvature
-    def _problem(self, params, X, y, activation: str, loss: str, masks=None):
-        """(theta, unflat, loss_of_theta, output_of_theta, loss_of_output) for the flat parameters.
-
-        With ``masks`` the network computes with theta * M, so every derivative is
-        of L(theta * M) in theta."""
+    def _activation(self, activation: str):
+        """The torch function of the hidden activation named ``activation``."""
         torch = self.torch
-        F = torch.nn.functional
         acts = {
             "relu": torch.relu,
             "tanh": torch.tanh,
@@ -339,9 +320,18 @@ class TorchBackend(Backend):
         }
         if activation not in acts:
             raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+        return acts[activation]
+
+    def _problem(self, params, X, y, activation: str, loss: str, masks=None):
+        """(theta, unflat, loss_of_theta, output_of_theta, loss_of_output) for the flat parameters.
+
+        With ``masks`` the network computes with theta * M, so every derivative is
+        of L(theta * M) in theta."""
+        torch = self.torch
+        F = torch.nn.functional
+        act = self._activation(activation)
         if loss not in ("cross_entropy", "mse"):
             raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
-        act = acts[activation]
         names = flat_names(params)
         shapes = [tuple(np.shape(params[n])) for n in names]
         sizes = [int(np.prod(s)) for s in shapes]
@@ -394,20 +384,11 @@ class TorchBackend(Backend):
 
     def _tree(self, vec, params) -> dict[str, np.ndarray]:
         """A flat torch vector as a dict shaped like ``params`` (protocol flat order)."""
-        arr = vec.detach().cpu().numpy().astype(np.float64)
-        out, start = {}, 0
-        for n in flat_names(params):
-            size = int(np.size(params[n]))
-            out[n] = arr[start : start + size].reshape(np.shape(params[n])).copy()
-            start += size
-        return out
+        return unflatten(vec.detach().cpu().numpy().astype(np.float64), params)  # a copy
 
-    def _flat(self, tree: Mapping[str, np.ndarray], params):
-        return self.torch.tensor(
-            np.concatenate(
-                [np.ravel(np.asarray(tree[n], dtype=np.float64)) for n in flat_names(params)]
-            )
-        )
+    def _flat(self, tree: Mapping[str, np.ndarray]):
+        """A params-shaped dict as one float64 torch vector (protocol flat order)."""
+        return self.torch.tensor(np.asarray(flatten(tree), dtype=np.float64))
 
     # ============================================================== curvature
     def loss_value(self, *, params, X, y, activation, loss):
@@ -426,7 +407,7 @@ class TorchBackend(Backend):
 
     def hvp(self, *, params, X, y, v, activation, loss):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
-        return self._tree(self._hvp(loss_of, theta, self._flat(v, params)), params)
+        return self._tree(self._hvp(loss_of, theta, self._flat(v)), params)
 
     def full_hessian(self, *, params, X, y, activation, loss):
         theta, _, loss_of, _, _ = self._problem(params, X, y, activation, loss)
@@ -476,18 +457,6 @@ class TorchBackend(Backend):
         return self._tree(acc / V.shape[0], params)
 
     # ============================================================== sparse execution
-    def _activation(self, activation: str):
-        torch = self.torch
-        acts = {
-            "relu": torch.relu,
-            "tanh": torch.tanh,
-            "sigmoid": torch.sigmoid,
-            "identity": lambda z: z,
-        }
-        if activation not in acts:
-            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
-        return acts[activation]
-
     def _pruned_linear(self, params, masks, l: int):
         """``nn.Linear`` holding layer ``l``, its weight and bias masks installed with
         ``prune.custom_from_mask`` (``weight = weight_orig * weight_mask``, the same for bias)."""

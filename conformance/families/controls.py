@@ -15,7 +15,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from . import EXACT, SIGNED_EXACT, CaseSpec, Family, Property
-from .networks import network
+from .networks import network, random_masks
 
 ALGORITHM = """\
 random_masks(masks, names, seed, within, generator): for each name of names, k = alive count of
@@ -46,12 +46,7 @@ NOTES = {
 
 def _net_masks(seed: int, sizes: list[int], density: float) -> tuple[dict, dict]:
     net = network(seed, sizes, "relu", "cross_entropy", n=1)
-    rng = np.random.Generator(np.random.PCG64(seed + 1))
-    masks = {
-        n: (rng.random(p.shape) < density) if n.endswith("weight") else np.ones(p.shape, bool)
-        for n, p in net["params"].items()
-    }
-    return net["params"], masks
+    return net["params"], random_masks(net["params"], seed + 1, density)
 
 
 def _cases() -> list[CaseSpec]:

@@ -235,6 +235,13 @@ def _with_vector(draw):
     return net, draw(cst.like(net["params"])), draw(cst.like(net["params"]))
 
 
+def _require_close(c, a, b, scale, says):
+    """Require max |a - b| <= 1e-9 * max(1, max |scale|), else fail: ``says`` and that maximum."""
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(scale))))
+    diff = np.max(np.abs(a - b))
+    c.require(diff <= tol, lambda: f"{says} {diff:.3g}")
+
+
 def _hvp_differential(c, ex):
     net, v, _ = ex
     c.agree("hvp", **net, v=v)
@@ -247,16 +254,9 @@ def _hvp_linear_symmetric(c, ex):
     hu = flatten(c.call("hvp", **net, v=u))
     h2v = flatten(c.call("hvp", **net, v={n: 2.0 * a for n, a in v.items()}))
     huv = flatten(c.call("hvp", **net, v={n: u[n] + v[n] for n in v}))
-    scale = max(1.0, float(np.max(np.abs(np.concatenate([hv, hu])))))
-    tol = 1e-9 * scale
-    c.require(
-        np.max(np.abs(h2v - 2 * hv)) <= tol,
-        lambda: f"H(2v) != 2 Hv: max diff {np.max(np.abs(h2v - 2 * hv)):.3g}",
-    )
-    c.require(
-        np.max(np.abs(huv - hu - hv)) <= tol,
-        lambda: f"H(u+v) != Hu + Hv: max diff {np.max(np.abs(huv - hu - hv)):.3g}",
-    )
+    scale = np.concatenate([hv, hu])
+    _require_close(c, h2v, 2 * hv, scale=scale, says="H(2v) != 2 Hv: max diff")
+    _require_close(c, huv - hu, hv, scale=scale, says="H(u+v) != Hu + Hv: max diff")
     fu, fv = flatten(u), flatten(v)
     a, b = float(fu @ hv), float(fv @ hu)
     bound = 1e-9 * max(1.0, float(np.abs(fu) @ np.abs(hv)), float(np.abs(fv) @ np.abs(hu)))
@@ -270,39 +270,22 @@ def _exact_is_diag_of_full(c, net):
     H = np.asarray(c.call("full_hessian", **net))
     P = d.size
     c.require(H.shape == (P, P), lambda: f"full_hessian has shape {H.shape}, expected {(P, P)}")
-    tol = 1e-9 * max(1.0, float(np.max(np.abs(H))))
-    c.require(
-        np.max(np.abs(np.diag(H) - d)) <= tol,
-        lambda: (
-            f"hessian_diag(exact) differs from diag(full_hessian) by {np.max(np.abs(np.diag(H) - d)):.3g}"
-        ),
+    _require_close(
+        c, np.diag(H), d, scale=H, says="hessian_diag(exact) differs from diag(full_hessian) by"
     )
-    c.require(
-        np.max(np.abs(H - H.T)) <= tol,
-        lambda: f"full_hessian is not symmetric: {np.max(np.abs(H - H.T)):.3g}",
-    )
+    _require_close(c, H, H.T, scale=H, says="full_hessian is not symmetric:")
 
 
 def _ggn_is_exact_piecewise_linear(c, net):
     g = flatten(c.call("hessian_diag", **net, method="ggn"))
     e = flatten(c.call("hessian_diag", **net, method="exact"))
-    tol = 1e-9 * max(1.0, float(np.max(np.abs(e))))
-    c.require(
-        np.max(np.abs(g - e)) <= tol,
-        lambda: (
-            f"{net['activation']}: ggn and exact diagonals differ by {np.max(np.abs(g - e)):.3g}"
-        ),
-    )
+    _require_close(c, g, e, scale=e, says=f"{net['activation']}: ggn and exact diagonals differ by")
 
 
 def _single_layer_obd_exact(c, net):
     o = flatten(c.call("hessian_diag", **net, method="obd"))
     e = flatten(c.call("hessian_diag", **net, method="exact"))
-    tol = 1e-9 * max(1.0, float(np.max(np.abs(e))))
-    c.require(
-        np.max(np.abs(o - e)) <= tol,
-        lambda: f"one layer: obd and exact differ by {np.max(np.abs(o - e)):.3g}",
-    )
+    _require_close(c, o, e, scale=e, says="one layer: obd and exact differ by")
 
 
 @st.composite
@@ -328,11 +311,7 @@ def _hutchinson_sign_invariant(c, ex):
     net, probes = ex
     a = flatten(c.call("hutchinson_diag", **net, probes=probes))
     b = flatten(c.call("hutchinson_diag", **net, probes=-probes))
-    tol = 1e-9 * max(1.0, float(np.max(np.abs(a))))
-    c.require(
-        np.max(np.abs(a - b)) <= tol,
-        lambda: f"negated probes changed the estimate by {np.max(np.abs(a - b)):.3g}",
-    )
+    _require_close(c, a, b, scale=a, says="negated probes changed the estimate by")
 
 
 @st.composite

@@ -34,6 +34,23 @@ def network(
     return {"params": params, "X": X, "y": y, "activation": activation, "loss": loss}
 
 
+def random_masks(
+    params: dict[str, np.ndarray], seed: int, density: float = 0.5, biases: bool = False
+) -> dict[str, np.ndarray]:
+    """Weight masks drawn uniformly at ``density`` (biases all alive unless ``biases``).
+
+    One PCG64 stream seeded with ``seed``, drawn tensor by tensor in the order of ``params``.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    out = {}
+    for n, p in params.items():
+        if n.endswith("weight") or biases:
+            out[n] = rng.random(p.shape) < density
+        else:
+            out[n] = np.ones(p.shape, dtype=bool)
+    return out
+
+
 def sizes_of(params: dict[str, np.ndarray]) -> list[int]:
     n_layers = sum(1 for k in params if k.endswith(".weight"))
     return [params["layers.0.weight"].shape[1]] + [

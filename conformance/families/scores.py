@@ -310,28 +310,22 @@ def _magnitude_scaled(draw):
 
 def _magnitude_scaling(c, ex):
     params, factor = ex
-    a = c.call(
-        "scores",
-        rule="magnitude",
-        params=params,
-        X=None,
-        y=None,
-        activation="relu",
-        loss="mse",
-        masks=None,
-        options={},
-    )
-    b = c.call(
-        "scores",
-        rule="magnitude",
-        params={n: factor * p for n, p in params.items()},
-        X=None,
-        y=None,
-        activation="relu",
-        loss="mse",
-        masks=None,
-        options={},
-    )
+
+    def magnitude(weights):
+        return c.call(
+            "scores",
+            rule="magnitude",
+            params=weights,
+            X=None,
+            y=None,
+            activation="relu",
+            loss="mse",
+            masks=None,
+            options={},
+        )
+
+    a = magnitude(params)
+    b = magnitude({n: factor * p for n, p in params.items()})
     for n in a:
         c.require(
             np.array_equal(np.asarray(b[n]), factor * np.asarray(a[n])),

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from .. import strategies as cst
 from ..accuracy import EPS, pow2_ceil
 from . import CaseSpec, Family, Property
-from .networks import network, quantize
+from .networks import network, quantize, random_masks
 
 ALGORITHM = """\
 A pruned MLP: parameters theta (layers.l.weight W_l of shape (out_l, in_l), layers.l.bias b_l) and
@@ -59,20 +59,6 @@ NOTES = {
 
 
 # ----------------------------------------------------------------------------- golden cases
-def _random_masks(
-    params: dict[str, np.ndarray], seed: int, density: float = 0.5, biases: bool = False
-) -> dict[str, np.ndarray]:
-    """Weight masks drawn uniformly at ``density`` (biases all alive unless ``biases``)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    out = {}
-    for n, p in params.items():
-        if n.endswith("weight") or biases:
-            out[n] = rng.random(p.shape) < density
-        else:
-            out[n] = np.ones(p.shape, dtype=bool)
-    return out
-
-
 def _garbage(params: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """params with large values (+-1e3 + the weight) written at the pruned entries."""
     out = {}
@@ -88,7 +74,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     # 1. random pattern, square hidden layers, every activation
     for i, act in enumerate(("relu", "tanh", "sigmoid", "identity")):
         net = network(500 + i, [4, 4, 4, 3], act, "cross_entropy" if i % 2 == 0 else "mse", n=4)
-        masks = _random_masks(net["params"], 600 + i)
+        masks = random_masks(net["params"], 600 + i)
         out.append(
             (
                 f"random-{act}",
@@ -100,7 +86,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
         )
     # 2. empty rows and columns
     net = network(510, [4, 4, 4, 3], "relu", "cross_entropy", n=4)
-    masks = _random_masks(net["params"], 610, density=0.7)
+    masks = random_masks(net["params"], 610, density=0.7)
     masks["layers.0.weight"][1, :] = False  # hidden unit 1 sees only its bias
     masks["layers.0.weight"][:, 2] = False  # input 2 feeds nothing
     masks["layers.1.weight"][:, 3] = False  # hidden unit 3 feeds nothing
@@ -117,7 +103,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     )
     # 3. a fully pruned layer
     net = network(511, [3, 4, 4, 2], "tanh", "mse", n=3)
-    masks = _random_masks(net["params"], 611)
+    masks = random_masks(net["params"], 611)
     masks["layers.1.weight"][:] = False
     out.append(
         (
@@ -143,7 +129,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     )
     # 5. batch 1
     net = network(513, [4, 4, 4, 3], "relu", "mse", n=1)
-    masks = _random_masks(net["params"], 613)
+    masks = random_masks(net["params"], 613)
     out.append(
         (
             "batch-1",
@@ -155,7 +141,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     )
     # 6. alive zeros
     net = network(514, [4, 4, 4, 3], "tanh", "cross_entropy", n=4)
-    masks = _random_masks(net["params"], 614, density=0.7)
+    masks = random_masks(net["params"], 614, density=0.7)
     for name in ("layers.0.weight", "layers.1.weight", "layers.2.weight"):
         alive = np.flatnonzero(masks[name])
         net["params"][name].ravel()[alive[::3]] = 0.0
@@ -170,7 +156,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     )
     # 7. negative zeros
     net = network(515, [4, 4, 4, 3], "relu", "mse", n=4)
-    masks = _random_masks(net["params"], 615, density=0.6)
+    masks = random_masks(net["params"], 615, density=0.6)
     for name in ("layers.0.weight", "layers.1.weight"):
         w = net["params"][name].ravel()
         w[::4] = -0.0  # alive and pruned entries alike
@@ -187,7 +173,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     )
     # 8. garbage at pruned entries, pruned biases
     net = network(516, [4, 4, 4, 3], "tanh", "mse", n=4)
-    masks = _random_masks(net["params"], 616, biases=True)
+    masks = random_masks(net["params"], 616, biases=True)
     net["params"] = _garbage(net["params"], masks)
     out.append(
         (
@@ -200,7 +186,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     )
     # 9. a wide layer
     net = network(517, [8, 6, 3], "relu", "cross_entropy", n=6)
-    masks = _random_masks(net["params"], 617, density=0.75)
+    masks = random_masks(net["params"], 617, density=0.75)
     out.append(
         (
             "wide",
@@ -216,7 +202,7 @@ def _scenarios() -> list[tuple[str, str, dict[str, Any], dict[str, np.ndarray], 
     net["params"] = {
         n: p + rng.standard_normal(p.shape) * 2.0**-20 for n, p in net["params"].items()
     }
-    masks = _random_masks(net["params"], 618)
+    masks = random_masks(net["params"], 618)
     out.append(
         (
             "full-mantissa",

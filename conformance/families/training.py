@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from . import CaseSpec, Family, Property, close
-from .networks import network
+from .networks import network, random_masks
 
 ALGORITHM = """\
 train_steps(params, masks, X, y, activation, loss, lr_schedule, momentum, nesterov, weight_decay,
@@ -59,19 +59,6 @@ NOTES = {
 T = 4
 
 
-def _masks(
-    params: dict[str, np.ndarray], seed: int, density: float, biases: bool = False
-) -> dict[str, np.ndarray]:
-    rng = np.random.Generator(np.random.PCG64(seed))
-    out = {}
-    for n, p in params.items():
-        if n.endswith("weight") or biases:
-            out[n] = rng.random(p.shape) < density
-        else:
-            out[n] = np.ones(p.shape, dtype=bool)
-    return out
-
-
 def _nested(masks: dict[str, np.ndarray], seed: int, keep: float) -> dict[str, np.ndarray]:
     """A sub-mask: each alive weight entry stays alive with probability ``keep`` (seeded)."""
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -117,7 +104,7 @@ def _cases() -> list[CaseSpec]:
     out = []
     net = network(1601, [2, 3, 3], "tanh", "cross_entropy", n=5, scale=1.0)
     params = net["params"]
-    m0 = _masks(params, 1602, 0.75)
+    m0 = random_masks(params, 1602, 0.75)
     m1 = _nested(m0, 1603, 0.6)
     rewind_to = {n: p.copy() for n, p in params.items()}
     events = {
@@ -195,41 +182,28 @@ def _cases() -> list[CaseSpec]:
             ),
         )
     )
-    out.append(
-        CaseSpec(
-            "train_steps/update/dense",
-            "train_steps",
-            "no masks (None): plain heavy-ball SGD with coupled decay, the baseline",
-            ["mask-at:update", "heavy-ball", "coupled-decay", "dense"],
-            dict(
-                net,
-                masks=None,
-                lr_schedule=_schedule("constant"),
-                mask_at="update",
-                prune_at=None,
-                record="last",
-                **hb,
-            ),
-        )
-    )
     alive = {n: np.ones(p.shape, dtype=bool) for n, p in params.items()}
-    out.append(
-        CaseSpec(
-            "train_steps/update/all-alive",
-            "train_steps",
-            "masks given with every entry alive: equal to the dense case",
-            ["mask-at:update", "heavy-ball", "coupled-decay", "all-alive"],
-            dict(
-                net,
-                masks=alive,
-                lr_schedule=_schedule("constant"),
-                mask_at="update",
-                prune_at=None,
-                record="last",
-                **hb,
-            ),
+    for key, masks, comment in [
+        ("dense", None, "no masks (None): plain heavy-ball SGD with coupled decay, the baseline"),
+        ("all-alive", alive, "masks given with every entry alive: equal to the dense case"),
+    ]:
+        out.append(
+            CaseSpec(
+                f"train_steps/update/{key}",
+                "train_steps",
+                comment,
+                ["mask-at:update", "heavy-ball", "coupled-decay", key],
+                dict(
+                    net,
+                    masks=masks,
+                    lr_schedule=_schedule("constant"),
+                    mask_at="update",
+                    prune_at=None,
+                    record="last",
+                    **hb,
+                ),
+            )
         )
-    )
     for mask_at in ("gradient",):
         out.append(
             CaseSpec(
@@ -251,7 +225,7 @@ def _cases() -> list[CaseSpec]:
         )
     mse = network(1611, [2, 3, 2], "relu", "mse", n=4, scale=1.0)
     nd = OPTIMIZERS["nesterov-decoupled"][0]
-    mm = _masks(mse["params"], 1612, 0.7, biases=True)
+    mm = random_masks(mse["params"], 1612, 0.7, biases=True)
     for mask_at in ("update", "gradient"):
         out.append(
             CaseSpec(
