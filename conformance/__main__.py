@@ -15,7 +15,7 @@ import sys
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import format_report, read_xfails, run, write_report
+    from .runner import default_jobs, format_report, read_xfails, run, write_report
 
     def progress(res):
         if args.verbose:
@@ -42,7 +42,9 @@ def _run(args: argparse.Namespace) -> int:
             golden_dir=args.golden_dir,
             progress=progress,
             shrink=not args.no_shrink,
-            jobs=args.jobs,
+            jobs=default_jobs(args.backend, args.backend_cmd, args.in_process)
+            if args.jobs is None
+            else args.jobs,
         )
     except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -731,7 +731,7 @@ def run(
     golden_dir: Path | str = golden.GOLDEN_DIR,
     progress: Callable[[Result], Any] | None = None,
     shrink: bool = True,
-    jobs: int | None = None,
+    jobs: int = 1,
 ) -> Report:
     """Run the selected checks on a backend.
 
@@ -743,9 +743,12 @@ def run(
     ``profile``: the convention profile (default: the one the backend claims,
     else "reference"). ``shrink=False`` reports the first failing example
     Hypothesis finds instead of the smallest (faster; the reproduction command
-    then reruns the same search). ``jobs``: processes that run the properties,
-    each with its own copy of the backend (default: ``default_jobs``; a backend
-    object, or one called in-process, runs them in this process). Raises
+    then reruns the same search). ``jobs``: processes that run the properties
+    (more than one: a pool of processes started with the run), each with its own
+    copy of the backend (``default_jobs``
+    is what the command line uses; more than one needs a backend named by a
+    string or a command, and a calling script guarded by
+    ``if __name__ == "__main__"``, as for any spawned process). Raises
     ``ValueError`` on a usage error: an
     unknown family, id or property, a refused golden directory, a backend that
     cannot be loaded or started.
@@ -760,8 +763,6 @@ def run(
         timeout=timeout,
         start_timeout=start_timeout,
     )
-    if jobs is None:
-        jobs = default_jobs(backend, backend_cmd, in_process)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if jobs > 1 and not _reopenable(backend, backend_cmd):
@@ -814,7 +815,7 @@ def run(
             if properties and (property_names is None or prop.name in property_names)
         ]
         if jobs > 1 and len(selected) >= POOL_MIN_PROPERTIES:  # starts while the golden cases run
-            pool = _property_pool(min(jobs, len(selected)), opening, prof.name)
+            pool = _property_pool(jobs, opening, prof.name)
         t1 = time.perf_counter()
         if golden_cases:
             for name in names:
@@ -825,23 +826,25 @@ def run(
                         continue
                     _record(report, run_case(case, target, prof), xfails, progress)
         t2 = time.perf_counter()
-        restarts = {}
-        if pool is not None:
-            futures = [
-                pool.submit(_pooled_property, prop.name, max_examples, seed, shrink)
-                for _, prop in selected
-            ]
-            for fut in futures:  # recorded in the order of the families and their properties
-                res, pid, n = fut.result()
-                restarts[pid] = n
-                _record(report, res, xfails, progress)
-        elif selected:
-            reference = ReferenceBackend()
-            for name, prop in selected:
+        reference = ReferenceBackend()
+        restarts: dict[int, int] = {}
+        futures = (
+            [pool.submit(_pooled_property, p.name, max_examples, seed, shrink) for _, p in selected]
+            if pool is not None
+            else []
+        )
+        for i, (name, prop) in enumerate(selected):  # in the order of families and properties
+            res = None
+            if futures:
+                try:
+                    res, pid, restarts[pid] = futures[i].result()
+                except cf.BrokenExecutor:  # the pool could not start or run it: run it here
+                    pass
+            if res is None:
                 res = run_property(
                     prop, all_families[name], target, reference, prof, max_examples, seed, shrink
                 )
-                _record(report, res, xfails, progress)
+            _record(report, res, xfails, progress)
         t3 = time.perf_counter()
         report.restarts = (target.process.restarts if target.process else 0) + sum(
             restarts.values()
@@ -880,14 +883,18 @@ POOL_MIN_PROPERTIES = 6
 _POOLED: dict[str, Any] = {}
 
 
-def _property_pool(jobs: int, opening: dict[str, Any], profile: str) -> cf.ProcessPoolExecutor:
-    """Processes that each open their own copy of the backend and run properties on it."""
-    return cf.ProcessPoolExecutor(
-        max_workers=jobs,
+def _property_pool(workers: int, opening: dict[str, Any], profile: str) -> cf.ProcessPoolExecutor:
+    """Processes that each open their own copy of the backend and run properties on it, all
+    started now (a process starts for a submitted task: one empty task each)."""
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_open_pooled,
         initargs=(opening, profile),
     )
+    for _ in range(workers):
+        pool.submit(os.getpid)
+    return pool
 
 
 def _open_pooled(opening: dict[str, Any], profile: str) -> None:

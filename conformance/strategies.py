@@ -194,16 +194,14 @@ def _rng(draw: Any) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(draw(_SEED)))
 
 
-@st.composite
-def float_arrays(
-    draw, shape: tuple[int, ...], *, bound: float = 2.0, zeros: bool = True
+def _fill(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    spread: str,
+    zero_fraction: float,
+    bound: float,
 ) -> np.ndarray:
-    """Float64 arrays in [-bound, bound]: a spread (grid, uniform or scaled), then with
-    ``zeros`` a fraction (0, 1/4 or 1/2) of +0.0 and -0.0. Draw order: spread, zeros, seed;
-    the entries come from ``numpy.random.Generator(PCG64(seed))`` in that order."""
-    spread = draw(_SPREADS)
-    zero_fraction = draw(_ZEROS) if zeros else 0.0
-    rng = _rng(draw)
+    """One array of ``float_arrays``, its entries drawn from ``rng`` (values, zeros, signs)."""
     if spread == "grid":
         values = rng.integers(-4, 5, size=shape) * (bound / 4)
     else:
@@ -217,16 +215,33 @@ def float_arrays(
 
 
 @st.composite
+def float_arrays(
+    draw, shapes: tuple[int, ...] | list[tuple[int, ...]], *, bound: float = 2.0, zeros: bool = True
+) -> Any:
+    """Float64 arrays in [-bound, bound]: a spread (grid, uniform or scaled), then with
+    ``zeros`` a fraction (0, 1/4 or 1/2) of +0.0 and -0.0. Draw order: spread, zeros, seed;
+    the entries come from ``numpy.random.Generator(PCG64(seed))`` in that order. Given a list
+    of shapes, a list of arrays sharing the spread, the zeros and the generator."""
+    spread = draw(_SPREADS)
+    zero_fraction = draw(_ZEROS) if zeros else 0.0
+    rng = _rng(draw)
+    if isinstance(shapes, list):
+        return [_fill(rng, shape, spread, zero_fraction, bound) for shape in shapes]
+    return _fill(rng, shapes, spread, zero_fraction, bound)
+
+
+@st.composite
 def params(
     draw, sizes: list[int], *, bound: float = 2.0, zeros: bool = True
 ) -> dict[str, np.ndarray]:
     """Parameters of an MLP with layer widths ``sizes``, in the project's names and shapes
-    (each tensor a ``float_arrays`` draw)."""
-    out = {}
+    (one ``float_arrays`` draw: weight then bias of each layer in turn)."""
+    shapes: dict[str, tuple[int, ...]] = {}
     for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        out[f"layers.{l}.weight"] = draw(float_arrays((fan_out, fan_in), bound=bound, zeros=zeros))
-        out[f"layers.{l}.bias"] = draw(float_arrays((fan_out,), bound=bound, zeros=zeros))
-    return out
+        shapes[f"layers.{l}.weight"] = (fan_out, fan_in)
+        shapes[f"layers.{l}.bias"] = (fan_out,)
+    arrays = draw(float_arrays(list(shapes.values()), bound=bound, zeros=zeros))
+    return dict(zip(shapes, arrays))
 
 
 @st.composite
@@ -273,6 +288,8 @@ def like(
     tree: dict[str, np.ndarray], bound: float = 2.0
 ) -> st.SearchStrategy[dict[str, np.ndarray]]:
     """A dict of arrays with the names and shapes of ``tree`` (e.g. a direction for an HVP)."""
-    return st.fixed_dictionaries(
-        {n: float_arrays(np.shape(a), bound=bound, zeros=False) for n, a in tree.items()}
+    names = list(tree)
+    shapes = [tuple(np.shape(tree[n])) for n in names]
+    return float_arrays(shapes, bound=bound, zeros=False).map(
+        lambda arrays: dict(zip(names, arrays))
     )
