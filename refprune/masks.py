@@ -467,15 +467,8 @@ def _apply(
 ) -> PruneResult:
     check_model(model)
     boolean(allow_collapse, "allow_collapse")
-    if not isinstance(new, Mapping):
-        raise TypeError(f"masks must be a mapping name -> bool array, got {type(new).__name__}")
-    checked = {}
-    for name, mask in new.items():
-        if name not in model.params:
-            raise ValueError(
-                f"masks has unknown parameter {name!r}; expected names from {list(model.params)}"
-            )
-        checked[name] = bool_array(mask, f"masks[{name!r}]", shape=model.params[name].shape)
+    checked = model.checked_masks(new)
+    for name in checked:
         if np.any(checked[name] & ~model.masks[name]):
             raise ValueError(
                 f"masks[{name!r}] revives pruned entries; new masks must be nested "

@@ -187,13 +187,9 @@ class MLP:
         """
         self.set_masks({name: mask})
 
-    def set_masks(self, masks: Mapping[str, Any]) -> None:
-        """Set several masks at once and zero the pruned entries of their parameters.
-
-        Two phases: every mask is checked (name, dtype, shape) and every
-        parameter to be zeroed is checked to be writeable, then all are stored.
-        On any error the model is unchanged.
-        """
+    def checked_masks(self, masks: Any) -> dict[str, np.ndarray]:
+        """``masks`` as bool arrays, after checking it maps parameter names of this model to
+        masks of their shapes (``TypeError``/``ValueError`` otherwise); nothing is stored."""
         if not isinstance(masks, Mapping):
             raise TypeError(
                 f"masks must be a mapping name -> bool array, got {type(masks).__name__}"
@@ -205,6 +201,16 @@ class MLP:
                     f"masks has unknown parameter {name!r}; expected names from {list(self.params)}"
                 )
             checked[name] = bool_array(mask, f"masks[{name!r}]", shape=self.params[name].shape)
+        return checked
+
+    def set_masks(self, masks: Mapping[str, Any]) -> None:
+        """Set several masks at once and zero the pruned entries of their parameters.
+
+        Two phases: every mask is checked (name, dtype, shape) and every
+        parameter to be zeroed is checked to be writeable, then all are stored.
+        On any error the model is unchanged.
+        """
+        checked = self.checked_masks(masks)
         self.check_writeable(checked)
         pruned = {name: ~mask for name, mask in checked.items()}
         for name, mask in checked.items():  # commit: nothing here can fail

@@ -326,7 +326,7 @@ def run_cli(args, capsys):
 @pytest.mark.parametrize(
     "args, content, message",
     [
-        (["--workers", "0"], TINY_TOML, "argument --workers: expected a positive integer, got 0"),
+        (["--workers", "0"], TINY_TOML, "argument --workers: expected an integer >= 1, got 0"),
         (["--scheduler", "localhost"], TINY_TOML, "argument --scheduler: expected an address"),
         (["--workers", "2", "--dask-local", "2"], TINY_TOML, "not allowed with argument"),
         (["--retries", "x"], TINY_TOML, "argument --retries: expected an integer >= 0"),
