@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import bool_array, choice, float_array, positive_int, real_number
-from .mlp import MLP
+from .mlp import MLP, check_param_dict
 from .rng import make_rng
 
 MASK_AT = ("update", "weights", "gradient")
@@ -162,23 +162,7 @@ class SGD:
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a refprune MLP, got {type(model).__name__}")
         lr = self.lr if lr is None else real_number(lr, "lr", low=0.0, low_open=True)
-        if not isinstance(grads, Mapping):
-            raise TypeError(f"grads must be a mapping name -> array, got {type(grads).__name__}")
-        missing = [n for n in model.params if n not in grads]
-        unknown = [n for n in grads if n not in model.params]
-        if missing or unknown:
-            raise ValueError(
-                f"grads must have exactly the model's parameters "
-                f"{list(model.params)}; missing {missing}, unknown {unknown}"
-            )
-        checked = {}
-        for name, w in model.params.items():
-            checked[name] = float_array(grads[name], f"grads[{name!r}]", allow_empty=True)
-            if checked[name].shape != w.shape:
-                raise ValueError(
-                    f"grads[{name!r}] must have the parameter's shape {w.shape}, "
-                    f"got {checked[name].shape}"
-                )
+        checked = check_param_dict(grads, model, "grads")
         model.check_writeable(model.params)
         self._step(model, checked, lr)
 

@@ -215,7 +215,7 @@ def test_obs_prune_bad_damping_and_count_change_nothing():
         (lambda g: g.pop("layers.2.bias"), "missing"),
         (lambda g: g.__setitem__("layers.2.bias", np.full(3, np.nan)), "finite"),
         (lambda g: g.__setitem__("layers.2.bias", np.zeros(4)), "shape"),
-        (lambda g: g.__setitem__("extra", np.zeros(1)), "unknown"),
+        (lambda g: g.__setitem__("extra", np.zeros(1)), "unexpected"),
     ],
 )
 def test_sgd_step_with_a_bad_last_gradient_changes_nothing(bad, match):
