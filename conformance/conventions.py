@@ -435,11 +435,15 @@ def tfmot_keep_count(sparsity: float | np.floating[Any], n: int) -> int:
 
 
 def _tfmot_select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
-    """``_update_mask`` per tensor: threshold = k-th largest |masked w|, keep |w| >= it."""
+    """``_update_mask`` per tensor: threshold = k-th largest |masked w|, keep |w| >= it.
+
+    A subnormal |w| counts as 0, as in TensorFlow, whose CPU kernels run with
+    flush-to-zero and denormals-are-zero set.
+    """
     if scope != "layer":
         raise ValueError("tfmot prunes each tensor on its own; scope must be 'layer', got 'global'")
     s = _tfmot_sparsity(amount)
-    mags = _magnitudes(t, masked=True)
+    mags = [_flush_subnormals(m) for m in _magnitudes(t, masked=True)]
     out = [a.copy() for a in t.alive]
     for i in (i for i, p in enumerate(t.prunable) if p):
         v = mags[i]
@@ -447,6 +451,14 @@ def _tfmot_select(t: _Tensors, amount: Any, scope: str) -> list[np.ndarray]:
         threshold = np.sort(v, axis=None)[v.size - k]  # top_k(values)[k - 1]
         out[i] = v >= threshold  # tf.math.greater_equal: ties kept
     return out
+
+
+def _flush_subnormals(magnitudes: np.ndarray) -> np.ndarray:
+    """Magnitudes below the dtype's smallest normal number read as +0.0 (FTZ/DAZ)."""
+    if magnitudes.dtype.kind != "f":
+        return magnitudes
+    tiny = np.finfo(magnitudes.dtype).tiny
+    return np.where(magnitudes < tiny, np.zeros((), dtype=magnitudes.dtype), magnitudes)
 
 
 def _tfmot_count(amount: Any, n: int) -> int:
@@ -1182,7 +1194,8 @@ TFMOT = Profile(
     description=(
         "TF Model Optimization prune_low_magnitude: keep k = max(round(n * (1 - s)), 1) "
         "computed in float32 (half-even), keep every |w| >= the k-th largest |w| of the "
-        "masked weights (ties kept; a threshold of 0 keeps everything, pruned entries too)"
+        "masked weights (ties kept; a threshold of 0 keeps everything, pruned entries too; "
+        "a subnormal |w| counts as 0)"
     ),
     amount_meaning="sparsity s in [0, 1): target fraction of the whole tensor (pruned entries "
     "included) that is zero",
@@ -1227,6 +1240,14 @@ TFMOT = Profile(
             TFMOT_COMMIT,
             TFMOT_DIR + "pruning_schedule.py",
             "ConstantSparsity, PolynomialDecay",
+        ),
+        Citation(
+            "a subnormal |w| counts as 0: TensorFlow runs its CPU kernels with flush-to-zero "
+            "and denormals-are-zero (0.1 * tiny evaluates to 0 in graph and eager modes)",
+            "tensorflow/tensorflow",
+            "tensorflow/core/platform/denormal.h; tensorflow/python/kernel_tests/denormal_test.py",
+            "v2.21.0",
+            "port::ScopedFlushDenormal; DenormalTest.testFlushDenormalsCPU",
         ),
         Citation(
             "tf.math.round rounds half to even",

@@ -972,7 +972,7 @@ def format_report(report: Report, *, verbose_failures: bool = True) -> str:
         "",
     ]
     head = (
-        f"{'family':<14} {'kind':<9} {'passed':>7} {'failed':>7} {'exp-fail':>8} "
+        f"{'family':<16} {'kind':<9} {'passed':>7} {'failed':>7} {'exp-fail':>8} "
         f"{'xpass':>6} {'not provided':>13}"
     )
     lines += [head, "-" * len(head)]
@@ -980,14 +980,14 @@ def format_report(report: Report, *, verbose_failures: bool = True) -> str:
     for family, kinds in report.summary().items():
         for kind, row in kinds.items():
             lines.append(
-                f"{family:<14} {kind:<9} {row[PASSED]:>7} {row[FAILED]:>7} "
+                f"{family:<16} {kind:<9} {row[PASSED]:>7} {row[FAILED]:>7} "
                 f"{row[XFAIL]:>8} {row[XPASS]:>6} {row[NOT_PROVIDED]:>13}"
             )
             for s in STATUSES:
                 totals[s] += row[s]
     lines.append("-" * len(head))
     lines.append(
-        f"{'total':<14} {'':<9} {totals[PASSED]:>7} {totals[FAILED]:>7} "
+        f"{'total':<16} {'':<9} {totals[PASSED]:>7} {totals[FAILED]:>7} "
         f"{totals[XFAIL]:>8} {totals[XPASS]:>6} {totals[NOT_PROVIDED]:>13}"
     )
     if verbose_failures and report.failures:

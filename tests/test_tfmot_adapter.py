@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conformance.runner import golden_case, read_xfails, run
@@ -77,6 +78,12 @@ out["revived_profile"] = get_profile("tfmot").keep_masks(s, 0.25, alive=alive)["
 sc = np.array([[0.4, 0.4, 0.1, 0.4, 0.0, 0.0, 0.0, 0.0], [0.3, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9]])
 out["n_m"] = b.n_m_mask(scores=sc, n=2, m=4, alive=None).tolist()
 out["n_m_reference"] = ref.n_m_mask(scores=sc, n=2, m=4, alive=None).tolist()
+# 5. TensorFlow flushes subnormals: a lone 5e-324 reads as 0, so the threshold is 0 and all stay
+s = {"w": np.array([0.0] * 24 + [5e-324])}
+out["subnormal"] = b.profile_mask(scores=s, amount=0.999, alive=None, scope="layer",
+                                  ignore=[])["w"].tolist()
+out["subnormal_profile"] = get_profile("tfmot").keep_masks(s, 0.999)["w"].tolist()
+out["subnormal_reference"] = get_profile("reference").keep_masks(s, 0.999)["w"].tolist()
 print(json.dumps(out))
 """
 
@@ -136,6 +143,26 @@ def test_a_zero_threshold_revives_pruned_entries(checks):
 @needs_tfmot
 def test_n_m_ties_go_to_the_lower_index(checks):
     assert checks["n_m"] == checks["n_m_reference"]
+
+
+@needs_tfmot
+def test_a_subnormal_weight_reads_as_zero(checks):
+    assert checks["subnormal"] == [True] * 25 == checks["subnormal_profile"]
+    # the reference prunes round(0.999 * 25) = 25 of them
+    assert checks["subnormal_reference"] == [False] * 25
+
+
+def test_the_tfmot_profile_flushes_subnormals_without_tensorflow():
+    from conformance.conventions import get_profile
+
+    for dtype in (np.float32, np.float64):
+        tiny = np.finfo(dtype).tiny
+        w = {"w": np.array([0.0, tiny / 2, tiny, 2 * tiny], dtype=dtype)}
+        # keep k = 2 of 4: the threshold is tiny, and tiny / 2 reads as 0 below it
+        assert get_profile("tfmot").keep_masks(w, 0.5)["w"].tolist() == [False, False, True, True]
+        w = {"w": np.array([0.0, 0.0, tiny / 2, tiny / 4], dtype=dtype)}
+        # k = 2: the 2nd largest |w| reads as 0, so everything is kept
+        assert get_profile("tfmot").keep_masks(w, 0.5)["w"].tolist() == [True] * 4
 
 
 def test_the_adapter_module_imports_without_tensorflow():
