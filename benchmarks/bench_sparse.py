@@ -138,6 +138,11 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
+def _two(x: float | None) -> str:
+    """A ratio with two decimals, or blank when there is none."""
+    return "" if x is None else f"{x:.2f}"
+
+
 def paired_ratio(fa: Callable[[], object], fb: Callable[[], object], repeats: int) -> float:
     """Median over ``repeats`` of time(fa) / time(fb), the two called one right after the other
     (which goes first alternates), after a warm-up of both."""
@@ -689,7 +694,7 @@ def markdown(result: dict) -> str:
             f"{us(r, 'dense_us')} | {us(r, 'sdense_us')} | {us(r, 'sparse_us')} | "
             f"{us(r, 'auto_us')} | "
             f"{r['dense_us'] / r['sparse_us']:.2f} | {r['dense_us'] / r['auto_us']:.2f} | "
-            f"{r['auto_best']:.2f} | {r.get('auto_best_paired', '')} | {r['plan']} |"
+            f"{r['auto_best']:.2f} | {_two(r.get('auto_best_paired'))} | {r['plan']} |"
         )
     if result.get("threads"):
         out += [
