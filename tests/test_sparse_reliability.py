@@ -32,6 +32,10 @@ PRELUDE = textwrap.dedent("""
     from refprune.mlp import MLP
     from refprune.sparse import SparseMLP, SparseSGD
 
+    # Ctrl-C raises KeyboardInterrupt even where this process was started with SIGINT
+    # ignored (a background job of a shell without job control inherits that)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def pruned(sizes, density, seed=0):
         model = MLP(sizes, "relu", seed=seed)
         rng = np.random.default_rng(seed + 100)
