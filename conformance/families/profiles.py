@@ -25,7 +25,8 @@ scores, ties to the lower flat index.
 torch (torch.nn.utils.prune): prune round-half-even(amount * n_alive) in float64, an int amount is
 a count, rank |score|, ties unspecified (masks compared up to ties).
 tfmot (TF-MOT prune_low_magnitude): keep k = max(round-half-even(n * (1 - s)), 1) in float32, keep
-every |w| >= the k-th largest |w| of the masked tensor (ties kept), layer scope only.
+every |w| >= the k-th largest |w| of the masked tensor (ties kept; a subnormal |w| reads as 0, as
+TensorFlow's CPU kernels flush it), layer scope only.
 open-lth (sparse_global): m = ceil(fraction * n_alive) counting ignored tensors too, threshold =
 sorted alive |w| at index m, keep |w| > threshold (m + 1 plus all ties go), global scope only.
 shrinkbench: amount is the fraction KEPT, threshold = numpy linear quantile of |w| at
@@ -49,6 +50,7 @@ NOTES = {
     "negative-scores": "signed scores: libraries rank |score|, the reference the signed score",
     "all-equal": "every score equal",
     "baseline": "an ordinary input",
+    "subnormal": "subnormal scores, which TensorFlow's CPU kernels read as 0 (the tfmot profile)",
 }
 
 _S = {
@@ -61,6 +63,8 @@ _DISTINCT = {
 }
 _EQUAL = {"layers.0.weight": np.full((2, 3), 0.5), "layers.1.weight": np.full((2, 4), 0.5)}
 _TEN = {"layers.0.weight": np.array([[0.9, 0.8, 0.7, 0.6, 0.5], [0.4, 0.3, 0.2, 0.1, 0.05]])}
+# 5e-324 and 1e-310 are subnormal: under flush-to-zero the 3rd largest |w| is 0, so all are kept
+_SUBNORMAL = {"layers.0.weight": np.array([[0.5, 0.0, 0.0], [0.0, 5e-324, 1e-310]])}
 _DEAD = {
     "layers.0.weight": np.array([[True, False, True], [True, True, False]]),
     "layers.1.weight": np.array([[True, True, False, True], [True, True, True, False]]),
@@ -81,6 +85,8 @@ def _flags(name: str, scope: str, scores, amount, alive, ignore) -> list[str]:
         flags.append("count-amount")
     elif amount == 0:
         flags.append("zero-amount")
+    if np.any((mags > 0) & (mags < np.finfo(mags.dtype).tiny)):
+        flags.append("subnormal")
     if alive is not None:
         flags.append("nesting")
     if ignore:
@@ -118,6 +124,7 @@ def _cases() -> list[CaseSpec]:
             ("zero-threshold", _S, 0.9, None, ()),
             ("dead", _S, 0.5, _DEAD, ()),
             ("zero", _DISTINCT, 0.0, None, ()),
+            ("subnormal", _SUBNORMAL, 0.5, None, ()),
         ],
         "open-lth": [
             ("zero-prunes-one", _DISTINCT, 0.0, None, ()),
