@@ -149,16 +149,22 @@ def threshold_advantage(
 def candidate_thresholds(member_losses: Any, nonmember_losses: Any) -> np.ndarray:
     """Every threshold that splits the pooled losses differently, in increasing order.
 
-    With u_1 < ... < u_k the distinct pooled losses: -inf, the midpoints
-    (u_j + u_{j+1}) / 2, and +inf. Any other threshold gives the same
-    counts as one of these.
+    With u_1 < ... < u_k the distinct pooled losses: -inf, one threshold t_j
+    in (u_j, u_{j+1}] for each j, and +inf. Any other threshold gives the same
+    counts as one of these ("l < t" counts the losses <= u_j for every t in
+    that interval). t_j is the midpoint (u_j + u_{j+1}) / 2 where it rounds
+    into the interval, else u_{j+1} (adjacent floats, such as 0 and 5e-324,
+    whose midpoint rounds to u_j; or a sum that overflows).
     """
     u = np.unique(
         np.concatenate(
             [_losses(member_losses, "member_losses"), _losses(nonmember_losses, "nonmember_losses")]
         )
     )
-    return np.concatenate([[-np.inf], (u[:-1] + u[1:]) / 2.0, [np.inf]])
+    with np.errstate(over="ignore"):
+        mid = (u[:-1] + u[1:]) / 2.0
+    mid = np.where((u[:-1] < mid) & (mid <= u[1:]), mid, u[1:])
+    return np.concatenate([[-np.inf], mid, [np.inf]])
 
 
 def best_threshold(member_losses: Any, nonmember_losses: Any) -> tuple[float, float]:

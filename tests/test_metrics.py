@@ -107,6 +107,16 @@ def test_best_advantage_is_the_maximum_over_every_threshold(m, n):
     assert all(threshold_advantage(m, n, p)[0] <= adv for p in probes)
 
 
+def test_adjacent_losses_still_get_a_threshold_between_them():
+    # the midpoint of 0 and 5e-324 rounds to 0, which splits nothing; 5e-324 itself does
+    t, adv = best_threshold([0.0], [5e-324])
+    assert (t, adv) == (5e-324, 1.0) == _best_threshold_fast([0.0], [5e-324])
+    huge = np.finfo(np.float64).max
+    t, adv = best_threshold([huge / 2], [huge])  # the sum overflows
+    assert (t, adv) == (huge, 1.0)
+    assert list(candidate_thresholds([0.0, 1.0], [3.0])) == [-np.inf, 0.5, 2.0, np.inf]
+
+
 @given(losses, losses, st.floats(-1e7, 1e7, allow_nan=False))
 def test_swapping_members_and_non_members_negates_the_advantage(m, n, t):
     a, tpr, fpr = threshold_advantage(m, n, t)
