@@ -461,7 +461,8 @@ def training_table(
 
 # ------------------------------------------------------------------ threads and overhead
 def threads_table(densities, batches, dtypes, budget: float) -> list[dict]:
-    """Forced sparse on the 4096x4096 layer: one thread against all, paired."""
+    """Forced sparse on the 4096x4096 layer: one thread against all, paired (planned without
+    measurement, so that the threads are used wherever the hand-off model says they pay)."""
     rows = []
     for density in densities:
         model = pruned_model(MODELS["4096x4096"], density)
@@ -470,6 +471,11 @@ def threads_table(densities, batches, dtypes, budget: float) -> list[dict]:
             many = SparseMLP(model, dtype=dtype, execution="sparse")
             for batch in batches:
                 X = make_rng(7).standard_normal((batch, 4096)).astype(dtype)
+                planning.set_measure(False)  # the threaded path itself, even where it loses
+                try:
+                    many.plan(batch)
+                finally:
+                    planning.set_measure(True)
                 reps = pairs_for(once(partial(one.forward, X)), budget)
                 ratio = paired_ratio(partial(one.forward, X), partial(many.forward, X), reps)
                 rows.append(

@@ -5,6 +5,7 @@ is meaningless where a pre-activation cancels to ~0).
 """
 
 import ast
+import functools
 import importlib.util
 import itertools
 import json
@@ -234,12 +235,46 @@ def test_the_automatic_choice_takes_the_measured_faster_side(monkeypatch):
 
             def skewed(fn, repeats=planning.MEASURE_REPEATS, factor=factor):
                 t = real(fn, repeats)
-                return t * factor if ".dense." in fn.__qualname__ else t
+                return t * factor if _times_dense(fn) else t
 
             monkeypatch.setattr(planning, "best_time", skewed)
             sm = SparseMLP(model)
             assert sm.plan(64) == [expected], (factor, sm.layers[0].timings)
             assert rel(sm.forward(X), model.forward(X)) <= 1e-12
+    finally:
+        planning.set_calibration(None, np.float64)
+
+
+def _times_dense(fn) -> bool:
+    """Whether a timed function runs a dense product: a layer's own dense contender, or a
+    whole-network contender (``SparseMLP._run`` with a schedule) with a dense layer."""
+    if isinstance(fn, functools.partial):
+        return "dense" in fn.args[1].executions
+    return ".dense." in fn.__qualname__
+
+
+def test_whole_network_contenders_decide_the_threads(monkeypatch):
+    model = pruned((300, 300, 10), 0.05)
+    X = batch(model, 256)
+    # a hand-off that costs nothing: the modelled choice always shares the work
+    planning.set_calibration(planning.Calibration("float64", 1e15, 1e15, 1e15, 1e15, handoff=1e-12))
+    real = planning.best_time
+    try:
+        # pretend sharing with the threads costs 10^3 times more, or less, than measured
+        for factor, shared in ((1e3, False), (1e-3, True)):
+
+            def skewed(fn, repeats=planning.MEASURE_REPEATS, factor=factor):
+                t = real(fn, repeats)
+                threaded = isinstance(fn, functools.partial) and any(
+                    threads > 1 for *_, threads in fn.args[1].runs
+                )
+                return t * factor if threaded else t
+
+            monkeypatch.setattr(planning, "best_time", skewed)
+            sm = SparseMLP(model, execution="sparse", threads=2)
+            runs = sm._schedule(256).runs
+            assert any(t > 1 for *_, t in runs) == shared, (factor, runs)
+            assert np.array_equal(sm.forward(X), SparseMLP(model, execution="sparse").forward(X))
     finally:
         planning.set_calibration(None, np.float64)
 
@@ -271,6 +306,49 @@ def test_a_contender_that_cannot_win_is_never_run():
         planning.faster(measure("sparse", 1e-3), measure("dense", 2e-3), 1e-4, 1e-4)[0] == "sparse"
     )
     assert calls == ["sparse", "dense"]
+
+
+def test_the_fastest_whole_plan_is_kept_and_a_hopeless_one_never_runs(monkeypatch):
+    calls = []
+    times = {"a": 3e-3, "b": 1e-3, "c": 2e-3, "d": 5e-4}
+    monkeypatch.setattr(planning, "best_time", lambda fn, repeats=3: fn())
+
+    def measure(name):
+        return lambda: calls.append(name) or times[name]
+
+    fns = [measure(k) for k in "abcd"]
+    # d could win on its bound (1e-4) but c's bound (4e-3) exceeds b's time: c never runs
+    assert planning.fastest(fns, [0.0, 0.0, 4e-3, 1e-4]) == 3
+    assert calls == ["a", "b", "d"]
+    calls.clear()
+    assert planning.fastest(fns[:2], [0.0, 0.0]) == 1 and calls == ["a", "b"]
+    times["b"] = times["a"]  # a tie keeps the first
+    assert planning.fastest(fns[:2], [0.0, 0.0]) == 0
+
+
+def test_training_steps_decide_the_whole_plan_by_timing_it(monkeypatch):
+    model = pruned((40, 30, 5), 0.3)
+    X, y = batch(model, 64), np.arange(64) % 5
+    real = planning.best_time
+    for favoured in ("dense", "sparse"):
+
+        def skewed(fn, repeats=planning.MEASURE_REPEATS, favoured=favoured):
+            t = real(fn, repeats)
+            whole = isinstance(fn, functools.partial) and fn.func.__name__ == "_loss_and_grads"
+            wins = whole and set(fn.args[3][0]) == {favoured}
+            return t * 1e-4 if wins else t
+
+        monkeypatch.setattr(planning, "best_time", skewed)
+        opt = SparseSGD(model, lr=0.1)
+        assert opt.plan(64) == [favoured, favoured], favoured
+        before = opt.to_model().state_dict()
+        opt.step(X, y)  # planning changed nothing; the step runs as planned
+        reference = SparseSGD(model, lr=0.1, execution="sparse")
+        reference.step(X, y)
+        assert all(
+            np.allclose(opt.to_model().params[n], reference.to_model().params[n], rtol=1e-12)
+            for n in before["params"]
+        )
 
 
 def test_a_large_sparse_layer_never_builds_its_dense_copy():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -214,11 +215,16 @@ class SparseMLP:
         threads.
         """
         X = check_batch(X, self.sizes[0], self.dtype)
-        schedule = self._schedule(X.shape[0])
+        return self._run(X, self._schedule(X.shape[0]))
+
+    def _run(self, X: np.ndarray, schedule: Schedule) -> np.ndarray:
+        """f(X) for a checked batch, run as ``schedule`` says."""
         if X.shape[0] == 1:
             return self._forward_one(X[0], schedule)[None, :]
         if all(how == "dense" for how in schedule.executions):
             return self._forward_dense(X)
+        if all(threads == 1 for _, _, _, threads in schedule.runs):
+            return self._forward_serial(X, schedule)
         return self._forward_chunks(X, schedule)
 
     def _layers(
@@ -230,7 +236,12 @@ class SparseMLP:
             layer = self.layers[l]
             zT = self._product(layer, aT, how, threads)  # W_l a_l^T
             zT += layer.bias if zT.ndim == 1 else layer.bias[:, None]
-            aT = self._act(zT) if l < self.n_layers - 1 else zT
+            if l == self.n_layers - 1:
+                aT = zT
+            elif self.activation == "relu":  # sigma(z) = max(z, 0), in place
+                aT = np.maximum(zT, 0.0, out=zT)
+            else:
+                aT = self._act(zT)
         return aT
 
     def _product(self, layer: SparseLayer, aT: np.ndarray, how: str, threads: int) -> np.ndarray:
@@ -258,6 +269,18 @@ class SparseMLP:
             z += layer.bias
             a = self._act(z) if l < self.n_layers - 1 else z
         return a
+
+    def _forward_serial(self, X: np.ndarray, schedule: Schedule) -> np.ndarray:
+        """The batch in chunks, one after another on the calling thread (no run is shared)."""
+        n, step = X.shape[0], schedule.chunk
+        out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
+        for s in range(0, n, step):
+            a = X[s : s + step]
+            a = _feature_major(a) if schedule.runs[0][2] == "sparse" else a.T
+            for first, end, how, _ in schedule.runs:
+                a = self._layers(a, first, end, how)
+            _feature_major(a, out[s : s + step])
+        return out
 
     def _forward_chunks(self, X: np.ndarray, schedule: Schedule) -> np.ndarray:
         """The batch in chunks; each run of sparse layers takes the chunks on its threads, each
@@ -309,6 +332,21 @@ class SparseMLP:
             how, ts = self._choose(l, layer, forced, n, chunk, n_chunks, cal)
             executions.append(how)
             sparse_seconds.append(ts)
+        planned = self._runs(executions, sparse_seconds, n_chunks, chunk, cal)
+        if not planning.measuring():
+            return planned
+        return self._measured(n, planned, n_chunks, cal)
+
+    def _runs(
+        self,
+        executions: Sequence[str],
+        sparse_seconds: Sequence[float],
+        n_chunks: int,
+        chunk: int,
+        cal: Calibration,
+    ) -> Schedule:
+        """The schedule of these executions: maximal runs of layers with one execution, each sparse
+        run on the threads where ``split_pays`` says sharing its work pays."""
         runs = []
         l = 0
         while l < self.n_layers:
@@ -323,6 +361,43 @@ class SparseMLP:
             runs.append((l, end, executions[l], threads))
             l = end
         return Schedule(tuple(executions), chunk, tuple(runs))
+
+    def _measured(self, n: int, planned: Schedule, n_chunks: int, cal: Calibration) -> Schedule:
+        """The fastest of the whole-network contenders, timed on a batch like the caller's.
+
+        The layer-by-layer choice models the threads and the layers' interplay
+        (caches, hand-offs); here the complete forward pass is timed instead
+        (``planning.fastest``) for: the planned schedule, the same on the
+        calling thread alone (even where the executions are pinned: threads
+        are only ever taken where measured to pay), and, where no layer is
+        pinned, every layer sparse (threaded as planned, and not) and every
+        layer dense. Contenders are timed on min(n, 4 chunks) samples: the
+        same chunks, fewer of them.
+        """
+        m = n if n == 1 else min(n, 4 * planned.chunk)
+        candidates = {planned: 0.0, _serial(planned): 0.0}
+        if all(how == "auto" for how in self.execution):
+            work = [planning.sparse_estimate(L.nnz, n, cal) for L in self.layers]
+            sparse = self._runs(("sparse",) * self.n_layers, work, n_chunks, planned.chunk, cal)
+            candidates.setdefault(sparse, 0.0)
+            candidates.setdefault(_serial(sparse), 0.0)
+            dense = Schedule(
+                ("dense",) * self.n_layers, planned.chunk, ((0, self.n_layers, "dense", 1),)
+            )
+            low = sum(planning.dense_bound(*L.shape, m, cal) for L in self.layers)
+            candidates.setdefault(dense, low)  # timed only if its bound can win
+        if len(candidates) == 1:
+            return planned
+        X = np.random.default_rng(n).standard_normal((m, self.sizes[0])).astype(self.dtype)
+        unique = list(candidates)
+        best = planning.fastest(
+            [partial(self._run, X, s) for s in unique], list(candidates.values())
+        )
+        chosen = unique[best]
+        for L, how in zip(self.layers, chosen.executions):
+            if how == "sparse":
+                L._dense = None  # a dense copy was only needed to time it
+        return chosen
 
     def _choose(
         self,
@@ -415,6 +490,13 @@ class SparseMLP:
             f"dtype={self.dtype.name}, "
             f"density={self.density():.4f})"
         )
+
+
+def _serial(schedule: Schedule) -> Schedule:
+    """``schedule`` with every run on the calling thread."""
+    return Schedule(
+        schedule.executions, schedule.chunk, tuple((f, e, how, 1) for f, e, how, _ in schedule.runs)
+    )
 
 
 def _moved(zT: np.ndarray, last: bool) -> np.ndarray:

@@ -35,6 +35,11 @@ in the last bits; ``execution="sparse"`` gives the same bits everywhere.
 **Threads.** Work is handed to the process's worker threads (``pool``) only
 where the single-thread time of the work exceeds what the hand-off costs
 (``split_pays``: the measured round trip of ``calibrate``, times SPLIT_MARGIN).
+
+**Whole plans.** The layer-by-layer choice and ``split_pays`` are models; the
+sparse model then times complete passes (``fastest``): the plan, the plan on
+one thread and, where no layer is pinned, all layers sparse and all dense, and
+keeps the fastest (``SparseMLP._measured``, ``SparseSGD._measured``).
 """
 
 from __future__ import annotations
@@ -50,7 +55,15 @@ import scipy.sparse as sp
 
 from .pool import available_cores, pool_size, run_parallel
 
-__all__ = ["Calibration", "calibrate", "chunk_size", "set_calibration", "set_measure", "split_pays"]
+__all__ = [
+    "Calibration",
+    "calibrate",
+    "chunk_size",
+    "fastest",
+    "set_calibration",
+    "set_measure",
+    "split_pays",
+]
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: a chunk of the widest layer input stays in a core's L2
 MIN_CHUNK = 16  # samples; smaller chunks lose per element in SciPy's products
@@ -145,6 +158,20 @@ def best_time(fn: Callable[[], object], repeats: int = MEASURE_REPEATS) -> float
         fn()
         best = min(best, time.perf_counter() - t0)
     return float(best)
+
+
+def fastest(fns: list[Callable[[], object]], lows: list[float]) -> int:
+    """Index of the fastest of ``fns`` (best of MEASURE_REPEATS after a warm-up, each), taken in
+    order; a contender whose lower bound ``lows[i]`` is not below the best time so far is
+    not run (the first wins ties)."""
+    best, best_time_so_far = 0, np.inf
+    for i, (fn, low) in enumerate(zip(fns, lows)):
+        if low >= best_time_so_far:
+            continue
+        t = best_time(fn)
+        if t < best_time_so_far:
+            best, best_time_so_far = i, t
+    return best
 
 
 def calibrate(dtype: Any = np.float64) -> Calibration:

@@ -36,6 +36,7 @@ any point leaves the optimizer exactly as it was.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -292,11 +293,16 @@ class SparseSGD:
 
     # ------------------------------------------------------------ chunks and threads
     def _loss_and_grads(
-        self, X: np.ndarray, y: np.ndarray, k: int
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        k: int,
+        plan: tuple[tuple[str, ...], int, int] | None = None,
     ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
-        """The batch in chunks (on the threads where that pays), gradients added in chunk order."""
+        """The batch in chunks (on the threads where that pays), gradients added in chunk order;
+        run as ``plan`` says (default: the batch size's plan)."""
         n = X.shape[0]
-        executions, step, threads = self._plan(n)
+        executions, step, threads = self._plan(n) if plan is None else plan
         dense = [L.dense(k) if how == "dense" else None for L, how in zip(self.layers, executions)]
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         parts: list[Any] = [None] * len(bounds)
@@ -341,8 +347,47 @@ class SparseSGD:
                 threads = 1
             else:
                 threads = split_pays(seconds, n_chunks, self.threads, cal)
-            self._plans[n] = (tuple(executions), step, threads)
+            planned = (tuple(executions), step, threads)
+            if planning.measuring():
+                planned = self._measured(n, planned, cal)
+            self._plans[n] = planned
         return self._plans[n]
+
+    def _measured(
+        self, n: int, planned: tuple[tuple[str, ...], int, int], cal: planning.Calibration
+    ) -> tuple[tuple[str, ...], int, int]:
+        """The fastest of the whole-step contenders (as ``SparseMLP``'s forward plan): the
+        planned one, the same on the calling thread alone, and, where no layer is pinned,
+        every layer sparse (on the threads as planned, and not) and every layer dense; each
+        timed computing the loss and gradients (no update) of min(n, 4 chunks) samples."""
+        executions, step, threads = planned
+        candidates = {planned: 0.0, (executions, step, 1): 0.0}
+        m = min(n, 4 * step)
+        if all(how == "auto" for how in self.execution):
+            layers = len(self.layers)
+            n_chunks = -(-n // step)
+            work = sum(3 * planning.sparse_estimate(L.nnz, n, cal) for L in self.layers)
+            shared = split_pays(work, n_chunks, self.threads, cal)
+            candidates.setdefault((("sparse",) * layers, step, shared), 0.0)
+            candidates.setdefault((("sparse",) * layers, step, 1), 0.0)
+            low = sum(3 * planning.dense_bound(*L.shape, m, cal) for L in self.layers)
+            candidates.setdefault((("dense",) * layers, n, 1), low)  # timed if it can win
+        if len(candidates) == 1:
+            return planned
+        rng = np.random.default_rng(n)
+        X = rng.standard_normal((m, self._model.sizes[0]))
+        y: np.ndarray
+        if self._model.loss == "cross_entropy":
+            y = rng.integers(0, self._model.sizes[-1], m)
+        else:
+            y = rng.standard_normal((m, self._model.sizes[-1]))
+        k = self._state[0]
+        unique = list(candidates)
+        best = planning.fastest(
+            [partial(self._loss_and_grads, X, y, k, plan) for plan in unique],
+            list(candidates.values()),
+        )
+        return unique[best]
 
     def _choose(
         self,
