@@ -21,6 +21,7 @@ import refprune
 from refprune.mlp import MLP
 from refprune.sparse import SparseMLP, SparseSGD, to_sparse
 from refprune.sparse import plan as planning
+from refprune.sparse.forward import Schedule
 from refprune.sparse.products import (
     csr_matmul,
     feature_major,
@@ -317,13 +318,32 @@ def test_the_fastest_whole_plan_is_kept_and_a_hopeless_one_never_runs(monkeypatc
         return lambda: calls.append(name) or times[name]
 
     fns = [measure(k) for k in "abcd"]
+    rounds = planning.MEASURE_REPEATS
     # d could win on its bound (1e-4) but c's bound (4e-3) exceeds b's time: c never runs
     assert planning.fastest(fns, [0.0, 0.0, 4e-3, 1e-4]) == 3
-    assert calls == ["a", "b", "d"]
+    assert calls == ["a", "b", "d"] * rounds
     calls.clear()
-    assert planning.fastest(fns[:2], [0.0, 0.0]) == 1 and calls == ["a", "b"]
+    assert planning.fastest(fns[:2], [0.0, 0.0]) == 1 and calls == ["a", "b"] * rounds
     times["b"] = times["a"]  # a tie keeps the first
     assert planning.fastest(fns[:2], [0.0, 0.0]) == 0
+    # a rest before each round, for BLAS threads that spin after a product
+    rests = []
+    monkeypatch.setattr(planning.time, "sleep", rests.append)
+    planning.fastest(fns[:2], [0.0, 0.0], rest=0.1)
+    assert rests == [0.1] * rounds
+
+
+def test_a_threaded_contender_waits_for_blas_threads_only_after_a_dense_product():
+    model = pruned((300, 300, 10), 0.05)
+    sm = SparseMLP(model, threads=2)
+    serial = Schedule(("sparse", "sparse"), 64, ((0, 2, "sparse", 1),))
+    threaded = Schedule(("sparse", "sparse"), 64, ((0, 2, "sparse", 2),))
+    dense = Schedule(("dense", "dense"), 64, ((0, 2, "dense", 1),))
+    assert sm._rest([serial, threaded]) == 0.0
+    assert sm._rest([serial, dense]) == 0.0
+    assert sm._rest([serial, threaded, dense]) == planning.BLAS_REST
+    sm.layers[0].timings[("dense", 64, False, False)] = 1e-3  # a layer was timed dense
+    assert sm._rest([serial, threaded]) == planning.BLAS_REST
 
 
 def test_training_steps_decide_the_whole_plan_by_timing_it(monkeypatch):

@@ -391,13 +391,24 @@ class SparseMLP:
         X = np.random.default_rng(n).standard_normal((m, self.sizes[0])).astype(self.dtype)
         unique = list(candidates)
         best = planning.fastest(
-            [partial(self._run, X, s) for s in unique], list(candidates.values())
+            [partial(self._run, X, s) for s in unique],
+            list(candidates.values()),
+            self._rest(unique),
         )
         chosen = unique[best]
         for L, how in zip(self.layers, chosen.executions):
             if how == "sparse":
                 L._dense = None  # a dense copy was only needed to time it
         return chosen
+
+    def _rest(self, candidates: list[Schedule]) -> float:
+        """planning.BLAS_REST where a threaded contender could follow a threaded BLAS product
+        (a layer timed dense, or a contender with dense layers), else 0."""
+        threaded = any(t > 1 for s in candidates for *_, t in s.runs)
+        dense = any("dense" in s.executions for s in candidates) or any(
+            key[0] == "dense" for L in self.layers for key in L.timings
+        )
+        return planning.BLAS_REST if threaded and dense else 0.0
 
     def _choose(
         self,

@@ -72,6 +72,7 @@ CHUNK_WORK = 1 << 19  # multiply-adds a chunk must hold to be worth a thread of 
 MEASURE_REPEATS = 3  # timed calls per contender (best of), after one warm-up call
 PEAK_MARGIN = 3.0  # a lower bound is work / (PEAK_MARGIN * best rate seen)
 SPLIT_MARGIN = 2.0  # threads are used where the saved time is twice the hand-off
+BLAS_REST = 0.1  # seconds OpenBLAS's worker threads spin after a threaded product
 
 
 def chunk_size(n: int, width: int, itemsize: int, work: int) -> int:
@@ -160,18 +161,28 @@ def best_time(fn: Callable[[], object], repeats: int = MEASURE_REPEATS) -> float
     return float(best)
 
 
-def fastest(fns: list[Callable[[], object]], lows: list[float]) -> int:
-    """Index of the fastest of ``fns`` (best of MEASURE_REPEATS after a warm-up, each), taken in
-    order; a contender whose lower bound ``lows[i]`` is not below the best time so far is
-    not run (the first wins ties)."""
-    best, best_time_so_far = 0, np.inf
-    for i, (fn, low) in enumerate(zip(fns, lows)):
-        if low >= best_time_so_far:
-            continue
-        t = best_time(fn)
-        if t < best_time_so_far:
-            best, best_time_so_far = i, t
-    return best
+def fastest(fns: list[Callable[[], object]], lows: list[float], rest: float = 0.0) -> int:
+    """Index of the fastest of ``fns``, timed in MEASURE_REPEATS rounds (the first wins ties).
+
+    Each round times every contender once after a warm-up call (``best_time(fn, 1)``),
+    in order, and keeps each one's best. In the first round a contender whose lower
+    bound ``lows[i]`` is not below the best time so far is dropped unrun. ``rest``
+    seconds of sleep precede each round: after a threaded BLAS product OpenBLAS's
+    worker threads spin for about 0.1 s (BLAS_REST) and hold a core, and a threaded
+    contender timed in that window would lose to its one-thread twin.
+    """
+    times = [np.inf] * len(fns)
+    active: list[int] = []
+    for r in range(MEASURE_REPEATS):
+        if rest > 0:
+            time.sleep(rest)
+        for i in range(len(fns)) if r == 0 else active:
+            if r == 0:
+                if lows[i] >= min(times):
+                    continue
+                active.append(i)
+            times[i] = min(times[i], best_time(fns[i], 1))
+    return int(np.argmin(times))
 
 
 def calibrate(dtype: Any = np.float64) -> Calibration:
