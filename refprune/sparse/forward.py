@@ -223,8 +223,6 @@ class SparseMLP:
             return self._forward_one(X[0], schedule)[None, :]
         if all(how == "dense" for how in schedule.executions):
             return self._forward_dense(X)
-        if all(threads == 1 for _, _, _, threads in schedule.runs):
-            return self._forward_serial(X, schedule)
         return self._forward_chunks(X, schedule)
 
     def _layers(
@@ -236,12 +234,7 @@ class SparseMLP:
             layer = self.layers[l]
             zT = self._product(layer, aT, how, threads)  # W_l a_l^T
             zT += layer.bias if zT.ndim == 1 else layer.bias[:, None]
-            if l == self.n_layers - 1:
-                aT = zT
-            elif self.activation == "relu":  # sigma(z) = max(z, 0), in place
-                aT = np.maximum(zT, 0.0, out=zT)
-            else:
-                aT = self._act(zT)
+            aT = self._act(zT) if l < self.n_layers - 1 else zT
         return aT
 
     def _product(self, layer: SparseLayer, aT: np.ndarray, how: str, threads: int) -> np.ndarray:
@@ -269,18 +262,6 @@ class SparseMLP:
             z += layer.bias
             a = self._act(z) if l < self.n_layers - 1 else z
         return a
-
-    def _forward_serial(self, X: np.ndarray, schedule: Schedule) -> np.ndarray:
-        """The batch in chunks, one after another on the calling thread (no run is shared)."""
-        n, step = X.shape[0], schedule.chunk
-        out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
-        for s in range(0, n, step):
-            a = X[s : s + step]
-            a = _feature_major(a) if schedule.runs[0][2] == "sparse" else a.T
-            for first, end, how, _ in schedule.runs:
-                a = self._layers(a, first, end, how)
-            _feature_major(a, out[s : s + step])
-        return out
 
     def _forward_chunks(self, X: np.ndarray, schedule: Schedule) -> np.ndarray:
         """The batch in chunks; each run of sparse layers takes the chunks on its threads, each
@@ -404,11 +385,11 @@ class SparseMLP:
     def _rest(self, candidates: list[Schedule]) -> float:
         """planning.BLAS_REST where a threaded contender could follow a threaded BLAS product
         (a layer timed dense, or a contender with dense layers), else 0."""
-        threaded = any(t > 1 for s in candidates for *_, t in s.runs)
-        dense = any("dense" in s.executions for s in candidates) or any(
-            key[0] == "dense" for L in self.layers for key in L.timings
+        return planning.rest(
+            threaded=any(t > 1 for s in candidates for *_, t in s.runs),
+            after_blas=any("dense" in s.executions for s in candidates)
+            or any(key[0] == "dense" for L in self.layers for key in L.timings),
         )
-        return planning.BLAS_REST if threaded and dense else 0.0
 
     def _choose(
         self,

@@ -60,6 +60,7 @@ __all__ = [
     "calibrate",
     "chunk_size",
     "fastest",
+    "rest",
     "set_calibration",
     "set_measure",
     "split_pays",
@@ -161,8 +162,15 @@ def best_time(fn: Callable[[], object], repeats: int = MEASURE_REPEATS) -> float
     return float(best)
 
 
+def rest(*, threaded: bool, after_blas: bool) -> float:
+    """Seconds to rest before each round of ``fastest``: BLAS_REST where a threaded contender
+    is timed and a threaded BLAS product may have run (a dense timing or contender), else 0."""
+    return BLAS_REST if threaded and after_blas else 0.0
+
+
 def fastest(fns: list[Callable[[], object]], lows: list[float], rest: float = 0.0) -> int:
-    """Index of the fastest of ``fns``, timed in MEASURE_REPEATS rounds (the first wins ties).
+    """Index of the fastest of ``fns``, timed in MEASURE_REPEATS rounds (the first wins ties):
+    FFTW's "measure" planning (Frigo and Johnson 2005) applied to whole passes.
 
     Each round times every contender once after a warm-up call (``best_time(fn, 1)``),
     in order, and keeps each one's best. In the first round a contender whose lower

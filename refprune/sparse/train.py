@@ -383,14 +383,14 @@ class SparseSGD:
             y = rng.standard_normal((m, self._model.sizes[-1]))
         k = self._state[0]
         unique = list(candidates)
-        threaded = any(plan[2] > 1 for plan in unique)
-        dense = any("dense" in plan[0] for plan in unique) or any(
-            key[0] == "dense" for L in self.layers for key in L.timings
-        )
         best = planning.fastest(
             [partial(self._loss_and_grads, X, y, k, plan) for plan in unique],
             list(candidates.values()),
-            planning.BLAS_REST if threaded and dense else 0.0,
+            planning.rest(
+                threaded=any(plan[2] > 1 for plan in unique),
+                after_blas=any("dense" in plan[0] for plan in unique)
+                or any(key[0] == "dense" for L in self.layers for key in L.timings),
+            ),
         )
         return unique[best]
 
