@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .. import strategies as cst
-from ..conventions import get_profile
+from ..conventions import get_profile, tfmot_keep_count
 from . import EXACT, CaseSpec, Family, Property
 
 ALGORITHM = """\
@@ -87,6 +87,10 @@ def _flags(name: str, scope: str, scores, amount, alive, ignore) -> list[str]:
         flags.append("zero-amount")
     if np.any((mags > 0) & (mags < np.finfo(mags.dtype).tiny)):
         flags.append("subnormal")
+    if name == "tfmot" and not isinstance(amount, int):
+        sizes = [v.size for v in scores.values()]
+        if any(tfmot_keep_count(amount, n) != max(round(n * (1 - amount)), 1) for n in sizes):
+            flags.append("float32-count")
     if alive is not None:
         flags.append("nesting")
     if ignore:
@@ -185,9 +189,25 @@ def tolerance(op: str, expected: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     return dict(EXACT)
 
 
+#: Magnitudes around the smallest normal float64, where flush-to-zero arithmetic reads 0.
+_SUBNORMAL_POOL = (0.0, -0.0, 5e-324, -5e-324, 1e-310, 2.3e-308, 0.5, -0.25)
+
+
+@st.composite
+def _subnormal_scores(draw) -> dict[str, np.ndarray]:
+    shapes = draw(st.lists(cst.shapes(min_dims=2, max_dims=2, max_side=4), min_size=1, max_size=3))
+    return {
+        f"layers.{l}.weight": np.array(
+            draw(st.lists(st.sampled_from(_SUBNORMAL_POOL), min_size=n, max_size=n))
+        ).reshape(shape)
+        for l, shape in enumerate(shapes)
+        for n in [int(np.prod(shape))]
+    }
+
+
 @st.composite
 def _profile_example(draw):
-    scores = draw(cst.param_scores(ties=True))
+    scores = draw(st.one_of(cst.param_scores(ties=True), _subnormal_scores()))
     alive = (
         {n: draw(cst.masks(v.shape)) for n, v in scores.items()} if draw(st.booleans()) else None
     )
@@ -195,28 +215,75 @@ def _profile_example(draw):
         "scores": scores,
         "alive": alive,
         "amount_draw": draw(st.floats(0.0, 1.0)),
+        # half the time an amount at the profile's rounding edge (``_edge_amount``)
+        "edge_draw": draw(st.one_of(st.none(), st.integers(0, 2**16))),
         "scope_draw": draw(st.integers(0, 1)),
+        # tensor i is carried along unpruned when bit i is set (never all of them)
+        "ignore_draw": draw(st.sampled_from((0, 0, 1, 2, 4, 3, 5, 6))),
     }
 
 
+def _edge_amount(name: str, j: int, scores, alive, scope: str, ignore: list[str]) -> float | None:
+    """An amount at which the profile's count rule decides a rounding, for the first group.
+
+    With n the count the profile rounds (ALGORITHM): reference and torch prune
+    round(amount * n_alive), so amount = (i + 1/2) / n_alive lands on a half;
+    tfmot keeps round(n (1 - s)) in float32 over the whole tensor, so
+    s = 1 - (i + 1/2) / n; open-lth prunes ceil(fraction * n_alive) with the
+    ignored tensors counted, so fraction = i / n_alive, whose float64 product
+    may exceed i; shrinkbench keeps the fraction (i + 1) / n of the group's
+    entries. i = j mod n. None where the group is empty.
+    """
+    prunable = [k for k in scores if k not in ignore]
+    group = prunable if scope == "global" else prunable[:1]
+
+    def n_alive(names):
+        return sum(
+            int(np.asarray(alive[k]).sum()) if alive is not None else scores[k].size for k in names
+        )
+
+    if name == "tfmot":
+        n = scores[group[0]].size
+        return 1.0 - (j % n + 0.5) / n
+    if name == "shrinkbench":
+        n = sum(scores[k].size for k in group)
+        return (j % n + 1) / n
+    n = n_alive(list(scores)) if name == "open-lth" else n_alive(group)
+    if n == 0:
+        return None
+    return (j % n) / n if name == "open-lth" else (j % n + 0.5) / n
+
+
 def _profile_differential(c, ex):
-    """The backend's profile_mask equals the claimed profile's keep_masks, under its tie rule."""
+    """The backend's profile_mask equals the claimed profile's keep_masks, under its tie rule.
+
+    Amounts are drawn at random and at the profile's rounding edges
+    (``_edge_amount``); some tensors are carried along unpruned (``ignore``)."""
     profile = c.profile
+    names = list(ex["scores"])
+    ignore = [k for i, k in enumerate(names) if ex["ignore_draw"] >> i & 1]
+    if len(ignore) == len(names):
+        ignore = []
+    scope = profile.scopes[ex["scope_draw"] % len(profile.scopes)]
     amount = ex["amount_draw"]
     if profile.name == "shrinkbench":
         amount = max(amount, 1e-3)
     elif profile.name in ("tfmot", "open-lth"):
         amount = min(amount, 0.999)
-    scope = profile.scopes[ex["scope_draw"] % len(profile.scopes)]
+    if ex["edge_draw"] is not None:
+        edge = _edge_amount(profile.name, ex["edge_draw"], ex["scores"], ex["alive"], scope, ignore)
+        amount = amount if edge is None else edge
     kwargs = {
         "scores": ex["scores"],
         "amount": amount,
         "alive": ex["alive"],
         "scope": scope,
-        "ignore": [],
+        "ignore": ignore,
     }
     try:
-        expected = profile.keep_masks(ex["scores"], amount, alive=ex["alive"], scope=scope)
+        expected = profile.keep_masks(
+            ex["scores"], amount, alive=ex["alive"], scope=scope, ignore=ignore
+        )
     except ValueError:
         return  # the library itself refuses this input
     actual = c.call("profile_mask", **kwargs)
@@ -224,26 +291,64 @@ def _profile_differential(c, ex):
         isinstance(actual, dict) and set(actual) == set(expected),
         lambda: f"expected masks for {sorted(expected)}, got {actual!r}",
     )
-    groups = [list(expected)] if scope == "global" else [[n] for n in expected]
-    for names in groups:
-        e = {n: expected[n] for n in names}
-        a = {n: np.asarray(actual[n]) for n in names}
-        s = {n: ex["scores"][n] for n in names}
-        al = None if ex["alive"] is None else {n: ex["alive"][n] for n in names}
+    groups = [[k for k in expected if k not in ignore]] if scope == "global" else []
+    groups += [[k] for k in expected if scope != "global" or k in ignore]
+    for group in groups:
+        e = {n: expected[n] for n in group}
+        a = {n: np.asarray(actual[n]) for n in group}
+        s = {n: ex["scores"][n] for n in group}
+        al = None if ex["alive"] is None else {n: ex["alive"][n] for n in group}
         why = profile.mask_mismatch(e, a, s, alive=al)
         c.require(
             why is None,
             lambda: (
-                f"{profile.name} profile, {scope} scope, amount {amount!r}, tensors {names}: {why}"
+                f"{profile.name} profile, {scope} scope, amount {amount!r}, ignore {ignore}, "
+                f"tensors {group}: {why}"
             ),
         )
 
 
+@st.composite
+def _count_edge_example(draw):
+    """Pairwise distinct magnitudes (so a count off by one changes the mask), one or two
+    tensors, the second sometimes ignored, an amount always at the rounding edge."""
+    sides = draw(st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6)), min_size=1, max_size=2))
+    sizes = [a * b for a, b in sides]
+    rng = np.random.Generator(np.random.PCG64(draw(st.integers(0, 2**32 - 1))))
+    values = (rng.permutation(sum(sizes)) + 1.0) * rng.choice([-0.125, 0.125], sum(sizes))
+    ends = np.cumsum(sizes)
+    scores = {
+        f"layers.{l}.weight": values[end - size : end].reshape(side)
+        for l, (side, size, end) in enumerate(zip(sides, sizes, ends))
+    }
+    alive = (
+        {n: draw(cst.masks(v.shape)) for n, v in scores.items()} if draw(st.booleans()) else None
+    )
+    return {
+        "scores": scores,
+        "alive": alive,
+        "amount_draw": 0.5,
+        "edge_draw": draw(st.integers(0, 2**16)),
+        "scope_draw": draw(st.integers(0, 1)),
+        "ignore_draw": draw(st.sampled_from((0, 2, 2))),
+    }
+
+
 PROPERTIES = [
+    Property(
+        "profiles/count-edges",
+        ("profile_mask",),
+        "profile_mask equals the claimed profile's keep_masks at the amounts where its count "
+        "rule rounds (half-way products, float32 against float64, ceil of inexact products), "
+        "on distinct magnitudes, the alive total counting ignored tensors where the library does",
+        _count_edge_example(),
+        _profile_differential,
+    ),
     Property(
         "profiles/profile-mask-differential",
         ("profile_mask",),
-        "profile_mask equals the claimed profile's keep_masks (compared with its tie rule)",
+        "profile_mask equals the claimed profile's keep_masks (compared with its tie rule), "
+        "at random amounts and at the profile's rounding edges, some tensors ignored",
         _profile_example(),
         _profile_differential,
     ),
