@@ -13,7 +13,8 @@ the session and written to ``.pytest_cache/d/wrong_backends/kill_table.txt``;
 
 The computations the catalogue rebuilds (mask selection, structured pruning,
 the OBD recursion, the saliency rules, the polynomial schedules and
-rounds_to_density, ISTA, an IMP round, a full IMP run) are run through the
+rounds_to_density, ISTA, an IMP round, a full IMP run, the mask rules of the
+tfmot, torch, open-lth and shrinkbench profiles) are run through the
 same checks with their defect switched off and must pass them, so each wrong
 backend differs from the reference by its one defect.
 """
@@ -28,6 +29,7 @@ from tests.wrong_backends import CATALOGUE, WrongBackend, changed_operations
 from tests.wrong_backends import curvature as wrong_curvature
 from tests.wrong_backends import lottery as wrong_lottery
 from tests.wrong_backends import masks as wrong_masks
+from tests.wrong_backends import profiles as wrong_profiles
 from tests.wrong_backends import schedules as wrong_schedules
 from tests.wrong_backends import scores as wrong_scores
 from tests.wrong_backends import sparse_approx as wrong_sparse
@@ -135,6 +137,11 @@ UNDAMAGED = [
     (_ISTAUndamaged, "sparse_approx"),
     (_IMPRoundUndamaged, "lottery"),
     (_IMPUndamaged, "lottery"),
+    # each library's rule rebuilt, claiming its profile, every hook at its default
+    (wrong_profiles._TfmotBackend, "profiles"),
+    (wrong_profiles._TorchBackend, "profiles"),
+    (wrong_profiles._OpenLthBackend, "profiles"),
+    (wrong_profiles._ShrinkbenchBackend, "profiles"),
 ]
 
 
