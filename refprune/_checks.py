@@ -24,11 +24,13 @@ def float_array(
     ndim: int | None = None,
     allow_empty: bool = False,
     dtype: DTypeLike = np.float64,
+    copy: bool = True,
 ) -> np.ndarray:
     """Return ``x`` as a new finite floating array, or raise naming ``name``.
 
     Booleans, integers, strings and objects are rejected: a reference must not
-    silently reinterpret labels or masks as weights.
+    silently reinterpret labels or masks as weights. ``copy=False`` returns
+    ``x`` itself where it already has the dtype (for callers that only read it).
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be a float array, got {type(x).__name__}")
@@ -39,9 +41,15 @@ def float_array(
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not all_finite(arr):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
-    return np.array(arr, dtype=dtype if dtype is not None else arr.dtype, copy=True)
+    dtype = dtype if dtype is not None else arr.dtype
+    return np.array(arr, dtype=dtype, copy=True) if copy else np.asarray(arr, dtype=dtype)
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether every entry of a floating array is finite (no NaN, no inf)."""
+    return bool(np.isfinite(arr).all())
 
 
 def bool_array(x: Any, name: str, *, shape: tuple[int, ...] | None = None) -> np.ndarray:

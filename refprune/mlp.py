@@ -283,22 +283,24 @@ class MLP:
     # ------------------------------------------------------------ computation
     @overload
     def check_inputs(
-        self, X: Any, y: Any, *, require_y: Literal[True]
+        self, X: Any, y: Any, *, require_y: Literal[True], copy: bool = True
     ) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
     def check_inputs(
-        self, X: Any, y: Any = None, *, require_y: bool = False
+        self, X: Any, y: Any = None, *, require_y: bool = False, copy: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
     def check_inputs(
-        self, X: Any, y: Any = None, *, require_y: bool = False
+        self, X: Any, y: Any = None, *, require_y: bool = False, copy: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate a batch for this model; returns new arrays (inputs are never modified).
 
         ``y`` may be None (inputs only) unless ``require_y``: everything that
-        computes a loss needs the labels or targets.
+        computes a loss needs the labels or targets. ``copy=False`` returns X
+        itself where it is already float64 (y is always new), for callers that
+        only read it.
         """
-        X = float_array(X, "X", ndim=2)
+        X = float_array(X, "X", ndim=2, copy=copy)
         if X.shape[1] != self.sizes[0]:
             raise ValueError(
                 f"X must have {self.sizes[0]} columns (the input width), got shape {X.shape}"

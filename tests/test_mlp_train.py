@@ -194,6 +194,28 @@ def test_bad_training_data(X, y, exc, match):
     np.testing.assert_array_equal(X, X_before)
 
 
+@pytest.mark.parametrize("copy", [True, False])
+def test_check_inputs_finite_check_and_copy(copy):
+    model = MLP([3, 2], seed=0)
+    # entries finite, their sum not: the one-pass check falls back to the entries
+    big = np.full((4, 3), 1e308)
+    X, _ = model.check_inputs(big, copy=copy)
+    assert (X is big) == (not copy) and np.array_equal(X, big)
+    for bad in (np.inf, -np.inf, np.nan):
+        X = np.full((4, 3), 1e308)
+        X[2, 1] = bad
+        with pytest.raises(ValueError, match="X must be finite"):
+            model.check_inputs(X, copy=copy)
+    # inf and -inf sum to NaN: still caught
+    X = np.zeros((4, 3))
+    X[0, 0], X[1, 1] = np.inf, -np.inf
+    with pytest.raises(ValueError, match="X must be finite"):
+        model.check_inputs(X, copy=copy)
+    # another float dtype is converted, so never the caller's array
+    X32 = np.zeros((4, 3), dtype=np.float32)
+    assert model.check_inputs(X32, copy=copy)[0].dtype == np.float64
+
+
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [

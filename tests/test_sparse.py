@@ -714,6 +714,17 @@ def test_bad_input_raises_clearly():
         SparseSGD(model).step(np.zeros((2, 6)), None)
 
 
+def test_a_step_reads_the_callers_batch_without_writing_it():
+    model = pruned((6, 4, 3), 0.5)
+    X, y = batch(model, 5), np.array([0, 1, 2, 0, 1])
+    X_before, y_before = X.copy(), y.copy()
+    X.flags.writeable = False  # a write would raise
+    opt = SparseSGD(model, momentum=0.9)
+    opt.step(X, y)
+    opt.loss_and_grads(X, y)
+    assert np.array_equal(X, X_before) and np.array_equal(y, y_before)
+
+
 def test_a_failed_step_changes_nothing():
     model = pruned((6, 4, 3), 0.5)
     opt = SparseSGD(model, momentum=0.9)

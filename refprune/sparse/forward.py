@@ -26,7 +26,7 @@ from typing import Any, cast
 import numpy as np
 import scipy.sparse as sp
 
-from .._checks import choice, positive_int
+from .._checks import all_finite, choice, positive_int
 from ..activations import get_activation
 from ..mlp import MLP
 from . import plan as planning
@@ -98,7 +98,7 @@ def check_batch(X: Any, width: int, dtype: np.dtype) -> np.ndarray:
         raise ValueError(f"X must have {width} columns (the input width), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"X must not be empty, got shape {X.shape}")
-    if not np.isfinite(X.sum()) and not np.isfinite(X).all():  # a finite sum implies finite entries
+    if not all_finite(X):
         raise ValueError("X must be finite (no NaN or inf)")
     return cast(np.ndarray, X)
 

@@ -237,8 +237,9 @@ class SparseSGD:
         return loss, out
 
     def _check(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        """X and y as new arrays; y is required (``MLP.check_inputs``)."""
-        X, y = self._model.check_inputs(X, y, require_y=True)
+        """X and y checked (``MLP.check_inputs``; y is required). X is not copied: a step only
+        reads it (its chunks are copied feature-major), so the caller's array stays as it was."""
+        X, y = self._model.check_inputs(X, y, require_y=True, copy=False)
         return X, y
 
     # ------------------------------------------------------------ the math of one chunk
