@@ -714,6 +714,29 @@ def test_bad_input_raises_clearly():
         SparseSGD(model).step(np.zeros((2, 6)), None)
 
 
+def test_dense_layers_reuse_one_scratch_copy_with_the_same_bits():
+    model = pruned((12, 8, 4), 0.5, bias_density=0.7)
+    batches = labelled_batches(model, 4, 6, seed=2)
+    kept = SparseSGD(model, momentum=0.9, execution="dense")
+    fresh = SparseSGD(model, momentum=0.9, execution="dense")
+    for L in fresh.layers:
+        L.dense_scratch = L.dense  # a new dense array every step, as before
+    scratches = None
+    for X, y in batches:
+        assert kept.step(X, y) == fresh.step(X, y)
+        now = [L._scratch for L in kept.layers]
+        assert all(s is not None for s in now)
+        assert scratches is None or all(a is b for a, b in zip(now, scratches))  # kept
+        scratches = now
+    for name, p in fresh.to_model().params.items():
+        assert np.array_equal(kept.to_model().params[name], p)
+    for L in kept.layers:  # pruned entries of the scratch are never written
+        assert np.all(np.delete(L._scratch.ravel(), L.flat) == 0.0)
+    sparse = SparseSGD(model, execution="sparse")
+    sparse.step(*batches[0])
+    assert all(L._scratch is None for L in sparse.layers)
+
+
 def test_a_step_reads_the_callers_batch_without_writing_it():
     model = pruned((6, 4, 3), 0.5)
     X, y = batch(model, 5), np.array([0, 1, 2, 0, 1])

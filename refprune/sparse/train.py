@@ -103,16 +103,27 @@ class _Layer:
         self.velocity = [np.zeros_like(values), np.zeros_like(values)]
         self.bias_velocity = [np.zeros_like(self.bias[0]), np.zeros_like(self.bias[0])]
         self.timings: dict[tuple[str, int], float] = {}
+        self._scratch: np.ndarray | None = None
 
     @property
     def nnz(self) -> int:
         return int(self.flat.size)
 
     def dense(self, k: int) -> np.ndarray:
-        """Dense W of buffer set k (pruned entries 0.0)."""
+        """Dense W of buffer set k (pruned entries 0.0), a new array."""
         W = np.zeros(self.shape)
         W.ravel()[self.flat] = self.values[k]
         return W
+
+    def dense_scratch(self, k: int) -> np.ndarray:
+        """Dense W of buffer set k in this layer's one scratch array, rewritten on each call
+        (pruned entries are never written, so they stay 0.0). Kept between steps: a new
+        (out, in) array every step costs page faults wherever the allocator returns the
+        memory in between."""
+        if self._scratch is None:
+            self._scratch = np.zeros(self.shape)
+        self._scratch.ravel()[self.flat] = self.values[k]
+        return self._scratch
 
     def effective_bias(self, k: int) -> np.ndarray:
         return self.bias[k] if self.bias_mask is None else self.bias[k] * self.bias_mask
@@ -304,7 +315,10 @@ class SparseSGD:
         run as ``plan`` says (default: the batch size's plan)."""
         n = X.shape[0]
         executions, step, threads = self._plan(n) if plan is None else plan
-        dense = [L.dense(k) if how == "dense" else None for L, how in zip(self.layers, executions)]
+        dense = [
+            L.dense_scratch(k) if how == "dense" else None
+            for L, how in zip(self.layers, executions)
+        ]
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         parts: list[Any] = [None] * len(bounds)
 
@@ -352,6 +366,9 @@ class SparseSGD:
             if planning.measuring():
                 planned = self._measured(n, planned, cal)
             self._plans[n] = planned
+            for l, L in enumerate(self.layers):  # a dense copy only where some plan runs dense
+                if all(p[0][l] == "sparse" for p in self._plans.values()):
+                    L._scratch = None
         return self._plans[n]
 
     def _measured(
