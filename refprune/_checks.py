@@ -26,7 +26,8 @@ def float_array(
     dtype: DTypeLike = np.float64,
     copy: bool = True,
 ) -> np.ndarray:
-    """Return ``x`` as a new finite floating array, or raise naming ``name``.
+    """Return ``x`` as a finite floating array (a new one unless ``copy=False``), or raise
+    naming ``name``.
 
     Booleans, integers, strings and objects are rejected: a reference must not
     silently reinterpret labels or masks as weights. ``copy=False`` returns

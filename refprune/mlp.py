@@ -293,7 +293,8 @@ class MLP:
     def check_inputs(
         self, X: Any, y: Any = None, *, require_y: bool = False, copy: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Validate a batch for this model; returns new arrays (inputs are never modified).
+        """Validate a batch for this model; returns new arrays unless ``copy=False`` (inputs are
+        never modified).
 
         ``y`` may be None (inputs only) unless ``require_y``: everything that
         computes a loss needs the labels or targets. ``copy=False`` returns X

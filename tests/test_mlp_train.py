@@ -197,7 +197,7 @@ def test_bad_training_data(X, y, exc, match):
 @pytest.mark.parametrize("copy", [True, False])
 def test_check_inputs_finite_check_and_copy(copy):
     model = MLP([3, 2], seed=0)
-    # entries finite, their sum not: the one-pass check falls back to the entries
+    # entries finite near the largest float (their sum overflows): accepted as they are
     big = np.full((4, 3), 1e308)
     X, _ = model.check_inputs(big, copy=copy)
     assert (X is big) == (not copy) and np.array_equal(X, big)
@@ -206,7 +206,7 @@ def test_check_inputs_finite_check_and_copy(copy):
         X[2, 1] = bad
         with pytest.raises(ValueError, match="X must be finite"):
             model.check_inputs(X, copy=copy)
-    # inf and -inf sum to NaN: still caught
+    # inf and -inf together: caught
     X = np.zeros((4, 3))
     X[0, 0], X[1, 1] = np.inf, -np.inf
     with pytest.raises(ValueError, match="X must be finite"):
