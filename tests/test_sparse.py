@@ -9,6 +9,8 @@ import functools
 import importlib.util
 import itertools
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -326,24 +328,75 @@ def test_the_fastest_whole_plan_is_kept_and_a_hopeless_one_never_runs(monkeypatc
     assert planning.fastest(fns[:2], [0.0, 0.0]) == 1 and calls == ["a", "b"] * rounds
     times["b"] = times["a"]  # a tie keeps the first
     assert planning.fastest(fns[:2], [0.0, 0.0]) == 0
-    # a rest before each round, for BLAS threads that spin after a product
-    rests = []
-    monkeypatch.setattr(planning.time, "sleep", rests.append)
-    planning.fastest(fns[:2], [0.0, 0.0], rest=0.1)
-    assert rests == [0.1] * rounds
+    # waits for idle threads (BLAS threads spin after a product): before the first round, and
+    # before each later round, as asked
+    waits = []
+    monkeypatch.setattr(planning, "wait_for_idle_threads", lambda: waits.append(len(calls)))
+    calls.clear()
+    planning.fastest(fns[:2], [0.0, 0.0], rest=(True, True))
+    assert waits == [0, 2, 4][:rounds]
+    waits.clear()
+    planning.fastest(fns[:2], [0.0, 0.0], rest=(True, False))
+    assert len(waits) == 1
+    waits.clear()
+    planning.fastest(fns[:2], [0.0, 0.0])
+    assert waits == []
 
 
-def test_a_threaded_contender_waits_for_blas_threads_only_after_a_dense_product():
+def test_waiting_for_idle_threads_lasts_while_another_thread_computes():
+    stop = threading.Event()
+
+    def spin():  # a thread on a CPU until told to stop, as OpenBLAS's workers after a product
+        while not stop.is_set():
+            pass
+
+    planning.wait_for_idle_threads(limit=1.0)  # BLAS threads of earlier products go idle
+    assert planning.wait_for_idle_threads(limit=1.0) < 0.5  # nothing else at work
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    threading.Timer(0.2, stop.set).start()
+    t0 = time.perf_counter()
+    waited = planning.wait_for_idle_threads(limit=5.0)
+    spinner.join()
+    assert 0.1 <= waited <= time.perf_counter() - t0 < 4.0
+    assert planning.wait_for_idle_threads(limit=0.05) < 1.0  # a limit ends the wait anyway
+
+
+def test_a_threaded_contender_waits_for_blas_threads_spinning_from_any_product():
     model = pruned((300, 300, 10), 0.05)
     sm = SparseMLP(model, threads=2)
     serial = Schedule(("sparse", "sparse"), 64, ((0, 2, "sparse", 1),))
     threaded = Schedule(("sparse", "sparse"), 64, ((0, 2, "sparse", 2),))
     dense = Schedule(("dense", "dense"), 64, ((0, 2, "dense", 1),))
-    assert sm._rest([serial, threaded]) == 0.0
-    assert sm._rest([serial, dense]) == 0.0
-    assert sm._rest([serial, threaded, dense]) == planning.BLAS_REST
+    # nothing threaded: no wait; threaded: a wait first (the caller's own BLAS product may
+    # have run just before), and before every round where this plan runs BLAS products too
+    assert sm._rest([serial, dense]) == (False, False)
+    assert sm._rest([serial, threaded]) == (True, False)
+    assert sm._rest([serial, threaded, dense]) == (True, True)
     sm.layers[0].timings[("dense", 64, False, False)] = 1e-3  # a layer was timed dense
-    assert sm._rest([serial, threaded]) == planning.BLAS_REST
+    assert sm._rest([serial, threaded]) == (True, True)
+
+
+def test_a_threaded_plan_is_not_lost_to_blas_threads_the_caller_left_spinning(monkeypatch):
+    # The first use follows a threaded BLAS product of the caller's: the first round waits for
+    # its threads, and contenders that run BLAS products are timed after the others.
+    model = pruned((300, 300, 10), 0.05)
+    sm = SparseMLP(model, threads=2)
+    order, rests = [], []
+
+    def fastest(fns, lows, rest=(False, False)):
+        order.extend(fn.args[1] for fn in fns)
+        rests.append(rest)
+        return 0
+
+    monkeypatch.setattr(planning, "fastest", fastest)
+    planned = Schedule(("sparse", "dense"), 64, ((0, 1, "sparse", 2), (1, 2, "dense", 1)))
+    cal = planning.Calibration("float64", 1e10, 1e9, 1e9, 1e8, 1e-5)
+    chosen = sm._measured(256, planned, 4, cal)
+    assert [("dense" in s.executions) for s in order] == sorted(
+        "dense" in s.executions for s in order
+    )
+    assert chosen == order[0] and rests == [(True, True)]
 
 
 def test_training_steps_decide_the_whole_plan_by_timing_it(monkeypatch):

@@ -370,7 +370,7 @@ class SparseMLP:
         if len(candidates) == 1:
             return planned
         X = np.random.default_rng(n).standard_normal((m, self.sizes[0])).astype(self.dtype)
-        unique = list(candidates)
+        unique = sorted(candidates, key=lambda s: "dense" in s.executions)  # BLAS users last
         best = planning.fastest(
             [partial(self._run, X, s) for s in unique],
             list(candidates.values()),
@@ -382,9 +382,10 @@ class SparseMLP:
                 L._dense = None  # a dense copy was only needed to time it
         return chosen
 
-    def _rest(self, candidates: list[Schedule]) -> float:
-        """planning.BLAS_REST where a threaded contender could follow a threaded BLAS product
-        (a layer timed dense, or a contender with dense layers), else 0."""
+    def _rest(self, candidates: list[Schedule]) -> tuple[bool, bool]:
+        """``planning.rest`` for these contenders: where one is threaded, a wait for idle
+        threads before the first round, and before every round where a threaded BLAS product
+        of this plan (a layer timed dense, or a contender with dense layers) may precede it."""
         return planning.rest(
             threaded=any(t > 1 for s in candidates for *_, t in s.runs),
             after_blas=any("dense" in s.executions for s in candidates)

@@ -64,6 +64,7 @@ __all__ = [
     "set_calibration",
     "set_measure",
     "split_pays",
+    "wait_for_idle_threads",
 ]
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: a chunk of the widest layer input stays in a core's L2
@@ -73,7 +74,13 @@ CHUNK_WORK = 1 << 19  # multiply-adds a chunk must hold to be worth a thread of 
 MEASURE_REPEATS = 3  # timed calls per contender (best of), after one warm-up call
 PEAK_MARGIN = 3.0  # a lower bound is work / (PEAK_MARGIN * best rate seen)
 SPLIT_MARGIN = 2.0  # threads are used where the saved time is twice the hand-off
-BLAS_REST = 0.1  # seconds OpenBLAS's worker threads spin after a threaded product
+# OpenBLAS's worker threads spin for a number of CPU cycles after a threaded product before they
+# sleep (its OPENBLAS_THREAD_TIMEOUT setting): 0.10-0.12 s, measured on a 2.6 GHz machine. A wait
+# for idle threads ends when they stop, and after BLAS_REST seconds at the latest.
+BLAS_REST = 0.15  # the longest wait for idle threads before a round of whole-pass timings
+# Seconds of each sleep that checks whether the other threads are idle: several ticks, since the
+# CPU time of a process's other running threads advances by whole ticks (4 ms at HZ = 250).
+IDLE_PROBE = 0.01
 
 
 def chunk_size(n: int, width: int, itemsize: int, work: int) -> int:
@@ -162,28 +169,57 @@ def best_time(fn: Callable[[], object], repeats: int = MEASURE_REPEATS) -> float
     return float(best)
 
 
-def rest(*, threaded: bool, after_blas: bool) -> float:
-    """Seconds to rest before each round of ``fastest``: BLAS_REST where a threaded contender
-    is timed and a threaded BLAS product may have run (a dense timing or contender), else 0."""
-    return BLAS_REST if threaded and after_blas else 0.0
+def wait_for_idle_threads(limit: float = BLAS_REST, probe: float = IDLE_PROBE) -> float:
+    """Sleep until no other thread of this process is on a CPU, for at most ``limit`` seconds;
+    returns the seconds waited.
+
+    After a threaded BLAS product OpenBLAS's worker threads spin (BLAS_REST) and
+    hold a core; a threaded contender timed then loses to its one-thread twin.
+    Rather than always sleeping that long, this sleeps ``probe`` seconds at a time
+    until the process's CPU time (``time.process_time``, all its threads) grew by
+    less than half the wall time of the last sleep: the calling thread sleeps, so
+    what grows it is another thread at work.
+    """
+    start = time.perf_counter()
+    while True:
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(probe)
+        now = time.perf_counter()
+        if time.process_time() - cpu < 0.5 * (now - wall) or now - start >= limit:
+            return now - start
 
 
-def fastest(fns: list[Callable[[], object]], lows: list[float], rest: float = 0.0) -> int:
+def rest(*, threaded: bool, after_blas: bool) -> tuple[bool, bool]:
+    """Whether ``fastest`` waits for idle threads (``wait_for_idle_threads``) before its first
+    round and before each later round.
+
+    Only where a threaded contender is timed. Then always before the first round
+    (the caller may have run a threaded BLAS product just before this first use),
+    and before the later rounds too where a contender or a layer timing of this
+    plan runs one (``after_blas``).
+    """
+    return threaded, threaded and after_blas
+
+
+def fastest(
+    fns: list[Callable[[], object]], lows: list[float], rest: tuple[bool, bool] = (False, False)
+) -> int:
     """Index of the fastest of ``fns``, timed in MEASURE_REPEATS rounds (the first wins ties):
     FFTW's "measure" planning (Frigo and Johnson 2005) applied to whole passes.
 
     Each round times every contender once after a warm-up call (``best_time(fn, 1)``),
     in order, and keeps each one's best. In the first round a contender whose lower
     bound ``lows[i]`` is not below the best time so far is dropped unrun. ``rest``
-    seconds of sleep precede each round: after a threaded BLAS product OpenBLAS's
-    worker threads spin for about 0.1 s (BLAS_REST) and hold a core, and a threaded
-    contender timed in that window would lose to its one-thread twin.
+    says whether the first round, and each later one, starts by waiting for the
+    process's other threads to go idle (see ``rest``). Callers list the contenders
+    that run BLAS products last, so that within a round none of them is timed just
+    before a threaded one.
     """
     times = [np.inf] * len(fns)
     active: list[int] = []
     for r in range(MEASURE_REPEATS):
-        if rest > 0:
-            time.sleep(rest)
+        if rest[0 if r == 0 else 1]:
+            wait_for_idle_threads()
         for i in range(len(fns)) if r == 0 else active:
             if r == 0:
                 if lows[i] >= min(times):

@@ -400,7 +400,7 @@ class SparseSGD:
         else:
             y = rng.standard_normal((m, self._model.sizes[-1]))
         k = self._state[0]
-        unique = list(candidates)
+        unique = sorted(candidates, key=lambda plan: "dense" in plan[0])  # BLAS users last
         best = planning.fastest(
             [partial(self._loss_and_grads, X, y, k, plan) for plan in unique],
             list(candidates.values()),
