@@ -652,6 +652,32 @@ def targets(result: dict) -> list[dict]:
 
 
 # ------------------------------------------------------------------ report
+def wake_round_trip(trips: int = 2000) -> float:
+    """Median seconds for one thread to wake another and be woken back (two locks, passed to
+    and fro ``trips`` times, in 5 runs): what every hand-off to a sleeping thread costs, and
+    what a thread waiting for the GIL pays when it is handed over."""
+    ping, pong = threading.Lock(), threading.Lock()
+    ping.acquire()
+    pong.acquire()
+
+    def peer() -> None:
+        for _ in range(5 * trips):
+            ping.acquire()
+            pong.release()
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(trips):
+            ping.release()
+            pong.acquire()
+        runs.append((time.perf_counter() - t0) / trips)
+    thread.join()
+    return float(np.median(runs))
+
+
 def markdown(result: dict) -> str:
     """The run as markdown tables (the format of docs/sparse_execution.md's results)."""
     m = result["machine"]
@@ -662,8 +688,13 @@ def markdown(result: dict) -> str:
         f"{m.get('load_after', [float('nan')])[0]:.2f}; copy bandwidth "
         f"{m['copy_bandwidth_one_thread'] / 1e9:.1f} GB/s (one thread), "
         f"{m['copy_bandwidth_two_threads'] / 1e9:.1f} GB/s (two; the bound uses the larger); "
-        f"{m.get('seconds', float('nan')):.0f} s. Microseconds, medians; reps = timed calls per "
-        f"contender."
+        + (
+            f"thread wake round trip {m['wake_round_trip'] * 1e6:.0f} us; "
+            if "wake_round_trip" in m
+            else ""
+        )
+        + f"{m.get('seconds', float('nan')):.0f} s. Microseconds, medians; reps = timed calls per "
+        "contender."
     )
     out = [head, ""]
     out += ["| target | measured | verdict |", "|---|---|---|"]
@@ -852,9 +883,11 @@ def main(argv=None) -> dict:
         bw = copy_bandwidth(bw_bytes)
         info["copy_bandwidth_one_thread"], info["copy_bandwidth_two_threads"] = bw["one"], bw["two"]
         bandwidth = max(bw.values())
+        info["wake_round_trip"] = wake_round_trip(200 if args.quick else 2000)
         print(
             f"copy bandwidth (read + write): one thread {bw['one'] / 1e9:.1f} GB/s, two threads "
-            f"{bw['two'] / 1e9:.1f} GB/s"
+            f"{bw['two'] / 1e9:.1f} GB/s; thread wake round trip "
+            f"{info['wake_round_trip'] * 1e6:.0f} us"
         )
     print(HEADER)
     result["forward"] = forward_table(
