@@ -111,9 +111,7 @@ class _Layer:
 
     def dense(self, k: int) -> np.ndarray:
         """Dense W of buffer set k (pruned entries 0.0), a new array."""
-        W = np.zeros(self.shape)
-        W.ravel()[self.flat] = self.values[k]
-        return W
+        return self._scatter(np.zeros(self.shape), k)
 
     def dense_scratch(self, k: int) -> np.ndarray:
         """Dense W of buffer set k in this layer's one scratch array, rewritten on each call
@@ -122,8 +120,12 @@ class _Layer:
         memory in between."""
         if self._scratch is None:
             self._scratch = np.zeros(self.shape)
-        self._scratch.ravel()[self.flat] = self.values[k]
-        return self._scratch
+        return self._scatter(self._scratch, k)
+
+    def _scatter(self, W: np.ndarray, k: int) -> np.ndarray:
+        """W with the alive entries of buffer set k written in (W[flat] = values[k])."""
+        W.ravel()[self.flat] = self.values[k]
+        return W
 
     def effective_bias(self, k: int) -> np.ndarray:
         return self.bias[k] if self.bias_mask is None else self.bias[k] * self.bias_mask
