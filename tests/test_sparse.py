@@ -360,6 +360,14 @@ def test_waiting_for_idle_threads_lasts_while_another_thread_computes():
     spinner.join()
     assert 0.1 <= waited <= time.perf_counter() - t0 < 4.0
     assert planning.wait_for_idle_threads(limit=0.05) < 1.0  # a limit ends the wait anyway
+    for kwargs, error in [
+        (dict(limit=-1.0), ValueError),
+        (dict(probe=0.0), ValueError),
+        (dict(probe=float("nan")), ValueError),
+        (dict(limit="1"), TypeError),
+    ]:
+        with pytest.raises(error, match=next(iter(kwargs))):
+            planning.wait_for_idle_threads(**kwargs)
 
 
 def test_a_threaded_contender_waits_for_blas_threads_spinning_from_any_product():

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._checks import real_number
 from .pool import available_cores, pool_size, run_parallel
 
 __all__ = [
@@ -78,9 +79,10 @@ SPLIT_MARGIN = 2.0  # threads are used where the saved time is twice the hand-of
 # sleep (its OPENBLAS_THREAD_TIMEOUT setting): 0.10-0.12 s, measured on a 2.6 GHz machine. A wait
 # for idle threads ends when they stop, and after BLAS_REST seconds at the latest.
 BLAS_REST = 0.15  # the longest wait for idle threads before a round of whole-pass timings
-# Seconds of each sleep that checks whether the other threads are idle: several ticks, since the
-# CPU time of a process's other running threads advances by whole ticks (4 ms at HZ = 250).
-IDLE_PROBE = 0.01
+# Seconds of each sleep that checks whether the other threads are idle. The CPU time of a
+# process's other running threads advances by whole clock ticks (4 ms at Linux's HZ = 250, 10 ms
+# at HZ = 100, 15.6 ms on Windows), so a probe spans more than one tick of the coarsest of these.
+IDLE_PROBE = 0.02
 
 
 def chunk_size(n: int, width: int, itemsize: int, work: int) -> int:
@@ -173,13 +175,15 @@ def wait_for_idle_threads(limit: float = BLAS_REST, probe: float = IDLE_PROBE) -
     """Sleep until no other thread of this process is on a CPU, for at most ``limit`` seconds;
     returns the seconds waited.
 
-    After a threaded BLAS product OpenBLAS's worker threads spin (BLAS_REST) and
+    After a threaded BLAS product OpenBLAS's worker threads spin for a while and
     hold a core; a threaded contender timed then loses to its one-thread twin.
-    Rather than always sleeping that long, this sleeps ``probe`` seconds at a time
-    until the process's CPU time (``time.process_time``, all its threads) grew by
-    less than half the wall time of the last sleep: the calling thread sleeps, so
-    what grows it is another thread at work.
+    Rather than always sleeping the longest such spin, this sleeps ``probe``
+    seconds at a time until the process's CPU time (``time.process_time``, all
+    its threads) grew by less than half the wall time of the last sleep: the
+    calling thread sleeps, so what grows it is another thread at work.
     """
+    limit = real_number(limit, "limit", low=0.0)
+    probe = real_number(probe, "probe", low=0.0, low_open=True)
     start = time.perf_counter()
     while True:
         cpu, wall = time.process_time(), time.perf_counter()
