@@ -563,6 +563,57 @@ def test_sampled_product_has_the_bits_of_the_plain_loop(
     )
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_sampled_product_over_many_chunks_reuses_its_buffer_without_leftovers(threads):
+    # 3000 positions at 200 samples (width 256): 12 chunks of 256 positions per call; calls of
+    # other widths and dtypes in between leave the thread's kept buffer at other shapes
+    rng = np.random.default_rng(5)
+    pattern = sp.csr_array((rng.random((200, 300)) < 0.05).astype(np.float64))
+    left, right = rng.standard_normal((200, 200)), rng.standard_normal((300, 200))
+    rows = np.repeat(np.arange(200), np.diff(pattern.indptr))
+    ref = sampled_product_reference(left, right, rows, pattern.indices)
+    for n in (200, 3, 64, 200):
+        got = sampled_product(left[:, :n], right[:, :n], pattern, threads=threads)
+        small = sampled_product(
+            left[:, :n].astype(np.float32),
+            right[:, :n].astype(np.float32),
+            pattern.astype(np.float32),
+            threads=threads,
+        )
+        assert small.dtype == np.float32
+        if n == 200:
+            assert np.array_equal(got, ref)
+
+
+def test_scratch_is_kept_per_thread_and_never_handed_out_twice():
+    from refprune.sparse.products import _keep_scratch, _take_scratch
+
+    dt = np.dtype(np.float64)
+
+    def body():  # on a new thread: an empty store
+        a = _take_scratch(1000, dt)
+        b = _take_scratch(10, dt)  # a nested use while a is taken: other memory
+        assert a.shape == (1000,) and b.shape == (10,) and not np.shares_memory(a, b)
+        _keep_scratch(b)
+        _keep_scratch(a)  # the last one handed back is kept
+        c = _take_scratch(500, dt)
+        assert np.shares_memory(c, a) and c.shape == (500,)
+        other = []
+        t = threading.Thread(target=lambda: other.append(_take_scratch(500, dt)))
+        t.start()
+        t.join()
+        assert not np.shares_memory(other[0], c)  # another thread has a store of its own
+        _keep_scratch(c)
+        assert not np.shares_memory(_take_scratch(2000, dt), a)  # too small: a new array
+        return True
+
+    done = []
+    t = threading.Thread(target=lambda: done.append(body()))
+    t.start()
+    t.join()
+    assert done == [True]
+
+
 def test_sampled_product_is_the_dense_product_at_the_positions():
     rng = np.random.default_rng(7)
     pattern = sp.csr_array(rng.random((30, 20)) < 0.3)
