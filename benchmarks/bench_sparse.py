@@ -112,7 +112,9 @@ ROUNDS = 3  # each contender's repeats are split over this many rounds
 
 
 # ------------------------------------------------------------------ timing
-def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def timed(
+    fns: dict[str, Callable[[], object]], repeats: int, faults: dict[str, float] | None = None
+) -> dict[str, float]:
     """Median seconds per call of each contender over ``repeats`` calls, in ROUNDS runs.
 
     Each round takes the contenders in turn (the order reversed every other
@@ -122,10 +124,16 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float
     through it; then its share of the repeats back to back; then SETTLE_SECONDS
     of rest (after a threaded BLAS or torch call their worker threads spin for
     ~0.1 s, and a threaded product timed in that window loses a core).
+
+    ``faults``, when given, receives each contender's minor page faults per timed
+    call (the whole process's, ``getrusage``; where that does not exist, nothing):
+    memory the C allocator gave back to the system and a contender touches again
+    costs a fault per page, a cost that depends on the heap's state, not the code.
     """
     settle = SETTLE_SECONDS if CONFIG["settle"] is None else CONFIG["settle"]
     rounds = min(ROUNDS, repeats)
     samples: dict[str, list[float]] = {k: [] for k in fns}
+    counted: dict[str, int] = dict.fromkeys(fns, 0)
     for r in range(rounds):
         share = repeats // rounds + (r < repeats % rounds)
         for name in list(fns) if r % 2 == 0 else list(fns)[::-1]:
@@ -136,12 +144,25 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float
             ):
                 fn()
                 calls += 1
+            before = minor_faults()
             for _ in range(share):
                 t0 = time.perf_counter()
                 fn()
                 samples[name].append(time.perf_counter() - t0)
+            counted[name] += minor_faults() - before
             time.sleep(settle)
+    if faults is not None and minor_faults() >= 0:
+        faults.update({k: counted[k] / len(samples[k]) for k in fns})
     return {k: float(np.median(v)) for k, v in samples.items()}
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (-1 where ``resource`` does not exist)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return -1
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 def _two(x: float | None) -> str:
@@ -411,7 +432,9 @@ def dense_masked_step(model: MLP, lr: float):
             gW, gb = d.T @ acts[l], d.sum(0)
             if l > 0:
                 d = (d @ Ws[l]) * (pre[l - 1] > 0)
-            Ws[l] -= lr * (gW * Ms[l])
+            gW *= Ms[l]  # in place: fewer large temporaries for the allocator to fault in
+            gW *= lr
+            Ws[l] -= gW
             bs[l] -= lr * gb
 
     return step
@@ -436,7 +459,8 @@ def training_table(
         reps = repeats_for(
             max(once(f) for f in fns.values()), budget / (len(fns) + 1), min_repeats, 200
         )
-        med = timed(fns, reps)
+        faults: dict[str, float] = {}
+        med = timed(fns, reps, faults)
         row = {
             "model": "-".join(map(str, sizes)),
             "dtype": "float64",
@@ -445,6 +469,7 @@ def training_table(
             "repeats": reps,
             "plan": plan_letters(opts["auto"].plan(batch)),
             **{f"{k}_us": v * 1e6 for k, v in med.items()},
+            **{f"{k}_faults": v for k, v in faults.items()},
         }
         row["auto_best"] = auto_best(row)
         if row["auto_best"] > AUTO_TARGET:
@@ -459,7 +484,12 @@ def training_table(
         print(
             f"{'train step':>15} {density:5.2f} {batch:5d} {reps:4d} "
             + " ".join(f"{k} {row[k + '_us']:10.1f}" for k in fns)
-            + f" {speed}auto/best {row['auto_best']:5.2f} plan {row['plan']}",
+            + f" {speed}auto/best {row['auto_best']:5.2f} plan {row['plan']}"
+            + (
+                " page faults/call " + " ".join(f"{k} {faults[k]:.0f}" for k in fns)
+                if faults
+                else ""
+            ),
             flush=True,
         )
     return rows
@@ -727,9 +757,10 @@ def markdown(result: dict) -> str:
         "",
         (
             "| training step | density | N | reps | dense masked | sdense | sparse | auto | "
-            "dense/sparse | dense/auto | auto/best | paired | plan |"
+            "dense/sparse | dense/auto | auto/best | paired | plan | page faults per call "
+            "(dense masked / sparse / auto) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["training"]:
         out.append(
@@ -737,7 +768,12 @@ def markdown(result: dict) -> str:
             f"{us(r, 'dense_us')} | {us(r, 'sdense_us')} | {us(r, 'sparse_us')} | "
             f"{us(r, 'auto_us')} | "
             f"{r['dense_us'] / r['sparse_us']:.2f} | {r['dense_us'] / r['auto_us']:.2f} | "
-            f"{r['auto_best']:.2f} | {_two(r.get('auto_best_paired'))} | {r['plan']} |"
+            f"{r['auto_best']:.2f} | {_two(r.get('auto_best_paired'))} | {r['plan']} | "
+            + " / ".join(
+                f"{r[k]:.0f}" if k in r else ""
+                for k in ("dense_faults", "sparse_faults", "auto_faults")
+            )
+            + " |"
         )
     if result.get("threads"):
         out += [
