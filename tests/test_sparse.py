@@ -471,6 +471,29 @@ def test_chunks_depend_on_the_batch_widths_and_work_only(n, width, itemsize, wor
     assert planning.chunk_size(n, width, itemsize, work) == expected
 
 
+@pytest.mark.parametrize(
+    "n,width,itemsize,work,expected",
+    [
+        (256, 784, 8, 5324, 64),  # 784-300-100-10 at 2 %: rows of a^T of 512 bytes
+        (2048, 784, 4, 5324, 128),  # float32: 128 samples in 512 bytes
+        (256, 4096, 8, 167772, 16),
+        (2048, 4096, 4, 167772, 32),
+    ],
+)
+def test_a_forward_pass_takes_chunks_of_half_a_training_steps_cache(
+    n, width, itemsize, work, expected
+):
+    got = planning.chunk_size(n, width, itemsize, work, planning.FORWARD_CHUNK_BYTES)
+    assert got == expected
+
+
+def test_the_forward_schedule_uses_the_forward_chunks():
+    model = pruned((784, 300, 100, 10), 0.02)
+    s = SparseMLP(model, execution="sparse", threads=1)
+    s.forward(np.zeros((256, 784)))
+    assert s._schedules[256].chunk == 64
+
+
 def test_override_forces_the_execution_per_layer():
     model = pruned((50, 40, 30, 5), 0.5)
     assert SparseMLP(model, execution="sparse").plan(4) == ["sparse"] * 3

@@ -306,7 +306,11 @@ class SparseMLP:
         cal = calibrate(self.dtype)
         widest = max(self.sizes[:-1])
         work = sum(layer.nnz for layer in self.layers)
-        chunk = 1 if n == 1 else chunk_size(n, widest, self.dtype.itemsize, work)
+        chunk = (
+            1
+            if n == 1
+            else chunk_size(n, widest, self.dtype.itemsize, work, planning.FORWARD_CHUNK_BYTES)
+        )
         n_chunks = -(-n // chunk)
         executions, sparse_seconds = [], []
         for l, (layer, forced) in enumerate(zip(self.layers, self.execution)):
