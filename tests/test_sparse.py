@@ -872,6 +872,20 @@ def test_dense_layers_reuse_one_scratch_copy_with_the_same_bits():
     assert all(L._scratch is None for L in sparse.layers)
 
 
+@pytest.mark.parametrize("shape,n", [((30, 50), 7), ((5, 3), 40), ((300, 784), 64)])
+def test_a_dense_layers_gradient_in_the_kept_scratch_is_the_plain_product(shape, n):
+    from refprune.sparse.train import _dense_gradient_at
+
+    rng = np.random.default_rng(3)
+    dzT, aT = rng.standard_normal((shape[0], n)), rng.standard_normal((shape[1], n))
+    flat = np.flatnonzero(rng.random(shape) < 0.3)
+    expected = (dzT @ aT.T).ravel()[flat]
+    first = _dense_gradient_at(dzT, aT, flat)
+    again = _dense_gradient_at(dzT, aT, flat)  # in the same scratch array, kept
+    assert np.array_equal(first, expected) and np.array_equal(again, expected)
+    assert not np.shares_memory(first, again)  # results never alias the scratch
+
+
 def test_a_step_reads_the_callers_batch_without_writing_it():
     model = pruned((6, 4, 3), 0.5)
     X, y = batch(model, 5), np.array([0, 1, 2, 0, 1])

@@ -49,7 +49,13 @@ from . import plan as planning
 from .forward import check_execution, check_model, check_threads
 from .plan import calibrate, chunk_size, split_pays
 from .pool import run_parallel
-from .products import _feature_major, _pairwise_rows, _sampled_product
+from .products import (
+    _feature_major,
+    _keep_scratch,
+    _pairwise_rows,
+    _sampled_product,
+    _take_scratch,
+)
 
 __all__ = ["SparseSGD"]
 
@@ -72,6 +78,19 @@ def _row_sums(M: np.ndarray) -> np.ndarray:
     padded = np.full((k, width), -0.0, dtype=M.dtype)  # -0.0: x + -0.0 == x for every x
     padded[:, :n] = M
     return _pairwise_rows(padded).copy()
+
+
+def _dense_gradient_at(dzT: np.ndarray, aT: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """(dz^T a) at the flat positions ``flat``: the dense product (BLAS), computed in this
+    thread's kept scratch array (a new (out, in) array per chunk costs page faults wherever
+    the allocator gives the memory back in between)."""
+    shape = (dzT.shape[0], aT.shape[0])
+    buf = _take_scratch(shape[0] * shape[1], dzT.dtype)
+    try:
+        G = np.matmul(dzT, aT.T, out=buf.reshape(shape))
+        return cast(np.ndarray, G.ravel()[flat])
+    finally:
+        _keep_scratch(buf)
 
 
 class _Layer:
@@ -282,7 +301,7 @@ class SparseSGD:
             if executions[l] == "sparse":  # only at the alive positions
                 gw = _sampled_product(dzT, acts[l], L.rows, L.indices, np.empty(L.nnz))
             else:
-                gw = (dzT @ acts[l].T).ravel()[L.flat]
+                gw = _dense_gradient_at(dzT, acts[l], L.flat)
             gb = _row_sums(dzT)
             grads[l] = (gw, gb if L.bias_mask is None else gb * L.bias_mask)
             if l > 0:
