@@ -282,6 +282,26 @@ def test_whole_network_contenders_decide_the_threads(monkeypatch):
         planning.set_calibration(None, np.float64)
 
 
+@pytest.mark.parametrize("n,timed", [(2048, 512), (256, 256), (40, 40)])
+def test_whole_pass_contenders_run_on_up_to_eight_chunks(monkeypatch, n, timed):
+    from refprune.sparse import forward
+
+    model = pruned((784, 30, 10), 0.05)  # float64 chunks of 64 samples here
+    seen = []
+    real = planning.fastest
+
+    def spy(fns, lows, rest=(False, False)):
+        seen.extend(fn.args[0].shape[0] for fn in fns)
+        return real(fns, lows, rest)
+
+    monkeypatch.setattr(planning, "fastest", spy)
+    sm = SparseMLP(model, threads=2)
+    sm.plan(n)
+    assert seen and set(seen) == {min(n, forward.MEASURE_CHUNKS * sm._schedules[n].chunk)}
+    assert sm._schedules[n].chunk == 64 or n < 64
+    assert set(seen) == {timed}
+
+
 def test_estimated_choice_follows_density(estimated_choice):
     assert SparseMLP(pruned((1000, 1000), 0.01)).plan(32) == ["sparse"]
     assert SparseMLP(pruned((1000, 1000), 0.5)).plan(32) == ["dense"]

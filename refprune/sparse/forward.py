@@ -37,6 +37,11 @@ from .products import _csr_matmul, _feature_major, row_blocks
 __all__ = ["EXECUTIONS", "SparseMLP", "to_sparse"]
 
 EXECUTIONS = ("auto", "dense", "sparse")
+# Whole-pass contenders are timed on up to 8 chunks, as many samples as 4 chunks of a training
+# step's size. Timed on 4 forward chunks (64 samples of a 4096-wide float64 input), threaded
+# contenders on a guest kernel that packs threads onto one vCPU showed too little of their
+# speed-up, and a plan on one thread ran 1.3-1.8x slower than forced sparse on the threads.
+MEASURE_CHUNKS = 8
 DTYPES = ("float64", "float32")
 
 
@@ -356,10 +361,10 @@ class SparseMLP:
         calling thread alone (even where the executions are pinned: threads
         are only ever taken where measured to pay), and, where no layer is
         pinned, every layer sparse (threaded as planned, and not) and every
-        layer dense. Contenders are timed on min(n, 4 chunks) samples: the
-        same chunks, fewer of them.
+        layer dense. Contenders are timed on min(n, MEASURE_CHUNKS chunks)
+        samples: the same chunks, fewer of them.
         """
-        m = n if n == 1 else min(n, 4 * planned.chunk)
+        m = n if n == 1 else min(n, MEASURE_CHUNKS * planned.chunk)
         candidates = {planned: 0.0, _serial(planned): 0.0}
         if all(how == "auto" for how in self.execution):
             work = [planning.sparse_estimate(L.nnz, n, cal) for L in self.layers]
